@@ -1,0 +1,162 @@
+//! The command line: parse, load config, hand over. Nothing else lives here.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+
+use crate::app::App;
+use crate::config::{Config, LogFormat};
+
+/// handoff keeps a CRM and an ERP in step: signed webhooks in, a durable journal and queue,
+/// YAML mappings, ERP adapters and status back to the CRM.
+#[derive(Debug, Parser)]
+#[command(name = "handoff", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the service. Without --config it runs on the embedded defaults: listen on
+    /// 127.0.0.1:8080, data in ./data, mappings and connectors from ./mappings and ./connectors.
+    Serve {
+        /// A TOML config file (see config.example.toml). HANDOFF_* variables override its keys.
+        #[arg(long, env = "HANDOFF_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Check the config, connectors and mappings; print every problem with file:line:col and
+    /// exit non-zero if there is any.
+    Check {
+        #[arg(long, env = "HANDOFF_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Ask a running handoff whether it is ready (for container health checks). Exits 0 if so.
+    Healthcheck {
+        /// Base URL of the service; defaults to the configured listen address.
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long, env = "HANDOFF_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { config } => serve(config),
+        Command::Check { config } => return check(config),
+        Command::Healthcheck { url, config } => healthcheck(url, config),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
+    let (config, origin) = Config::load(path.as_deref())?;
+    init_logging(&config);
+    runtime()?.block_on(async {
+        let (app, warnings) = App::build(&config, &origin)?;
+        for warning in warnings {
+            tracing::warn!("{warning}");
+        }
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        tracing::info!(
+            listen = %listener.local_addr()?,
+            data_dir = %config.data_dir.display(),
+            sources = config.sources.len(),
+            "handoff is serving"
+        );
+        app.serve(listener, shutdown_signal()).await?;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+fn check(path: Option<PathBuf>) -> ExitCode {
+    let problems = crate::check::run(path.as_deref());
+    for problem in &problems {
+        println!("{problem}");
+    }
+    if problems.is_empty() {
+        println!("ok: config, connectors and mappings are valid");
+        ExitCode::SUCCESS
+    } else {
+        println!("{} problem(s)", problems.len());
+        ExitCode::FAILURE
+    }
+}
+
+fn healthcheck(url: Option<String>, path: Option<PathBuf>) -> anyhow::Result<()> {
+    let base = match url {
+        Some(url) => url,
+        None => {
+            let (config, _) = Config::load(path.as_deref())?;
+            format!("http://{}", config.listen)
+        }
+    };
+    runtime()?.block_on(async {
+        let response = reqwest::Client::new()
+            .get(format!("{}/readyz", base.trim_end_matches('/')))
+            .timeout(std::time::Duration::from_secs(5))
+            .send()
+            .await
+            .context("handoff did not answer")?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "not ready: {}",
+            response.status()
+        );
+        println!("ready");
+        Ok(())
+    })
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match config.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Pretty => builder.init(),
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

@@ -1,0 +1,535 @@
+//! Typed runtime configuration.
+//!
+//! Loaded from TOML (a file given with `--config`, or the embedded `config.example.toml` when no
+//! file is given), then overridden by `HANDOFF_*` environment variables, then checked by
+//! [`Config::validate`]. Unknown keys are rejected everywhere, so a typo is an error, not a
+//! silently ignored setting.
+//!
+//! Environment overrides name a key path in upper case with `__` between table levels:
+//! `HANDOFF_LISTEN=0.0.0.0:8080`, `HANDOFF_LOG__FORMAT=json`,
+//! `HANDOFF_INGEST__MAX_BODY_BYTES=2097152`. The value is read as a TOML value when it parses as
+//! one (numbers, booleans) and as a string otherwise.
+//!
+//! Secrets never appear in the file: a source names the environment variable that holds its
+//! secret (`secret_env = "CRM_WEBHOOK_SECRET"`), read once at start by [`SecretEnv::resolve`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+/// The configuration `handoff serve` uses when no `--config` is given.
+pub const EMBEDDED_DEFAULTS: &str = include_str!("../config.example.toml");
+
+/// Environment variables with this prefix override config keys.
+const ENV_PREFIX: &str = "HANDOFF_";
+/// `HANDOFF_CONFIG` names the config file (read by the CLI), not a key.
+const ENV_NOT_A_KEY: &[&str] = &["HANDOFF_CONFIG"];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP server binds.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Directory of the embedded store (journal, queue, cross-references).
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Directory of the YAML mapping files.
+    #[serde(default = "default_mappings_dir")]
+    pub mappings_dir: PathBuf,
+    /// Directory of the YAML connector files.
+    #[serde(default = "default_connectors_dir")]
+    pub connectors_dir: PathBuf,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    /// Webhook senders, by the name used in `POST /hooks/{name}`.
+    #[serde(default)]
+    pub sources: BTreeMap<String, SourceConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `pretty` for people, `json` for log collectors.
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A tracing filter: `info`, `handoff=debug,tower_http=info`, …
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Largest accepted request body; larger ones get 413.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// How long an event id is remembered for dedupe (senders retry for up to 3 days).
+    #[serde(default = "default_dedupe_window_secs")]
+    pub dedupe_window_secs: u64,
+    /// Default replay window for schemes with a timestamp, both into the past and the future.
+    #[serde(default = "default_tolerance_secs")]
+    pub tolerance_secs: u64,
+    /// The externally visible base URL (`https://hooks.example.com`), used by schemes that sign
+    /// the full request URI (HubSpot v3) when handoff runs behind a proxy.
+    #[serde(default)]
+    pub public_base_url: Option<String>,
+}
+
+/// One webhook sender.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// The signature scheme.
+    pub preset: Preset,
+    /// Environment variable(s) holding the secret(s). Several are all accepted (rotation).
+    #[serde(default)]
+    pub secret_env: SecretEnv,
+    /// Explicit scheme parameters for `preset = "hmac"`.
+    #[serde(default)]
+    pub signature: Option<HmacParams>,
+    /// Replay window for this source, overriding `ingest.tolerance_secs`.
+    #[serde(default)]
+    pub tolerance_secs: Option<u64>,
+    /// Overrides `ingest.public_base_url` for this source.
+    #[serde(default)]
+    pub public_base_url: Option<String>,
+    /// `salesforce_outbound`: the Salesforce org ids allowed to post.
+    #[serde(default)]
+    pub organization_ids: Vec<String>,
+    /// Where the sender's event id is; defaults to the preset's header.
+    #[serde(default)]
+    pub event_id: Option<Locator>,
+    /// JSON pointer to an array of events in one body (HubSpot sends up to 100 at once: `""`).
+    #[serde(default)]
+    pub batch: Option<String>,
+    /// JSON pointer to the record id, unless an event rule says otherwise.
+    #[serde(default)]
+    pub object_id: Option<String>,
+    /// JSON pointer to the record version (modified time or sequence), for ordering.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// How events get their type; the first rule whose `when` holds wins. An event that no rule
+    /// matches is answered 200 and recorded as ignored.
+    #[serde(default)]
+    pub events: Vec<EventRule>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Preset {
+    StandardWebhooks,
+    Stripe,
+    HubspotV3,
+    Github,
+    Shopify,
+    Hmac,
+    SalesforceOutbound,
+}
+
+/// One environment variable name or several.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(untagged)]
+pub enum SecretEnv {
+    #[default]
+    None,
+    One(String),
+    Many(Vec<String>),
+}
+
+impl SecretEnv {
+    pub fn names(&self) -> Vec<&str> {
+        match self {
+            SecretEnv::None => vec![],
+            SecretEnv::One(name) => vec![name.as_str()],
+            SecretEnv::Many(names) => names.iter().map(String::as_str).collect(),
+        }
+    }
+
+    /// Reads the secrets; the error names the missing variable, never a value.
+    pub fn resolve(&self) -> anyhow::Result<Vec<String>> {
+        self.names()
+            .into_iter()
+            .map(|name| match std::env::var(name) {
+                Ok(value) if !value.is_empty() => Ok(value),
+                _ => bail!("environment variable {name} is not set"),
+            })
+            .collect()
+    }
+}
+
+/// Parameters of the generic HMAC scheme.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HmacParams {
+    /// Header carrying the signature.
+    pub header: String,
+    /// Template of the signed bytes: `{body}`, `{timestamp}`, `{id}`, `{method}`, `{uri}` and
+    /// literal text, e.g. `"{timestamp}.{body}"`.
+    #[serde(default = "default_signed")]
+    pub signed: String,
+    #[serde(default)]
+    pub encoding: Encoding,
+    /// Text before the signature in the header, e.g. `sha256=`.
+    #[serde(default)]
+    pub prefix: String,
+    /// Splits a header that carries several signatures.
+    #[serde(default)]
+    pub separator: Option<String>,
+    #[serde(default)]
+    pub key: KeyDecoding,
+    /// Header carrying the signing time, if the scheme has one.
+    #[serde(default)]
+    pub timestamp_header: Option<String>,
+    #[serde(default)]
+    pub timestamp_unit: TimestampUnit,
+    /// Header carrying the event id, used in `{id}` and for dedupe.
+    #[serde(default)]
+    pub id_header: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    #[default]
+    Hex,
+    Base64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyDecoding {
+    /// The secret's UTF-8 bytes.
+    #[default]
+    Raw,
+    /// The secret is base64.
+    Base64,
+    /// `whsec_` + base64 (Standard Webhooks).
+    Whsec,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimestampUnit {
+    #[default]
+    Seconds,
+    Milliseconds,
+}
+
+/// Where a value is: a request header or a JSON pointer into the body.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum Locator {
+    Header(String),
+    Pointer(String),
+}
+
+/// Gives matching events a type, such as `opportunity.won`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventRule {
+    /// The event type, `object.verb` by convention.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// The CRM object, e.g. `Opportunity`.
+    pub object: String,
+    /// JSON pointer → expected value; all must hold. Empty matches every event.
+    #[serde(default)]
+    pub when: BTreeMap<String, toml::Value>,
+    /// Overrides the source's `object_id` pointer.
+    #[serde(default)]
+    pub object_id: Option<String>,
+    /// Overrides the source's `version` pointer.
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./data")
+}
+fn default_mappings_dir() -> PathBuf {
+    PathBuf::from("./mappings")
+}
+fn default_connectors_dir() -> PathBuf {
+    PathBuf::from("./connectors")
+}
+fn default_log_level() -> String {
+    "info".to_owned()
+}
+fn default_max_body_bytes() -> usize {
+    1024 * 1024
+}
+fn default_dedupe_window_secs() -> u64 {
+    72 * 3600
+}
+fn default_tolerance_secs() -> u64 {
+    300
+}
+fn default_signed() -> String {
+    "{body}".to_owned()
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::default(),
+            level: default_log_level(),
+        }
+    }
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: default_max_body_bytes(),
+            dedupe_window_secs: default_dedupe_window_secs(),
+            tolerance_secs: default_tolerance_secs(),
+            public_base_url: None,
+        }
+    }
+}
+
+/// Where the configuration came from; embedded defaults are a demo and tolerate missing secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Embedded,
+    File(PathBuf),
+}
+
+impl Config {
+    /// Loads the file (or the embedded defaults), applies `HANDOFF_*` overrides, validates.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<(Config, Origin)> {
+        let (text, origin) = match path {
+            Some(path) => (
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?,
+                Origin::File(path.to_owned()),
+            ),
+            None => (EMBEDDED_DEFAULTS.to_owned(), Origin::Embedded),
+        };
+        let name = match &origin {
+            Origin::File(path) => path.display().to_string(),
+            Origin::Embedded => "embedded defaults (config.example.toml)".to_owned(),
+        };
+        let config = Self::parse(&text, std::env::vars())
+            .with_context(|| format!("invalid configuration in {name}"))?;
+        Ok((config, origin))
+    }
+
+    /// Parses TOML text with the given environment applied on top.
+    pub fn parse(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Config> {
+        let mut table: toml::Table = toml::from_str(text)?;
+        for (name, value) in env {
+            if let Some(path) = name.strip_prefix(ENV_PREFIX) {
+                if ENV_NOT_A_KEY.contains(&name.as_str()) {
+                    continue;
+                }
+                override_key(&mut table, path, &value)
+                    .with_context(|| format!("environment variable {name}"))?;
+            }
+        }
+        let config: Config = table.try_into()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what types cannot: names, pointers, preset parameters.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.ingest.max_body_bytes == 0 {
+            bail!("ingest.max_body_bytes must be above 0");
+        }
+        for (name, source) in &self.sources {
+            source
+                .validate()
+                .with_context(|| format!("sources.{name}"))?;
+            if !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                bail!("source name {name:?} may hold only letters, digits, '_' and '-'");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SourceConfig {
+    fn validate(&self) -> anyhow::Result<()> {
+        let needs_secret = self.preset != Preset::SalesforceOutbound;
+        if needs_secret && self.secret_env.names().is_empty() {
+            bail!("secret_env is required for preset {:?}", self.preset);
+        }
+        match (self.preset, &self.signature) {
+            (Preset::Hmac, None) => bail!("preset \"hmac\" needs a [signature] table"),
+            (Preset::Hmac, Some(params)) => crate::ingest::template::parse(&params.signed)
+                .map(drop)
+                .context("signature.signed")?,
+            (_, Some(_)) => bail!("[signature] is only for preset \"hmac\""),
+            (_, None) => {}
+        }
+        if self.preset == Preset::SalesforceOutbound && self.organization_ids.is_empty() {
+            bail!("salesforce_outbound needs organization_ids (the allow-list)");
+        }
+        let pointers = [&self.batch, &self.object_id, &self.version]
+            .into_iter()
+            .flatten()
+            .chain(self.events.iter().flat_map(|rule| {
+                rule.when
+                    .keys()
+                    .chain(rule.object_id.iter())
+                    .chain(rule.version.iter())
+            }));
+        for pointer in pointers {
+            check_pointer(pointer)?;
+        }
+        if let Some(Locator::Pointer(pointer)) = &self.event_id {
+            check_pointer(pointer)?;
+        }
+        if let Some(url) = &self.public_base_url {
+            check_base_url(url)?;
+        }
+        Ok(())
+    }
+}
+
+fn check_pointer(pointer: &str) -> anyhow::Result<()> {
+    if !pointer.is_empty() && !pointer.starts_with('/') {
+        bail!("{pointer:?} is not a JSON pointer: it must be empty or start with '/'");
+    }
+    Ok(())
+}
+
+fn check_base_url(url: &str) -> anyhow::Result<()> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        bail!("public_base_url {url:?} must start with http:// or https://");
+    }
+    Ok(())
+}
+
+/// Sets `path` (upper case, `__` between levels) in `table` to `value`.
+fn override_key(table: &mut toml::Table, path: &str, value: &str) -> anyhow::Result<()> {
+    let keys: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
+    let (last, parents) = keys.split_last().context("empty key")?;
+    let mut current = table;
+    for key in parents {
+        current = current
+            .entry(key.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .with_context(|| format!("{key} is not a table"))?;
+    }
+    let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_owned()));
+    current.insert(last.clone(), parsed);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn example_config_loads_and_documents_every_source_preset() {
+        let config = Config::parse(EMBEDDED_DEFAULTS, env(&[])).unwrap();
+        assert_eq!(config.listen, default_listen());
+        assert_eq!(config.data_dir, PathBuf::from("./data"));
+        let presets: Vec<Preset> = config.sources.values().map(|s| s.preset).collect();
+        for preset in [
+            Preset::StandardWebhooks,
+            Preset::Stripe,
+            Preset::HubspotV3,
+            Preset::Github,
+            Preset::Shopify,
+            Preset::Hmac,
+            Preset::SalesforceOutbound,
+        ] {
+            assert!(presets.contains(&preset), "example lacks {preset:?}");
+        }
+    }
+
+    #[test]
+    fn env_overrides_nested_keys_with_typed_values() {
+        let config = Config::parse(
+            EMBEDDED_DEFAULTS,
+            env(&[
+                ("HANDOFF_LISTEN", "0.0.0.0:9000"),
+                ("HANDOFF_LOG__FORMAT", "json"),
+                ("HANDOFF_INGEST__MAX_BODY_BYTES", "2048"),
+                ("HANDOFF_CONFIG", "ignored.toml"),
+                ("OTHER", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.log.format, LogFormat::Json);
+        assert_eq!(config.ingest.max_body_bytes, 2048);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_from_file_and_env() {
+        let err = Config::parse("listen = \"127.0.0.1:1\"\nlisten_port = 3\n", env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listen_port"), "{err}");
+        let err = Config::parse("", env(&[("HANDOFF_LOG__COLOUR", "red")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn source_mistakes_are_named() {
+        let err = Config::parse("[sources.crm]\npreset = \"github\"\n", env(&[])).unwrap_err();
+        assert!(format!("{err:#}").contains("sources.crm: secret_env is required"));
+        let err = Config::parse(
+            "[sources.crm]\npreset = \"github\"\nsecret_env = \"X\"\nobject_id = \"Id\"\n",
+            env(&[]),
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("not a JSON pointer"));
+        let err = Config::parse(
+            "[sources.x]\npreset = \"hmac\"\nsecret_env = \"X\"\n[sources.x.signature]\nheader = \"h\"\nsigned = \"{nope}\"\n",
+            env(&[]),
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("{nope}"), "{err:#}");
+        let err = Config::parse("[sources.sf]\npreset = \"salesforce_outbound\"\n", env(&[]))
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("organization_ids"));
+    }
+
+    #[test]
+    fn secrets_resolve_by_name_and_errors_never_carry_values() {
+        let secret = SecretEnv::Many(vec!["HANDOFF_T_SURELY_UNSET_1".into()]);
+        let err = secret.resolve().unwrap_err().to_string();
+        assert!(err.contains("HANDOFF_T_SURELY_UNSET_1"));
+    }
+}

@@ -1,0 +1,334 @@
+//! `POST /hooks/{source}`: from raw request to durable journal entry.
+//!
+//! ```text
+//! find source → check content type → read body (limit) → authenticate on the raw bytes
+//!   → parse → split into events → type them (rules) → journal.append (dedupe, fsync) → 202
+//! ```
+//!
+//! Ingest knows nothing of mappings or adapters; it only stores what an authenticated sender
+//! posted. Events no rule gives a type are stored as ignored and answered 200 so the sender stops
+//! retrying. Files: `verify.rs` (the one parameterised verifier), `preset.rs` (named schemes),
+//! `template.rs` (signed-bytes templates), `event.rs` (envelopes and type rules),
+//! `salesforce.rs` (SOAP outbound messages), `error.rs` (refusals → responses).
+
+pub mod error;
+pub mod event;
+pub mod preset;
+pub mod salesforce;
+pub mod template;
+pub mod verify;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use serde_json::json;
+
+use crate::config::{Config, Origin, Preset, SourceConfig};
+use crate::envelope::Envelope;
+use crate::journal::Journal;
+use error::IngestError;
+use event::{IdSource, Typing};
+use verify::{SignedRequest, Verifier};
+
+/// How a source proves who sent a request.
+#[derive(Debug)]
+enum Auth {
+    Signature(Verifier),
+    /// Salesforce outbound messages carry no signature: an org id allow-list.
+    SalesforceOrganizations(Vec<String>),
+    /// The secret is missing (embedded defaults only): answer 503.
+    Disabled,
+}
+
+#[derive(Debug)]
+struct Source {
+    name: String,
+    auth: Auth,
+    typing: Typing,
+    base_url: Option<String>,
+}
+
+/// A request body whose sender is authenticated; the only thing events are made from.
+struct Authenticated<'a> {
+    body: &'a str,
+    signed_at: Option<i64>,
+}
+
+/// The ingest side of the service.
+pub struct Ingest {
+    sources: HashMap<String, Source>,
+    journal: Arc<Journal>,
+    max_body_bytes: usize,
+}
+
+impl Ingest {
+    /// Compiles every source. With embedded defaults a missing secret disables its source and is
+    /// returned as a warning; with a config file it is an error.
+    pub fn new(
+        config: &Config,
+        origin: &Origin,
+        journal: Arc<Journal>,
+    ) -> anyhow::Result<(Ingest, Vec<String>)> {
+        let mut sources = HashMap::new();
+        let mut warnings = Vec::new();
+        for (name, source) in &config.sources {
+            let compiled = compile(name, source, config, origin, &mut warnings)
+                .with_context(|| format!("sources.{name}"))?;
+            sources.insert(name.clone(), compiled);
+        }
+        let ingest = Ingest {
+            sources,
+            journal,
+            max_body_bytes: config.ingest.max_body_bytes,
+        };
+        Ok((ingest, warnings))
+    }
+
+    async fn receive(
+        &self,
+        name: &str,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: Body,
+    ) -> Result<Response, IngestError> {
+        let source = self
+            .sources
+            .get(name)
+            .ok_or_else(|| IngestError::UnknownSource(name.to_owned()))?;
+        let salesforce = matches!(source.auth, Auth::SalesforceOrganizations(_));
+        check_content_type(headers, salesforce)?;
+        let bytes = read_body(headers, body, self.max_body_bytes).await?;
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| IngestError::MalformedBody("body is not UTF-8".into()))?;
+
+        let envelopes = match &source.auth {
+            Auth::Disabled => return Err(IngestError::SourceDisabled(name.to_owned())),
+            Auth::Signature(verifier) => {
+                let full_uri = full_uri(source.base_url.as_deref(), headers, uri);
+                let request = SignedRequest {
+                    headers,
+                    method: method.as_str(),
+                    uri: &full_uri,
+                    body: &bytes,
+                };
+                let verified = verifier.verify(request, Utc::now().timestamp())?;
+                let authenticated = Authenticated {
+                    body: text,
+                    signed_at: verified.timestamp,
+                };
+                json_events(source, authenticated, headers)?
+            }
+            Auth::SalesforceOrganizations(allowed) => {
+                let message = salesforce::parse(text)?;
+                if !allowed.contains(&message.organization_id) {
+                    return Err(IngestError::OrganizationNotAllowed);
+                }
+                let redacted = salesforce::redact_session_id(text);
+                let authenticated = Authenticated {
+                    body: &redacted,
+                    signed_at: None,
+                };
+                let events = message.notifications.into_iter().map(|(_, data)| data);
+                envelopes(source, authenticated, headers, events)?
+            }
+        };
+
+        self.journal.append(&envelopes).await?;
+        let ignored = envelopes.iter().all(Envelope::is_ignored);
+        tracing::debug!(source = name, events = envelopes.len(), ignored, "accepted");
+        if salesforce {
+            return Ok((
+                [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
+                salesforce::ACK,
+            )
+                .into_response());
+        }
+        let (status, word) = if ignored {
+            (StatusCode::OK, "ignored")
+        } else {
+            (StatusCode::ACCEPTED, "accepted")
+        };
+        Ok((
+            status,
+            Json(json!({ "status": word, "events": envelopes.len() })),
+        )
+            .into_response())
+    }
+}
+
+fn compile(
+    name: &str,
+    config: &SourceConfig,
+    root: &Config,
+    origin: &Origin,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<Source> {
+    let tolerance = config.tolerance_secs.unwrap_or(root.ingest.tolerance_secs);
+    let scheme = preset::scheme(config.preset, config.signature.as_ref(), tolerance)?;
+    let preset_ids = scheme
+        .as_ref()
+        .map(|s| s.id_headers.clone())
+        .unwrap_or_default();
+    let mut typing = Typing::new(config, preset_ids).map_err(anyhow::Error::msg)?;
+    let auth = match scheme {
+        None => {
+            if config.preset == Preset::SalesforceOutbound && config.event_id.is_none() {
+                typing.id = IdSource::Pointer("/NotificationId".into());
+            }
+            Auth::SalesforceOrganizations(config.organization_ids.clone())
+        }
+        Some(scheme) => match config.secret_env.resolve() {
+            Ok(secrets) => Auth::Signature(Verifier::new(scheme, &secrets)?),
+            Err(missing) if *origin == Origin::Embedded => {
+                warnings.push(format!("source {name} is disabled: {missing}"));
+                Auth::Disabled
+            }
+            Err(missing) => return Err(missing),
+        },
+    };
+    Ok(Source {
+        name: name.to_owned(),
+        auth,
+        typing,
+        base_url: config
+            .public_base_url
+            .clone()
+            .or_else(|| root.ingest.public_base_url.clone())
+            .map(|url| url.trim_end_matches('/').to_owned()),
+    })
+}
+
+fn json_events(
+    source: &Source,
+    authenticated: Authenticated<'_>,
+    headers: &HeaderMap,
+) -> Result<Vec<Envelope>, IngestError> {
+    let parsed = serde_json::from_str(authenticated.body)
+        .map_err(|e| IngestError::MalformedBody(format!("invalid JSON: {e}")))?;
+    let events = source.typing.split(parsed)?;
+    envelopes(source, authenticated, headers, events.into_iter())
+}
+
+fn envelopes(
+    source: &Source,
+    authenticated: Authenticated<'_>,
+    headers: &HeaderMap,
+    events: impl Iterator<Item = serde_json::Value>,
+) -> Result<Vec<Envelope>, IngestError> {
+    let received_at = Utc::now();
+    events
+        .enumerate()
+        .map(|(index, data)| {
+            source.typing.envelope(
+                &source.name,
+                data,
+                index,
+                headers,
+                authenticated.body,
+                authenticated.signed_at,
+                received_at,
+            )
+        })
+        .collect()
+}
+
+fn check_content_type(headers: &HeaderMap, xml: bool) -> Result<(), IngestError> {
+    let value = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let ok = if xml {
+        matches!(
+            essence.as_str(),
+            "text/xml" | "application/xml" | "application/soap+xml"
+        )
+    } else {
+        essence == "application/json" || essence.ends_with("+json")
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(IngestError::UnsupportedMediaType(value.to_owned()))
+    }
+}
+
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<bytes::Bytes, IngestError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(IngestError::BodyTooLarge(limit));
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|error| {
+        let inner = error.into_inner();
+        if inner
+            .downcast_ref::<http_body_util::LengthLimitError>()
+            .is_some()
+        {
+            IngestError::BodyTooLarge(limit)
+        } else {
+            IngestError::MalformedBody("the body could not be read".into())
+        }
+    })
+}
+
+/// The URI as the sender called it: the public base URL (behind a proxy) or the Host header.
+fn full_uri(base_url: Option<&str>, headers: &HeaderMap, uri: &Uri) -> String {
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    match base_url {
+        Some(base) => format!("{base}{path}"),
+        None => {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("localhost");
+            let scheme = headers
+                .get("x-forwarded-proto")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("http");
+            format!("{scheme}://{host}{path}")
+        }
+    }
+}
+
+/// The handler of `POST /hooks/{source}`.
+pub async fn receive(
+    State(ingest): State<Arc<Ingest>>,
+    Path(source): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match ingest.receive(&source, &method, &uri, &headers, body).await {
+        Ok(response) => response,
+        Err(error) => {
+            match &error {
+                IngestError::Store(inner) => {
+                    tracing::error!(source, error = %inner, "event not stored; answered 503")
+                }
+                _ => tracing::warn!(source, code = error.code(), error = %error, "webhook refused"),
+            }
+            error.into_response()
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! handoff keeps a CRM and an ERP in step.
+//!
+//! # Layout
+//!
+//! - `cli`      the command line: parse, load config, hand over
+//! - `app`      wiring: open store → journal → sources → HTTP server
+//! - `config`   typed TOML config, `HANDOFF_*` overrides, validation
+//! - `check`    `handoff check`: every config and file problem, with file:line:col
+//! - `store`    the embedded sled database and its trees
+//! - `journal`  durable, deduplicated journal of accepted events; group commit
+//! - `envelope` the canonical form of one accepted event
+//! - `ingest`   `POST /hooks/{source}`: verify, parse, type, journal, answer
+//!
+//! The data path and its invariants are described in ARCHITECTURE.md and README.md.
+
+pub mod app;
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod envelope;
+pub mod ingest;
+pub mod journal;
+pub mod store;
