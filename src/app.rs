@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use chrono::Utc;
 use tokio::net::TcpListener;
 
-use crate::config::{Config, Origin};
+use crate::config::{Config, Origin, SecretLookup};
 use crate::ingest::{self, Ingest};
 use crate::journal::Journal;
 use crate::store::Store;
@@ -28,11 +28,15 @@ pub struct App {
 
 impl App {
     /// Opens the store and compiles the sources; returns start-up warnings to log.
-    pub fn build(config: &Config, origin: &Origin) -> anyhow::Result<(App, Vec<String>)> {
+    pub fn build(
+        config: &Config,
+        origin: &Origin,
+        secrets: &SecretLookup,
+    ) -> anyhow::Result<(App, Vec<String>)> {
         std::fs::create_dir_all(&config.data_dir)?;
         let store = Store::open(&config.data_dir)?;
         let journal = Arc::new(Journal::new(store, config.ingest.dedupe_window_secs));
-        let (ingest, warnings) = Ingest::new(config, origin, journal.clone())?;
+        let (ingest, warnings) = Ingest::new(config, origin, secrets, journal.clone())?;
         let app = App {
             journal,
             ingest: Arc::new(ingest),

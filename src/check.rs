@@ -34,7 +34,7 @@ pub fn run(config_path: Option<&Path>) -> Vec<Problem> {
     };
     let mut problems = Vec::new();
     for (name, source) in &config.sources {
-        if let Err(error) = source.secret_env.resolve() {
+        if let Err(error) = source.secret_env.resolve(&crate::config::env_secrets) {
             if origin == Origin::Embedded {
                 continue; // a demo source without a secret is disabled, not broken
             }

@@ -70,7 +70,7 @@ fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
     let (config, origin) = Config::load(path.as_deref())?;
     init_logging(&config);
     runtime()?.block_on(async {
-        let (app, warnings) = App::build(&config, &origin)?;
+        let (app, warnings) = App::build(&config, &origin, &crate::config::env_secrets)?;
         for warning in warnings {
             tracing::warn!("{warning}");
         }

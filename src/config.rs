@@ -159,17 +159,28 @@ impl SecretEnv {
         }
     }
 
-    /// Reads the secrets; the error names the missing variable, never a value.
-    pub fn resolve(&self) -> anyhow::Result<Vec<String>> {
+    /// Reads the secrets through `lookup` (the process environment in production, a table in
+    /// tests); the error names the missing variable, never a value.
+    pub fn resolve(&self, lookup: &SecretLookup) -> anyhow::Result<Vec<String>> {
         self.names()
             .into_iter()
-            .map(|name| match std::env::var(name) {
-                Ok(value) if !value.is_empty() => Ok(value),
+            .map(|name| match lookup(name) {
+                Some(value) if !value.is_empty() => Ok(value),
                 _ => bail!("environment variable {name} is not set"),
             })
             .collect()
     }
 }
+
+/// Finds a secret by its environment variable name.
+pub type SecretLookup = dyn Fn(&str) -> Option<String> + Send + Sync;
+
+/// The process environment as a [`SecretLookup`].
+pub fn env_secrets(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+impl SecretEnv {}
 
 /// Parameters of the generic HMAC scheme.
 #[derive(Debug, Clone, Deserialize)]
@@ -529,7 +540,7 @@ mod tests {
     #[test]
     fn secrets_resolve_by_name_and_errors_never_carry_values() {
         let secret = SecretEnv::Many(vec!["HANDOFF_T_SURELY_UNSET_1".into()]);
-        let err = secret.resolve().unwrap_err().to_string();
+        let err = secret.resolve(&env_secrets).unwrap_err().to_string();
         assert!(err.contains("HANDOFF_T_SURELY_UNSET_1"));
     }
 }

@@ -30,7 +30,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde_json::json;
 
-use crate::config::{Config, Origin, Preset, SourceConfig};
+use crate::config::{Config, Origin, Preset, SecretLookup, SourceConfig};
 use crate::envelope::Envelope;
 use crate::journal::Journal;
 use error::IngestError;
@@ -74,12 +74,13 @@ impl Ingest {
     pub fn new(
         config: &Config,
         origin: &Origin,
+        secrets: &SecretLookup,
         journal: Arc<Journal>,
     ) -> anyhow::Result<(Ingest, Vec<String>)> {
         let mut sources = HashMap::new();
         let mut warnings = Vec::new();
         for (name, source) in &config.sources {
-            let compiled = compile(name, source, config, origin, &mut warnings)
+            let compiled = compile(name, source, config, origin, secrets, &mut warnings)
                 .with_context(|| format!("sources.{name}"))?;
             sources.insert(name.clone(), compiled);
         }
@@ -103,6 +104,9 @@ impl Ingest {
             .sources
             .get(name)
             .ok_or_else(|| IngestError::UnknownSource(name.to_owned()))?;
+        if matches!(source.auth, Auth::Disabled) {
+            return Err(IngestError::SourceDisabled(name.to_owned()));
+        }
         let salesforce = matches!(source.auth, Auth::SalesforceOrganizations(_));
         check_content_type(headers, salesforce)?;
         let bytes = read_body(headers, body, self.max_body_bytes).await?;
@@ -110,7 +114,7 @@ impl Ingest {
             .map_err(|_| IngestError::MalformedBody("body is not UTF-8".into()))?;
 
         let envelopes = match &source.auth {
-            Auth::Disabled => return Err(IngestError::SourceDisabled(name.to_owned())),
+            Auth::Disabled => unreachable!("checked above"),
             Auth::Signature(verifier) => {
                 let full_uri = full_uri(source.base_url.as_deref(), headers, uri);
                 let request = SignedRequest {
@@ -169,6 +173,7 @@ fn compile(
     config: &SourceConfig,
     root: &Config,
     origin: &Origin,
+    secrets: &SecretLookup,
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<Source> {
     let tolerance = config.tolerance_secs.unwrap_or(root.ingest.tolerance_secs);
@@ -185,7 +190,7 @@ fn compile(
             }
             Auth::SalesforceOrganizations(config.organization_ids.clone())
         }
-        Some(scheme) => match config.secret_env.resolve() {
+        Some(scheme) => match config.secret_env.resolve(secrets) {
             Ok(secrets) => Auth::Signature(Verifier::new(scheme, &secrets)?),
             Err(missing) if *origin == Origin::Embedded => {
                 warnings.push(format!("source {name} is disabled: {missing}"));

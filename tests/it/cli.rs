@@ -1,0 +1,103 @@
+//! The binary's commands: `check` reports problems with locations; `healthcheck` asks `/readyz`.
+
+use std::process::Command;
+
+fn handoff() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_handoff"));
+    command.env_remove("HANDOFF_CONFIG");
+    command
+}
+
+#[test]
+fn check_passes_on_the_embedded_defaults() {
+    let output = handoff()
+        .arg("check")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("ok:"), "{stdout}");
+}
+
+#[test]
+fn check_reports_every_problem_with_its_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let mappings = dir.path().join("mappings");
+    std::fs::create_dir(&mappings).unwrap();
+    std::fs::write(
+        mappings.join("broken.yaml"),
+        "flow: x\nfields:\n  a: [1, 2\n",
+    )
+    .unwrap();
+    let config = dir.path().join("handoff.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "mappings_dir = {:?}\nconnectors_dir = {:?}\n[sources.crm]\npreset = \"github\"\nsecret_env = \"SURELY_UNSET_SECRET_VAR\"\n",
+            mappings.display().to_string(),
+            dir.path().join("none").display().to_string()
+        ),
+    )
+    .unwrap();
+    let output = handoff()
+        .arg("check")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success());
+    assert!(
+        stdout.contains("sources.crm: environment variable SURELY_UNSET_SECRET_VAR is not set"),
+        "{stdout}"
+    );
+    let yaml_line = stdout
+        .lines()
+        .find(|l| l.contains("broken.yaml:"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let location = yaml_line.split(": ").next().unwrap();
+    let mut parts = location.rsplit(':');
+    let col: u32 = parts.next().unwrap().parse().unwrap();
+    let line: u32 = parts.next().unwrap().parse().unwrap();
+    assert!(line >= 3 && col >= 1, "{yaml_line}");
+    assert!(stdout.contains("2 problem(s)"), "{stdout}");
+}
+
+#[test]
+fn check_rejects_unknown_keys_readably() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("handoff.toml");
+    std::fs::write(
+        &config,
+        "listen = \"127.0.0.1:1\"\n[ingest]\nmax_body = 5\n",
+    )
+    .unwrap();
+    let output = handoff()
+        .arg("check")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success());
+    assert!(stdout.contains("unknown field `max_body`"), "{stdout}");
+}
+
+#[test]
+fn healthcheck_fails_when_nothing_answers() {
+    let output = handoff()
+        .args(["healthcheck", "--url", "http://127.0.0.1:9"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+}
+
+#[test]
+fn help_explains_the_commands() {
+    let output = handoff().arg("--help").output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for command in ["serve", "check", "healthcheck"] {
+        assert!(stdout.contains(command), "{stdout}");
+    }
+}

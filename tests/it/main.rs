@@ -1,0 +1,7 @@
+//! Integration tests: the real service on 127.0.0.1, one module per area.
+
+mod cli;
+mod durability;
+mod ingest;
+mod reference;
+mod support;

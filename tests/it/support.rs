@@ -1,0 +1,160 @@
+//! Starts the real service in-process on 127.0.0.1:0 with a temporary data directory, and signs
+//! requests the way senders do.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use handoff::app::App;
+use handoff::config::{Config, Origin};
+use handoff::journal::Journal;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use tokio::sync::oneshot;
+
+pub const CONFIG: &str = include_str!("test_config.toml");
+
+/// The secrets of `test_config.toml`, by variable name.
+pub fn secrets() -> HashMap<String, String> {
+    [
+        ("CRM_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        ("CRM_SECRET_OLD", "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"),
+        ("STRIPE_SECRET", "whsec_test_stripe_secret"),
+        ("HUBSPOT_SECRET", "hubspot-app-client-secret"),
+        ("GITHUB_SECRET", "It's a Secret to Everybody"),
+        ("SHOPIFY_SECRET", "shpss_test_secret"),
+        ("ERP_SECRET", "erp-shared-secret"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub journal: Arc<Journal>,
+    pub client: reqwest::Client,
+    _dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl TestApp {
+    pub async fn start() -> TestApp {
+        Self::start_with(CONFIG, &[]).await
+    }
+
+    /// Starts with `config` plus `HANDOFF_*`-style overrides.
+    pub async fn start_with(config: &str, env: &[(&str, &str)]) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let mut env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        env.push(("HANDOFF_DATA_DIR".into(), dir.path().display().to_string()));
+        let config = Config::parse(config, env).unwrap();
+        let secrets = secrets();
+        let lookup = move |name: &str| secrets.get(name).cloned();
+        let (app, warnings) =
+            App::build(&config, &Origin::File("test.toml".into()), &lookup).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let journal = app.journal.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(app.serve(listener, async {
+            let _ = stopped.await;
+        }));
+        TestApp {
+            addr,
+            journal,
+            client: reqwest::Client::new(),
+            _dir: dir,
+            stop: Some(stop),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// POSTs `body` with `headers`; returns the status and the body text.
+    pub async fn post(
+        &self,
+        path: &str,
+        headers: &[(String, String)],
+        body: &str,
+    ) -> (u16, String) {
+        let mut request = self.client.post(self.url(path)).body(body.to_owned());
+        for (name, value) in headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let response = request.send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    pub fn envelopes(&self) -> Vec<handoff::envelope::Envelope> {
+        self.journal.iter_from(0).map(|r| r.unwrap().1).collect()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+pub fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
+    mac.update(data);
+    mac.finalize().into_bytes().to_vec()
+}
+
+pub fn b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+pub fn json_headers(pairs: &[(&str, String)]) -> Vec<(String, String)> {
+    let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
+    headers.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    headers
+}
+
+/// Standard Webhooks headers signed with our own HMAC (the reference libraries are used in
+/// `reference.rs`).
+pub fn standard_webhooks(secret: &str, id: &str, ts: i64, body: &str) -> Vec<(String, String)> {
+    use base64::Engine as _;
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(secret.trim_start_matches("whsec_"))
+        .unwrap();
+    let sig = b64(&hmac(&key, format!("{id}.{ts}.{body}").as_bytes()));
+    json_headers(&[
+        ("webhook-id", id.to_owned()),
+        ("webhook-timestamp", ts.to_string()),
+        ("webhook-signature", format!("v1,{sig}")),
+    ])
+}
+
+/// A won-opportunity body in the CRM's shape.
+pub fn opportunity(id: &str, stage: &str) -> String {
+    serde_json::json!({
+        "type": "opportunity.updated",
+        "object": "Opportunity",
+        "data": {
+            "Id": id,
+            "AccountId": "001000000000001AAA",
+            "Name": "Acme - 200 widgets",
+            "StageName": stage,
+            "Amount": "15000.50",
+            "CurrencyIsoCode": "EUR",
+            "LastModifiedDate": "2026-11-20T09:15:00Z"
+        }
+    })
+    .to_string()
+}

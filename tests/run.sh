@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: installs what the tests need, then runs every test.
+#
+#   tests/run.sh            (CI runs exactly this through .ci/run)
+#
+# Installs into target/reference/ (ignored by git):
+#   venv/          a Python virtualenv with the senders' signing libraries (PyPI)
+#   node_modules/  Stripe's Node library (npm)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+ref=target/reference
+mkdir -p "$ref"
+
+step "reference signing libraries (PyPI: standardwebhooks, svix, hubspot-api-client)"
+if [ ! -x "$ref/venv/bin/python" ]; then
+  python3 -m venv "$ref/venv"
+fi
+"$ref/venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/reference/requirements.txt
+
+step "reference signing library (npm: stripe)"
+if [ ! -d "$ref/node_modules/stripe" ]; then
+  npm install --silent --no-audit --no-fund --prefix "$ref" stripe@23.1.0 >/dev/null
+fi
+
+step "formatting and lints"
+cargo fmt --all -- --check
+cargo clippy --locked --all-targets -- -D warnings
+
+step "tests"
+cargo test --locked --all-targets
