@@ -28,6 +28,10 @@ pub struct Envelope {
     pub raw_body: String,
     /// This event's parsed data.
     pub data: Value,
+    /// `data` is exactly the parsed `raw_body` (a single JSON event), so storage keeps the body
+    /// only once.
+    #[serde(skip)]
+    pub data_is_raw_body: bool,
 }
 
 impl Envelope {

@@ -1,17 +1,15 @@
 //! The embedded sled database, opened once per process.
 //!
-//! Trees (each module documents its own key layout):
-//!
 //! ```text
-//! meta      "schema_version" -> u32 BE; "ready_probe" -> unix secs (written by /readyz)
-//! journal   see journal.rs
-//! dedupe    see journal.rs
+//! <data_dir>/index     the sled database
+//!   meta      "schema_version" -> u32 BE; "ready_probe" (written by /readyz)
+//! <data_dir>/journal   the journal's segment files (journal/segment.rs)
 //! ```
 //!
-//! sled's own timer flush is switched off: durability comes only from the journal's group commit,
-//! which fsyncs before any request is acknowledged.
+//! sled holds derived state and indexes; its timer flush is off, since what must be durable
+//! before an acknowledgement is in the journal, which fsyncs per batch.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
@@ -33,17 +31,17 @@ pub enum StoreError {
 
 #[derive(Clone)]
 pub struct Store {
+    /// The data directory.
+    pub dir: PathBuf,
     pub db: sled::Db,
     pub meta: sled::Tree,
-    pub journal: sled::Tree,
-    pub dedupe: sled::Tree,
 }
 
 impl Store {
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         let path = dir.display().to_string();
         let db = sled::Config::new()
-            .path(dir)
+            .path(dir.join("index"))
             .flush_every_ms(None)
             .cache_capacity(256 * 1024 * 1024)
             .open()
@@ -64,8 +62,7 @@ impl Store {
             }
         }
         Ok(Store {
-            journal: db.open_tree("journal")?,
-            dedupe: db.open_tree("dedupe")?,
+            dir: dir.to_owned(),
             meta,
             db,
         })

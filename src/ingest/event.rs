@@ -137,6 +137,8 @@ impl Typing {
             signed_at,
             received_at,
             raw_body: raw_body.to_owned(),
+            // Set by the caller, which knows whether `data` is the whole body.
+            data_is_raw_body: false,
             data,
         })
     }

@@ -218,8 +218,13 @@ fn json_events(
 ) -> Result<Vec<Envelope>, IngestError> {
     let parsed = serde_json::from_str(authenticated.body)
         .map_err(|e| IngestError::MalformedBody(format!("invalid JSON: {e}")))?;
+    let whole_body = source.typing.batch.is_none();
     let events = source.typing.split(parsed)?;
-    envelopes(source, authenticated, headers, events.into_iter())
+    let mut envelopes = envelopes(source, authenticated, headers, events.into_iter())?;
+    for envelope in &mut envelopes {
+        envelope.data_is_raw_body = whole_body;
+    }
+    Ok(envelopes)
 }
 
 fn envelopes(

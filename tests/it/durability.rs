@@ -112,8 +112,12 @@ async fn every_acknowledged_event_survives_sigkill() {
         .unwrap();
     assert!(child.wait().unwrap().success(), "graceful stop on SIGTERM");
 
-    let journal = Journal::new(Store::open(&dir.path().join("data")).unwrap(), 3600);
-    let stored: HashSet<String> = journal.iter_from(0).map(|r| r.unwrap().1.id).collect();
+    let journal = Journal::open(Store::open(&dir.path().join("data")).unwrap(), 3600).unwrap();
+    let stored: HashSet<String> = journal
+        .iter_from(0)
+        .unwrap()
+        .map(|r| r.unwrap().1.id)
+        .collect();
     let acked = acked.lock().unwrap();
     let lost: Vec<_> = acked.difference(&stored).collect();
     assert!(

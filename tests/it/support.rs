@@ -93,7 +93,11 @@ impl TestApp {
     }
 
     pub fn envelopes(&self) -> Vec<handoff::envelope::Envelope> {
-        self.journal.iter_from(0).map(|r| r.unwrap().1).collect()
+        self.journal
+            .iter_from(0)
+            .unwrap()
+            .map(|r| r.unwrap().1)
+            .collect()
     }
 }
 
