@@ -30,7 +30,11 @@ impl App {
     ) -> anyhow::Result<(App, Vec<String>)> {
         std::fs::create_dir_all(&config.data_dir)?;
         let store = Store::open(&config.data_dir)?;
-        let journal = Arc::new(Journal::open(store, config.ingest.dedupe_window_secs)?);
+        let journal = Arc::new(Journal::open(
+            store,
+            config.ingest.dedupe_window_secs,
+            config.store.journal_segment_bytes,
+        )?);
         let (ingest, warnings) = Ingest::new(config, origin, secrets, journal.clone())?;
         let app = App {
             journal,

@@ -44,12 +44,34 @@ pub struct Config {
     #[serde(default = "default_connectors_dir")]
     pub connectors_dir: PathBuf,
     #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
     pub log: LogConfig,
     #[serde(default)]
     pub ingest: IngestConfig,
     /// Webhook senders, by the name used in `POST /hooks/{name}`.
     #[serde(default)]
     pub sources: BTreeMap<String, SourceConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Size of one journal segment file; each is zero-filled ahead of use.
+    #[serde(default = "default_segment_bytes")]
+    pub journal_segment_bytes: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            journal_segment_bytes: default_segment_bytes(),
+        }
+    }
+}
+
+fn default_segment_bytes() -> u64 {
+    crate::journal::segment::SEGMENT_BYTES
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -367,6 +389,9 @@ impl Config {
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.ingest.max_body_bytes == 0 {
             bail!("ingest.max_body_bytes must be above 0");
+        }
+        if self.store.journal_segment_bytes < 64 * 1024 {
+            bail!("store.journal_segment_bytes must be at least 65536");
         }
         for (name, source) in &self.sources {
             source

@@ -102,9 +102,13 @@ pub struct Journal {
 impl Journal {
     /// Opens the journal in the store's directory, re-indexes what the dedupe index may have
     /// lost, and starts the committer thread (dropping the journal stops it).
-    pub fn open(store: Store, dedupe_window_secs: u64) -> Result<Journal, JournalError> {
+    pub fn open(
+        store: Store,
+        dedupe_window_secs: u64,
+        segment_bytes: u64,
+    ) -> Result<Journal, JournalError> {
         let dir = store.dir.join("journal");
-        let writer = Writer::open(&dir)?;
+        let writer = Writer::open(&dir, segment_bytes)?;
         let window = i64::try_from(dedupe_window_secs).unwrap_or(i64::MAX);
         let mut dedupe = Dedupe::new(window);
         rebuild(&dir, &mut dedupe, chrono::Utc::now().timestamp())?;
@@ -207,7 +211,7 @@ fn rebuild(dir: &std::path::Path, dedupe: &mut Dedupe, now: i64) -> Result<(), J
 fn first_seq_since(dir: &std::path::Path, cutoff: i64) -> Result<u64, JournalError> {
     for (path, first) in segment::list(dir)?.into_iter().rev() {
         let file = std::fs::File::open(path)?;
-        let mut records = segment::Records::new(std::io::BufReader::new(file));
+        let mut records = segment::Records::new(std::io::BufReader::new(file), first);
         let started = match records.next() {
             Some(record) => {
                 let (seq, payload) = record?;

@@ -1,61 +1,72 @@
 //! Segment files: the on-disk form of the journal.
 //!
 //! ```text
-//! <data_dir>/journal/<first seq, 20 digits>.log      segments, rolled at SEGMENT_BYTES
+//! <data_dir>/journal/<first seq, 20 digits>.log   segments, each preallocated with zeros
+//! <data_dir>/journal/spare.tmp                     the next segment, zero-filled ahead of time
 //!
 //! record = len: u32 LE | crc32: u32 LE (of seq ++ payload) | seq: u64 LE | payload (len bytes)
 //! ```
 //!
-//! Sequence numbers are contiguous from 1. On open the last segment is scanned and cut after its
-//! last whole record, so a write torn by a crash never reaches a reader. A new segment's directory
-//! entry is fsynced before the segment is used.
+//! Sequence numbers are contiguous from 1. Segments are zero-filled before use because
+//! `fdatasync` after overwriting allocated blocks skips the file-size and extent updates that an
+//! append must commit (0.15 ms against 0.6 ms here); a background thread prepares the spare so
+//! that rolling over never waits for the zero-fill. A reader stops at the first record that is
+//! not whole, correct and next in sequence: the zeros after the last record, or a write torn by a
+//! crash. On open the last segment is cut after its last good record and writing continues in a
+//! fresh segment. Each new segment's directory entry is fsynced before the segment is used.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
 
-/// A segment is closed once it grows past this.
-pub const SEGMENT_BYTES: u64 = 128 * 1024 * 1024;
+/// Default size of a segment.
+pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 const HEADER: usize = 16;
 /// A record larger than this is corruption, not data (bodies are limited far below it).
 const MAX_RECORD: u32 = 256 * 1024 * 1024;
+const SPARE: &str = "spare.tmp";
 
-/// The segment being appended to.
+/// The segment being written.
 pub struct Writer {
     dir: PathBuf,
+    segment_bytes: u64,
     file: File,
     /// Bytes of whole records in `file`.
     len: u64,
     next_seq: u64,
     buffer: Vec<u8>,
+    spare: Option<JoinHandle<io::Result<PathBuf>>>,
 }
 
 impl Writer {
-    /// Opens the journal directory, repairing a torn tail.
-    pub fn open(dir: &Path) -> io::Result<Writer> {
+    /// Opens the journal directory: cuts the last segment after its last good record and starts
+    /// a new segment.
+    pub fn open(dir: &Path, segment_bytes: u64) -> io::Result<Writer> {
         fs::create_dir_all(dir)?;
-        let segments = list(dir)?;
-        let (path, first) = match segments.last() {
-            Some(last) => last.clone(),
-            None => {
-                let path = segment_path(dir, 1);
-                create_synced(dir, &path)?;
-                (path, 1)
+        let mut next_seq = 1;
+        if let Some((path, first)) = list(dir)?.pop() {
+            let mut file = OpenOptions::new().read(true).write(true).open(&path)?;
+            let (len, last_seq) = scan(&mut file, first)?;
+            if len == 0 {
+                drop(file);
+                fs::remove_file(&path)?;
+            } else {
+                file.set_len(len)?;
+                file.sync_all()?;
             }
-        };
-        let mut file = OpenOptions::new().read(true).write(true).open(&path)?;
-        let (len, last_seq) = scan(&mut file)?;
-        if file.metadata()?.len() != len {
-            file.set_len(len)?;
-            file.sync_all()?;
+            next_seq = last_seq.map_or(first, |seq| seq + 1);
         }
-        file.seek(SeekFrom::Start(len))?;
+        let first_spare = prepare_spare(dir.to_owned(), segment_bytes)?;
+        let file = install(dir, &first_spare, next_seq)?;
         Ok(Writer {
             dir: dir.to_owned(),
+            segment_bytes,
             file,
-            len,
-            next_seq: last_seq.map_or(first, |seq| seq + 1),
+            len: 0,
+            next_seq,
             buffer: Vec::new(),
+            spare: Some(spawn_spare(dir.to_owned(), segment_bytes)),
         })
     }
 
@@ -68,35 +79,29 @@ impl Writer {
         let seq = self.next_seq;
         self.next_seq += 1;
         let len = u32::try_from(payload.len()).expect("records are far below 4 GiB");
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(&seq.to_le_bytes());
-        crc.update(payload);
         self.buffer.extend_from_slice(&len.to_le_bytes());
-        self.buffer.extend_from_slice(&crc.finalize().to_le_bytes());
+        self.buffer
+            .extend_from_slice(&checksum(seq, payload).to_le_bytes());
         self.buffer.extend_from_slice(&seq.to_le_bytes());
         self.buffer.extend_from_slice(payload);
         seq
     }
 
-    /// Writes the pending records and fsyncs. On failure the file is cut back to its last whole
-    /// record and the sequence numbers handed out since are reused.
+    /// Writes the pending records and fsyncs. On failure nothing of the batch counts: the next
+    /// batch overwrites it and reuses its sequence numbers.
     pub fn commit(&mut self, first_pending_seq: u64) -> io::Result<()> {
-        let result = self.write_and_sync();
+        let result = self.write_and_sync(first_pending_seq);
         if result.is_err() {
             self.buffer.clear();
             self.next_seq = first_pending_seq;
-            let _ = self.file.set_len(self.len);
             let _ = self.file.seek(SeekFrom::Start(self.len));
         }
         result
     }
 
-    fn write_and_sync(&mut self) -> io::Result<()> {
-        if self.len >= SEGMENT_BYTES && !self.buffer.is_empty() {
-            let path = segment_path(&self.dir, self.next_seq_of_buffer());
-            create_synced(&self.dir, &path)?;
-            self.file = OpenOptions::new().read(true).write(true).open(&path)?;
-            self.len = 0;
+    fn write_and_sync(&mut self, first_pending_seq: u64) -> io::Result<()> {
+        if self.len > 0 && self.len + self.buffer.len() as u64 > self.segment_bytes {
+            self.roll_over(first_pending_seq)?;
         }
         self.file.write_all(&self.buffer)?;
         self.file.sync_data()?;
@@ -105,11 +110,58 @@ impl Writer {
         Ok(())
     }
 
-    /// The sequence number of the first record in the pending buffer.
-    fn next_seq_of_buffer(&self) -> u64 {
-        let bytes: [u8; 8] = self.buffer[8..16].try_into().expect("a whole header");
-        u64::from_le_bytes(bytes)
+    /// Closes the full segment (cut to its records) and continues in the spare.
+    fn roll_over(&mut self, first_seq: u64) -> io::Result<()> {
+        self.file.set_len(self.len)?;
+        self.file.sync_all()?;
+        let spare = match self.spare.take() {
+            Some(thread) => thread
+                .join()
+                .map_err(|_| io::Error::other("spare thread panicked"))?,
+            None => prepare_spare(self.dir.clone(), self.segment_bytes),
+        }?;
+        self.file = install(&self.dir, &spare, first_seq)?;
+        self.len = 0;
+        self.spare = Some(spawn_spare(self.dir.clone(), self.segment_bytes));
+        Ok(())
     }
+}
+
+fn checksum(seq: u64, payload: &[u8]) -> u32 {
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&seq.to_le_bytes());
+    crc.update(payload);
+    crc.finalize()
+}
+
+/// Writes a zero-filled spare segment and makes it durable.
+fn prepare_spare(dir: PathBuf, segment_bytes: u64) -> io::Result<PathBuf> {
+    let path = dir.join(SPARE);
+    let mut file = File::create(&path)?;
+    let zeros = vec![0u8; 1024 * 1024];
+    let mut left = segment_bytes;
+    while left > 0 {
+        let n = left.min(zeros.len() as u64) as usize;
+        file.write_all(&zeros[..n])?;
+        left -= n as u64;
+    }
+    file.sync_all()?;
+    Ok(path)
+}
+
+fn spawn_spare(dir: PathBuf, segment_bytes: u64) -> JoinHandle<io::Result<PathBuf>> {
+    std::thread::Builder::new()
+        .name("journal-spare".into())
+        .spawn(move || prepare_spare(dir, segment_bytes))
+        .expect("spawn the spare-segment thread")
+}
+
+/// Renames the spare to the segment starting at `first_seq`, durably; returns it open.
+fn install(dir: &Path, spare: &Path, first_seq: u64) -> io::Result<File> {
+    let path = segment_path(dir, first_seq);
+    fs::rename(spare, &path)?;
+    File::open(dir)?.sync_all()?;
+    OpenOptions::new().write(true).open(&path)
 }
 
 /// Segment files in order, with their first sequence numbers.
@@ -134,16 +186,10 @@ fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
     dir.join(format!("{first_seq:020}.log"))
 }
 
-/// Creates an empty file and makes its directory entry durable.
-fn create_synced(dir: &Path, path: &Path) -> io::Result<()> {
-    File::create(path)?.sync_all()?;
-    File::open(dir)?.sync_all()
-}
-
-/// Length of the whole records at the start of `file`, and the last one's seq.
-fn scan(file: &mut File) -> io::Result<(u64, Option<u64>)> {
+/// Length of the good records at the start of `file`, and the last one's seq.
+fn scan(file: &mut File, first: u64) -> io::Result<(u64, Option<u64>)> {
     file.seek(SeekFrom::Start(0))?;
-    let mut reader = Records::new(BufReader::new(file.try_clone()?));
+    let mut reader = Records::new(BufReader::new(file.try_clone()?), first);
     let mut last = None;
     for record in reader.by_ref() {
         last = Some(record?.0);
@@ -151,15 +197,21 @@ fn scan(file: &mut File) -> io::Result<(u64, Option<u64>)> {
     Ok((reader.offset, last))
 }
 
-/// Reads records until the end or the first torn or corrupt one.
+/// Reads a segment's records until the first that is torn, corrupt, zero or out of sequence.
 pub struct Records<R> {
     reader: R,
     pub offset: u64,
+    expected_seq: u64,
 }
 
 impl<R: Read> Records<R> {
-    pub fn new(reader: R) -> Self {
-        Records { reader, offset: 0 }
+    /// `first` is the segment's first sequence number (from its name).
+    pub fn new(reader: R, first: u64) -> Self {
+        Records {
+            reader,
+            offset: 0,
+            expected_seq: first,
+        }
     }
 }
 
@@ -174,19 +226,17 @@ impl<R: Read> Iterator for Records<R> {
         let len = u32::from_le_bytes(header[0..4].try_into().ok()?);
         let crc = u32::from_le_bytes(header[4..8].try_into().ok()?);
         let seq = u64::from_le_bytes(header[8..16].try_into().ok()?);
-        if len > MAX_RECORD {
+        if len > MAX_RECORD || seq != self.expected_seq {
             return None;
         }
         let mut payload = vec![0; len as usize];
         if read_full(&mut self.reader, &mut payload).ok()? < payload.len() {
             return None;
         }
-        let mut hasher = crc32fast::Hasher::new();
-        hasher.update(&seq.to_le_bytes());
-        hasher.update(&payload);
-        if hasher.finalize() != crc {
+        if checksum(seq, &payload) != crc {
             return None;
         }
+        self.expected_seq += 1;
         self.offset += (HEADER + payload.len()) as u64;
         Some(Ok((seq, payload)))
     }
@@ -217,11 +267,11 @@ pub fn read_from(
         .unwrap_or(0);
     let files = segments[start..]
         .iter()
-        .map(|(path, _)| File::open(path))
+        .map(|(path, first)| Ok((File::open(path)?, *first)))
         .collect::<io::Result<Vec<_>>>()?;
     Ok(files
         .into_iter()
-        .flat_map(|file| Records::new(BufReader::with_capacity(1 << 20, file)))
+        .flat_map(|(file, first)| Records::new(BufReader::with_capacity(1 << 20, file), first))
         .filter(move |record| !matches!(record, Ok((seq, _)) if *seq < from)))
 }
 
@@ -232,20 +282,21 @@ mod tests {
     #[test]
     fn records_round_trip_and_a_torn_tail_is_cut() {
         let dir = tempfile::tempdir().unwrap();
-        let mut writer = Writer::open(dir.path()).unwrap();
+        let mut writer = Writer::open(dir.path(), 4096).unwrap();
         let first = writer.next_seq();
         writer.push(b"one");
         writer.push(b"two");
         writer.commit(first).unwrap();
         drop(writer);
 
-        // A crash mid-write leaves half a record behind.
+        // A crash mid-write leaves half a record behind the last good one.
         let (path, _) = list(dir.path()).unwrap().pop().unwrap();
-        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        let mut file = OpenOptions::new().write(true).open(&path).unwrap();
+        file.seek(SeekFrom::Start(2 * HEADER as u64 + 6)).unwrap();
         file.write_all(&[9, 0, 0, 0, 1, 2]).unwrap();
         drop(file);
 
-        let mut writer = Writer::open(dir.path()).unwrap();
+        let mut writer = Writer::open(dir.path(), 4096).unwrap();
         assert_eq!(writer.next_seq(), 3);
         let seq = writer.push(b"three");
         writer.commit(seq).unwrap();
@@ -271,17 +322,41 @@ mod tests {
     #[test]
     fn a_corrupt_record_ends_the_readable_journal() {
         let dir = tempfile::tempdir().unwrap();
-        let mut writer = Writer::open(dir.path()).unwrap();
+        let mut writer = Writer::open(dir.path(), 4096).unwrap();
         writer.push(b"good");
         writer.push(b"flipped");
         writer.commit(1).unwrap();
         drop(writer);
         let (path, _) = list(dir.path()).unwrap().pop().unwrap();
         let mut bytes = fs::read(&path).unwrap();
-        let last = bytes.len() - 1;
+        let last = 2 * HEADER + b"good".len() + b"flipped".len() - 1;
         bytes[last] ^= 0xff;
         fs::write(&path, bytes).unwrap();
-        let writer = Writer::open(dir.path()).unwrap();
+        let writer = Writer::open(dir.path(), 4096).unwrap();
         assert_eq!(writer.next_seq(), 2);
+    }
+
+    #[test]
+    fn segments_roll_over_and_read_back_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = Writer::open(dir.path(), 256).unwrap();
+        for n in 0..20u64 {
+            let seq = writer.push(&[n as u8; 40]);
+            writer.commit(seq).unwrap();
+        }
+        drop(writer);
+        assert!(list(dir.path()).unwrap().len() > 3);
+        let writer = Writer::open(dir.path(), 256).unwrap();
+        assert_eq!(writer.next_seq(), 21);
+        let seqs: Vec<u64> = read_from(dir.path(), 0)
+            .unwrap()
+            .map(|r| r.unwrap().0)
+            .collect();
+        assert_eq!(seqs, (1..=20).collect::<Vec<_>>());
+        let tail: Vec<u64> = read_from(dir.path(), 17)
+            .unwrap()
+            .map(|r| r.unwrap().0)
+            .collect();
+        assert_eq!(tail, vec![17, 18, 19, 20]);
     }
 }

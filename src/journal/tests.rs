@@ -24,7 +24,7 @@ fn now() -> i64 {
 }
 
 fn open(dir: &std::path::Path) -> Journal {
-    Journal::open(Store::open(dir).unwrap(), 100).unwrap()
+    Journal::open(Store::open(dir).unwrap(), 100, 64 * 1024).unwrap()
 }
 
 fn ids(journal: &Journal) -> Vec<String> {

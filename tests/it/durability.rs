@@ -51,7 +51,7 @@ async fn every_acknowledged_event_survives_sigkill() {
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n[sources.crm]\npreset = \"standard_webhooks\"\nsecret_env = \"CRM_SECRET\"\n",
+            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n[store]\njournal_segment_bytes = 1048576\n[sources.crm]\npreset = \"standard_webhooks\"\nsecret_env = \"CRM_SECRET\"\n",
             dir.path().join("data").display().to_string()
         ),
     )
@@ -112,7 +112,12 @@ async fn every_acknowledged_event_survives_sigkill() {
         .unwrap();
     assert!(child.wait().unwrap().success(), "graceful stop on SIGTERM");
 
-    let journal = Journal::open(Store::open(&dir.path().join("data")).unwrap(), 3600).unwrap();
+    let journal = Journal::open(
+        Store::open(&dir.path().join("data")).unwrap(),
+        3600,
+        1 << 20,
+    )
+    .unwrap();
     let stored: HashSet<String> = journal
         .iter_from(0)
         .unwrap()
