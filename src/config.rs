@@ -57,7 +57,7 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// Size of one journal segment file; each is zero-filled ahead of use.
+    /// Size of one journal segment file; each is allocated ahead of use.
     #[serde(default = "default_segment_bytes")]
     pub journal_segment_bytes: u64,
 }

@@ -50,6 +50,9 @@ struct Args {
     /// Also measure a bare axum handler that only answers 202 (when spawning).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     compare_bare: bool,
+    /// Threads of the generator's own runtime (it shares the machine with the server).
+    #[arg(long, default_value_t = 2)]
+    client_threads: usize,
     /// Internal: run the bare 202 server on this address.
     #[arg(long, hide = true)]
     bare_server: Option<String>,
@@ -98,6 +101,7 @@ fn main() -> anyhow::Result<()> {
         return bare_server(addr);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.client_threads)
         .enable_all()
         .build()?;
     runtime.block_on(run(args))
@@ -115,14 +119,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     let dir = tempfile_dir()?;
-    let (handoff, addr) = spawn_handoff(&dir)?;
-    let report = load(&format!("http://{addr}"), &requests, &args).await;
+    let handoff = spawn_handoff(&dir)?;
+    let report = load(&format!("http://{}", handoff.1), &requests, &args).await;
     stop(handoff);
     let report = report?;
     report.print("handoff");
     if args.compare_bare {
-        let (bare, addr) = spawn_bare()?;
-        let bare_report = load(&format!("http://{addr}"), &requests, &args).await;
+        let bare = spawn_bare()?;
+        let bare_report = load(&format!("http://{}", bare.1), &requests, &args).await;
         stop(bare);
         let bare_report = bare_report?;
         bare_report.print("bare");
@@ -259,12 +263,12 @@ fn sibling(name: &str) -> anyhow::Result<PathBuf> {
 }
 
 /// Starts `handoff serve` on a fresh data dir; waits until it listens.
-fn spawn_handoff(dir: &std::path::Path) -> anyhow::Result<(Child, String)> {
+fn spawn_handoff(dir: &std::path::Path) -> anyhow::Result<Spawned> {
     let config = dir.join("handoff.toml");
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n[log]\nformat = \"json\"\nlevel = \"warn,handoff::cli=info\"\n\
+            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n[log]\nformat = \"json\"\nlevel = \"warn,handoff::cli=info,handoff::journal=info\"\n\
              [sources.crm]\npreset = \"standard_webhooks\"\nsecret_env = \"LOADGEN_SECRET\"\n\
              tolerance_secs = 3600\nobject_id = \"/data/Id\"\n\
              [[sources.crm.events]]\ntype = \"opportunity.won\"\nobject = \"Opportunity\"\n",
@@ -278,21 +282,26 @@ fn spawn_handoff(dir: &std::path::Path) -> anyhow::Result<(Child, String)> {
         .stdout(Stdio::piped())
         .spawn()
         .context("start handoff (build it with cargo build --release first)")?;
-    let addr = read_listen_line(&mut child)?;
-    Ok((child, addr))
+    let (addr, report) = read_listen_line(&mut child)?;
+    Ok((child, addr, report))
 }
 
-fn spawn_bare() -> anyhow::Result<(Child, String)> {
+fn spawn_bare() -> anyhow::Result<Spawned> {
     let mut child = Command::new(std::env::current_exe()?)
         .args(["--bare-server", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .spawn()?;
-    let addr = read_listen_line(&mut child)?;
-    Ok((child, addr))
+    let (addr, report) = read_listen_line(&mut child)?;
+    Ok((child, addr, report))
 }
 
+/// A spawned server: the process, its address, and a reader of its closing report.
+type Spawned = (Child, String, std::thread::JoinHandle<Option<String>>);
+
 /// Reads the child's stdout until it names its address (`"listen":"…"`).
-fn read_listen_line(child: &mut Child) -> anyhow::Result<String> {
+fn read_listen_line(
+    child: &mut Child,
+) -> anyhow::Result<(String, std::thread::JoinHandle<Option<String>>)> {
     use std::io::BufRead;
     let stdout = child.stdout.take().context("no stdout")?;
     let mut lines = std::io::BufReader::new(stdout).lines();
@@ -300,19 +309,28 @@ fn read_listen_line(child: &mut Child) -> anyhow::Result<String> {
         let line = line?;
         if let Some(rest) = line.split("\"listen\":\"").nth(1) {
             let addr = rest.split('"').next().unwrap_or_default().to_owned();
-            std::thread::spawn(move || lines.for_each(drop));
-            return Ok(addr);
+            // Keep the server's closing report (journal batch statistics).
+            let report = std::thread::spawn(move || {
+                lines
+                    .map_while(Result::ok)
+                    .find(|line| line.contains("journal closed"))
+            });
+            return Ok((addr, report));
         }
     }
     bail!("the server exited before listening")
 }
 
-fn stop(mut child: Child) {
+/// Stops the server with SIGTERM and prints its closing report, if it has one.
+fn stop((mut child, _, report): Spawned) {
     let _ = Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())
         .status();
     let _ = child.wait();
+    if let Ok(Some(line)) = report.join() {
+        println!("  server: {line}");
+    }
 }
 
 /// The baseline: an axum handler that reads the body and answers 202, nothing else.

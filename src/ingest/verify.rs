@@ -89,6 +89,13 @@ pub enum SignatureError {
     NoMatch,
 }
 
+impl Scheme {
+    /// Whether the request URI is part of the signed bytes (then it must be rebuilt).
+    pub fn signs_uri(&self) -> bool {
+        self.signed.contains(&Part::Uri)
+    }
+}
+
 impl SignatureError {
     pub fn code(&self) -> &'static str {
         match self {

@@ -77,6 +77,8 @@ pub enum Appended {
 pub struct CommitStats {
     pub fsyncs: AtomicU64,
     pub requests: AtomicU64,
+    /// Time spent in write + fsync, in microseconds.
+    pub commit_micros: AtomicU64,
 }
 
 struct Item {
@@ -241,7 +243,10 @@ fn commit_loop(
         while let Ok(request) = rx.try_recv() {
             batch.push(request);
         }
+        let started = std::time::Instant::now();
         let answers = commit_batch(&mut writer, &mut dedupe, &batch);
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        stats.commit_micros.fetch_add(micros, Ordering::Relaxed);
         next_seq.store(writer.next_seq(), Ordering::Release);
         stats.fsyncs.fetch_add(1, Ordering::Relaxed);
         stats
@@ -251,9 +256,11 @@ fn commit_loop(
             let _ = request.reply.send(answer);
         }
     }
+    let fsyncs = stats.fsyncs.load(Ordering::Relaxed).max(1);
     tracing::info!(
-        fsyncs = stats.fsyncs.load(Ordering::Relaxed),
+        fsyncs,
         requests = stats.requests.load(Ordering::Relaxed),
+        mean_commit_micros = stats.commit_micros.load(Ordering::Relaxed) / fsyncs,
         "journal closed"
     );
 }
