@@ -155,7 +155,8 @@ impl Journal {
         answer.await.map_err(|_| JournalError::Stopped)?
     }
 
-    /// Proves the store can still write and fsync (for `/readyz`).
+    /// Proves the store can still write and fsync, and that the next journal segment exists (for
+    /// `/readyz`).
     pub async fn probe(&self) -> Result<(), JournalError> {
         self.store.meta.insert("ready_probe", &[1])?;
         self.request(Vec::new()).await.map(drop)
@@ -272,10 +273,19 @@ fn commit_batch(
     batch: &[Request],
 ) -> Vec<Result<Vec<Appended>, JournalError>> {
     let first_seq = writer.next_seq();
+    // Probes (empty requests) also ask whether the journal can go on past this segment.
+    let spare = match batch.iter().any(|request| request.items.is_empty()) {
+        true => writer.check_spare().map_err(JournalError::from),
+        false => Ok(()),
+    };
     let mut in_batch: HashMap<&[u8], u64> = HashMap::new();
     let mut answers = Vec::with_capacity(batch.len());
     let mut written = Vec::new();
     for request in batch {
+        if request.items.is_empty() {
+            answers.push(spare.clone().map(|()| Vec::new()));
+            continue;
+        }
         let mut appended = Vec::with_capacity(request.items.len());
         for item in &request.items {
             let seen = in_batch

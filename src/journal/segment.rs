@@ -37,7 +37,25 @@ pub struct Writer {
     len: u64,
     next_seq: u64,
     buffer: Vec<u8>,
-    spare: Option<JoinHandle<io::Result<PathBuf>>>,
+    spare: Spare,
+}
+
+/// The next segment.
+enum Spare {
+    Preparing(JoinHandle<io::Result<PathBuf>>),
+    Ready(PathBuf),
+    /// Preparing it failed (a full disk); the next roll-over or probe tries again.
+    Missing,
+}
+
+impl Spare {
+    fn spawn(dir: PathBuf, segment_bytes: u64) -> Spare {
+        let thread = std::thread::Builder::new()
+            .name("journal-spare".into())
+            .spawn(move || prepare_spare(dir, segment_bytes))
+            .expect("spawn the spare-segment thread");
+        Spare::Preparing(thread)
+    }
 }
 
 impl Writer {
@@ -67,7 +85,7 @@ impl Writer {
             len: 0,
             next_seq,
             buffer: Vec::new(),
-            spare: Some(spawn_spare(dir.to_owned(), segment_bytes)),
+            spare: Spare::spawn(dir.to_owned(), segment_bytes),
         })
     }
 
@@ -115,15 +133,34 @@ impl Writer {
     fn roll_over(&mut self, first_seq: u64) -> io::Result<()> {
         self.file.set_len(self.len)?;
         self.file.sync_all()?;
-        let spare = match self.spare.take() {
-            Some(thread) => thread
-                .join()
-                .map_err(|_| io::Error::other("spare thread panicked"))?,
-            None => prepare_spare(self.dir.clone(), self.segment_bytes),
-        }?;
+        let spare = self.take_spare()?;
         self.file = install(&self.dir, &spare, first_seq)?;
         self.len = 0;
-        self.spare = Some(spawn_spare(self.dir.clone(), self.segment_bytes));
+        self.spare = Spare::spawn(self.dir.clone(), self.segment_bytes);
+        Ok(())
+    }
+
+    /// The spare's path, waiting for it or preparing it now; on failure none is left.
+    fn take_spare(&mut self) -> io::Result<PathBuf> {
+        match std::mem::replace(&mut self.spare, Spare::Missing) {
+            Spare::Preparing(thread) => thread
+                .join()
+                .map_err(|_| io::Error::other("the spare-segment thread panicked"))?,
+            Spare::Ready(path) => Ok(path),
+            Spare::Missing => prepare_spare(self.dir.clone(), self.segment_bytes),
+        }
+    }
+
+    /// Whether the journal can go on: the spare segment is ready, or still being prepared. A
+    /// spare that failed (disk full) is tried again here, so readiness comes back with space.
+    pub fn check_spare(&mut self) -> io::Result<()> {
+        if let Spare::Preparing(thread) = &self.spare {
+            if !thread.is_finished() {
+                return Ok(());
+            }
+        }
+        let path = self.take_spare()?;
+        self.spare = Spare::Ready(path);
         Ok(())
     }
 }
@@ -159,13 +196,6 @@ fn allocate(file: &File, len: u64) -> io::Result<()> {
 #[cfg(not(target_os = "linux"))]
 fn allocate(file: &File, len: u64) -> io::Result<()> {
     file.set_len(len)
-}
-
-fn spawn_spare(dir: PathBuf, segment_bytes: u64) -> JoinHandle<io::Result<PathBuf>> {
-    std::thread::Builder::new()
-        .name("journal-spare".into())
-        .spawn(move || prepare_spare(dir, segment_bytes))
-        .expect("spawn the spare-segment thread")
 }
 
 /// Renames the spare to the segment starting at `first_seq`, durably; returns it open.

@@ -50,7 +50,9 @@ impl TestApp {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        env.push(("HANDOFF_DATA_DIR".into(), dir.path().display().to_string()));
+        if !env.iter().any(|(k, _)| k == "HANDOFF_DATA_DIR") {
+            env.push(("HANDOFF_DATA_DIR".into(), dir.path().display().to_string()));
+        }
         let config = Config::parse(config, env).unwrap();
         let secrets = secrets();
         let lookup = move |name: &str| secrets.get(name).cloned();
