@@ -154,10 +154,10 @@ impl Writer {
     /// Whether the journal can go on: the spare segment is ready, or still being prepared. A
     /// spare that failed (disk full) is tried again here, so readiness comes back with space.
     pub fn check_spare(&mut self) -> io::Result<()> {
-        if let Spare::Preparing(thread) = &self.spare {
-            if !thread.is_finished() {
-                return Ok(());
-            }
+        if let Spare::Preparing(thread) = &self.spare
+            && !thread.is_finished()
+        {
+            return Ok(());
         }
         let path = self.take_spare()?;
         self.spare = Spare::Ready(path);
