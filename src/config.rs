@@ -182,15 +182,21 @@ impl SecretEnv {
     }
 
     /// Reads the secrets through `lookup` (the process environment in production, a table in
-    /// tests); the error names the missing variable, never a value.
+    /// tests). Of a rotation list, the variables that are set count (the previous secret is
+    /// usually unset); it is an error only when none is. Errors name variables, never values.
     pub fn resolve(&self, lookup: &SecretLookup) -> anyhow::Result<Vec<String>> {
-        self.names()
-            .into_iter()
-            .map(|name| match lookup(name) {
-                Some(value) if !value.is_empty() => Ok(value),
-                _ => bail!("environment variable {name} is not set"),
-            })
-            .collect()
+        let names = self.names();
+        let secrets: Vec<String> = names
+            .iter()
+            .filter_map(|name| lookup(name).filter(|value| !value.is_empty()))
+            .collect();
+        if secrets.is_empty() {
+            match names.as_slice() {
+                [one] => bail!("environment variable {one} is not set"),
+                many => bail!("none of the environment variables {} is set", many.join(", ")),
+            }
+        }
+        Ok(secrets)
     }
 }
 
@@ -567,5 +573,10 @@ mod tests {
         let secret = SecretEnv::Many(vec!["HANDOFF_T_SURELY_UNSET_1".into()]);
         let err = secret.resolve(&env_secrets).unwrap_err().to_string();
         assert!(err.contains("HANDOFF_T_SURELY_UNSET_1"));
+        let rotation = SecretEnv::Many(vec!["NEW".into(), "OLD".into()]);
+        let only_new = |name: &str| (name == "NEW").then(|| "s3cret".to_owned());
+        assert_eq!(rotation.resolve(&only_new).unwrap(), vec!["s3cret"]);
+        let err = rotation.resolve(&|_: &str| None).unwrap_err().to_string();
+        assert_eq!(err, "none of the environment variables NEW, OLD is set");
     }
 }

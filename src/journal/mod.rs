@@ -257,11 +257,11 @@ fn commit_loop(
             let _ = request.reply.send(answer);
         }
     }
-    let fsyncs = stats.fsyncs.load(Ordering::Relaxed).max(1);
+    let fsyncs = stats.fsyncs.load(Ordering::Relaxed);
     tracing::info!(
         fsyncs,
         requests = stats.requests.load(Ordering::Relaxed),
-        mean_commit_micros = stats.commit_micros.load(Ordering::Relaxed) / fsyncs,
+        mean_commit_micros = stats.commit_micros.load(Ordering::Relaxed) / fsyncs.max(1),
         "journal closed"
     );
 }
