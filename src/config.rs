@@ -193,7 +193,10 @@ impl SecretEnv {
         if secrets.is_empty() {
             match names.as_slice() {
                 [one] => bail!("environment variable {one} is not set"),
-                many => bail!("none of the environment variables {} is set", many.join(", ")),
+                many => bail!(
+                    "none of the environment variables {} is set",
+                    many.join(", ")
+                ),
             }
         }
         Ok(secrets)
