@@ -10,6 +10,9 @@
 //! before an acknowledgement is in the journal, which fsyncs per batch.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use backon::{BlockingRetryable, ConstantBuilder};
 
 use thiserror::Error;
 
@@ -29,6 +32,23 @@ pub enum StoreError {
     Io(#[from] sled::Error),
 }
 
+/// sled releases its file lock from an I/O thread shortly after the last handle is dropped, so an
+/// open right after a close in the same process can find it still held: wait a little for it.
+fn open_sled(path: &Path) -> Result<sled::Db, sled::Error> {
+    let open = || {
+        sled::Config::new()
+            .path(path)
+            .flush_every_ms(None)
+            .cache_capacity(256 * 1024 * 1024)
+            .open()
+    };
+    let lock_held = |error: &sled::Error| matches!(error, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"));
+    let every_20ms_for_3s = ConstantBuilder::default()
+        .with_delay(Duration::from_millis(20))
+        .with_max_times(150);
+    open.retry(every_20ms_for_3s).when(lock_held).call()
+}
+
 #[derive(Clone)]
 pub struct Store {
     /// The data directory.
@@ -40,15 +60,10 @@ pub struct Store {
 impl Store {
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         let path = dir.display().to_string();
-        let db = sled::Config::new()
-            .path(dir.join("index"))
-            .flush_every_ms(None)
-            .cache_capacity(256 * 1024 * 1024)
-            .open()
-            .map_err(|source| StoreError::Open {
-                path: path.clone(),
-                source,
-            })?;
+        let db = open_sled(&dir.join("index")).map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
         let meta = db.open_tree("meta")?;
         match meta.get("schema_version")? {
             None => {
