@@ -425,9 +425,17 @@ impl SourceConfig {
         }
         match (self.preset, &self.signature) {
             (Preset::Hmac, None) => bail!("preset \"hmac\" needs a [signature] table"),
-            (Preset::Hmac, Some(params)) => crate::ingest::template::parse(&params.signed)
-                .map(drop)
-                .context("signature.signed")?,
+            (Preset::Hmac, Some(params)) => {
+                crate::ingest::template::parse(&params.signed).context("signature.signed")?;
+                let names = [
+                    Some(&params.header),
+                    params.timestamp_header.as_ref(),
+                    params.id_header.as_ref(),
+                ];
+                for name in names.into_iter().flatten() {
+                    check_header_name(name)?;
+                }
+            }
             (_, Some(_)) => bail!("[signature] is only for preset \"hmac\""),
             (_, None) => {}
         }
@@ -446,8 +454,10 @@ impl SourceConfig {
         for pointer in pointers {
             check_pointer(pointer)?;
         }
-        if let Some(Locator::Pointer(pointer)) = &self.event_id {
-            check_pointer(pointer)?;
+        match &self.event_id {
+            Some(Locator::Pointer(pointer)) => check_pointer(pointer)?,
+            Some(Locator::Header(name)) => check_header_name(name)?,
+            None => {}
         }
         if let Some(url) = &self.public_base_url {
             check_base_url(url)?;
@@ -459,6 +469,13 @@ impl SourceConfig {
 fn check_pointer(pointer: &str) -> anyhow::Result<()> {
     if !pointer.is_empty() && !pointer.starts_with('/') {
         bail!("{pointer:?} is not a JSON pointer: it must be empty or start with '/'");
+    }
+    Ok(())
+}
+
+fn check_header_name(name: &str) -> anyhow::Result<()> {
+    if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+        bail!("{name:?} is not a valid HTTP header name");
     }
     Ok(())
 }
@@ -566,6 +583,15 @@ mod tests {
         )
         .unwrap_err();
         assert!(format!("{err:#}").contains("{nope}"), "{err:#}");
+        let err = Config::parse(
+            "[sources.x]\npreset = \"hmac\"\nsecret_env = \"X\"\n[sources.x.signature]\nheader = \"bad header\"\n",
+            env(&[]),
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("not a valid HTTP header name"),
+            "{err:#}"
+        );
         let err = Config::parse("[sources.sf]\npreset = \"salesforce_outbound\"\n", env(&[]))
             .unwrap_err();
         assert!(format!("{err:#}").contains("organization_ids"));

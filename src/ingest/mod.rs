@@ -248,11 +248,13 @@ fn envelopes(
         .collect()
 }
 
+/// A header's value as text, if present and printable.
+fn header_str(headers: &HeaderMap, name: impl axum::http::header::AsHeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
 fn check_content_type(headers: &HeaderMap, xml: bool) -> Result<(), IngestError> {
-    let value = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let value = header_str(headers, header::CONTENT_TYPE).unwrap_or("");
     let essence = value
         .split(';')
         .next()
@@ -279,10 +281,8 @@ async fn read_body(
     body: Body,
     limit: usize,
 ) -> Result<bytes::Bytes, IngestError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+    let declared =
+        header_str(headers, header::CONTENT_LENGTH).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|len| len > limit) {
         return Err(IngestError::BodyTooLarge(limit));
     }
@@ -305,14 +305,8 @@ fn full_uri(base_url: Option<&str>, headers: &HeaderMap, uri: &Uri) -> String {
     match base_url {
         Some(base) => format!("{base}{path}"),
         None => {
-            let host = headers
-                .get(header::HOST)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("localhost");
-            let scheme = headers
-                .get("x-forwarded-proto")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("http");
+            let host = header_str(headers, header::HOST).unwrap_or("localhost");
+            let scheme = header_str(headers, "x-forwarded-proto").unwrap_or("http");
             format!("{scheme}://{host}{path}")
         }
     }

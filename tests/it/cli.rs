@@ -8,6 +8,18 @@ fn handoff() -> Command {
     command
 }
 
+/// Runs `handoff check --config <config>`; returns whether it passed, and what it printed.
+fn check(config: &std::path::Path) -> (bool, String) {
+    let output = handoff()
+        .arg("check")
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    (output.status.success(), stdout)
+}
+
 #[test]
 fn check_passes_on_the_embedded_defaults() {
     let output = handoff()
@@ -40,14 +52,8 @@ fn check_reports_every_problem_with_its_location() {
         ),
     )
     .unwrap();
-    let output = handoff()
-        .arg("check")
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(!output.status.success());
+    let (passed, stdout) = check(&config);
+    assert!(!passed);
     assert!(
         stdout.contains("sources.crm: environment variable SURELY_UNSET_SECRET_VAR is not set"),
         "{stdout}"
@@ -73,14 +79,8 @@ fn check_rejects_unknown_keys_readably() {
         "listen = \"127.0.0.1:1\"\n[ingest]\nmax_body = 5\n",
     )
     .unwrap();
-    let output = handoff()
-        .arg("check")
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(!output.status.success());
+    let (passed, stdout) = check(&config);
+    assert!(!passed);
     assert!(stdout.contains("unknown field `max_body`"), "{stdout}");
 }
 
