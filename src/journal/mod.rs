@@ -12,8 +12,10 @@
 //!   answered with the first copy's seq, only once that copy is durable.
 //! - The dedupe index is in memory and derived from the journal: rebuilt on open from the records
 //!   received within the window (see `dedupe.rs`), so a crash loses none of it.
-//! - A failed write or fsync answers every waiter of that batch with an error, cuts the file back
-//!   to its last whole record, and leaves the journal usable for the next batch.
+//! - When no next segment can be made (a full disk), the batch is refused and the journal goes on
+//!   once there is space. A failed write or fsync refuses the batch and every later one until
+//!   a restart re-reads the journal: after a failed fsync the kernel may have dropped the dirty
+//!   pages, so a later fsync that succeeds proves nothing.
 //!
 //! # Layout
 //!
@@ -50,6 +52,8 @@ pub enum JournalError {
     Corrupt(u64),
     #[error("the journal's committer has stopped")]
     Stopped,
+    #[error("a journal write or fsync failed earlier; no events are taken until handoff restarts")]
+    Poisoned,
 }
 
 impl From<sled::Error> for JournalError {
@@ -239,13 +243,17 @@ fn commit_loop(
     next_seq: &AtomicU64,
     stats: &CommitStats,
 ) {
+    let mut poisoned = false;
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while let Ok(request) = rx.try_recv() {
             batch.push(request);
         }
         let started = std::time::Instant::now();
-        let answers = commit_batch(&mut writer, &mut dedupe, &batch);
+        let answers = match poisoned {
+            true => vec![Err(JournalError::Poisoned); batch.len()],
+            false => commit_batch(&mut writer, &mut dedupe, &batch, &mut poisoned),
+        };
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         stats.commit_micros.fetch_add(micros, Ordering::Relaxed);
         next_seq.store(writer.next_seq(), Ordering::Release);
@@ -271,6 +279,7 @@ fn commit_batch(
     writer: &mut Writer,
     dedupe: &mut Dedupe,
     batch: &[Request],
+    poisoned: &mut bool,
 ) -> Vec<Result<Vec<Appended>, JournalError>> {
     let first_seq = writer.next_seq();
     // Probes (empty requests) also ask whether the journal can go on past this segment.
@@ -305,8 +314,14 @@ fn commit_batch(
         answers.push(Ok(appended));
     }
     if let Err(error) = writer.commit(first_seq) {
-        tracing::error!(error = %error, "journal write failed; the batch is refused");
-        let error = JournalError::from(error);
+        *poisoned = matches!(error, segment::CommitError::Write(_));
+        match poisoned {
+            true => {
+                tracing::error!(error = %error, "journal stopped: events are refused until restart")
+            }
+            false => tracing::error!(error = %error, "journal cannot grow; the batch is refused"),
+        }
+        let error = JournalError::Write(error.to_string());
         return vec![Err(error); batch.len()];
     }
     for (item, seq) in written {

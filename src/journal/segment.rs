@@ -28,6 +28,19 @@ const HEADER: usize = 16;
 const MAX_RECORD: u32 = 256 * 1024 * 1024;
 const SPARE: &str = "spare.tmp";
 
+/// Why a commit failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// No next segment could be made (a full disk): nothing was written, the journal can go on
+    /// once there is space.
+    #[error("cannot start the next journal segment: {0}")]
+    RollOver(#[source] io::Error),
+    /// A write or fsync failed: after a failed fsync the kernel may have dropped dirty pages, so
+    /// no later fsync proves anything about this file.
+    #[error("journal write or fsync failed: {0}")]
+    Write(#[source] io::Error),
+}
+
 /// The segment being written.
 pub struct Writer {
     dir: PathBuf,
@@ -108,7 +121,7 @@ impl Writer {
 
     /// Writes the pending records and fsyncs. On failure nothing of the batch counts: the next
     /// batch overwrites it and reuses its sequence numbers.
-    pub fn commit(&mut self, first_pending_seq: u64) -> io::Result<()> {
+    pub fn commit(&mut self, first_pending_seq: u64) -> Result<(), CommitError> {
         let result = self.write_and_sync(first_pending_seq);
         if result.is_err() {
             self.buffer.clear();
@@ -118,12 +131,15 @@ impl Writer {
         result
     }
 
-    fn write_and_sync(&mut self, first_pending_seq: u64) -> io::Result<()> {
+    fn write_and_sync(&mut self, first_pending_seq: u64) -> Result<(), CommitError> {
         if self.len > 0 && self.len + self.buffer.len() as u64 > self.segment_bytes {
-            self.roll_over(first_pending_seq)?;
+            self.roll_over(first_pending_seq)
+                .map_err(CommitError::RollOver)?;
         }
-        self.file.write_all(&self.buffer)?;
-        self.file.sync_data()?;
+        self.file
+            .write_all(&self.buffer)
+            .map_err(CommitError::Write)?;
+        self.file.sync_data().map_err(CommitError::Write)?;
         self.len += self.buffer.len() as u64;
         self.buffer.clear();
         Ok(())
