@@ -10,6 +10,7 @@
 //! - `journal`  durable, deduplicated journal of accepted events; group commit
 //! - `envelope` the canonical form of one accepted event
 //! - `ingest`   `POST /hooks/{source}`: verify, parse, type, journal, answer
+//! - `mapping`  YAML mappings; so far the expression language of field rules
 //!
 //! The data path and its invariants are described in ARCHITECTURE.md and README.md.
 
@@ -20,4 +21,5 @@ pub mod config;
 pub mod envelope;
 pub mod ingest;
 pub mod journal;
+pub mod mapping;
 pub mod store;

@@ -1,0 +1,219 @@
+//! Evaluation: pure, over borrowed JSON; errors name the offending text and value.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use rust_decimal::Decimal;
+use serde_json::{Map, Value};
+use thiserror::Error;
+
+use super::Span;
+use super::parser::{BinOp, Expr, Node};
+use super::value::Val;
+
+/// What an expression can see. Lookups and cross-references are data here: the mapping does no
+/// I/O, its caller fetched them.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    /// `$`: the event's data.
+    pub root: &'a Value,
+    /// `item`: the current element inside `lines`.
+    pub item: Option<&'a Value>,
+    /// Lookup tables by name: key → value.
+    pub lookups: &'a HashMap<String, Map<String, Value>>,
+    /// Cross-references by kind: CRM id → ERP id.
+    pub xrefs: &'a HashMap<String, HashMap<String, String>>,
+}
+
+/// A run-time error: the data does not fit the rule. Never retried; it names the span of the
+/// rule's text and the value found.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[error("{message}")]
+pub struct EvalError {
+    /// A stable reason: `type_mismatch`, `not_a_number`, `division_by_zero`, `unknown_lookup`,
+    /// `missing_xref`, `bad_date`, `bad_argument`.
+    pub code: &'static str,
+    pub message: String,
+    pub span: Span,
+}
+
+impl EvalError {
+    pub fn new(code: &'static str, message: impl Into<String>, span: Span) -> Self {
+        EvalError {
+            code,
+            message: message.into(),
+            span,
+        }
+    }
+}
+
+impl Expr {
+    pub fn eval<'a>(&'a self, scope: &Scope<'a>) -> Result<Val<'a>, EvalError> {
+        let span = self.span;
+        Ok(match &self.node {
+            Node::Null => Val::Null,
+            Node::Bool(b) => Val::Bool(*b),
+            Node::Num(d) => Val::Num(*d),
+            Node::Str(s) => Val::Str(Cow::Borrowed(s)),
+            Node::Root => Val::from_json(scope.root),
+            Node::Item => scope.item.map_or(Val::Null, Val::from_json),
+            Node::Field(base, name) => match base.eval(scope)? {
+                Val::Json(Value::Object(map)) => map.get(name).map_or(Val::Null, Val::from_json),
+                _ => Val::Null,
+            },
+            Node::Index(base, index) => match base.eval(scope)? {
+                Val::Json(Value::Array(items)) => {
+                    items.get(*index).map_or(Val::Null, Val::from_json)
+                }
+                Val::List(mut items) if *index < items.len() => items.swap_remove(*index),
+                _ => Val::Null,
+            },
+            Node::Call(function, args) => {
+                let values = args
+                    .iter()
+                    .map(|arg| arg.eval(scope))
+                    .collect::<Result<Vec<_>, _>>()?;
+                (function.call)(values, scope, span)?
+            }
+            Node::If(parts) => {
+                let [cond, then, otherwise] = parts.as_ref();
+                if truthy(&cond.eval(scope)?, cond.span)? {
+                    then.eval(scope)?
+                } else {
+                    otherwise.eval(scope)?
+                }
+            }
+            Node::Coalesce(args) => {
+                for arg in args {
+                    let value = arg.eval(scope)?;
+                    if !value.is_null() && value != Val::Str(Cow::Borrowed("")) {
+                        return Ok(value);
+                    }
+                }
+                Val::Null
+            }
+            Node::Neg(inner) => Val::Num(-number(inner.eval(scope)?, inner.span)?),
+            Node::Not(inner) => Val::Bool(!truthy(&inner.eval(scope)?, inner.span)?),
+            Node::Binary(op, left, right) => binary(*op, left, right, scope, span)?,
+        })
+    }
+}
+
+fn binary<'a>(
+    op: BinOp,
+    left: &'a Expr,
+    right: &'a Expr,
+    scope: &Scope<'a>,
+    span: Span,
+) -> Result<Val<'a>, EvalError> {
+    match op {
+        BinOp::And => {
+            let l = truthy(&left.eval(scope)?, left.span)?;
+            return Ok(Val::Bool(l && truthy(&right.eval(scope)?, right.span)?));
+        }
+        BinOp::Or => {
+            let l = truthy(&left.eval(scope)?, left.span)?;
+            return Ok(Val::Bool(l || truthy(&right.eval(scope)?, right.span)?));
+        }
+        _ => {}
+    }
+    let (l, r) = (left.eval(scope)?, right.eval(scope)?);
+    Ok(match op {
+        BinOp::Eq => Val::Bool(equal(&l, &r)),
+        BinOp::Ne => Val::Bool(!equal(&l, &r)),
+        BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
+            let ordering = match (&l, &r) {
+                (Val::Num(a), Val::Num(b)) => a.cmp(b),
+                (Val::Str(a), Val::Str(b)) => a.cmp(b),
+                _ => {
+                    return Err(EvalError::new(
+                        "type_mismatch",
+                        format!(
+                            "cannot compare {} {} with {} {}",
+                            l.kind(),
+                            l.preview(),
+                            r.kind(),
+                            r.preview()
+                        ),
+                        span,
+                    ));
+                }
+            };
+            Val::Bool(match op {
+                BinOp::Lt => ordering.is_lt(),
+                BinOp::Le => ordering.is_le(),
+                BinOp::Gt => ordering.is_gt(),
+                _ => ordering.is_ge(),
+            })
+        }
+        BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div => {
+            let (a, b) = (number(l, left.span)?, number(r, right.span)?);
+            let result = match op {
+                BinOp::Add => a.checked_add(b),
+                BinOp::Sub => a.checked_sub(b),
+                BinOp::Mul => a.checked_mul(b),
+                _ if b.is_zero() => {
+                    return Err(EvalError::new(
+                        "division_by_zero",
+                        "division by zero",
+                        right.span,
+                    ));
+                }
+                _ => a.checked_div(b),
+            };
+            Val::Num(
+                result.ok_or_else(|| {
+                    EvalError::new("not_a_number", "the result is too large", span)
+                })?,
+            )
+        }
+        BinOp::And | BinOp::Or => unreachable!("handled above"),
+    })
+}
+
+fn equal(l: &Val<'_>, r: &Val<'_>) -> bool {
+    match (l, r) {
+        (Val::Num(a), Val::Num(b)) => a == b,
+        (Val::Str(a), Val::Str(b)) => a == b,
+        _ => l.clone().into_json() == r.clone().into_json(),
+    }
+}
+
+/// A number, or a string that holds one (CRMs send amounts as text too).
+pub fn number(value: Val<'_>, span: Span) -> Result<Decimal, EvalError> {
+    match &value {
+        Val::Num(d) => Ok(*d),
+        Val::Str(s) => super::value::parse_decimal(s).ok_or_else(|| {
+            EvalError::new(
+                "not_a_number",
+                format!("{} is not a number", value.preview()),
+                span,
+            )
+        }),
+        _ => Err(EvalError::new(
+            "not_a_number",
+            format!(
+                "expected a number, found {} {}",
+                value.kind(),
+                value.preview()
+            ),
+            span,
+        )),
+    }
+}
+
+fn truthy(value: &Val<'_>, span: Span) -> Result<bool, EvalError> {
+    match value {
+        Val::Bool(b) => Ok(*b),
+        Val::Null => Ok(false),
+        other => Err(EvalError::new(
+            "type_mismatch",
+            format!(
+                "expected true or false, found {} {}",
+                other.kind(),
+                other.preview()
+            ),
+            span,
+        )),
+    }
+}

@@ -1,0 +1,391 @@
+//! Recursive-descent parser: text → `Expr`, checking function names and arities.
+
+use rust_decimal::Decimal;
+use thiserror::Error;
+
+use super::Span;
+use super::functions::{self, Function};
+use super::lexer::{Token, tokenize};
+
+/// A parsed expression: a node and the span of text it came from.
+#[derive(Debug, Clone)]
+pub struct Expr {
+    pub node: Node,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub enum Node {
+    Null,
+    Bool(bool),
+    Num(Decimal),
+    Str(String),
+    /// `$`: the event's data.
+    Root,
+    /// `item`: the current element inside `lines`.
+    Item,
+    Field(Box<Expr>, String),
+    Index(Box<Expr>, usize),
+    Call(&'static Function, Vec<Expr>),
+    /// `if(cond, then, else)`: only the branch taken is evaluated.
+    If(Box<[Expr; 3]>),
+    /// `coalesce(a, b, …)`: the first that is not null; later ones are not evaluated.
+    Coalesce(Vec<Expr>),
+    Neg(Box<Expr>),
+    Not(Box<Expr>),
+    Binary(BinOp, Box<Expr>, Box<Expr>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinOp {
+    Or,
+    And,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[error("{message}")]
+pub struct ParseError {
+    pub message: String,
+    pub span: Span,
+}
+
+impl ParseError {
+    pub fn new(message: impl Into<String>, span: Span) -> Self {
+        ParseError {
+            message: message.into(),
+            span,
+        }
+    }
+}
+
+/// Parses one expression.
+pub fn parse(text: &str) -> Result<Expr, ParseError> {
+    let tokens = tokenize(text)?;
+    let mut parser = Parser {
+        tokens,
+        pos: 0,
+        end: text.len(),
+    };
+    let expr = parser.or()?;
+    match parser.tokens.get(parser.pos) {
+        None => Ok(expr),
+        Some((token, span)) => Err(ParseError::new(
+            format!(
+                "unexpected {} after the end of the expression",
+                describe(token)
+            ),
+            *span,
+        )),
+    }
+}
+
+struct Parser {
+    tokens: Vec<(Token, Span)>,
+    pos: usize,
+    end: usize,
+}
+
+fn join(a: Span, b: Span) -> Span {
+    Span {
+        start: a.start,
+        end: b.end,
+    }
+}
+
+fn describe(token: &Token) -> String {
+    match token {
+        Token::Number(n) => format!("number {n}"),
+        Token::Str(_) => "string".into(),
+        Token::Name(n) => format!("'{n}'"),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+impl Parser {
+    fn peek(&self) -> Option<&Token> {
+        self.tokens.get(self.pos).map(|(t, _)| t)
+    }
+
+    fn next(&mut self) -> Result<(Token, Span), ParseError> {
+        let item = self.tokens.get(self.pos).cloned().ok_or_else(|| {
+            ParseError::new(
+                "the expression ends too early",
+                Span {
+                    start: self.end,
+                    end: self.end,
+                },
+            )
+        })?;
+        self.pos += 1;
+        Ok(item)
+    }
+
+    fn eat(&mut self, token: &Token) -> bool {
+        if self.peek() == Some(token) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect(&mut self, token: Token, what: &str) -> Result<Span, ParseError> {
+        if self.pos >= self.tokens.len() {
+            let end = Span {
+                start: self.end,
+                end: self.end,
+            };
+            return Err(ParseError::new(
+                format!("expected {what}, but the expression ends"),
+                end,
+            ));
+        }
+        let (found, span) = self.next()?;
+        if found == token {
+            Ok(span)
+        } else {
+            Err(ParseError::new(
+                format!("expected {what}, found {}", describe(&found)),
+                span,
+            ))
+        }
+    }
+
+    fn is_word(&self, word: &str) -> bool {
+        matches!(self.peek(), Some(Token::Name(n)) if n == word)
+    }
+
+    fn binary(
+        &mut self,
+        op: BinOp,
+        left: Expr,
+        next: fn(&mut Self) -> Result<Expr, ParseError>,
+    ) -> Result<Expr, ParseError> {
+        let right = next(self)?;
+        let span = join(left.span, right.span);
+        Ok(Expr {
+            node: Node::Binary(op, Box::new(left), Box::new(right)),
+            span,
+        })
+    }
+
+    fn or(&mut self) -> Result<Expr, ParseError> {
+        let mut left = self.and()?;
+        while self.is_word("or") {
+            self.pos += 1;
+            left = self.binary(BinOp::Or, left, Self::and)?;
+        }
+        Ok(left)
+    }
+
+    fn and(&mut self) -> Result<Expr, ParseError> {
+        let mut left = self.not()?;
+        while self.is_word("and") {
+            self.pos += 1;
+            left = self.binary(BinOp::And, left, Self::not)?;
+        }
+        Ok(left)
+    }
+
+    fn not(&mut self) -> Result<Expr, ParseError> {
+        if self.is_word("not") {
+            let (_, start) = self.next()?;
+            let inner = self.not()?;
+            let span = join(start, inner.span);
+            return Ok(Expr {
+                node: Node::Not(Box::new(inner)),
+                span,
+            });
+        }
+        self.cmp()
+    }
+
+    fn cmp(&mut self) -> Result<Expr, ParseError> {
+        let left = self.sum()?;
+        let op = match self.peek() {
+            Some(Token::Eq) => BinOp::Eq,
+            Some(Token::Ne) => BinOp::Ne,
+            Some(Token::Lt) => BinOp::Lt,
+            Some(Token::Le) => BinOp::Le,
+            Some(Token::Gt) => BinOp::Gt,
+            Some(Token::Ge) => BinOp::Ge,
+            _ => return Ok(left),
+        };
+        self.pos += 1;
+        self.binary(op, left, Self::sum)
+    }
+
+    fn sum(&mut self) -> Result<Expr, ParseError> {
+        let mut left = self.product()?;
+        loop {
+            let op = match self.peek() {
+                Some(Token::Plus) => BinOp::Add,
+                Some(Token::Minus) => BinOp::Sub,
+                _ => return Ok(left),
+            };
+            self.pos += 1;
+            left = self.binary(op, left, Self::product)?;
+        }
+    }
+
+    fn product(&mut self) -> Result<Expr, ParseError> {
+        let mut left = self.unary()?;
+        loop {
+            let op = match self.peek() {
+                Some(Token::Star) => BinOp::Mul,
+                Some(Token::Slash) => BinOp::Div,
+                _ => return Ok(left),
+            };
+            self.pos += 1;
+            left = self.binary(op, left, Self::unary)?;
+        }
+    }
+
+    fn unary(&mut self) -> Result<Expr, ParseError> {
+        if self.peek() == Some(&Token::Minus) {
+            let (_, start) = self.next()?;
+            let inner = self.unary()?;
+            let span = join(start, inner.span);
+            return Ok(Expr {
+                node: Node::Neg(Box::new(inner)),
+                span,
+            });
+        }
+        self.postfix()
+    }
+
+    fn postfix(&mut self) -> Result<Expr, ParseError> {
+        let mut expr = self.primary()?;
+        loop {
+            if self.eat(&Token::Dot) {
+                let (token, span) = self.next()?;
+                let Token::Name(name) = token else {
+                    return Err(ParseError::new(
+                        format!(
+                            "expected a field name after '.', found {}",
+                            describe(&token)
+                        ),
+                        span,
+                    ));
+                };
+                let span = join(expr.span, span);
+                expr = Expr {
+                    node: Node::Field(Box::new(expr), name),
+                    span,
+                };
+            } else if self.eat(&Token::LBracket) {
+                let (token, span) = self.next()?;
+                let index = match token {
+                    Token::Number(n) => n
+                        .parse::<usize>()
+                        .map_err(|_| ParseError::new("an index is a whole number", span))?,
+                    other => {
+                        return Err(ParseError::new(
+                            format!("expected an index, found {}", describe(&other)),
+                            span,
+                        ));
+                    }
+                };
+                let close = self.expect(Token::RBracket, "']'")?;
+                let span = join(expr.span, close);
+                expr = Expr {
+                    node: Node::Index(Box::new(expr), index),
+                    span,
+                };
+            } else {
+                return Ok(expr);
+            }
+        }
+    }
+
+    fn primary(&mut self) -> Result<Expr, ParseError> {
+        let (token, span) = self.next()?;
+        let node = match token {
+            Token::Number(n) => Node::Num(
+                n.parse()
+                    .map_err(|_| ParseError::new(format!("{n} is not a number"), span))?,
+            ),
+            Token::Str(s) => Node::Str(s),
+            Token::Dollar => Node::Root,
+            Token::LParen => {
+                let inner = self.or()?;
+                let close = self.expect(Token::RParen, "')'")?;
+                return Ok(Expr {
+                    node: inner.node,
+                    span: join(span, close),
+                });
+            }
+            Token::Name(name) if self.peek() == Some(&Token::LParen) => {
+                return self.call(name, span);
+            }
+            Token::Name(name) => match name.as_str() {
+                "true" => Node::Bool(true),
+                "false" => Node::Bool(false),
+                "null" => Node::Null,
+                "item" => Node::Item,
+                _ => {
+                    return Err(ParseError::new(
+                        format!(
+                            "unknown name '{name}': paths start with $ (the event) or item (a line), functions need ( )"
+                        ),
+                        span,
+                    ));
+                }
+            },
+            other => {
+                return Err(ParseError::new(
+                    format!("expected a value, found {}", describe(&other)),
+                    span,
+                ));
+            }
+        };
+        Ok(Expr { node, span })
+    }
+
+    fn call(&mut self, name: String, name_span: Span) -> Result<Expr, ParseError> {
+        self.expect(Token::LParen, "'('")?;
+        let mut args = Vec::new();
+        if !self.eat(&Token::RParen) {
+            loop {
+                args.push(self.or()?);
+                if self.eat(&Token::Comma) {
+                    continue;
+                }
+                self.expect(Token::RParen, "',' or ')'")?;
+                break;
+            }
+        }
+        let span = Span {
+            start: name_span.start,
+            end: self.tokens[self.pos - 1].1.end,
+        };
+        let function = functions::find(&name).ok_or_else(|| {
+            ParseError::new(
+                format!("unknown function '{name}' (known: {})", functions::names()),
+                name_span,
+            )
+        })?;
+        function
+            .check_arity(args.len())
+            .map_err(|message| ParseError::new(message, span))?;
+        let node = match name.as_str() {
+            "if" => {
+                let [cond, then, otherwise]: [Expr; 3] = args.try_into().expect("arity checked");
+                Node::If(Box::new([cond, then, otherwise]))
+            }
+            "coalesce" => Node::Coalesce(args),
+            _ => Node::Call(function, args),
+        };
+        Ok(Expr { node, span })
+    }
+}
