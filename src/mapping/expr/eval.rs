@@ -183,6 +183,11 @@ fn equal(l: &Val<'_>, r: &Val<'_>) -> bool {
 pub fn number(value: Val<'_>, span: Span) -> Result<Decimal, EvalError> {
     match &value {
         Val::Num(d) => Ok(*d),
+        Val::Null => Err(EvalError::new(
+            "not_a_number",
+            "expected a number, but the value is missing (null)",
+            span,
+        )),
         Val::Str(s) => super::value::parse_decimal(s).ok_or_else(|| {
             EvalError::new(
                 "not_a_number",

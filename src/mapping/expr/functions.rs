@@ -189,7 +189,7 @@ pub static FUNCTIONS: &[Function] = &[
         2,
         Some(2),
         "round(number, places)",
-        "rounded to `places` decimals, halves away from zero",
+        "rounded to `places` decimals, halves away from zero; null stays null",
         round,
     ),
     function(
@@ -406,6 +406,9 @@ fn round<'a>(args: Vec<Val<'a>>, _: &Scope<'a>, span: Span) -> Result<Val<'a>, E
         .ok()
         .filter(|p| *p <= 28)
         .ok_or_else(|| EvalError::new("bad_argument", "round takes 0 to 28 places", span))?;
+    if value.is_null() {
+        return Ok(Val::Null);
+    }
     let value = number(value, span)?;
     let mut rounded = value.round_dp_with_strategy(places, RoundingStrategy::MidpointAwayFromZero);
     rounded.rescale(places);

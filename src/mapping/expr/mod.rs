@@ -40,7 +40,7 @@ mod value;
 
 pub use eval::{EvalError, Scope};
 pub use functions::FUNCTIONS;
-pub use parser::{Expr, ParseError, parse};
+pub use parser::{Expr, Node, ParseError, parse};
 pub use value::Val;
 
 /// A byte range in the expression text.

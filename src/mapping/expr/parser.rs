@@ -36,6 +36,33 @@ pub enum Node {
     Binary(BinOp, Box<Expr>, Box<Expr>),
 }
 
+impl Expr {
+    /// Calls `f` on this expression and every expression inside it.
+    pub fn visit(&self, f: &mut impl FnMut(&Expr)) {
+        f(self);
+        match &self.node {
+            Node::Field(inner, _) | Node::Index(inner, _) | Node::Neg(inner) | Node::Not(inner) => {
+                inner.visit(f)
+            }
+            Node::Call(_, args) | Node::Coalesce(args) => args.iter().for_each(|a| a.visit(f)),
+            Node::If(parts) => parts.iter().for_each(|a| a.visit(f)),
+            Node::Binary(_, l, r) => {
+                l.visit(f);
+                r.visit(f);
+            }
+            Node::Null | Node::Bool(_) | Node::Num(_) | Node::Str(_) | Node::Root | Node::Item => {}
+        }
+    }
+
+    /// The literal text of a string literal.
+    pub fn as_str_literal(&self) -> Option<&str> {
+        match &self.node {
+            Node::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BinOp {
     Or,

@@ -1,0 +1,262 @@
+//! Applying a compiled mapping to an event: pure, no I/O.
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value};
+use thiserror::Error;
+
+use super::expr::{EvalError, Expr, Scope, Val};
+use super::{Field, Lookups, Mapping};
+
+/// What the caller fetched for the mapping: cross-references by kind, CRM id → ERP id.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    pub xrefs: HashMap<String, HashMap<String, String>>,
+}
+
+/// The mapped document with what the queue needs to deliver it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    pub body: Value,
+    pub order_key: Option<String>,
+    pub match_key: Option<String>,
+    /// (kind, CRM id) that must exist in the target first.
+    pub requires: Vec<(String, String)>,
+    pub mapping_version: String,
+}
+
+/// Bad data for this mapping: never retried, dead-lettered with this text ("fix the data").
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[error("field {field} ({rule}): {message}")]
+pub struct MappingError {
+    /// The target field, `lines[2].quantity` inside lines, or `order_key`, `when`…
+    pub field: String,
+    /// The rule's text.
+    pub rule: String,
+    /// `not_a_number`, `required`, `missing_xref`, `schema`, … (see expr::EvalError).
+    pub code: String,
+    pub message: String,
+}
+
+impl Mapping {
+    /// Whether this mapping handles the event (source, type and condition).
+    pub fn handles(
+        &self,
+        source: &str,
+        event_type: &str,
+        data: &Value,
+        lookups: &Lookups,
+    ) -> Result<bool, MappingError> {
+        if self.source.as_deref().is_some_and(|s| s != source) || self.event != event_type {
+            return Ok(false);
+        }
+        let Some(when) = &self.when else {
+            return Ok(true);
+        };
+        let context = Context::default();
+        let scope = scope(data, None, lookups, &context);
+        let value = eval(when, &scope, "when", "on.when")?;
+        Ok(matches!(value, Val::Bool(true)))
+    }
+
+    /// Maps `data` (the event's data) into the target document, validated against its schema.
+    pub fn apply(
+        &self,
+        data: &Value,
+        lookups: &Lookups,
+        context: &Context,
+    ) -> Result<Document, MappingError> {
+        let scope = scope(data, None, lookups, context);
+        let mut body = fields(&self.fields, &scope, "")?;
+        if let Some(lines) = &self.lines {
+            let source = lines
+                .from
+                .eval(&scope)
+                .map_err(|e| error(&lines.into, "lines.from", e))?;
+            let items: Vec<&Value> = match source {
+                Val::Json(Value::Array(items)) => items.iter().collect(),
+                Val::Null => Vec::new(),
+                other => {
+                    return Err(MappingError {
+                        field: lines.into.clone(),
+                        rule: "lines.from".into(),
+                        code: "type_mismatch".into(),
+                        message: format!(
+                            "expected a list, found {} {}",
+                            other.kind(),
+                            other.preview()
+                        ),
+                    });
+                }
+            };
+            let mut out = Vec::with_capacity(items.len());
+            for (n, item) in items.into_iter().enumerate() {
+                let scope = Scope {
+                    item: Some(item),
+                    ..scope
+                };
+                if let Some(when) = &lines.when
+                    && !matches!(
+                        eval(when, &scope, &format!("{}[{n}]", lines.into), "lines.when")?,
+                        Val::Bool(true)
+                    )
+                {
+                    continue;
+                }
+                out.push(Value::Object(fields(
+                    &lines.fields,
+                    &scope,
+                    &format!("{}[{n}].", lines.into),
+                )?));
+            }
+            body.insert(lines.into.clone(), Value::Array(out));
+        }
+        let body = Value::Object(body);
+        if let Some(violation) = self.schema.iter_errors(&body).next() {
+            let path = violation.instance_path().to_string();
+            return Err(MappingError {
+                field: path.trim_start_matches('/').replace('/', "."),
+                rule: format!("schema {}", self.schema_name),
+                code: "schema".into(),
+                message: format!("the document breaks the target schema at {path:?}: {violation}"),
+            });
+        }
+        let key = |expr: &Expr, name: &str| -> Result<Option<String>, MappingError> {
+            Ok(text(eval(expr, &scope, name, name)?))
+        };
+        let mut requires = Vec::new();
+        for (kind, expr) in &self.requires {
+            if let Some(id) = key(expr, "requires")? {
+                requires.push((kind.clone(), id));
+            }
+        }
+        Ok(Document {
+            body,
+            order_key: key(&self.order_key, "order_key")?,
+            match_key: self
+                .match_key
+                .as_ref()
+                .map(|m| key(m, "match"))
+                .transpose()?
+                .flatten(),
+            requires,
+            mapping_version: self.version.clone(),
+        })
+    }
+}
+
+fn scope<'a>(
+    data: &'a Value,
+    item: Option<&'a Value>,
+    lookups: &'a Lookups,
+    context: &'a Context,
+) -> Scope<'a> {
+    Scope {
+        root: data,
+        item,
+        lookups,
+        xrefs: &context.xrefs,
+    }
+}
+
+fn eval<'a>(
+    expr: &'a Expr,
+    scope: &Scope<'a>,
+    field: &str,
+    rule: &str,
+) -> Result<Val<'a>, MappingError> {
+    expr.eval(scope).map_err(|e| error(field, rule, e))
+}
+
+fn error(field: &str, rule: &str, e: EvalError) -> MappingError {
+    MappingError {
+        field: field.to_owned(),
+        rule: rule.to_owned(),
+        code: e.code.to_owned(),
+        message: e.message,
+    }
+}
+
+fn text(value: Val<'_>) -> Option<String> {
+    match value {
+        Val::Null => None,
+        Val::Str(s) => Some(s.into_owned()),
+        other => Some(match other.into_json() {
+            Value::String(s) => s,
+            json => json.to_string(),
+        }),
+    }
+}
+
+/// Evaluates field rules into an object; null results are left out.
+fn fields(
+    rules: &[Field],
+    scope: &Scope<'_>,
+    prefix: &str,
+) -> Result<Map<String, Value>, MappingError> {
+    let mut out = Map::with_capacity(rules.len());
+    for rule in rules {
+        let name = || format!("{prefix}{}", rule.name);
+        if let Some(when) = &rule.when
+            && !matches!(eval(when, scope, &name(), &rule.text)?, Val::Bool(true))
+        {
+            continue;
+        }
+        let value = eval(&rule.expr, scope, &name(), &rule.text)?;
+        let mut value = match (&rule.map, value) {
+            (_, Val::Null) => Value::Null,
+            (None, value) => value.into_json(),
+            (Some(map), value) => {
+                let key = text(value.clone()).unwrap_or_default();
+                match (map.get(&key), &rule.default) {
+                    (Some(mapped), _) => mapped.clone(),
+                    (None, Some(_)) => Value::Null,
+                    (None, None) => {
+                        return Err(MappingError {
+                            field: name(),
+                            rule: rule.text.clone(),
+                            code: "unmapped_value".into(),
+                            message: format!(
+                                "{} is not in the value map and there is no default",
+                                value.preview()
+                            ),
+                        });
+                    }
+                }
+            }
+        };
+        if value.is_null() || value == Value::String(String::new()) {
+            value = rule.default.clone().unwrap_or(Value::Null);
+        }
+        if value.is_null() {
+            if rule.required {
+                return Err(MappingError {
+                    field: name(),
+                    rule: rule.text.clone(),
+                    code: "required".into(),
+                    message: "the value is missing and the field is required".into(),
+                });
+            }
+            continue;
+        }
+        insert(&mut out, &rule.name, value);
+    }
+    Ok(out)
+}
+
+/// Sets `name` in `object`; a dotted name (`invoice_address.city`) builds nested objects.
+fn insert(object: &mut Map<String, Value>, name: &str, value: Value) {
+    match name.split_once('.') {
+        None => {
+            object.insert(name.to_owned(), value);
+        }
+        Some((head, rest)) => {
+            let inner = object
+                .entry(head.to_owned())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(inner) = inner {
+                insert(inner, rest, value);
+            }
+        }
+    }
+}

@@ -1,0 +1,395 @@
+//! Spec → `Mapping`: every problem in a file is collected and reported with file:line:col and a
+//! caret under the offending text, before anything runs.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde_json::{Map, Value};
+use serde_saphyr::{Location, Spanned};
+use sha2::{Digest, Sha256};
+
+use super::expr::{self, Expr, Node};
+use super::spec::{FieldSpec, MappingSpec, Text};
+use super::{Field, Lines, Mapping};
+use crate::check::Problem;
+
+/// Lookup tables by name (file stem in `mappings/lookups/`).
+pub type Lookups = HashMap<String, Map<String, Value>>;
+
+/// Where a file's text is, for turning locations into `file:line:col` and caret snippets.
+struct SourceText<'a> {
+    file: &'a str,
+    text: &'a str,
+}
+
+impl SourceText<'_> {
+    /// A problem at the `offset`-th byte of the scalar that starts at `at`.
+    fn problem(&self, at: Location, offset: usize, message: impl Into<String>) -> Problem {
+        let line_no = at.line() as usize;
+        let line = self
+            .text
+            .lines()
+            .nth(line_no.saturating_sub(1))
+            .unwrap_or("");
+        let start = (at.column() as usize).saturating_sub(1);
+        let quoted = matches!(
+            line[start.min(line.len())..].chars().next(),
+            Some('"' | '\'')
+        );
+        let column = start + usize::from(quoted) + offset + 1;
+        let caret = format!("{}^", " ".repeat(column.saturating_sub(1)));
+        Problem {
+            location: format!("{}:{line_no}:{column}", self.file),
+            message: format!("{}\n    {line}\n    {caret}", message.into()),
+        }
+    }
+}
+
+/// Compiles one mapping file. `schemas` are the target schemas by name.
+pub fn compile(
+    file: &str,
+    text: &str,
+    lookups: &Lookups,
+    schemas: &HashMap<String, Value>,
+) -> Result<Mapping, Vec<Problem>> {
+    let source = SourceText { file, text };
+    let spec: MappingSpec = serde_saphyr::from_str(text).map_err(|error| {
+        let location = error.location().map_or(file.to_owned(), |at| {
+            format!("{file}:{}:{}", at.line(), at.column())
+        });
+        vec![Problem {
+            location,
+            message: error.to_string(),
+        }]
+    })?;
+    let mut problems = Vec::new();
+    let mut expr = |text: &Text| compile_expr(&source, text, lookups, &mut problems);
+
+    let when = spec.on.when.as_ref().map(&mut expr);
+    let order_key = expr(&spec.order_key);
+    let match_key = spec.match_key.as_ref().map(&mut expr);
+    let requires: Vec<_> = spec
+        .requires
+        .iter()
+        .map(|r| (r.kind.clone(), expr(&r.id)))
+        .collect();
+    let lines_from = spec.lines.as_ref().map(|l| expr(&l.from));
+    let lines_when = spec
+        .lines
+        .as_ref()
+        .and_then(|l| l.when.as_ref())
+        .map(&mut expr);
+
+    let fields = compile_fields(&source, &spec.fields, lookups, &mut problems);
+    let line_fields = spec
+        .lines
+        .as_ref()
+        .map(|l| compile_fields(&source, &l.fields, lookups, &mut problems));
+
+    let schema_name = &spec.target.schema;
+    let schema = match schemas.get(&schema_name.value) {
+        Some(schema) => {
+            check_against_schema(&source, &spec, schema, &mut problems);
+            jsonschema::validator_for(schema)
+                .map_err(|e| {
+                    problems.push(source.problem(
+                        schema_name.referenced,
+                        0,
+                        format!("schema {} is invalid: {e}", schema_name.value),
+                    ))
+                })
+                .ok()
+        }
+        None => {
+            let known: Vec<&str> = schemas.keys().map(String::as_str).collect();
+            problems.push(source.problem(
+                schema_name.referenced,
+                0,
+                format!(
+                    "no schema named {:?} in schemas/ (known: {})",
+                    schema_name.value,
+                    known.join(", ")
+                ),
+            ));
+            None
+        }
+    };
+
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let unwrap = |e: Option<Expr>| e.expect("no problems means every expression compiled");
+    Ok(Mapping {
+        flow: spec.flow,
+        version: hex::encode(&Sha256::digest(text.as_bytes())[..8]),
+        source: spec.on.source,
+        event: spec.on.event,
+        when: when.map(unwrap),
+        connector: spec.target.connector.value,
+        operation: spec.target.operation,
+        schema_name: schema_name.value.clone(),
+        order_key: unwrap(order_key),
+        match_key: match_key.map(unwrap),
+        requires: requires.into_iter().map(|(k, e)| (k, unwrap(e))).collect(),
+        fields: fields.into_iter().map(Option::unwrap).collect(),
+        lines: spec.lines.map(|l| Lines {
+            into: l.into,
+            from: unwrap(lines_from.flatten()),
+            when: lines_when.flatten(),
+            fields: line_fields
+                .unwrap_or_default()
+                .into_iter()
+                .map(Option::unwrap)
+                .collect(),
+        }),
+        schema: schema.expect("no problems means the schema compiled"),
+        tests: spec.tests,
+    })
+}
+
+fn compile_expr(
+    source: &SourceText<'_>,
+    text: &Text,
+    lookups: &Lookups,
+    problems: &mut Vec<Problem>,
+) -> Option<Expr> {
+    parse_at(
+        source,
+        &text.value,
+        At::Scalar(text.referenced),
+        lookups,
+        problems,
+    )
+}
+
+/// Where an expression's text sits: its own scalar (columns point into it), or inside a field
+/// table, where only the table's start is known.
+#[derive(Clone, Copy)]
+enum At {
+    Scalar(Location),
+    Table(Location),
+}
+
+impl SourceText<'_> {
+    fn problem_at(&self, at: At, offset: usize, text: &str, message: String) -> Problem {
+        match at {
+            At::Scalar(location) => self.problem(location, offset, message),
+            At::Table(location) => self.problem(
+                location,
+                0,
+                format!("{message} (in {text:?} at character {})", offset + 1),
+            ),
+        }
+    }
+}
+
+/// Parses an expression, checking the lookup tables it names.
+fn parse_at(
+    source: &SourceText<'_>,
+    text: &str,
+    at: At,
+    lookups: &Lookups,
+    problems: &mut Vec<Problem>,
+) -> Option<Expr> {
+    let parsed = match expr::parse(text) {
+        Ok(parsed) => parsed,
+        Err(error) => {
+            problems.push(source.problem_at(at, error.span.start, text, error.message));
+            return None;
+        }
+    };
+    let before = problems.len();
+    parsed.visit(&mut |e: &Expr| {
+        if let Node::Call(function, args) = &e.node
+            && function.name == "lookup"
+            && let Some(table) = args.first().and_then(Expr::as_str_literal)
+            && !lookups.contains_key(table)
+        {
+            let mut known: Vec<&str> = lookups.keys().map(String::as_str).collect();
+            known.sort_unstable();
+            let message = format!(
+                "no lookup table {table:?} in mappings/lookups/ (known: {})",
+                known.join(", ")
+            );
+            problems.push(source.problem_at(at, args[0].span.start, text, message));
+        }
+    });
+    (problems.len() == before).then_some(parsed)
+}
+
+fn compile_fields(
+    source: &SourceText<'_>,
+    specs: &indexmap::IndexMap<String, Spanned<FieldSpec>>,
+    lookups: &Lookups,
+    problems: &mut Vec<Problem>,
+) -> Vec<Option<Field>> {
+    specs
+        .iter()
+        .map(|(name, spec)| {
+            let (text, rule, at) = match &spec.value {
+                FieldSpec::Expr(text) => (text.as_str(), None, At::Scalar(spec.referenced)),
+                FieldSpec::Rule(rule) => {
+                    (rule.value.as_str(), Some(rule), At::Table(spec.referenced))
+                }
+            };
+            let expr = parse_at(source, text, at, lookups, problems);
+            let when = match rule.and_then(|r| r.when.as_deref()) {
+                Some(when) => Some(parse_at(source, when, at, lookups, problems)?),
+                None => None,
+            };
+            Some(Field {
+                name: name.clone(),
+                text: text.to_owned(),
+                expr: expr?,
+                map: rule.and_then(|r| r.map.clone()),
+                default: rule.and_then(|r| r.default.clone()),
+                required: rule.is_some_and(|r| r.required),
+                when,
+            })
+        })
+        .collect()
+}
+
+/// Target fields the schema lacks, and required schema fields no rule sets.
+fn check_against_schema(
+    source: &SourceText<'_>,
+    spec: &MappingSpec,
+    schema: &Value,
+    problems: &mut Vec<Problem>,
+) {
+    let schema_at = spec.target.schema.referenced;
+    check_level(
+        source,
+        &spec.fields,
+        spec.lines.as_ref().map(|l| l.into.as_str()),
+        schema,
+        schema_at,
+        &spec.target.schema.value,
+        problems,
+    );
+    if let Some(lines) = &spec.lines {
+        match schema.pointer(&format!("/properties/{}/items", lines.into)) {
+            Some(items) => check_level(
+                source,
+                &lines.fields,
+                None,
+                items,
+                lines.from.referenced,
+                &format!("{}.{}[]", spec.target.schema.value, lines.into),
+                problems,
+            ),
+            None => problems.push(source.problem(
+                lines.from.referenced,
+                0,
+                format!(
+                    "schema {} has no list field {:?}",
+                    spec.target.schema.value, lines.into
+                ),
+            )),
+        }
+    }
+}
+
+fn check_level(
+    source: &SourceText<'_>,
+    fields: &indexmap::IndexMap<String, Spanned<FieldSpec>>,
+    extra: Option<&str>,
+    schema: &Value,
+    schema_at: Location,
+    schema_name: &str,
+    problems: &mut Vec<Problem>,
+) {
+    let properties = schema.get("properties").and_then(Value::as_object);
+    for (name, spec) in fields {
+        let top = name.split('.').next().unwrap_or(name);
+        if properties.is_some_and(|p| !p.contains_key(top)) {
+            let known: Vec<&str> = properties
+                .into_iter()
+                .flat_map(|p| p.keys().map(String::as_str))
+                .collect();
+            problems.push(source.problem(
+                spec.referenced,
+                0,
+                format!(
+                    "{schema_name} has no field {name:?} (it has: {})",
+                    known.join(", ")
+                ),
+            ));
+        }
+    }
+    for required in schema
+        .get("required")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let Some(required) = required.as_str() else {
+            continue;
+        };
+        let set = |name: &String| name == required || name.starts_with(&format!("{required}."));
+        if !fields.keys().any(set) && extra != Some(required) {
+            problems.push(source.problem(
+                schema_at,
+                0,
+                format!("{schema_name} requires {required:?}, which no field rule sets"),
+            ));
+        }
+    }
+}
+
+/// Reads every `*.yaml` lookup table in `dir`.
+pub fn load_lookups(dir: &Path) -> Result<Lookups, Vec<Problem>> {
+    let mut lookups = Lookups::new();
+    let mut problems = Vec::new();
+    for path in yaml_files(dir) {
+        let file = path.display().to_string();
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        let loaded = std::fs::read_to_string(&path)
+            .map_err(|e| Problem {
+                location: file.clone(),
+                message: e.to_string(),
+            })
+            .and_then(|text| {
+                serde_saphyr::from_str::<Map<String, Value>>(&text).map_err(|e| Problem {
+                    location: e.location().map_or(file.clone(), |at| {
+                        format!("{file}:{}:{}", at.line(), at.column())
+                    }),
+                    message: e.to_string(),
+                })
+            });
+        match loaded {
+            Ok(table) => {
+                lookups.insert(name, table);
+            }
+            Err(problem) => problems.push(problem),
+        }
+    }
+    if problems.is_empty() {
+        Ok(lookups)
+    } else {
+        Err(problems)
+    }
+}
+
+/// `*.yaml` and `*.yml` files in `dir`, sorted; none if it does not exist.
+pub fn yaml_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.is_file()
+                && matches!(
+                    path.extension().and_then(|e| e.to_str()),
+                    Some("yaml" | "yml")
+                )
+        })
+        .collect();
+    files.sort();
+    files
+}

@@ -1,0 +1,138 @@
+//! The YAML form of a mapping file, as written by integrators (serde, with locations).
+//!
+//! ```yaml
+//! flow: account_to_customer
+//! on: { source: crm, event: account.updated, when: "…" }       # when: optional condition
+//! target: { connector: erp, operation: upsert_customer, schema: customer }
+//! order_key: "$.data.Id"                  # jobs with the same key run in order
+//! requires: [{ kind: customer, id: "$.data.AccountId" }]        # optional dependencies
+//! match: "$.data.Id"                      # the find-or-create key in the target
+//! fields:
+//!   name: "trim($.data.Name)"             # an expression…
+//!   terms: { value: "$.data.Terms", map: { "Net 30": "30D" }, default: "30D", required: true }
+//! lines: { into: lines, from: "$.data.Items", when: "item.Quantity > 0", fields: { … } }
+//! tests: [{ name: "…", event: { … }, context: { xrefs: { … } }, expect: { … } }]
+//! ```
+
+use std::collections::HashMap;
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use serde_json::Value;
+use serde_saphyr::Spanned;
+
+pub type Text = Spanned<String>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappingSpec {
+    pub flow: String,
+    #[serde(default)]
+    pub description: String,
+    pub on: OnSpec,
+    pub target: TargetSpec,
+    pub order_key: Text,
+    #[serde(default)]
+    pub requires: Vec<RequireSpec>,
+    #[serde(rename = "match")]
+    pub match_key: Option<Text>,
+    pub fields: IndexMap<String, Spanned<FieldSpec>>,
+    #[serde(default)]
+    pub lines: Option<LinesSpec>,
+    #[serde(default)]
+    pub tests: Vec<TestSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnSpec {
+    /// Any source when absent.
+    pub source: Option<String>,
+    pub event: String,
+    pub when: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSpec {
+    pub connector: Text,
+    pub operation: String,
+    /// A file `schemas/<schema>.json`.
+    pub schema: Text,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequireSpec {
+    pub kind: String,
+    pub id: Text,
+}
+
+/// A field rule: an expression, or an expression with a value map, default and flags.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum FieldSpec {
+    Expr(String),
+    Rule(FieldRule),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldRule {
+    pub value: String,
+    /// Source value (as text) → target value.
+    #[serde(default)]
+    pub map: Option<HashMap<String, Value>>,
+    /// Used when the value (after the map) is null or empty.
+    #[serde(default)]
+    pub default: Option<Value>,
+    /// A null result is an error.
+    #[serde(default)]
+    pub required: bool,
+    /// The field is set only when this holds.
+    #[serde(default)]
+    pub when: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinesSpec {
+    /// The target field that receives the list.
+    pub into: String,
+    /// An expression giving the source list.
+    pub from: Text,
+    /// Keeps only the elements for which this holds (`item` is the element).
+    pub when: Option<Text>,
+    pub fields: IndexMap<String, Spanned<FieldSpec>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestSpec {
+    pub name: String,
+    /// The event's data (`$`).
+    pub event: Value,
+    #[serde(default)]
+    pub context: ContextSpec,
+    /// The whole expected document.
+    pub expect: Option<Value>,
+    /// Or the expected error.
+    pub expect_error: Option<ExpectedError>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContextSpec {
+    /// kind → CRM id → ERP id.
+    #[serde(default)]
+    pub xrefs: HashMap<String, HashMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedError {
+    /// The target field whose rule fails (`lines[2].quantity` inside lines).
+    pub field: String,
+    /// The error code, e.g. `not_a_number`, `required`, `schema`.
+    pub code: String,
+}
