@@ -1,9 +1,9 @@
 //! `handoff check`: everything that can be wrong before anything runs, reported at once.
 //!
-//! Today it loads the config (with its sources and secrets) and parses every YAML file in the
-//! mappings and connectors directories, reporting syntax errors as `file:line:col`.
+//! It loads the config (with its sources and secrets), compiles every mapping (with its lookups
+//! and target schemas) and parses every connector file; problems carry `file:line:col`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::config::{Config, Origin};
 
@@ -44,31 +44,15 @@ pub fn run(config_path: Option<&Path>) -> Vec<Problem> {
             });
         }
     }
-    for dir in [&config.mappings_dir, &config.connectors_dir] {
-        for file in yaml_files(dir) {
-            if let Err(problem) = check_yaml(&file) {
-                problems.push(problem);
-            }
+    if let Err(found) = crate::mapping::load_dir(&config.mappings_dir, &config.schemas_dir) {
+        problems.extend(found);
+    }
+    for file in crate::mapping::compile::yaml_files(&config.connectors_dir) {
+        if let Err(problem) = check_yaml(&file) {
+            problems.push(problem);
         }
     }
     problems
-}
-
-fn yaml_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|entry| entry.path())
-        .filter(|path| {
-            matches!(
-                path.extension().and_then(|e| e.to_str()),
-                Some("yaml" | "yml")
-            )
-        })
-        .collect();
-    files.sort();
-    files
 }
 
 fn check_yaml(path: &Path) -> Result<(), Problem> {

@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 
 use crate::app::App;
 use crate::config::{Config, LogFormat};
+use crate::mapping::{Lookups, Mapping};
 
 /// handoff keeps a CRM and an ERP in step: signed webhooks in, a durable journal and queue,
 /// YAML mappings, ERP adapters and status back to the CRM.
@@ -34,6 +35,11 @@ enum Command {
         #[arg(long, env = "HANDOFF_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Work with mapping files: run their tests, or map one event as a dry run.
+    Mapping {
+        #[command(subcommand)]
+        command: MappingCommand,
+    },
     /// Ask a running handoff whether it is ready (for container health checks). Exits 0 if so.
     Healthcheck {
         /// Base URL of the service; defaults to the configured listen address.
@@ -44,11 +50,35 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum MappingCommand {
+    /// Run the `tests:` block of mapping files (every file in the mappings dir if none is named).
+    Test {
+        files: Vec<PathBuf>,
+        #[arg(long, env = "HANDOFF_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Map one event and print the document, or the error, without sending anything.
+    Run {
+        /// The mapping file.
+        file: PathBuf,
+        /// A JSON file with the event's data (what the rules call `$`).
+        #[arg(long)]
+        event: PathBuf,
+        /// A JSON file with the context: {"xrefs": {"customer": {"<crm id>": "<erp id>"}}}.
+        #[arg(long)]
+        context: Option<PathBuf>,
+        #[arg(long, env = "HANDOFF_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve { config } => serve(config),
         Command::Check { config } => return check(config),
+        Command::Mapping { command } => return mapping(command),
         Command::Healthcheck { url, config } => healthcheck(url, config),
     };
     match result {
@@ -100,6 +130,113 @@ fn check(path: Option<PathBuf>) -> ExitCode {
     } else {
         println!("{} problem(s)", problems.len());
         ExitCode::FAILURE
+    }
+}
+
+fn mapping(command: MappingCommand) -> ExitCode {
+    let result = match command {
+        MappingCommand::Test { files, config } => mapping_test(files, config),
+        MappingCommand::Run {
+            file,
+            event,
+            context,
+            config,
+        } => mapping_run(file, event, context, config),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Loads the named mapping files (or all) with the configured lookups and schemas; prints
+/// every problem.
+fn load_mappings(
+    files: &[PathBuf],
+    path: Option<PathBuf>,
+) -> anyhow::Result<Option<(Vec<Mapping>, Lookups)>> {
+    let (config, _) = Config::load(path.as_deref())?;
+    let files = match files {
+        [] => crate::mapping::compile::yaml_files(&config.mappings_dir),
+        named => named.to_vec(),
+    };
+    match crate::mapping::load_files(&files, &config.mappings_dir, &config.schemas_dir) {
+        Ok(loaded) => Ok(Some(loaded)),
+        Err(problems) => {
+            for problem in &problems {
+                println!("{problem}");
+            }
+            println!("{} problem(s)", problems.len());
+            Ok(None)
+        }
+    }
+}
+
+fn mapping_test(files: Vec<PathBuf>, config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let Some((mappings, lookups)) = load_mappings(&files, config)? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let (mut passed, mut failed) = (0, 0);
+    for mapping in &mappings {
+        for case in &mapping.tests {
+            match crate::mapping::testing::run_case(mapping, &lookups, case) {
+                Ok(()) => {
+                    passed += 1;
+                    println!("ok     {} :: {}", mapping.flow, case.name);
+                }
+                Err(why) => {
+                    failed += 1;
+                    println!("FAILED {} :: {}\n{why}", mapping.flow, case.name);
+                }
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn mapping_run(
+    file: PathBuf,
+    event: PathBuf,
+    context: Option<PathBuf>,
+    config: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let read_json = |path: &PathBuf| -> anyhow::Result<serde_json::Value> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
+    };
+    let data = read_json(&event)?;
+    let context = match &context {
+        Some(path) => {
+            let value = read_json(path)?;
+            crate::mapping::Context {
+                xrefs: serde_json::from_value(value.get("xrefs").cloned().unwrap_or_default())
+                    .context("context.xrefs must map kinds to {crm id: erp id}")?,
+            }
+        }
+        None => crate::mapping::Context::default(),
+    };
+    let Some((mappings, lookups)) = load_mappings(std::slice::from_ref(&file), config)? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let mapping = &mappings[0];
+    match mapping.apply(&data, &lookups, &context) {
+        Ok(document) => {
+            println!("{}", serde_json::to_string_pretty(&document.body)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            println!("error [{}]: {error}", error.code);
+            Ok(ExitCode::FAILURE)
+        }
     }
 }
 

@@ -43,6 +43,9 @@ pub struct Config {
     /// Directory of the YAML connector files.
     #[serde(default = "default_connectors_dir")]
     pub connectors_dir: PathBuf,
+    /// Directory of the JSON Schemas of the target documents (`customer.json`, …).
+    #[serde(default = "default_schemas_dir")]
+    pub schemas_dir: PathBuf,
     #[serde(default)]
     pub store: StoreConfig,
     #[serde(default)]
@@ -310,6 +313,9 @@ fn default_mappings_dir() -> PathBuf {
 }
 fn default_connectors_dir() -> PathBuf {
     PathBuf::from("./connectors")
+}
+fn default_schemas_dir() -> PathBuf {
+    PathBuf::from("./schemas")
 }
 fn default_log_level() -> String {
     "info".to_owned()

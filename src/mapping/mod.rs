@@ -73,6 +73,15 @@ pub struct Lines {
 /// Every mapping in `dir`, with the lookups of `dir/lookups` and the schemas of `schemas_dir`;
 /// or every problem in all of them.
 pub fn load_dir(dir: &Path, schemas_dir: &Path) -> Result<(Vec<Mapping>, Lookups), Vec<Problem>> {
+    load_files(&compile::yaml_files(dir), dir, schemas_dir)
+}
+
+/// The given mapping files, with the lookups of `dir/lookups` and the schemas of `schemas_dir`.
+pub fn load_files(
+    files: &[std::path::PathBuf],
+    dir: &Path,
+    schemas_dir: &Path,
+) -> Result<(Vec<Mapping>, Lookups), Vec<Problem>> {
     let mut problems = Vec::new();
     let lookups = compile::load_lookups(&dir.join("lookups")).unwrap_or_else(|p| {
         problems.extend(p);
@@ -80,9 +89,9 @@ pub fn load_dir(dir: &Path, schemas_dir: &Path) -> Result<(Vec<Mapping>, Lookups
     });
     let schemas = load_schemas(schemas_dir, &mut problems);
     let mut mappings = Vec::new();
-    for path in compile::yaml_files(dir) {
+    for path in files {
         let file = path.display().to_string();
-        match std::fs::read_to_string(&path) {
+        match std::fs::read_to_string(path) {
             Ok(text) => match compile::compile(&file, &text, &lookups, &schemas) {
                 Ok(mapping) => mappings.push(mapping),
                 Err(found) => problems.extend(found),
