@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use crate::config::{Config, Origin, SecretLookup};
 use crate::ingest::{self, Ingest};
 use crate::journal::Journal;
+use crate::mapping::{Lookups, Mapping};
 use crate::store::Store;
 
 /// The running service's parts.
@@ -19,6 +20,8 @@ use crate::store::Store;
 pub struct App {
     pub journal: Arc<Journal>,
     pub ingest: Arc<Ingest>,
+    /// The compiled mappings and their lookup tables (the delivery engine will use them).
+    pub mappings: Arc<(Vec<Mapping>, Lookups)>,
 }
 
 impl App {
@@ -28,6 +31,15 @@ impl App {
         origin: &Origin,
         secrets: &SecretLookup,
     ) -> anyhow::Result<(App, Vec<String>)> {
+        let mappings = crate::mapping::load_dir(&config.mappings_dir, &config.schemas_dir)
+            .map_err(|problems| {
+                let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                anyhow::anyhow!(
+                    "the mappings have {} problem(s):\n{}",
+                    problems.len(),
+                    lines.join("\n")
+                )
+            })?;
         std::fs::create_dir_all(&config.data_dir)?;
         let store = Store::open(&config.data_dir)?;
         let journal = Arc::new(Journal::open(
@@ -39,6 +51,7 @@ impl App {
         let app = App {
             journal,
             ingest: Arc::new(ingest),
+            mappings: Arc::new(mappings),
         };
         Ok((app, warnings))
     }

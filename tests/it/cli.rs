@@ -101,3 +101,109 @@ fn help_explains_the_commands() {
         assert!(stdout.contains(command), "{stdout}");
     }
 }
+
+#[test]
+fn serve_refuses_to_start_with_a_broken_mapping() {
+    let dir = tempfile::tempdir().unwrap();
+    let mappings = dir.path().join("mappings");
+    std::fs::create_dir(&mappings).unwrap();
+    let good = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/account_to_customer.yaml"),
+    )
+    .unwrap();
+    std::fs::write(
+        mappings.join("broken.yaml"),
+        good.replace("trim($.data.Name)", "trim($.data.Name"),
+    )
+    .unwrap();
+    let lookups = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/lookups");
+    std::fs::create_dir(mappings.join("lookups")).unwrap();
+    for table in ["payment_terms.yaml", "countries.yaml"] {
+        std::fs::copy(lookups.join(table), mappings.join("lookups").join(table)).unwrap();
+    }
+    let config = dir.path().join("handoff.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\nmappings_dir = {:?}\nschemas_dir = {:?}\n",
+            dir.path().join("data").display().to_string(),
+            mappings.display().to_string(),
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("schemas")
+                .display()
+                .to_string(),
+        ),
+    )
+    .unwrap();
+    let output = handoff()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("the mappings have 1 problem(s)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("broken.yaml:15:9: expected ',' or ')'"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn mapping_test_and_run_work_on_the_shipped_mappings() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let output = handoff()
+        .args(["mapping", "test"])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let event = dir.path().join("event.json");
+    std::fs::write(
+        &event,
+        r#"{"data": {"Id": "001X", "Name": "Zeta", "Credit_Limit__c": 12.345}}"#,
+    )
+    .unwrap();
+    let output = handoff()
+        .args([
+            "mapping",
+            "run",
+            "mappings/account_to_customer.yaml",
+            "--event",
+        ])
+        .arg(&event)
+        .current_dir(root)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    let document: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(document["credit_limit"].to_string(), "12.35");
+    assert_eq!(document["payment_terms"], "NET30");
+
+    std::fs::write(&event, r#"{"data": {"Id": "001Y", "Name": " "}}"#).unwrap();
+    let output = handoff()
+        .args([
+            "mapping",
+            "run",
+            "mappings/account_to_customer.yaml",
+            "--event",
+        ])
+        .arg(&event)
+        .current_dir(root)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success());
+    assert!(
+        stdout.starts_with("error [required]: field name"),
+        "{stdout}"
+    );
+}
