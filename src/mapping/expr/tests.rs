@@ -196,3 +196,15 @@ fn every_function_is_documented_with_a_matching_signature() {
         assert!(!function.doc.is_empty());
     }
 }
+
+#[test]
+fn the_readme_documents_every_function() {
+    let readme = include_str!("../../../README.md");
+    for function in FUNCTIONS {
+        assert!(
+            readme.contains(&format!("`{}(", function.name)),
+            "README lacks {}",
+            function.name
+        );
+    }
+}
