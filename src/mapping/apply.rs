@@ -55,7 +55,7 @@ impl Mapping {
         };
         let context = Context::default();
         let scope = scope(data, None, lookups, &context);
-        let value = eval(when, &scope, "when", "on.when")?;
+        let value = eval(when, &scope, || "when".to_owned(), "on.when")?;
         Ok(matches!(value, Val::Bool(true)))
     }
 
@@ -67,7 +67,7 @@ impl Mapping {
         context: &Context,
     ) -> Result<Document, MappingError> {
         let scope = scope(data, None, lookups, context);
-        let mut body = fields(&self.fields, &scope, "")?;
+        let mut body = fields(&self.fields, &scope, None)?;
         if let Some(lines) = &self.lines {
             let source = lines
                 .from
@@ -97,7 +97,12 @@ impl Mapping {
                 };
                 if let Some(when) = &lines.when
                     && !matches!(
-                        eval(when, &scope, &format!("{}[{n}]", lines.into), "lines.when")?,
+                        eval(
+                            when,
+                            &scope,
+                            || format!("{}[{n}]", lines.into),
+                            "lines.when"
+                        )?,
                         Val::Bool(true)
                     )
                 {
@@ -106,23 +111,28 @@ impl Mapping {
                 out.push(Value::Object(fields(
                     &lines.fields,
                     &scope,
-                    &format!("{}[{n}].", lines.into),
+                    Some((&lines.into, n)),
                 )?));
             }
             body.insert(lines.into.clone(), Value::Array(out));
         }
         let body = Value::Object(body);
-        if let Some(violation) = self.schema.iter_errors(&body).next() {
+        if !self.schema.is_valid(&body)
+            && let Some(violation) = self.schema.iter_errors(&body).next()
+        {
             let path = violation.instance_path().to_string();
             return Err(MappingError {
-                field: path.trim_start_matches('/').replace('/', "."),
+                field: match path.trim_start_matches('/') {
+                    "" => "(document)".to_owned(),
+                    inner => inner.replace('/', "."),
+                },
                 rule: format!("schema {}", self.schema_name),
                 code: "schema".into(),
                 message: format!("the document breaks the target schema at {path:?}: {violation}"),
             });
         }
         let key = |expr: &Expr, name: &str| -> Result<Option<String>, MappingError> {
-            Ok(text(eval(expr, &scope, name, name)?))
+            Ok(text(eval(expr, &scope, || name.to_owned(), name)?))
         };
         let mut requires = Vec::new();
         for (kind, expr) in &self.requires {
@@ -159,13 +169,14 @@ fn scope<'a>(
     }
 }
 
+/// Evaluates; the field's name is only built when there is an error to report.
 fn eval<'a>(
     expr: &'a Expr,
     scope: &Scope<'a>,
-    field: &str,
+    field: impl Fn() -> String,
     rule: &str,
 ) -> Result<Val<'a>, MappingError> {
-    expr.eval(scope).map_err(|e| error(field, rule, e))
+    expr.eval(scope).map_err(|e| error(&field(), rule, e))
 }
 
 fn error(field: &str, rule: &str, e: EvalError) -> MappingError {
@@ -189,20 +200,24 @@ fn text(value: Val<'_>) -> Option<String> {
 }
 
 /// Evaluates field rules into an object; null results are left out.
+/// `line` is the list's field and the element's index, inside `lines`.
 fn fields(
     rules: &[Field],
     scope: &Scope<'_>,
-    prefix: &str,
+    line: Option<(&str, usize)>,
 ) -> Result<Map<String, Value>, MappingError> {
     let mut out = Map::with_capacity(rules.len());
     for rule in rules {
-        let name = || format!("{prefix}{}", rule.name);
+        let name = || match line {
+            Some((into, n)) => format!("{into}[{n}].{}", rule.name),
+            None => rule.name.clone(),
+        };
         if let Some(when) = &rule.when
-            && !matches!(eval(when, scope, &name(), &rule.text)?, Val::Bool(true))
+            && !matches!(eval(when, scope, name, &rule.text)?, Val::Bool(true))
         {
             continue;
         }
-        let value = eval(&rule.expr, scope, &name(), &rule.text)?;
+        let value = eval(&rule.expr, scope, name, &rule.text)?;
         let mut value = match (&rule.map, value) {
             (_, Val::Null) => Value::Null,
             (None, value) => value.into_json(),
