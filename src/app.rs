@@ -1,7 +1,9 @@
-//! Wiring only: open the store → start the journal → compile sources → serve.
+//! Wiring only: compile mappings → open the store → start the journal → compile sources → serve,
+//! with the mapping watcher (SIGHUP or a change on disk reloads them) beside the server.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -12,7 +14,7 @@ use tokio::net::TcpListener;
 use crate::config::{Config, Origin, SecretLookup};
 use crate::ingest::{self, Ingest};
 use crate::journal::Journal;
-use crate::mapping::{Lookups, Mapping};
+use crate::mapping::live::LiveMappings;
 use crate::store::Store;
 
 /// The running service's parts.
@@ -20,9 +22,12 @@ use crate::store::Store;
 pub struct App {
     pub journal: Arc<Journal>,
     pub ingest: Arc<Ingest>,
-    /// The compiled mappings and their lookup tables (the delivery engine will use them).
-    pub mappings: Arc<(Vec<Mapping>, Lookups)>,
+    /// The mappings in force (the delivery engine will apply them).
+    pub mappings: Arc<LiveMappings>,
 }
+
+/// How often the mapping files are checked for changes.
+const MAPPING_POLL: Duration = Duration::from_secs(1);
 
 impl App {
     /// Opens the store and compiles the sources; returns start-up warnings to log.
@@ -31,8 +36,8 @@ impl App {
         origin: &Origin,
         secrets: &SecretLookup,
     ) -> anyhow::Result<(App, Vec<String>)> {
-        let mappings = crate::mapping::load_dir(&config.mappings_dir, &config.schemas_dir)
-            .map_err(|problems| {
+        let mappings =
+            LiveMappings::load(&config.mappings_dir, &config.schemas_dir).map_err(|problems| {
                 let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
                 anyhow::anyhow!(
                     "the mappings have {} problem(s):\n{}",
@@ -64,7 +69,10 @@ impl App {
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(readyz))
             .with_state(self.journal.clone());
-        hooks.merge(health)
+        let api = Router::new()
+            .route("/api/v1/mappings", get(list_mappings))
+            .with_state(self.mappings.clone());
+        hooks.merge(health).merge(api)
     }
 
     /// Serves on `listener` until `shutdown` completes, then lets in-flight requests finish.
@@ -73,9 +81,11 @@ impl App {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let watcher = tokio::spawn(watch_mappings(self.mappings.clone()));
         let result = axum::serve(listener, self.router())
             .with_graceful_shutdown(shutdown)
             .await;
+        watcher.abort();
         Ok(result?)
     }
 }
@@ -87,6 +97,76 @@ async fn readyz(State(journal): State<Arc<Journal>>) -> (StatusCode, &'static st
         Err(error) => {
             tracing::error!(error = %error, "store is not writable");
             (StatusCode::SERVICE_UNAVAILABLE, "store not writable")
+        }
+    }
+}
+
+/// `GET /api/v1/mappings`: the mappings in force with their versions, and the last reload.
+async fn list_mappings(State(live): State<Arc<LiveMappings>>) -> axum::Json<serde_json::Value> {
+    let loaded = live.current();
+    let mappings: Vec<serde_json::Value> = loaded
+        .mappings
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "flow": m.flow,
+                "version": m.version,
+                "event": m.event,
+                "connector": m.connector,
+                "operation": m.operation,
+            })
+        })
+        .collect();
+    axum::Json(serde_json::json!({ "mappings": mappings, "last_reload": live.last_reload() }))
+}
+
+/// Reloads the mappings on SIGHUP and when their files change; a broken edit is logged and the
+/// running version kept.
+async fn watch_mappings(live: Arc<LiveMappings>) {
+    #[cfg(unix)]
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut poll = tokio::time::interval(MAPPING_POLL);
+    loop {
+        #[cfg(unix)]
+        let signalled = async {
+            match hangup.as_mut() {
+                Some(signal) => signal.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let signalled = std::future::pending::<Option<()>>();
+        let reason = tokio::select! {
+            _ = signalled => "SIGHUP",
+            _ = poll.tick() => {
+                if !live.changed_on_disk() {
+                    continue;
+                }
+                "a change on disk"
+            }
+        };
+        let reloading = live.clone();
+        match tokio::task::spawn_blocking(move || reloading.reload()).await {
+            Ok(Ok(())) => {
+                let versions: Vec<String> = live
+                    .current()
+                    .mappings
+                    .iter()
+                    .map(|m| format!("{}@{}", m.flow, m.version))
+                    .collect();
+                tracing::info!(reason, mappings = %versions.join(", "), "mappings reloaded");
+            }
+            Ok(Err(problems)) => {
+                for problem in &problems {
+                    tracing::error!(reason, "{problem}");
+                }
+                tracing::error!(
+                    reason,
+                    problems = problems.len(),
+                    "mapping reload rejected; the running mappings stay in force"
+                );
+            }
+            Err(_) => return,
         }
     }
 }

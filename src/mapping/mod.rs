@@ -10,6 +10,7 @@
 mod apply;
 pub mod compile;
 pub mod expr;
+pub mod live;
 pub mod spec;
 pub mod testing;
 

@@ -28,6 +28,12 @@ fn start(config: &Path) -> (Child, String) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let addr = listen_address(&mut child);
+    (child, addr)
+}
+
+/// Reads a child's JSON log until it says where it listens; keeps draining it afterwards.
+pub fn listen_address(child: &mut Child) -> String {
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let addr = loop {
@@ -41,7 +47,7 @@ fn start(config: &Path) -> (Child, String) {
         }
     };
     std::thread::spawn(move || lines.for_each(drop)); // keep the pipe drained
-    (child, addr)
+    addr
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,4 +5,5 @@ mod disk_full;
 mod durability;
 mod ingest;
 mod reference;
+mod reload;
 mod support;
