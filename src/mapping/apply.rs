@@ -126,7 +126,7 @@ impl Mapping {
                     "" => "(document)".to_owned(),
                     inner => inner.replace('/', "."),
                 },
-                rule: format!("schema {}", self.schema_name),
+                rule: self.rule_at(&path),
                 code: "schema".into(),
                 message: format!("the document breaks the target schema at {path:?}: {violation}"),
             });
@@ -152,6 +152,34 @@ impl Mapping {
             requires,
             mapping_version: self.version.clone(),
         })
+    }
+}
+
+impl Mapping {
+    /// The text of the field rule that produced the value at a JSON pointer of the document,
+    /// or the schema's name when no single rule did.
+    fn rule_at(&self, pointer: &str) -> String {
+        let segments: Vec<&str> = pointer.split('/').filter(|s| !s.is_empty()).collect();
+        let (rules, path) = match (&self.lines, segments.as_slice()) {
+            (Some(lines), [into, _index, rest @ ..]) if *into == lines.into => {
+                (&lines.fields, rest)
+            }
+            _ => (&self.fields, segments.as_slice()),
+        };
+        let dotted = path.join(".");
+        rules
+            .iter()
+            .find(|rule| !dotted.is_empty() && rule.name == dotted)
+            .or_else(|| {
+                rules.iter().find(|rule| {
+                    path.first()
+                        .is_some_and(|first| rule.name.split('.').next() == Some(first))
+                })
+            })
+            .map_or_else(
+                || format!("schema {}", self.schema_name),
+                |rule| rule.text.clone(),
+            )
     }
 }
 

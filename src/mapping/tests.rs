@@ -99,3 +99,23 @@ fn unknown_keys_and_yaml_syntax_errors_have_locations() {
     let found = problems("flow: [unclosed\n");
     assert!(found[0].starts_with("m.yaml:"), "{found:#?}");
 }
+
+#[test]
+fn a_schema_violation_names_the_path_and_the_rule_behind_it() {
+    let text = format!(
+        "{HEAD}fields:\n  code: \"$.Id\"\n  name: \"$.Name\"\n  terms: \"upper($.Terms)\"\n"
+    );
+    let mut schemas = schemas();
+    schemas.get_mut("customer").unwrap()["properties"]["terms"] = json!({"enum": ["NET30"]});
+    let mapping = compile("m.yaml", &text, &lookups(), &schemas).unwrap();
+    let data = json!({"Id": "1", "Name": "A", "Terms": "net 90"});
+    let error = mapping
+        .apply(&data, &lookups(), &Default::default())
+        .unwrap_err();
+    assert_eq!(
+        (error.field.as_str(), error.code.as_str()),
+        ("terms", "schema")
+    );
+    assert_eq!(error.rule, "upper($.Terms)");
+    assert!(error.message.contains("\"/terms\""), "{}", error.message);
+}

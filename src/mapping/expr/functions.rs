@@ -227,9 +227,9 @@ pub static FUNCTIONS: &[Function] = &[
     function(
         "date",
         3,
-        Some(3),
-        "date(value, from_format, to_format)",
-        "a date or time re-formatted; formats are strftime (`%Y-%m-%d`) or `rfc3339`",
+        Some(4),
+        "date(value, from_format, to_format, time_zone?)",
+        "a date or time re-formatted, shown in `time_zone` (an IANA name, UTC by default); formats are strftime (`%Y-%m-%d`) or `rfc3339`; times without an offset are UTC",
         date,
     ),
 ];
@@ -489,11 +489,20 @@ fn xref<'a>(args: Vec<Val<'a>>, scope: &Scope<'a>, span: Span) -> Result<Val<'a>
 }
 
 fn date<'a>(args: Vec<Val<'a>>, _: &Scope<'a>, span: Span) -> Result<Val<'a>, EvalError> {
-    let [value, from, to] = <[Val; 3]>::try_from(args).expect("arity checked");
-    let (from, to) = (
-        text(from, span)?.unwrap_or_default(),
-        text(to, span)?.unwrap_or_default(),
-    );
+    let mut args = args.into_iter();
+    let value = args.next().expect("arity checked");
+    let from = text(args.next().expect("arity checked"), span)?.unwrap_or_default();
+    let to = text(args.next().expect("arity checked"), span)?.unwrap_or_default();
+    let zone = match args.next().map(|z| text(z, span)).transpose()?.flatten() {
+        Some(name) => name.parse::<chrono_tz::Tz>().map_err(|_| {
+            EvalError::new(
+                "bad_argument",
+                format!("{name:?} is not a time zone (use e.g. Europe/Paris)"),
+                span,
+            )
+        })?,
+        None => chrono_tz::UTC,
+    };
     let Some(value) = text(value, span)? else {
         return Ok(Val::Null);
     };
@@ -504,23 +513,28 @@ fn date<'a>(args: Vec<Val<'a>>, _: &Scope<'a>, span: Span) -> Result<Val<'a>, Ev
             span,
         )
     };
-    let parsed: NaiveDateTime = if from == "rfc3339" {
+    // Times without an offset are taken as UTC.
+    let instant: DateTime<chrono::Utc> = if from == "rfc3339" {
         DateTime::parse_from_rfc3339(&value)
             .map_err(|_| bad())?
-            .naive_utc()
+            .to_utc()
     } else {
-        NaiveDateTime::parse_from_str(&value, &from)
+        DateTime::parse_from_str(&value, &from)
+            .map(|t| t.to_utc())
+            .or_else(|_| NaiveDateTime::parse_from_str(&value, &from).map(|t| t.and_utc()))
             .or_else(|_| {
-                NaiveDate::parse_from_str(&value, &from).map(|d| d.and_time(Default::default()))
+                NaiveDate::parse_from_str(&value, &from)
+                    .map(|d| d.and_time(Default::default()).and_utc())
             })
             .map_err(|_| bad())?
     };
+    let local = instant.with_timezone(&zone);
     let out = if to == "rfc3339" {
-        parsed.and_utc().to_rfc3339()
+        local.to_rfc3339()
     } else {
         let mut out = String::new();
         use std::fmt::Write;
-        write!(out, "{}", parsed.format(&to)).map_err(|_| {
+        write!(out, "{}", local.format(&to)).map_err(|_| {
             EvalError::new("bad_argument", format!("{to:?} is not a date format"), span)
         })?;
         out
