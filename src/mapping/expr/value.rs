@@ -25,7 +25,7 @@ impl<'a> Val<'a> {
         match value {
             Value::Null => Val::Null,
             Value::Bool(b) => Val::Bool(*b),
-            Value::Number(n) => parse_decimal(&n.to_string()).map_or(Val::Json(value), Val::Num),
+            Value::Number(n) => parse_decimal(n.as_str()).map_or(Val::Json(value), Val::Num),
             Value::String(s) => Val::Str(Cow::Borrowed(s)),
             Value::Array(_) | Value::Object(_) => Val::Json(value),
         }
