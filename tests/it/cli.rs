@@ -164,31 +164,26 @@ fn mapping_test_and_run_work_on_the_shipped_mappings() {
     assert!(output.status.success(), "{stdout}");
     assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
 
-    let dir = tempfile::tempdir().unwrap();
-    let event = dir.path().join("event.json");
-    std::fs::write(
-        &event,
-        r#"{"data": {"Id": "001X", "Name": "Zeta", "Credit_Limit__c": 12.345}}"#,
-    )
-    .unwrap();
-    let output = handoff()
-        .args([
-            "mapping",
-            "run",
-            "mappings/account_to_customer.yaml",
-            "--event",
-        ])
-        .arg(&event)
-        .current_dir(root)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}");
+    let (passed, stdout) =
+        mapping_run(r#"{"data": {"Id": "001X", "Name": "Zeta", "Credit_Limit__c": 12.345}}"#);
+    assert!(passed, "{stdout}");
     let document: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(document["credit_limit"].to_string(), "12.35");
     assert_eq!(document["payment_terms"], "NET30");
 
-    std::fs::write(&event, r#"{"data": {"Id": "001Y", "Name": " "}}"#).unwrap();
+    let (passed, stdout) = mapping_run(r#"{"data": {"Id": "001Y", "Name": " "}}"#);
+    assert!(!passed);
+    assert!(
+        stdout.starts_with("error [required]: field name"),
+        "{stdout}"
+    );
+}
+
+/// `handoff mapping run mappings/account_to_customer.yaml --event <event>`: passed, and stdout.
+fn mapping_run(event: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("event.json");
+    std::fs::write(&path, event).unwrap();
     let output = handoff()
         .args([
             "mapping",
@@ -196,14 +191,10 @@ fn mapping_test_and_run_work_on_the_shipped_mappings() {
             "mappings/account_to_customer.yaml",
             "--event",
         ])
-        .arg(&event)
-        .current_dir(root)
+        .arg(&path)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(!output.status.success());
-    assert!(
-        stdout.starts_with("error [required]: field name"),
-        "{stdout}"
-    );
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    (output.status.success(), stdout)
 }

@@ -1,0 +1,68 @@
+//! Number functions: decimal, round, sum, len. Decimals only, never floats.
+
+use super::super::Span;
+use super::super::eval::{EvalError, Scope, number};
+use super::super::value::Val;
+use super::{list, text, whole};
+
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde_json::Value;
+
+pub fn decimal<'a>(args: Vec<Val<'a>>, _: &Scope<'a>, span: Span) -> Result<Val<'a>, EvalError> {
+    let [value] = <[Val; 1]>::try_from(args).expect("arity checked");
+    match value {
+        Val::Null => Ok(Val::Null),
+        other => Ok(Val::Num(number(other, span)?)),
+    }
+}
+
+pub fn round<'a>(args: Vec<Val<'a>>, _: &Scope<'a>, span: Span) -> Result<Val<'a>, EvalError> {
+    let [value, places] = <[Val; 2]>::try_from(args).expect("arity checked");
+    let places = u32::try_from(whole(places, span)?)
+        .ok()
+        .filter(|p| *p <= 28)
+        .ok_or_else(|| EvalError::new("bad_argument", "round takes 0 to 28 places", span))?;
+    if value.is_null() {
+        return Ok(Val::Null);
+    }
+    let value = number(value, span)?;
+    let mut rounded = value.round_dp_with_strategy(places, RoundingStrategy::MidpointAwayFromZero);
+    rounded.rescale(places);
+    Ok(Val::Num(rounded))
+}
+
+pub fn sum<'a>(args: Vec<Val<'a>>, _: &Scope<'a>, span: Span) -> Result<Val<'a>, EvalError> {
+    let mut args = args.into_iter();
+    let items = list(&args.next().expect("arity checked"), span)?;
+    let field = args.next().map(|f| text(f, span)).transpose()?.flatten();
+    let mut total = Decimal::ZERO;
+    for item in items {
+        let value = match (&field, item) {
+            (Some(field), Val::Json(Value::Object(map))) => {
+                map.get(field.as_ref()).map_or(Val::Null, Val::from_json)
+            }
+            (Some(_), other) => {
+                return Err(EvalError::new(
+                    "type_mismatch",
+                    format!("sum by field needs objects, found {}", other.preview()),
+                    span,
+                ));
+            }
+            (None, value) => value,
+        };
+        total = total
+            .checked_add(number(value, span)?)
+            .ok_or_else(|| EvalError::new("not_a_number", "the sum is too large", span))?;
+    }
+    Ok(Val::Num(total))
+}
+
+pub fn len<'a>(args: Vec<Val<'a>>, _: &Scope<'a>, span: Span) -> Result<Val<'a>, EvalError> {
+    let [value] = <[Val; 1]>::try_from(args).expect("arity checked");
+    let n = match &value {
+        Val::Null => 0,
+        Val::Str(s) => s.chars().count(),
+        other => list(other, span)?.len(),
+    };
+    Ok(Val::Num(Decimal::from(n)))
+}
