@@ -3,14 +3,14 @@
 //! # Layout
 //!
 //! - `cli`      the command line: parse, load config, hand over
-//! - `app`      wiring: open store → journal → sources → HTTP server
+//! - `app`      wiring: mappings → store → journal → sources → HTTP server, mapping reloads
 //! - `config`   typed TOML config, `HANDOFF_*` overrides, validation
 //! - `check`    `handoff check`: every config and file problem, with file:line:col
 //! - `store`    the embedded sled database and its trees
 //! - `journal`  durable, deduplicated journal of accepted events; group commit
 //! - `envelope` the canonical form of one accepted event
 //! - `ingest`   `POST /hooks/{source}`: verify, parse, type, journal, answer
-//! - `mapping`  YAML mappings; so far the expression language of field rules
+//! - `mapping`  YAML mappings: spec → compile (problems with file:line:col) → apply; reload; `expr`
 //!
 //! The data path and its invariants are described in ARCHITECTURE.md and README.md.
 
