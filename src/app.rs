@@ -52,11 +52,19 @@ impl App {
             config.ingest.dedupe_window_secs,
             config.store.journal_segment_bytes,
         )?);
-        let (ingest, warnings) = Ingest::new(config, origin, secrets, journal.clone())?;
+        let mappings = Arc::new(mappings);
+        let live = mappings.clone();
+        let interest = Arc::new(move |source: &str, event_type: &str| {
+            live.current()
+                .mappings
+                .iter()
+                .any(|m| m.event == event_type && m.source.as_deref().is_none_or(|s| s == source))
+        });
+        let (ingest, warnings) = Ingest::new(config, origin, secrets, journal.clone(), interest)?;
         let app = App {
             journal,
             ingest: Arc::new(ingest),
-            mappings: Arc::new(mappings),
+            mappings,
         };
         Ok((app, warnings))
     }

@@ -13,8 +13,10 @@ pub struct Envelope {
     pub id: String,
     /// The configured source name, as in `/hooks/{source}`.
     pub source: String,
-    /// `opportunity.won`, `account.updated`, …; `None` when no rule matched (ignored).
+    /// `opportunity.won`, `account.updated`, …; `None` when no rule matched.
     pub event_type: Option<String>,
+    /// No rule typed it, or no mapping handles its type: answered 200 and only kept as a record.
+    pub ignored: bool,
     /// The CRM object, e.g. `Opportunity`.
     pub object: Option<String>,
     /// The record id in the CRM.
@@ -37,6 +39,6 @@ pub struct Envelope {
 impl Envelope {
     /// No flow cares about it: answered 200 and kept only as a record.
     pub fn is_ignored(&self) -> bool {
-        self.event_type.is_none()
+        self.ignored
     }
 }

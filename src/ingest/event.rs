@@ -131,6 +131,7 @@ impl Typing {
             id,
             source: source.to_owned(),
             event_type: rule.map(|r| r.event_type.clone()),
+            ignored: rule.is_none(),
             object: rule.map(|r| r.object.clone()),
             object_id: object_id_pointer.and_then(|p| scalar(&data, p)),
             version: version_pointer.and_then(|p| scalar(&data, p)),

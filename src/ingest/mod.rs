@@ -6,7 +6,8 @@
 //! ```
 //!
 //! Ingest knows nothing of mappings or adapters; it only stores what an authenticated sender
-//! posted. Events no rule gives a type are stored as ignored and answered 200 so the sender stops
+//! posted. Events that no rule gives a type, or whose type no flow handles (the `Interest`
+//! predicate the wiring passes in), are stored as ignored and answered 200 so the sender stops
 //! retrying. Files: `verify.rs` (the one parameterised verifier), `preset.rs` (named schemes),
 //! `template.rs` (signed-bytes templates), `event.rs` (envelopes and type rules),
 //! `salesforce.rs` (SOAP outbound messages), `error.rs` (refusals → responses).
@@ -59,9 +60,14 @@ struct Authenticated<'a> {
     signed_at: Option<i64>,
 }
 
+/// Whether any flow handles events of this source and type (asked of the mappings in force;
+/// ingest itself knows nothing of mappings).
+pub type Interest = dyn Fn(&str, &str) -> bool + Send + Sync;
+
 /// The ingest side of the service.
 pub struct Ingest {
     sources: HashMap<String, Source>,
+    interest: Arc<Interest>,
     journal: Arc<Journal>,
     max_body_bytes: usize,
 }
@@ -74,6 +80,7 @@ impl Ingest {
         origin: &Origin,
         secrets: &SecretLookup,
         journal: Arc<Journal>,
+        interest: Arc<Interest>,
     ) -> anyhow::Result<(Ingest, Vec<String>)> {
         let mut sources = HashMap::new();
         let mut warnings = Vec::new();
@@ -84,6 +91,7 @@ impl Ingest {
         }
         let ingest = Ingest {
             sources,
+            interest,
             journal,
             max_body_bytes: config.ingest.max_body_bytes,
         };
@@ -146,6 +154,14 @@ impl Ingest {
             }
         };
 
+        let mut envelopes = envelopes;
+        for envelope in &mut envelopes {
+            if let Some(event_type) = &envelope.event_type
+                && !(self.interest)(name, event_type)
+            {
+                envelope.ignored = true;
+            }
+        }
         self.journal.append(&envelopes).await?;
         let ignored = envelopes.iter().all(Envelope::is_ignored);
         tracing::debug!(source = name, events = envelopes.len(), ignored, "accepted");

@@ -8,6 +8,7 @@ fn envelope(id: &str, at: i64) -> Envelope {
         id: id.into(),
         source: "crm".into(),
         event_type: Some("account.updated".into()),
+        ignored: false,
         object: Some("Account".into()),
         object_id: Some("001".into()),
         version: None,

@@ -182,7 +182,8 @@ async fn stripe_github_shopify_and_generic_hmac_sign_as_documented() {
         format!("{t}.{body}").as_bytes(),
     ));
     let headers = json_headers(&[("Stripe-Signature", format!("t={t},v1={sig}"))]);
-    assert_eq!(app.post("/hooks/stripe", &headers, body).await.0, 202);
+    // Signed correctly and stored; no shipped mapping handles payments, hence 200 "ignored".
+    assert_eq!(app.post("/hooks/stripe", &headers, body).await.0, 200);
 
     let body = "{\"zen\":\"Keep it logically awesome.\"}";
     let sig = hex::encode(hmac(b"It's a Secret to Everybody", body.as_bytes()));
@@ -193,7 +194,7 @@ async fn stripe_github_shopify_and_generic_hmac_sign_as_documented() {
             "72d3162e-cc78-11e3-81ab-4c9367dc0958".into(),
         ),
     ]);
-    assert_eq!(app.post("/hooks/github", &headers, body).await.0, 202);
+    assert_eq!(app.post("/hooks/github", &headers, body).await.0, 200);
 
     let body = r#"{"id":820982911946154508,"financial_status":"paid"}"#;
     let headers = json_headers(&[
@@ -206,7 +207,7 @@ async fn stripe_github_shopify_and_generic_hmac_sign_as_documented() {
             "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043".into(),
         ),
     ]);
-    assert_eq!(app.post("/hooks/shopify", &headers, body).await.0, 202);
+    assert_eq!(app.post("/hooks/shopify", &headers, body).await.0, 200);
 
     let body = r#"{"order_id":"SO-1","state":"confirmed","sequence":3}"#;
     let sig = hex::encode(hmac(b"erp-shared-secret", format!("{t}.{body}").as_bytes()));
@@ -318,4 +319,38 @@ async fn health_and_readiness() {
     assert_eq!(healthz.status().as_u16(), 200);
     let readyz = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(readyz.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn a_typed_event_that_no_mapping_handles_is_stored_as_ignored() {
+    let app = TestApp::start().await;
+    let won = opportunity("006W", "Closed Won");
+    let (status, reply) = app
+        .post(
+            "/hooks/crm",
+            &standard_webhooks(CRM_SECRET, "msg_won", now(), &won),
+            &won,
+        )
+        .await;
+    assert_eq!(
+        (status, reply.as_str()),
+        (202, r#"{"events":1,"status":"accepted"}"#)
+    );
+    // The stripe source types this payment.succeeded; no mapping handles that type.
+    let t = now();
+    let body = r#"{"id":"evt_9","type":"payment_intent.succeeded"}"#;
+    let sig = hex::encode(hmac(
+        b"whsec_test_stripe_secret",
+        format!("{t}.{body}").as_bytes(),
+    ));
+    let headers = json_headers(&[("Stripe-Signature", format!("t={t},v1={sig}"))]);
+    let (status, reply) = app.post("/hooks/stripe", &headers, body).await;
+    assert_eq!(
+        (status, reply.as_str()),
+        (200, r#"{"events":1,"status":"ignored"}"#)
+    );
+    let stored = app.envelopes();
+    assert!(!stored[0].is_ignored());
+    assert_eq!(stored[1].event_type.as_deref(), Some("payment.succeeded"));
+    assert!(stored[1].is_ignored(), "kept as a record, marked ignored");
 }
