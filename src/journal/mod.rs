@@ -106,8 +106,8 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Opens the journal in the store's directory, re-indexes what the dedupe index may have
-    /// lost, and starts the committer thread (dropping the journal stops it).
+    /// Opens the journal in the store's directory, rebuilds the dedupe index from the records
+    /// inside the window, and starts the committer thread (dropping the journal stops it).
     pub fn open(
         store: Store,
         dedupe_window_secs: u64,
@@ -190,7 +190,7 @@ impl Journal {
 }
 
 impl Drop for Journal {
-    /// Stops the committer (which checkpoints the index) and waits for it.
+    /// Stops the committer and waits for it, so the files are closed when this returns.
     fn drop(&mut self) {
         self.committer.take();
         if let Some(thread) = self.thread.take() {
