@@ -29,4 +29,7 @@ cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 
 step "tests"
-cargo test --locked --all-targets
+cargo test --locked --all-targets 2>&1 | tee target/test-output.txt
+# One closing line for the whole suite (every "test result:" line summed).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "\nsuite: %d passed, %d failed\n", p, f }' target/test-output.txt
