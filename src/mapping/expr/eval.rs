@@ -69,10 +69,10 @@ impl Expr {
                 _ => Val::Null,
             },
             Node::Call(function, args) => {
-                let values = args
-                    .iter()
-                    .map(|arg| arg.eval(scope))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let mut values = super::functions::Args::new();
+                for arg in args {
+                    values.push(arg.eval(scope)?);
+                }
                 (function.call)(values, scope, span)?
             }
             Node::If(parts) => {

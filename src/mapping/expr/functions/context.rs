@@ -6,8 +6,9 @@ use super::super::Span;
 use super::super::eval::{EvalError, Scope};
 use super::super::value::Val;
 use super::text;
+use super::{Args, take};
 
-pub fn lookup<'a>(args: Vec<Val<'a>>, scope: &Scope<'a>, span: Span) -> Result<Val<'a>, EvalError> {
+pub fn lookup<'a>(args: Args<'a>, scope: &Scope<'a>, span: Span) -> Result<Val<'a>, EvalError> {
     let mut args = args.into_iter();
     let table = text(args.next().expect("arity checked"), span)?.unwrap_or_default();
     let key = text(args.next().expect("arity checked"), span)?;
@@ -24,8 +25,8 @@ pub fn lookup<'a>(args: Vec<Val<'a>>, scope: &Scope<'a>, span: Span) -> Result<V
         .map_or(default, Val::from_json))
 }
 
-pub fn xref<'a>(args: Vec<Val<'a>>, scope: &Scope<'a>, span: Span) -> Result<Val<'a>, EvalError> {
-    let [kind, id] = <[Val; 2]>::try_from(args).expect("arity checked");
+pub fn xref<'a>(args: Args<'a>, scope: &Scope<'a>, span: Span) -> Result<Val<'a>, EvalError> {
+    let [kind, id] = take::<2>(args);
     let kind = text(kind, span)?.unwrap_or_default();
     let Some(id) = text(id, span)? else {
         return Ok(Val::Null);

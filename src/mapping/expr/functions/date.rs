@@ -5,11 +5,12 @@ use std::borrow::Cow;
 use super::super::Span;
 use super::super::eval::{EvalError, Scope};
 use super::super::value::Val;
+use super::Args;
 use super::text;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 
-pub fn date<'a>(args: Vec<Val<'a>>, _: &Scope<'a>, span: Span) -> Result<Val<'a>, EvalError> {
+pub fn date<'a>(args: Args<'a>, _: &Scope<'a>, span: Span) -> Result<Val<'a>, EvalError> {
     let mut args = args.into_iter();
     let value = args.next().expect("arity checked");
     let from = text(args.next().expect("arity checked"), span)?.unwrap_or_default();

@@ -14,7 +14,16 @@ use super::Span;
 use super::eval::{EvalError, Scope, number};
 use super::value::Val;
 
-type Call = for<'a> fn(Vec<Val<'a>>, &Scope<'a>, Span) -> Result<Val<'a>, EvalError>;
+/// A call's evaluated arguments; up to four stay on the stack.
+pub type Args<'a> = smallvec::SmallVec<[Val<'a>; 4]>;
+
+type Call = for<'a> fn(Args<'a>, &Scope<'a>, Span) -> Result<Val<'a>, EvalError>;
+
+/// The `N` arguments of a call whose arity the parser checked.
+pub(super) fn take<'a, const N: usize>(args: Args<'a>) -> [Val<'a>; N] {
+    let mut args = args.into_iter();
+    std::array::from_fn(|_| args.next().expect("arity checked"))
+}
 
 pub struct Function {
     pub name: &'static str,
@@ -236,7 +245,7 @@ pub static FUNCTIONS: &[Function] = &[
     ),
 ];
 
-fn special<'a>(_: Vec<Val<'a>>, _: &Scope<'a>, span: Span) -> Result<Val<'a>, EvalError> {
+fn special<'a>(_: Args<'a>, _: &Scope<'a>, span: Span) -> Result<Val<'a>, EvalError> {
     Err(EvalError::new(
         "bad_argument",
         "if and coalesce are evaluated by the evaluator itself",

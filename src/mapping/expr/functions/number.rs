@@ -3,21 +3,22 @@
 use super::super::Span;
 use super::super::eval::{EvalError, Scope, number};
 use super::super::value::Val;
+use super::{Args, take};
 use super::{list, text, whole};
 
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::Value;
 
-pub fn decimal<'a>(args: Vec<Val<'a>>, _: &Scope<'a>, span: Span) -> Result<Val<'a>, EvalError> {
-    let [value] = <[Val; 1]>::try_from(args).expect("arity checked");
+pub fn decimal<'a>(args: Args<'a>, _: &Scope<'a>, span: Span) -> Result<Val<'a>, EvalError> {
+    let [value] = take::<1>(args);
     match value {
         Val::Null => Ok(Val::Null),
         other => Ok(Val::Num(number(other, span)?)),
     }
 }
 
-pub fn round<'a>(args: Vec<Val<'a>>, _: &Scope<'a>, span: Span) -> Result<Val<'a>, EvalError> {
-    let [value, places] = <[Val; 2]>::try_from(args).expect("arity checked");
+pub fn round<'a>(args: Args<'a>, _: &Scope<'a>, span: Span) -> Result<Val<'a>, EvalError> {
+    let [value, places] = take::<2>(args);
     let places = u32::try_from(whole(places, span)?)
         .ok()
         .filter(|p| *p <= 28)
@@ -31,7 +32,7 @@ pub fn round<'a>(args: Vec<Val<'a>>, _: &Scope<'a>, span: Span) -> Result<Val<'a
     Ok(Val::Num(rounded))
 }
 
-pub fn sum<'a>(args: Vec<Val<'a>>, _: &Scope<'a>, span: Span) -> Result<Val<'a>, EvalError> {
+pub fn sum<'a>(args: Args<'a>, _: &Scope<'a>, span: Span) -> Result<Val<'a>, EvalError> {
     let mut args = args.into_iter();
     let items = list(&args.next().expect("arity checked"), span)?;
     let field = args.next().map(|f| text(f, span)).transpose()?.flatten();
@@ -57,8 +58,8 @@ pub fn sum<'a>(args: Vec<Val<'a>>, _: &Scope<'a>, span: Span) -> Result<Val<'a>,
     Ok(Val::Num(total))
 }
 
-pub fn len<'a>(args: Vec<Val<'a>>, _: &Scope<'a>, span: Span) -> Result<Val<'a>, EvalError> {
-    let [value] = <[Val; 1]>::try_from(args).expect("arity checked");
+pub fn len<'a>(args: Args<'a>, _: &Scope<'a>, span: Span) -> Result<Val<'a>, EvalError> {
+    let [value] = take::<1>(args);
     let n = match &value {
         Val::Null => 0,
         Val::Str(s) => s.chars().count(),

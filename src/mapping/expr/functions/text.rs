@@ -5,18 +5,19 @@ use std::borrow::Cow;
 use super::super::Span;
 use super::super::eval::{EvalError, Scope};
 use super::super::value::Val;
+use super::{Args, take};
 use super::{list, text, whole};
 
 pub fn map_text<'a>(
-    args: Vec<Val<'a>>,
+    args: Args<'a>,
     span: Span,
     f: impl Fn(&str) -> String,
 ) -> Result<Val<'a>, EvalError> {
-    let [value] = <[Val; 1]>::try_from(args).expect("arity checked");
+    let [value] = take::<1>(args);
     Ok(text(value, span)?.map_or(Val::Null, |t| Val::Str(Cow::Owned(f(&t)))))
 }
 
-pub fn concat<'a>(args: Vec<Val<'a>>, _: &Scope<'a>, span: Span) -> Result<Val<'a>, EvalError> {
+pub fn concat<'a>(args: Args<'a>, _: &Scope<'a>, span: Span) -> Result<Val<'a>, EvalError> {
     let mut out = String::new();
     for arg in args {
         if let Some(t) = text(arg, span)? {
@@ -26,8 +27,8 @@ pub fn concat<'a>(args: Vec<Val<'a>>, _: &Scope<'a>, span: Span) -> Result<Val<'
     Ok(Val::Str(Cow::Owned(out)))
 }
 
-pub fn replace<'a>(args: Vec<Val<'a>>, _: &Scope<'a>, span: Span) -> Result<Val<'a>, EvalError> {
-    let [value, from, to] = <[Val; 3]>::try_from(args).expect("arity checked");
+pub fn replace<'a>(args: Args<'a>, _: &Scope<'a>, span: Span) -> Result<Val<'a>, EvalError> {
+    let [value, from, to] = take::<3>(args);
     let (from, to) = (
         text(from, span)?.unwrap_or_default(),
         text(to, span)?.unwrap_or_default(),
@@ -44,7 +45,7 @@ pub fn replace<'a>(args: Vec<Val<'a>>, _: &Scope<'a>, span: Span) -> Result<Val<
     }))
 }
 
-pub fn substring<'a>(args: Vec<Val<'a>>, _: &Scope<'a>, span: Span) -> Result<Val<'a>, EvalError> {
+pub fn substring<'a>(args: Args<'a>, _: &Scope<'a>, span: Span) -> Result<Val<'a>, EvalError> {
     let mut args = args.into_iter();
     let value = args.next().expect("arity checked");
     let start = whole(args.next().expect("arity checked"), span)?;
@@ -58,8 +59,8 @@ pub fn substring<'a>(args: Vec<Val<'a>>, _: &Scope<'a>, span: Span) -> Result<Va
     }))
 }
 
-pub fn split<'a>(args: Vec<Val<'a>>, _: &Scope<'a>, span: Span) -> Result<Val<'a>, EvalError> {
-    let [value, separator] = <[Val; 2]>::try_from(args).expect("arity checked");
+pub fn split<'a>(args: Args<'a>, _: &Scope<'a>, span: Span) -> Result<Val<'a>, EvalError> {
+    let [value, separator] = take::<2>(args);
     let separator = text(separator, span)?.unwrap_or_default();
     if separator.is_empty() {
         return Err(EvalError::new(
@@ -77,8 +78,8 @@ pub fn split<'a>(args: Vec<Val<'a>>, _: &Scope<'a>, span: Span) -> Result<Val<'a
     }))
 }
 
-pub fn join<'a>(args: Vec<Val<'a>>, _: &Scope<'a>, span: Span) -> Result<Val<'a>, EvalError> {
-    let [items, separator] = <[Val; 2]>::try_from(args).expect("arity checked");
+pub fn join<'a>(args: Args<'a>, _: &Scope<'a>, span: Span) -> Result<Val<'a>, EvalError> {
+    let [items, separator] = take::<2>(args);
     let separator = text(separator, span)?.unwrap_or_default();
     let parts = list(&items, span)?
         .into_iter()
@@ -87,7 +88,7 @@ pub fn join<'a>(args: Vec<Val<'a>>, _: &Scope<'a>, span: Span) -> Result<Val<'a>
     Ok(Val::Str(Cow::Owned(parts.join(&separator))))
 }
 
-pub fn pad<'a>(args: Vec<Val<'a>>, span: Span, left: bool) -> Result<Val<'a>, EvalError> {
+pub fn pad<'a>(args: Args<'a>, span: Span, left: bool) -> Result<Val<'a>, EvalError> {
     let mut args = args.into_iter();
     let value = args.next().expect("arity checked");
     let width = whole(args.next().expect("arity checked"), span)?;
