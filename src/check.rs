@@ -14,6 +14,20 @@ pub struct Problem {
     pub message: String,
 }
 
+impl Problem {
+    /// A YAML parse or deserialization error in `file`, at its line and column when known.
+    pub fn yaml(file: &str, error: &serde_saphyr::Error) -> Problem {
+        let location = match error.location() {
+            Some(at) => format!("{file}:{}:{}", at.line(), at.column()),
+            None => file.to_owned(),
+        };
+        Problem {
+            location,
+            message: error.to_string(),
+        }
+    }
+}
+
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.location, self.message)
@@ -63,16 +77,7 @@ fn check_yaml(path: &Path) -> Result<(), Problem> {
     })?;
     serde_saphyr::from_str::<serde_json::Value>(&text)
         .map(drop)
-        .map_err(|error| {
-            let location = match error.location() {
-                Some(at) => format!("{file}:{}:{}", at.line(), at.column()),
-                None => file.clone(),
-            };
-            Problem {
-                location,
-                message: error.to_string(),
-            }
-        })
+        .map_err(|error| Problem::yaml(&file, &error))
 }
 
 #[cfg(test)]

@@ -53,15 +53,8 @@ pub fn compile(
     schemas: &HashMap<String, Value>,
 ) -> Result<Mapping, Vec<Problem>> {
     let source = SourceText { file, text };
-    let spec: MappingSpec = serde_saphyr::from_str(text).map_err(|error| {
-        let location = error.location().map_or(file.to_owned(), |at| {
-            format!("{file}:{}:{}", at.line(), at.column())
-        });
-        vec![Problem {
-            location,
-            message: error.to_string(),
-        }]
-    })?;
+    let spec: MappingSpec =
+        serde_saphyr::from_str(text).map_err(|error| vec![Problem::yaml(file, &error)])?;
     let mut problems = Vec::new();
     let mut expr = |text: &Text| compile_expr(&source, text, lookups, &mut problems);
 
@@ -354,12 +347,8 @@ pub fn load_lookups(dir: &Path) -> Result<Lookups, Vec<Problem>> {
                 message: e.to_string(),
             })
             .and_then(|text| {
-                serde_saphyr::from_str::<Map<String, Value>>(&text).map_err(|e| Problem {
-                    location: e.location().map_or(file.clone(), |at| {
-                        format!("{file}:{}:{}", at.line(), at.column())
-                    }),
-                    message: e.to_string(),
-                })
+                serde_saphyr::from_str::<Map<String, Value>>(&text)
+                    .map_err(|e| Problem::yaml(&file, &e))
             });
         match loaded {
             Ok(table) => {

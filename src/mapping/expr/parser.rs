@@ -253,29 +253,33 @@ impl Parser {
     }
 
     fn sum(&mut self) -> Result<Expr, ParseError> {
-        let mut left = self.product()?;
-        loop {
-            let op = match self.peek() {
-                Some(Token::Plus) => BinOp::Add,
-                Some(Token::Minus) => BinOp::Sub,
-                _ => return Ok(left),
-            };
-            self.pos += 1;
-            left = self.binary(op, left, Self::product)?;
-        }
+        self.left_assoc(Self::product, |t| match t {
+            Token::Plus => Some(BinOp::Add),
+            Token::Minus => Some(BinOp::Sub),
+            _ => None,
+        })
     }
 
     fn product(&mut self) -> Result<Expr, ParseError> {
-        let mut left = self.unary()?;
-        loop {
-            let op = match self.peek() {
-                Some(Token::Star) => BinOp::Mul,
-                Some(Token::Slash) => BinOp::Div,
-                _ => return Ok(left),
-            };
+        self.left_assoc(Self::unary, |t| match t {
+            Token::Star => Some(BinOp::Mul),
+            Token::Slash => Some(BinOp::Div),
+            _ => None,
+        })
+    }
+
+    /// `next { op next }`, grouping to the left: `a - b - c` is `(a - b) - c`.
+    fn left_assoc(
+        &mut self,
+        next: fn(&mut Self) -> Result<Expr, ParseError>,
+        op: fn(&Token) -> Option<BinOp>,
+    ) -> Result<Expr, ParseError> {
+        let mut left = next(self)?;
+        while let Some(op) = self.peek().and_then(op) {
             self.pos += 1;
-            left = self.binary(op, left, Self::unary)?;
+            left = self.binary(op, left, next)?;
         }
+        Ok(left)
     }
 
     fn unary(&mut self) -> Result<Expr, ParseError> {

@@ -208,3 +208,10 @@ fn the_readme_documents_every_function() {
         );
     }
 }
+
+#[test]
+fn arithmetic_groups_to_the_left_and_binds_products_first() {
+    assert_eq!(ok("10 - 2 - 3").to_string(), "5");
+    assert_eq!(ok("24 / 4 / 2").to_string(), "3");
+    assert_eq!(ok("2 + 3 * 4 - 1").to_string(), "13");
+}
