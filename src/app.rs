@@ -1,5 +1,6 @@
-//! Wiring only: compile mappings → open the store → start the journal → compile sources → serve,
-//! with the mapping watcher (SIGHUP or a change on disk reloads them) beside the server.
+//! Wiring only: compile mappings → open the store → start the journal → open the queue → build
+//! the connectors → compile sources → serve, with the delivery engine and the mapping watcher
+//! (SIGHUP or a change on disk reloads them) beside the server.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -11,19 +12,24 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
+use crate::adapters::connector;
+use crate::clock::Clock;
 use crate::config::{Config, Origin, SecretLookup};
 use crate::ingest::{self, Ingest};
 use crate::journal::Journal;
 use crate::mapping::live::LiveMappings;
+use crate::queue::Queue;
 use crate::store::Store;
+use crate::sync::Engine;
 
 /// The running service's parts.
 #[derive(Clone)]
 pub struct App {
     pub journal: Arc<Journal>,
     pub ingest: Arc<Ingest>,
-    /// The mappings in force (the delivery engine will apply them).
+    /// The mappings in force.
     pub mappings: Arc<LiveMappings>,
+    pub engine: Arc<Engine>,
 }
 
 /// How often the mapping files are checked for changes.
@@ -36,23 +42,34 @@ impl App {
         origin: &Origin,
         secrets: &SecretLookup,
     ) -> anyhow::Result<(App, Vec<String>)> {
-        let mappings =
-            LiveMappings::load(&config.mappings_dir, &config.schemas_dir).map_err(|problems| {
-                let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
-                anyhow::anyhow!(
-                    "the mappings have {} problem(s):\n{}",
-                    problems.len(),
-                    lines.join("\n")
-                )
-            })?;
+        let mappings = LiveMappings::load(&config.mappings_dir, &config.schemas_dir)
+            .map_err(|problems| problems_error("mappings", &problems))?;
         std::fs::create_dir_all(&config.data_dir)?;
-        let store = Store::open(&config.data_dir)?;
+        let store = Store::open(&config.data_dir, Some(config.store.flush_every_ms))?;
+        let connectors = connector::load_dir(&config.connectors_dir, secrets, Some(&store))
+            .map_err(|problems| problems_error("connectors", &problems))?;
+        let unknown = crate::check::unknown_connectors(
+            &mappings.current().mappings,
+            &connectors,
+            &config.connectors_dir,
+        );
+        if !unknown.is_empty() {
+            return Err(problems_error("mappings", &unknown));
+        }
+        let queue = Arc::new(Queue::open(&store, Clock::new())?);
         let journal = Arc::new(Journal::open(
             store,
             config.ingest.dedupe_window_secs,
             config.store.journal_segment_bytes,
         )?);
         let mappings = Arc::new(mappings);
+        let engine = Engine::new(
+            journal.clone(),
+            queue,
+            mappings.clone(),
+            connectors,
+            config.sync.clone(),
+        );
         let live = mappings.clone();
         let interest = Arc::new(move |source: &str, event_type: &str| {
             live.current()
@@ -65,6 +82,7 @@ impl App {
             journal,
             ingest: Arc::new(ingest),
             mappings,
+            engine,
         };
         Ok((app, warnings))
     }
@@ -77,10 +95,13 @@ impl App {
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(readyz))
             .with_state(self.journal.clone());
-        let api = Router::new()
+        let mappings = Router::new()
             .route("/api/v1/mappings", get(list_mappings))
             .with_state(self.mappings.clone());
-        hooks.merge(health).merge(api)
+        hooks
+            .merge(health)
+            .merge(mappings)
+            .merge(crate::dashboard::api::router(self.engine.clone()))
     }
 
     /// Serves on `listener` until `shutdown` completes, then lets in-flight requests finish.
@@ -90,12 +111,23 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let watcher = tokio::spawn(watch_mappings(self.mappings.clone()));
+        let workers = self.engine.spawn();
         let result = axum::serve(listener, self.router())
             .with_graceful_shutdown(shutdown)
             .await;
         watcher.abort();
+        self.engine.shutdown(workers).await;
         Ok(result?)
     }
+}
+
+fn problems_error(what: &str, problems: &[crate::check::Problem]) -> anyhow::Error {
+    let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    anyhow::anyhow!(
+        "the {what} have {} problem(s):\n{}",
+        problems.len(),
+        lines.join("\n")
+    )
 }
 
 /// Ready when the store can still write and fsync.

@@ -58,26 +58,47 @@ pub fn run(config_path: Option<&Path>) -> Vec<Problem> {
             });
         }
     }
-    if let Err(found) = crate::mapping::load_dir(&config.mappings_dir, &config.schemas_dir) {
+    let connectors = crate::adapters::connector::load_dir(
+        &config.connectors_dir,
+        &crate::config::env_secrets,
+        None,
+    )
+    .unwrap_or_else(|found| {
         problems.extend(found);
-    }
-    for file in crate::mapping::compile::yaml_files(&config.connectors_dir) {
-        if let Err(problem) = check_yaml(&file) {
-            problems.push(problem);
-        }
+        Vec::new()
+    });
+    match crate::mapping::load_dir(&config.mappings_dir, &config.schemas_dir) {
+        Ok((mappings, _)) => problems.extend(unknown_connectors(
+            &mappings,
+            &connectors,
+            &config.connectors_dir,
+        )),
+        Err(found) => problems.extend(found),
     }
     problems
 }
 
-fn check_yaml(path: &Path) -> Result<(), Problem> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|error| Problem {
-        location: file.clone(),
-        message: error.to_string(),
-    })?;
-    serde_saphyr::from_str::<serde_json::Value>(&text)
-        .map(drop)
-        .map_err(|error| Problem::yaml(&file, &error))
+/// Mappings whose target connector has no file in the connectors directory.
+pub fn unknown_connectors(
+    mappings: &[crate::mapping::Mapping],
+    connectors: &[crate::adapters::connector::Connector],
+    dir: &Path,
+) -> Vec<Problem> {
+    let known: Vec<&str> = connectors.iter().map(|c| c.name.as_str()).collect();
+    mappings
+        .iter()
+        .filter(|m| !known.contains(&m.connector.as_str()))
+        .map(|m| Problem {
+            location: format!("mapping {}", m.flow),
+            message: format!(
+                "target.connector {:?} has no file {}/{}.yaml (known: {})",
+                m.connector,
+                dir.display(),
+                m.connector,
+                known.join(", ")
+            ),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -88,8 +109,12 @@ mod tests {
     fn yaml_syntax_errors_carry_line_and_column() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("broken.yaml");
-        std::fs::write(&path, "flow: a\nfields:\n  name: [unclosed\n").unwrap();
-        let problem = check_yaml(&path).unwrap_err();
+        std::fs::write(&path, "kind: rest\noperations:\n  name: [unclosed\n").unwrap();
+        let secrets = |_: &str| None;
+        let problems = crate::adapters::connector::load_dir(dir.path(), &secrets, None)
+            .err()
+            .unwrap();
+        let problem = &problems[0];
         assert!(
             problem
                 .location

@@ -52,6 +52,8 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub ingest: IngestConfig,
+    #[serde(default)]
+    pub sync: SyncConfig,
     /// Webhook senders, by the name used in `POST /hooks/{name}`.
     #[serde(default)]
     pub sources: BTreeMap<String, SourceConfig>,
@@ -63,12 +65,56 @@ pub struct StoreConfig {
     /// Size of one journal segment file; each is allocated ahead of use.
     #[serde(default = "default_segment_bytes")]
     pub journal_segment_bytes: u64,
+    /// How often the queue's sled database is written to disk. What a crash loses of it is
+    /// routed again from the journal and re-delivered under the same idempotency keys.
+    #[serde(default = "default_flush_every_ms")]
+    pub flush_every_ms: u64,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             journal_segment_bytes: default_segment_bytes(),
+            flush_every_ms: default_flush_every_ms(),
+        }
+    }
+}
+
+fn default_flush_every_ms() -> u64 {
+    200
+}
+
+/// The delivery engine.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncConfig {
+    /// How long a job waits for a record it requires (a customer for an order) before it becomes
+    /// a dead letter that says so.
+    pub park_timeout_secs: u64,
+    /// How often a held job's precondition (payment, stock) is checked again; a newer event for
+    /// the same record rechecks it at once.
+    pub hold_recheck_secs: u64,
+    /// Fields a CRM changes on every save. An event that differs from the last one applied only
+    /// in these and in fields handoff itself wrote is an echo of handoff's own write, and skipped.
+    pub echo_ignore_fields: Vec<String>,
+    /// On shutdown, how long deliveries in flight may take to finish.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            park_timeout_secs: 86400,
+            hold_recheck_secs: 300,
+            echo_ignore_fields: [
+                "LastModifiedDate",
+                "SystemModstamp",
+                "LastModifiedById",
+                "hs_lastmodifieddate",
+            ]
+            .map(String::from)
+            .to_vec(),
+            shutdown_grace_secs: 10,
         }
     }
 }

@@ -14,12 +14,17 @@
 //!
 //! The data path and its invariants are described in ARCHITECTURE.md and README.md.
 
+pub mod adapters;
 pub mod app;
 pub mod check;
 pub mod cli;
+pub mod clock;
 pub mod config;
+pub mod dashboard;
 pub mod envelope;
 pub mod ingest;
 pub mod journal;
 pub mod mapping;
+pub mod queue;
 pub mod store;
+pub mod sync;

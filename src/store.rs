@@ -2,12 +2,15 @@
 //!
 //! ```text
 //! <data_dir>/index     the sled database
-//!   meta      "schema_version" -> u32 BE; "ready_probe" (written by /readyz)
+//!   meta      "schema_version" -> u32 BE
+//!   queue     jobs, schedule, cross-references, versions (queue/keys.rs)
+//!   sandbox   what the sandbox connectors hold (adapters/sandbox.rs)
 //! <data_dir>/journal   the journal's segment files (journal/segment.rs)
 //! ```
 //!
-//! sled holds derived state and indexes; its timer flush is off, since what must be durable
-//! before an acknowledgement is in the journal, which fsyncs per batch.
+//! sled holds derived state: the queue, cross-references, the sandbox. It is flushed on a timer
+//! (`flush_every_ms`), since what must be durable before an acknowledgement is in the journal,
+//! which fsyncs per batch; what a crash loses of sled is derived again from the journal.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -34,11 +37,11 @@ pub enum StoreError {
 
 /// sled releases its file lock from an I/O thread shortly after the last handle is dropped, so an
 /// open right after a close in the same process can find it still held: wait a little for it.
-fn open_sled(path: &Path) -> Result<sled::Db, sled::Error> {
+fn open_sled(path: &Path, flush_every_ms: Option<u64>) -> Result<sled::Db, sled::Error> {
     let open = || {
         sled::Config::new()
             .path(path)
-            .flush_every_ms(None)
+            .flush_every_ms(flush_every_ms)
             .cache_capacity(256 * 1024 * 1024)
             .open()
     };
@@ -58,12 +61,14 @@ pub struct Store {
 }
 
 impl Store {
-    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+    /// Opens the store in `dir`; sled flushes every `flush_every_ms` (never when `None`).
+    pub fn open(dir: &Path, flush_every_ms: Option<u64>) -> Result<Store, StoreError> {
         let path = dir.display().to_string();
-        let db = open_sled(&dir.join("index")).map_err(|source| StoreError::Open {
-            path: path.clone(),
-            source,
-        })?;
+        let db =
+            open_sled(&dir.join("index"), flush_every_ms).map_err(|source| StoreError::Open {
+                path: path.clone(),
+                source,
+            })?;
         let meta = db.open_tree("meta")?;
         match meta.get("schema_version")? {
             None => {

@@ -30,6 +30,9 @@
 mod dedupe;
 mod record;
 pub mod segment;
+mod tail;
+
+pub use tail::{Position, Tail};
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -101,6 +104,8 @@ pub struct Journal {
     store: Store,
     next_seq: Arc<AtomicU64>,
     committer: Option<mpsc::UnboundedSender<Request>>,
+    /// Signalled after every commit, for the router that tails the journal.
+    committed: Arc<tokio::sync::Notify>,
     thread: Option<std::thread::JoinHandle<()>>,
     pub stats: Arc<CommitStats>,
 }
@@ -121,16 +126,28 @@ impl Journal {
         let next_seq = Arc::new(AtomicU64::new(writer.next_seq()));
         let stats = Arc::new(CommitStats::default());
         let (tx, rx) = mpsc::unbounded_channel();
-        let (thread_seq, thread_stats) = (next_seq.clone(), stats.clone());
+        let committed = Arc::new(tokio::sync::Notify::new());
+        let (thread_seq, thread_stats, thread_committed) =
+            (next_seq.clone(), stats.clone(), committed.clone());
         let thread = std::thread::Builder::new()
             .name("journal-commit".into())
-            .spawn(move || commit_loop(writer, dedupe, rx, &thread_seq, &thread_stats))
+            .spawn(move || {
+                commit_loop(
+                    writer,
+                    dedupe,
+                    rx,
+                    &thread_seq,
+                    &thread_stats,
+                    &thread_committed,
+                )
+            })
             .map_err(JournalError::from)?;
         Ok(Journal {
             dir,
             store,
             next_seq,
             committer: Some(tx),
+            committed,
             thread: Some(thread),
             stats,
         })
@@ -159,10 +176,10 @@ impl Journal {
         answer.await.map_err(|_| JournalError::Stopped)?
     }
 
-    /// Proves the store can still write and fsync, and that the next journal segment exists (for
-    /// `/readyz`).
+    /// Proves the journal can still write and fsync, and that its next segment exists (for
+    /// `/readyz`: whether events can be taken). sled is not asked: it holds derived state, and
+    /// sled stays failed after a failed write until a restart, which redoes it from the journal.
     pub async fn probe(&self) -> Result<(), JournalError> {
-        self.store.meta.insert("ready_probe", &[1])?;
         self.request(Vec::new()).await.map(drop)
     }
 
@@ -177,6 +194,31 @@ impl Journal {
             let envelope = record::decode(&payload).ok_or(JournalError::Corrupt(seq))?;
             Ok((seq, envelope))
         }))
+    }
+
+    /// A reader of committed records from `seq` on; `at` is where `seq` starts, when known.
+    pub fn tail(&self, seq: u64, at: Option<Position>) -> Tail {
+        Tail::new(&self.dir, seq, at)
+    }
+
+    /// The first seq not yet committed.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq.load(Ordering::Acquire)
+    }
+
+    /// Waits until a commit happens after the last call (or returns at once if one did).
+    pub async fn committed(&self) {
+        self.committed.notified().await;
+    }
+
+    /// Decodes a record's payload.
+    pub fn decode(seq: u64, payload: &[u8]) -> Result<Envelope, JournalError> {
+        record::decode(payload).ok_or(JournalError::Corrupt(seq))
+    }
+
+    /// The envelope of record `seq`, which starts at `at`.
+    pub fn read(&self, seq: u64, at: Position) -> Result<Envelope, JournalError> {
+        Self::decode(seq, &tail::read_at(&self.dir, seq, at)?)
     }
 
     /// How many records the journal holds.
@@ -242,6 +284,7 @@ fn commit_loop(
     mut rx: mpsc::UnboundedReceiver<Request>,
     next_seq: &AtomicU64,
     stats: &CommitStats,
+    committed: &tokio::sync::Notify,
 ) {
     let mut poisoned = false;
     while let Some(first) = rx.blocking_recv() {
@@ -257,6 +300,7 @@ fn commit_loop(
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         stats.commit_micros.fetch_add(micros, Ordering::Relaxed);
         next_seq.store(writer.next_seq(), Ordering::Release);
+        committed.notify_one();
         stats.fsyncs.fetch_add(1, Ordering::Relaxed);
         stats
             .requests

@@ -240,7 +240,7 @@ pub fn list(dir: &Path) -> io::Result<Vec<(PathBuf, u64)>> {
     Ok(segments)
 }
 
-fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
+pub fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
     dir.join(format!("{first_seq:020}.log"))
 }
 
@@ -265,10 +265,15 @@ pub struct Records<R> {
 impl<R: Read> Records<R> {
     /// `first` is the segment's first sequence number (from its name).
     pub fn new(reader: R, first: u64) -> Self {
+        Records::at(reader, first, 0)
+    }
+
+    /// Reads from byte `offset` of a segment, where the record `seq` starts.
+    pub fn at(reader: R, seq: u64, offset: u64) -> Self {
         Records {
             reader,
-            offset: 0,
-            expected_seq: first,
+            offset,
+            expected_seq: seq,
         }
     }
 }

@@ -25,7 +25,7 @@ fn now() -> i64 {
 }
 
 fn open(dir: &std::path::Path) -> Journal {
-    Journal::open(Store::open(dir).unwrap(), 100, 64 * 1024).unwrap()
+    Journal::open(Store::open(dir, None).unwrap(), 100, 64 * 1024).unwrap()
 }
 
 fn ids(journal: &Journal) -> Vec<String> {

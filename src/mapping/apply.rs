@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use thiserror::Error;
 
 use super::expr::{EvalError, Expr, Scope, Val};
-use super::{Field, Lookups, Mapping};
+use super::{Field, Hold, Lookups, Mapping};
 
 /// What the caller fetched for the mapping: cross-references by kind, CRM id → ERP id.
 #[derive(Debug, Clone, Default)]
@@ -23,6 +23,15 @@ pub struct Document {
     /// (kind, CRM id) that must exist in the target first.
     pub requires: Vec<(String, String)>,
     pub mapping_version: String,
+}
+
+/// The keys a job needs before its document: ordering key, match key, dependencies.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Keys {
+    pub order_key: Option<String>,
+    pub match_key: Option<String>,
+    /// (kind, CRM id) that must exist in the target first.
+    pub requires: Vec<(String, String)>,
 }
 
 /// Bad data for this mapping: never retried, dead-lettered with this text ("fix the data").
@@ -131,8 +140,25 @@ impl Mapping {
                 message: format!("the document breaks the target schema at {path:?}: {violation}"),
             });
         }
+        let keys = self.keys_in(&scope)?;
+        Ok(Document {
+            body,
+            order_key: keys.order_key,
+            match_key: keys.match_key,
+            requires: keys.requires,
+            mapping_version: self.version.clone(),
+        })
+    }
+
+    /// The ordering key, match key and dependencies of an event, without mapping its fields.
+    pub fn keys(&self, data: &Value, lookups: &Lookups) -> Result<Keys, MappingError> {
+        let context = Context::default();
+        self.keys_in(&scope(data, None, lookups, &context))
+    }
+
+    fn keys_in(&self, scope: &Scope<'_>) -> Result<Keys, MappingError> {
         let key = |expr: &Expr, name: &str| -> Result<Option<String>, MappingError> {
-            Ok(text(eval(expr, &scope, || name.to_owned(), name)?))
+            Ok(text(eval(expr, scope, || name.to_owned(), name)?))
         };
         let mut requires = Vec::new();
         for (kind, expr) in &self.requires {
@@ -140,8 +166,7 @@ impl Mapping {
                 requires.push((kind.clone(), id));
             }
         }
-        Ok(Document {
-            body,
+        Ok(Keys {
             order_key: key(&self.order_key, "order_key")?,
             match_key: self
                 .match_key
@@ -150,8 +175,33 @@ impl Mapping {
                 .transpose()?
                 .flatten(),
             requires,
-            mapping_version: self.version.clone(),
         })
+    }
+
+    /// The reason of the first `until` hold whose condition is not true for this event.
+    pub fn failed_hold(
+        &self,
+        data: &Value,
+        lookups: &Lookups,
+    ) -> Result<Option<&str>, MappingError> {
+        let context = Context::default();
+        let scope = scope(data, None, lookups, &context);
+        for hold in &self.holds {
+            if let Hold::Until { until, reason } = hold
+                && !matches!(
+                    eval(until, &scope, || "holds".to_owned(), "holds.until")?,
+                    Val::Bool(true)
+                )
+            {
+                return Ok(Some(reason));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether the flow waits for stock before the target gets the document.
+    pub fn holds_for_stock(&self) -> bool {
+        self.holds.iter().any(|hold| matches!(hold, Hold::Stock))
     }
 }
 

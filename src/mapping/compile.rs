@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::expr::{self, Expr, Node};
 use super::spec::{FieldSpec, MappingSpec, Text};
-use super::{Field, Lines, Mapping};
+use super::{Field, Hold, Lines, Mapping};
 use crate::check::Problem;
 
 /// Lookup tables by name (file stem in `mappings/lookups/`).
@@ -66,6 +66,22 @@ pub fn compile(
         .iter()
         .map(|r| (r.kind.clone(), expr(&r.id)))
         .collect();
+    let holds: Vec<Option<Hold>> = spec
+        .holds
+        .iter()
+        .map(|hold| match (&hold.value.until, hold.value.stock) {
+            (Some(text), false) => expr(text).map(|until| Hold::Until {
+                until,
+                reason: hold
+                    .value
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| format!("waiting until {}", text.value)),
+            }),
+            (None, true) => Some(Hold::Stock),
+            _ => None,
+        })
+        .collect();
     let lines_from = spec.lines.as_ref().map(|l| expr(&l.from));
     let lines_when = spec
         .lines
@@ -79,6 +95,22 @@ pub fn compile(
         .as_ref()
         .map(|l| compile_fields(&source, &l.fields, lookups, &mut problems));
 
+    for hold in &spec.holds {
+        let stock_without_lines = hold.value.stock
+            && !spec.lines.as_ref().is_some_and(|l| {
+                l.fields.contains_key("product_code") && l.fields.contains_key("quantity")
+            });
+        let message = match (&hold.value.until, hold.value.stock) {
+            (Some(_), true) | (None, false) => {
+                "a hold has either `until: <condition>` or `stock: true`"
+            }
+            (None, true) if stock_without_lines => {
+                "`stock: true` needs `lines` with `product_code` and `quantity` fields"
+            }
+            _ => continue,
+        };
+        problems.push(source.problem(hold.referenced, 0, message));
+    }
     let schema_name = &spec.target.schema;
     let schema = match schemas.get(&schema_name.value) {
         Some(schema) => {
@@ -124,6 +156,7 @@ pub fn compile(
         order_key: unwrap(order_key),
         match_key: match_key.map(unwrap),
         requires: requires.into_iter().map(|(k, e)| (k, unwrap(e))).collect(),
+        holds: holds.into_iter().map(Option::unwrap).collect(),
         fields: fields.into_iter().map(Option::unwrap).collect(),
         lines: spec.lines.map(|l| Lines {
             into: l.into,

@@ -17,7 +17,7 @@ pub mod testing;
 use std::collections::HashMap;
 use std::path::Path;
 
-pub use apply::{Context, Document, MappingError};
+pub use apply::{Context, Document, Keys, MappingError};
 pub use compile::Lookups;
 
 use crate::check::Problem;
@@ -37,6 +37,8 @@ pub struct Mapping {
     pub order_key: Expr,
     pub match_key: Option<Expr>,
     pub requires: Vec<(String, Expr)>,
+    /// Preconditions before the target gets the document.
+    pub holds: Vec<Hold>,
     pub fields: Vec<Field>,
     pub lines: Option<Lines>,
     /// The target schema, compiled once.
@@ -62,6 +64,13 @@ pub struct Field {
     pub default: Option<serde_json::Value>,
     pub required: bool,
     pub when: Option<Expr>,
+}
+
+pub enum Hold {
+    /// Held with `reason` until the condition is true.
+    Until { until: Expr, reason: String },
+    /// Held until the target has every line's product in stock.
+    Stock,
 }
 
 pub struct Lines {

@@ -7,6 +7,9 @@
 //! order_key: "$.data.Id"                  # jobs with the same key run in order
 //! requires: [{ kind: customer, id: "$.data.AccountId" }]        # optional dependencies
 //! match: "$.data.Id"                      # the find-or-create key in the target
+//! holds:                                  # preconditions before the target gets it
+//!   - { until: "$.data.Payment_Verified__c == true", reason: payment pending }
+//!   - { stock: true }                     # the lines' product_code × quantity are in stock
 //! fields:
 //!   name: "trim($.data.Name)"             # an expression…
 //!   terms: { value: "$.data.Terms", map: { "Net 30": "30D" }, default: "30D", required: true }
@@ -36,6 +39,8 @@ pub struct MappingSpec {
     pub requires: Vec<RequireSpec>,
     #[serde(rename = "match")]
     pub match_key: Option<Text>,
+    #[serde(default)]
+    pub holds: Vec<Spanned<HoldSpec>>,
     pub fields: IndexMap<String, Spanned<FieldSpec>>,
     #[serde(default)]
     pub lines: Option<LinesSpec>,
@@ -66,6 +71,17 @@ pub struct TargetSpec {
 pub struct RequireSpec {
     pub kind: String,
     pub id: Text,
+}
+
+/// A precondition: the job is held (with `reason`) until `until` holds, or until the target has
+/// every line's product in stock (`stock: true`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoldSpec {
+    pub until: Option<Text>,
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub stock: bool,
 }
 
 /// A field rule: an expression, or an expression with a value map, default and flags.

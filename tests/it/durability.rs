@@ -119,7 +119,7 @@ async fn every_acknowledged_event_survives_sigkill() {
     assert!(child.wait().unwrap().success(), "graceful stop on SIGTERM");
 
     let journal = Journal::open(
-        Store::open(&dir.path().join("data")).unwrap(),
+        Store::open(&dir.path().join("data"), None).unwrap(),
         3600,
         1 << 20,
     )

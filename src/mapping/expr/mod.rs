@@ -41,7 +41,7 @@ mod value;
 pub use eval::{EvalError, Scope};
 pub use functions::FUNCTIONS;
 pub use parser::{Expr, Node, ParseError, parse};
-pub use value::Val;
+pub use value::{Val, parse_decimal};
 
 /// A byte range in the expression text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,259 @@
+//! `connectors/*.yaml`: one file per external system, read into a [`Connector`] with its adapter.
+//!
+//! ```yaml
+//! kind: rest                     # sandbox | rest
+//! role: erp                      # erp | crm
+//! description: Our ERP
+//! concurrency: 8                 # deliveries in flight at once
+//! retry: { schedule_secs: [5, 300, 1800], max_retry_after_secs: 3600 }
+//! breaker: { failures: 5, open_secs: 30 }
+//! base_url: http://127.0.0.1:9000
+//! auth: { bearer_env: ERP_TOKEN }          # or { basic: { user_env, password_env } },
+//!                                          # or { header: X-Api-Key, value_env: ERP_KEY }
+//! idempotency_header: Idempotency-Key
+//! timeouts: { connect_secs: 5, request_secs: 30 }
+//! operations:
+//!   upsert_customer: { method: PUT, path: "/customers/{match}", id: /id }
+//!   create_sales_order:
+//!     method: POST
+//!     path: /orders
+//!     id: /id
+//!     find: { path: "/orders?reference={match}", id: /0/id }   # find before create
+//!   update_opportunity: { method: PATCH, path: "/opportunities/{/id}" }
+//! ```
+//!
+//! The connector's name is the file name without `.yaml`; mappings name it in `target.connector`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::Adapter;
+use super::rest::Rest;
+pub use super::sandbox::Role;
+use super::sandbox::Sandbox;
+use crate::check::Problem;
+use crate::config::SecretLookup;
+use crate::queue::retry::RetryPolicy;
+use crate::store::Store;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Sandbox,
+    Rest,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorSpec {
+    pub kind: Spanned<Kind>,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    #[serde(default)]
+    pub breaker: BreakerSpec,
+    /// `erp` or `crm`: what the system is (a sandbox plays it; a CRM's records are watched for
+    /// echoes of handoff's own writes).
+    pub role: Option<Role>,
+    pub base_url: Option<String>,
+    pub auth: Option<AuthSpec>,
+    pub idempotency_header: Option<String>,
+    #[serde(default)]
+    pub timeouts: TimeoutSpec,
+    #[serde(default)]
+    pub operations: BTreeMap<String, OperationSpec>,
+}
+
+fn default_concurrency() -> usize {
+    8
+}
+
+/// After `failures` transient failures in a row the connector pauses for `open_secs` (doubling
+/// up to `max_open_secs` while probes fail), then lets one delivery through as a probe.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerSpec {
+    pub failures: u32,
+    pub open_secs: u64,
+    pub max_open_secs: u64,
+}
+
+impl Default for BreakerSpec {
+    fn default() -> Self {
+        BreakerSpec {
+            failures: 5,
+            open_secs: 30,
+            max_open_secs: 300,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeoutSpec {
+    pub connect_secs: u64,
+    pub request_secs: u64,
+}
+
+impl Default for TimeoutSpec {
+    fn default() -> Self {
+        TimeoutSpec {
+            connect_secs: 5,
+            request_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum AuthSpec {
+    BearerEnv(String),
+    Basic {
+        user_env: String,
+        password_env: String,
+    },
+    Header {
+        name: String,
+        value_env: String,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperationSpec {
+    pub method: String,
+    /// `{match}` is the match key, `{/pointer}` a value of the document; both URL-encoded.
+    pub path: String,
+    /// JSON pointer to the created record's id in the answer.
+    pub id: Option<String>,
+    /// Find before create: GET this path; a record found at `id` means it exists already.
+    pub find: Option<FindSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FindSpec {
+    pub path: String,
+    pub id: String,
+}
+
+/// A configured external system.
+pub struct Connector {
+    pub name: String,
+    pub role: Role,
+    pub description: String,
+    pub concurrency: usize,
+    pub retry: RetryPolicy,
+    pub breaker: BreakerSpec,
+    pub adapter: Arc<dyn Adapter>,
+    /// The sandbox behind it, when it is one (operators can advance its orders).
+    pub sandbox: Option<Arc<Sandbox>>,
+}
+
+/// Reads every connector file in `dir` (problems with file:line:col); builds adapters when a
+/// store is given (`handoff check` passes none).
+pub fn load_dir(
+    dir: &Path,
+    secrets: &SecretLookup,
+    store: Option<&Store>,
+) -> Result<Vec<Connector>, Vec<Problem>> {
+    let mut connectors = Vec::new();
+    let mut problems = Vec::new();
+    for path in crate::mapping::compile::yaml_files(dir) {
+        let file = path.display().to_string();
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        let spec = std::fs::read_to_string(&path)
+            .map_err(|error| Problem {
+                location: file.clone(),
+                message: error.to_string(),
+            })
+            .and_then(|text| {
+                serde_saphyr::from_str::<ConnectorSpec>(&text)
+                    .map_err(|error| Problem::yaml(&file, &error))
+            });
+        match spec.and_then(|spec| build(&file, name, spec, secrets, store)) {
+            Ok(connector) => connectors.push(connector),
+            Err(problem) => problems.push(problem),
+        }
+    }
+    match problems.is_empty() {
+        true => Ok(connectors),
+        false => Err(problems),
+    }
+}
+
+fn build(
+    file: &str,
+    name: String,
+    spec: ConnectorSpec,
+    secrets: &SecretLookup,
+    store: Option<&Store>,
+) -> Result<Connector, Problem> {
+    let at = spec.kind.referenced;
+    let problem = |message: String| Problem {
+        location: format!("{file}:{}:{}", at.line(), at.column()),
+        message,
+    };
+    let mut sandbox = None;
+    let adapter: Arc<dyn Adapter> = match spec.kind.value {
+        Kind::Sandbox => {
+            let role = spec.role.ok_or_else(|| {
+                problem("a sandbox connector needs `role: erp` or `role: crm`".into())
+            })?;
+            let built = Arc::new(match store {
+                Some(store) => {
+                    Sandbox::open(store, &name, role).map_err(|e| problem(e.to_string()))?
+                }
+                None => Sandbox::detached(&name, role),
+            });
+            sandbox = Some(built.clone());
+            built
+        }
+        Kind::Rest => {
+            let base_url = spec
+                .base_url
+                .clone()
+                .ok_or_else(|| problem("a rest connector needs `base_url`".into()))?;
+            let timeouts = (
+                Duration::from_secs(spec.timeouts.connect_secs),
+                Duration::from_secs(spec.timeouts.request_secs),
+            );
+            Arc::new(
+                Rest::new(
+                    base_url,
+                    spec.auth.clone(),
+                    spec.idempotency_header.clone(),
+                    spec.operations.clone(),
+                    timeouts,
+                    secrets,
+                )
+                .map_err(problem)?,
+            )
+        }
+    };
+    if spec.concurrency == 0 {
+        return Err(problem("concurrency must be at least 1".into()));
+    }
+    Ok(Connector {
+        role: spec.role.unwrap_or(Role::Erp),
+        name,
+        description: spec.description,
+        concurrency: spec.concurrency,
+        retry: spec.retry,
+        breaker: spec.breaker,
+        adapter,
+        sandbox,
+    })
+}

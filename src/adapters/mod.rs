@@ -1,0 +1,106 @@
+//! Adapters: the one place handoff talks to external systems.
+//!
+//! Every adapter implements [`Adapter`]; failures are classified here, once, into the engine's
+//! classes (`queue::Class`), so the engine never looks at a status code. Adapters never touch the
+//! queue. `connector.rs` reads `connectors/*.yaml` and builds the adapter each file describes.
+//!
+//! - `sandbox`  plays an ERP or a CRM inside the local store (embedded defaults; labelled so)
+//! - `rest`     a generic REST connector driven by its YAML file
+//! - `http`     the shared HTTP client and status classification
+
+pub mod connector;
+pub mod http;
+pub mod rest;
+pub mod sandbox;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::queue::Class;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One delivery: an operation with the mapped document.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery<'a> {
+    pub operation: &'a str,
+    pub document: &'a Value,
+    /// Same on every attempt of the same job: sent as the target's idempotency header.
+    pub idempotency_key: &'a str,
+    /// The natural key for find-or-create (the CRM id stored in the target document).
+    pub match_key: Option<&'a str>,
+    /// An earlier attempt may have taken effect.
+    pub in_doubt: bool,
+}
+
+/// A delivery that took effect (or had already).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivered {
+    /// The id the target gave the record.
+    pub external_id: Option<String>,
+    pub request: String,
+    pub response: String,
+}
+
+/// A delivery that did not take effect (or may have: `Class::InDoubt`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub class: Class,
+    pub message: String,
+    pub retry_after: Option<Duration>,
+    pub request: String,
+    pub response: String,
+}
+
+impl Failure {
+    pub fn new(class: Class, message: impl Into<String>) -> Failure {
+        Failure {
+            class,
+            message: message.into(),
+            retry_after: None,
+            request: String::new(),
+            response: String::new(),
+        }
+    }
+}
+
+/// A product the target has too little of for an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Shortage {
+    pub product: String,
+    pub missing: Decimal,
+}
+
+pub trait Adapter: Send + Sync {
+    /// `sandbox`, `rest`, … (shown to operators).
+    fn kind(&self) -> &'static str;
+
+    /// Carries out one operation; creating operations find before they create.
+    fn send<'a>(&'a self, delivery: Delivery<'a>) -> BoxFuture<'a, Result<Delivered, Failure>>;
+
+    /// What the target lacks to fill these (product code, quantity) lines; empty when all is in
+    /// stock. Adapters without a stock view answer that nothing is short.
+    fn shortages<'a>(
+        &'a self,
+        lines: &'a [(String, Decimal)],
+    ) -> BoxFuture<'a, Result<Vec<Shortage>, Failure>> {
+        let _ = lines;
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    /// A harmless request that proves the target answers (the dashboard's "test connection").
+    fn probe(&self) -> BoxFuture<'_, Result<String, Failure>>;
+}
+
+/// Cuts text to `max` characters for attempts and errors.
+pub fn cut(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}

@@ -1,0 +1,392 @@
+//! The operator's JSON API: jobs (list, inspect, retry, skip, edit-and-resubmit, bulk actions on
+//! dead letters by reason), connectors (pause, resume, test), cross-references, the sandbox.
+//! It changes jobs only through queue actions.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::envelope::Envelope;
+use crate::queue::{self, Action, Job, JobId, QueueError};
+use crate::sync::Engine;
+use crate::sync::records;
+
+type Shared = State<Arc<Engine>>;
+
+pub fn router(engine: Arc<Engine>) -> Router {
+    Router::new()
+        .route("/api/v1/overview", get(overview))
+        .route("/api/v1/jobs", get(list_jobs))
+        .route("/api/v1/jobs/bulk", post(bulk))
+        .route("/api/v1/jobs/{id}", get(show_job))
+        .route("/api/v1/jobs/{id}/retry", post(retry))
+        .route("/api/v1/jobs/{id}/skip", post(skip))
+        .route("/api/v1/jobs/{id}/resubmit", post(resubmit))
+        .route("/api/v1/dead-letters", get(dead_letters))
+        .route("/api/v1/connectors", get(connectors))
+        .route("/api/v1/connectors/{name}/pause", post(pause))
+        .route("/api/v1/connectors/{name}/resume", post(resume))
+        .route("/api/v1/connectors/{name}/test", post(test_connector))
+        .route("/api/v1/xrefs", get(xrefs))
+        .route(
+            "/api/v1/sandbox/{name}/records/{operation}",
+            get(sandbox_records),
+        )
+        .route(
+            "/api/v1/sandbox/{name}/orders/{reference}/{step}",
+            post(sandbox_advance),
+        )
+        .with_state(engine)
+}
+
+/// An API error: a status and `{"error": {"code", "message"}}`.
+pub struct ApiError(StatusCode, &'static str, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"code": self.1, "message": self.2}});
+        (self.0, Json(body)).into_response()
+    }
+}
+
+impl From<QueueError> for ApiError {
+    fn from(error: QueueError) -> Self {
+        match error {
+            QueueError::NotFound(_) => {
+                ApiError(StatusCode::NOT_FOUND, "not_found", error.to_string())
+            }
+            QueueError::WrongState { .. } => {
+                ApiError(StatusCode::CONFLICT, "wrong_state", error.to_string())
+            }
+            other => ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                other.to_string(),
+            ),
+        }
+    }
+}
+
+type Answer = Result<Json<Value>, ApiError>;
+
+fn not_found(what: &str) -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, "not_found", format!("no {what}"))
+}
+
+async fn overview(State(engine): Shared) -> Answer {
+    let mut per_connector: BTreeMap<String, BTreeMap<&str, u64>> = BTreeMap::new();
+    for ((connector, state), count) in engine.queue.counts() {
+        *per_connector
+            .entry(connector.to_string())
+            .or_default()
+            .entry(state.as_str())
+            .or_default() += count;
+    }
+    let mut outcomes: BTreeMap<String, BTreeMap<&str, u64>> = BTreeMap::new();
+    for ((connector, state), count) in engine.metrics.outcomes() {
+        outcomes
+            .entry(connector)
+            .or_default()
+            .insert(state.as_str(), count);
+    }
+    let oldest = engine
+        .queue
+        .oldest_open()
+        .and_then(|id| engine.queue.get(id).ok());
+    Ok(Json(json!({
+        "journal": { "events": engine.journal.len() },
+        "waiting": per_connector,
+        "outcomes_since_start": outcomes,
+        "oldest_waiting": oldest.map(|job| json!({"id": job.id, "state": job.state, "created_ms": job.created_ms, "flow": job.flow})),
+        "connectors": engine.connectors.values().map(|c| c.status()).collect::<Vec<_>>(),
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+struct JobFilter {
+    state: Option<String>,
+    flow: Option<String>,
+    connector: Option<String>,
+    /// A CRM or ERP record id, or the ordering key.
+    record: Option<String>,
+    reason: Option<String>,
+    before: Option<JobId>,
+    limit: Option<usize>,
+}
+
+async fn list_jobs(State(engine): Shared, Query(filter): Query<JobFilter>) -> Answer {
+    let state = match &filter.state {
+        Some(text) => Some(queue::State::parse(text).ok_or_else(|| {
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                "bad_filter",
+                format!("unknown state {text:?}"),
+            )
+        })?),
+        None => None,
+    };
+    let limit = filter.limit.unwrap_or(50).clamp(1, 500);
+    let keep = |job: &Job| {
+        state.is_none_or(|s| job.state == s)
+            && filter.flow.as_deref().is_none_or(|f| job.flow == f)
+            && filter
+                .connector
+                .as_deref()
+                .is_none_or(|c| job.connector == c)
+            && filter
+                .reason
+                .as_deref()
+                .is_none_or(|r| job.reason.as_ref().is_some_and(|x| x.code == r))
+            && filter.record.as_deref().is_none_or(|r| {
+                job.object_id.as_deref() == Some(r)
+                    || job.order_key == r
+                    || job.external_id.as_deref() == Some(r)
+            })
+    };
+    let jobs = engine.queue.list(filter.before, limit, keep)?;
+    let next = (jobs.len() == limit)
+        .then(|| jobs.last().map(|j| j.id))
+        .flatten();
+    Ok(Json(json!({ "jobs": jobs, "next_before": next })))
+}
+
+async fn show_job(State(engine): Shared, Path(id): Path<JobId>) -> Answer {
+    let job = engine.queue.get(id)?;
+    let attempts = engine.queue.attempts(id)?;
+    let event = engine.journal.read(job.seq, job.at).ok().map(event_json);
+    let tree = engine.queue.tree();
+    let xrefs = match &job.object_id {
+        Some(record) => records::xrefs(tree, record, 20)?,
+        None => Vec::new(),
+    };
+    let order_status = records::status(tree, &job.order_key)?;
+    Ok(Json(json!({
+        "job": job,
+        "idempotency_key": job.idempotency_key(),
+        "attempts": attempts,
+        "event": event,
+        "xrefs": xrefs,
+        "order_status": order_status,
+    })))
+}
+
+fn event_json(envelope: Envelope) -> Value {
+    json!({
+        "id": envelope.id,
+        "source": envelope.source,
+        "event_type": envelope.event_type,
+        "object": envelope.object,
+        "object_id": envelope.object_id,
+        "version": envelope.version,
+        "received_at": envelope.received_at,
+        "raw_body": envelope.raw_body,
+        "data": envelope.data,
+    })
+}
+
+async fn retry(State(engine): Shared, Path(id): Path<JobId>) -> Answer {
+    Ok(Json(json!({ "job": engine.queue.act(id, Action::Retry)? })))
+}
+
+async fn skip(State(engine): Shared, Path(id): Path<JobId>) -> Answer {
+    Ok(Json(json!({ "job": engine.queue.act(id, Action::Skip)? })))
+}
+
+#[derive(Debug, Deserialize)]
+struct Resubmit {
+    /// The corrected event data (what mapping rules call `$`).
+    payload: Value,
+}
+
+async fn resubmit(
+    State(engine): Shared,
+    Path(id): Path<JobId>,
+    body: Option<Json<Resubmit>>,
+) -> Answer {
+    let Some(Json(body)) = body else {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "send {\"payload\": <the corrected event data>}".into(),
+        ));
+    };
+    if !body.payload.is_object() {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "payload must be a JSON object".into(),
+        ));
+    }
+    Ok(Json(
+        json!({ "job": engine.queue.resubmit(id, body.payload)? }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct Bulk {
+    /// The reason code of the dead letters to act on (`fix_data`, `retries_exhausted`, …).
+    reason: String,
+    action: Action,
+}
+
+async fn bulk(State(engine): Shared, Json(bulk): Json<Bulk>) -> Answer {
+    let mut done = Vec::new();
+    for id in engine.queue.ids_in(queue::State::Dead) {
+        let matches = engine
+            .queue
+            .entry(id)
+            .is_some_and(|e| e.reason.as_deref() == Some(bulk.reason.as_str()));
+        if matches {
+            engine.queue.act(id, bulk.action)?;
+            done.push(id);
+        }
+    }
+    Ok(Json(json!({ "count": done.len(), "jobs": done })))
+}
+
+async fn dead_letters(State(engine): Shared) -> Answer {
+    let mut groups: BTreeMap<String, Vec<JobId>> = BTreeMap::new();
+    for id in engine.queue.ids_in(queue::State::Dead) {
+        let reason = engine
+            .queue
+            .entry(id)
+            .and_then(|e| e.reason)
+            .unwrap_or_default();
+        groups.entry(reason).or_default().push(id);
+    }
+    let groups: Vec<Value> = groups
+        .into_iter()
+        .map(|(reason, ids)| {
+            let example = engine
+                .queue
+                .get(ids[0])
+                .ok()
+                .and_then(|j| j.reason)
+                .map(|r| r.message);
+            json!({"reason": reason, "count": ids.len(), "jobs": ids, "example": example})
+        })
+        .collect();
+    Ok(Json(json!({ "groups": groups })))
+}
+
+async fn connectors(State(engine): Shared) -> Answer {
+    let list: Vec<_> = engine.connectors.values().map(|c| c.status()).collect();
+    Ok(Json(json!({ "connectors": list })))
+}
+
+async fn pause(State(engine): Shared, Path(name): Path<String>) -> Answer {
+    let live = engine
+        .connector(&name)
+        .ok_or_else(|| not_found("such connector"))?;
+    live.pause("paused by an operator".into());
+    Ok(Json(json!({ "connector": live.status() })))
+}
+
+async fn resume(State(engine): Shared, Path(name): Path<String>) -> Answer {
+    let live = engine
+        .connector(&name)
+        .ok_or_else(|| not_found("such connector"))?;
+    live.resume();
+    engine.queue.wake(&name);
+    Ok(Json(json!({ "connector": live.status() })))
+}
+
+async fn test_connector(State(engine): Shared, Path(name): Path<String>) -> Answer {
+    let live = engine
+        .connector(&name)
+        .ok_or_else(|| not_found("such connector"))?;
+    Ok(Json(match live.adapter().probe().await {
+        Ok(message) => json!({"ok": true, "message": message}),
+        Err(failure) => json!({"ok": false, "message": failure.message}),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+struct XrefFilter {
+    id: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn xrefs(State(engine): Shared, Query(filter): Query<XrefFilter>) -> Answer {
+    let limit = filter.limit.unwrap_or(100).clamp(1, 1000);
+    let list = records::xrefs(
+        engine.queue.tree(),
+        filter.id.as_deref().unwrap_or(""),
+        limit,
+    )?;
+    Ok(Json(json!({ "xrefs": list })))
+}
+
+fn sandbox_of(
+    engine: &Engine,
+    name: &str,
+) -> Result<Arc<crate::adapters::sandbox::Sandbox>, ApiError> {
+    engine
+        .connector(name)
+        .and_then(|live| live.connector.sandbox.clone())
+        .ok_or_else(|| not_found("sandbox connector by that name"))
+}
+
+async fn sandbox_records(
+    State(engine): Shared,
+    Path((name, operation)): Path<(String, String)>,
+) -> Answer {
+    let sandbox = sandbox_of(&engine, &name)?;
+    let list = sandbox.records(&operation).map_err(|e| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            e.to_string(),
+        )
+    })?;
+    Ok(Json(json!({ "sandbox": true, "records": list })))
+}
+
+/// Advances a sandbox order and journals the status event the ERP would send.
+async fn sandbox_advance(
+    State(engine): Shared,
+    Path((name, reference, step)): Path<(String, String, String)>,
+) -> Answer {
+    let sandbox = sandbox_of(&engine, &name)?;
+    let data = sandbox
+        .advance(&reference, &step)
+        .map_err(|message| ApiError(StatusCode::CONFLICT, "cannot_advance", message))?;
+    let sequence = data
+        .get("sequence")
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let raw_body = data.to_string();
+    let envelope = Envelope {
+        id: format!("{name}-{reference}-{sequence}"),
+        source: name.clone(),
+        event_type: Some("order_status.changed".into()),
+        ignored: false,
+        object: Some("sales_order".into()),
+        object_id: Some(reference),
+        version: Some(sequence),
+        signed_at: None,
+        received_at: chrono::Utc::now(),
+        raw_body,
+        data: data.clone(),
+        data_is_raw_body: true,
+    };
+    engine
+        .journal
+        .append(std::slice::from_ref(&envelope))
+        .await
+        .map_err(|e| {
+            ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                e.to_string(),
+            )
+        })?;
+    Ok(Json(json!({ "sandbox": true, "event": data })))
+}

@@ -1,0 +1,165 @@
+//! A job: one event to deliver through one flow, with its state and what happened to it.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::journal::Position;
+
+pub type JobId = u64;
+
+/// Where a job is in its life. `Ready`, `Leased` and `Retrying` hold their place in the line of
+/// their ordering key; `Parked` and `Held` step out of it until released; the last four are
+/// settled (`Dead` until an operator retries, resubmits or skips it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Ready,
+    Leased,
+    Retrying,
+    Parked,
+    Held,
+    Dead,
+    Done,
+    Skipped,
+}
+
+impl State {
+    pub const ALL: [State; 8] = [
+        State::Ready,
+        State::Leased,
+        State::Retrying,
+        State::Parked,
+        State::Held,
+        State::Dead,
+        State::Done,
+        State::Skipped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Ready => "ready",
+            State::Leased => "leased",
+            State::Retrying => "retrying",
+            State::Parked => "parked",
+            State::Held => "held",
+            State::Dead => "dead",
+            State::Done => "done",
+            State::Skipped => "skipped",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<State> {
+        State::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// Still to be worked on by handoff (dead letters wait for a person, not for handoff).
+    pub fn is_open(self) -> bool {
+        matches!(
+            self,
+            State::Ready | State::Leased | State::Retrying | State::Parked | State::Held
+        )
+    }
+}
+
+/// How a failure is handled, decided once at the adapter boundary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Class {
+    /// Timeouts before sending, refused connections, 408, 5xx: retry on the schedule.
+    Transient,
+    /// 429: retry after the time the target asked for.
+    RateLimited,
+    /// A timeout after the request was sent: retry, checking first whether it took effect.
+    InDoubt,
+    /// The data cannot be delivered as it is (mapping error, 4xx validation): dead letter.
+    FixData,
+    /// The connector is misconfigured (401, 403, unknown operation): pause it, dead letter.
+    FixConfig,
+}
+
+/// Why a job is where it is: the last failure, or why it waits or was skipped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reason {
+    /// `fix_data`, `transient`, `dependency`, `hold`, `stale`, `echo`, … (groups dead letters).
+    pub code: String,
+    pub message: String,
+}
+
+impl Reason {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Reason {
+        Reason {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// One job, as stored under `j/<id>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: JobId,
+    /// The journal record of the event, and where it is.
+    pub seq: u64,
+    pub at: Position,
+    pub source: String,
+    pub event_id: String,
+    pub flow: String,
+    pub connector: String,
+    pub operation: String,
+    /// Jobs with the same key run one at a time, in arrival order.
+    pub order_key: String,
+    /// The CRM (or ERP) record the event is about, and its version.
+    pub object_id: Option<String>,
+    pub version: Option<String>,
+    pub state: State,
+    pub attempts: u32,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    /// When a retrying job runs again, a held one is rechecked, a parked one gives up.
+    pub due_ms: Option<i64>,
+    pub reason: Option<Reason>,
+    /// (kind, CRM id) a parked job waits for.
+    pub waits_for: Option<(String, String)>,
+    /// The last attempt may have taken effect: check before creating again.
+    pub in_doubt: bool,
+    /// How many times an operator resubmitted it (part of the idempotency key).
+    pub resubmits: u32,
+    /// The event payload as edited by an operator; replaces the journaled data.
+    pub payload: Option<Value>,
+    /// The mapped document of the last attempt, and the mapping version that made it.
+    pub document: Option<Value>,
+    pub mapping_version: Option<String>,
+    /// The id the target gave the record.
+    pub external_id: Option<String>,
+}
+
+impl Job {
+    /// The key the target sees on every attempt: same flow, record, version → same key.
+    pub fn idempotency_key(&self) -> String {
+        let record = self.object_id.as_deref().unwrap_or(&self.event_id);
+        let version = match &self.version {
+            Some(version) => version.clone(),
+            None => format!("seq{}", self.seq),
+        };
+        let mut key = format!("{}:{record}:{version}", self.flow);
+        if self.resubmits > 0 {
+            key.push_str(&format!(":r{}", self.resubmits));
+        }
+        key
+    }
+}
+
+/// One delivery attempt, as stored under `a/<id><n>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub n: u32,
+    pub started_ms: i64,
+    pub duration_ms: u64,
+    /// What was sent, e.g. `POST /api/customers (idempotency-key …)`; never a secret.
+    pub request: String,
+    /// Status and a cut-short body, or the error.
+    pub response: String,
+    /// The state the attempt led to, and why.
+    pub outcome: State,
+    pub reason: Option<Reason>,
+}

@@ -1,0 +1,269 @@
+//! The in-memory schedule, rebuilt from the `o/` entries on open.
+//!
+//! # Invariants
+//!
+//! - Each ordering key has a line of its `Ready`, `Retrying` and `Leased` jobs in id (arrival)
+//!   order. Only the head of a line may run, and only while no job of that key is leased.
+//! - A job is in its connector's ready queue at most once, and only as the head of an idle line
+//!   that is due. Stale ready entries are checked and dropped when popped.
+//! - `Parked` jobs wait in `parked` under the dependency they need; `Held` jobs wait under their
+//!   key; both have a timer (give up / recheck) and re-enter their line in id order.
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::job::{JobId, State};
+
+/// What the schedule knows of one job (stored under `o/<id>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub key: Arc<str>,
+    pub connector: Arc<str>,
+    pub state: State,
+    pub due: Option<i64>,
+    pub waits_for: Option<(String, String)>,
+    /// Reason code, for grouping dead letters and waiting jobs.
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub in_doubt: bool,
+}
+
+#[derive(Default)]
+pub struct Lines {
+    entries: HashMap<JobId, Entry>,
+    lines: HashMap<Arc<str>, VecDeque<JobId>>,
+    busy: HashSet<Arc<str>>,
+    ready: HashMap<Arc<str>, VecDeque<JobId>>,
+    queued: HashSet<JobId>,
+    timers: BTreeSet<(i64, JobId)>,
+    parked: HashMap<(String, String), Vec<JobId>>,
+    held: HashMap<Arc<str>, Vec<JobId>>,
+}
+
+impl Lines {
+    pub fn get(&self, id: JobId) -> Option<&Entry> {
+        self.entries.get(&id)
+    }
+
+    /// Places a job by its entry's state (a leased job found on open comes back ready, in doubt).
+    pub fn insert(&mut self, id: JobId, mut entry: Entry, now: i64) {
+        if entry.state == State::Leased {
+            entry.state = State::Ready;
+            entry.in_doubt = true;
+        }
+        self.remove(id);
+        let key = entry.key.clone();
+        match entry.state {
+            State::Ready | State::Retrying => {
+                if let Some(due) = entry.due.filter(|_| entry.state == State::Retrying) {
+                    self.timers.insert((due, id));
+                }
+                let line = self.lines.entry(key.clone()).or_default();
+                let at = line.partition_point(|other| *other < id);
+                line.insert(at, id);
+                self.entries.insert(id, entry);
+                self.wake_held(&key);
+                self.promote(&key, now);
+            }
+            State::Parked => {
+                if let Some(due) = entry.due {
+                    self.timers.insert((due, id));
+                }
+                if let Some(on) = &entry.waits_for {
+                    self.parked.entry(on.clone()).or_default().push(id);
+                }
+                self.entries.insert(id, entry);
+            }
+            State::Held => {
+                if let Some(due) = entry.due {
+                    self.timers.insert((due, id));
+                }
+                self.held.entry(key.clone()).or_default().push(id);
+                self.entries.insert(id, entry);
+            }
+            State::Dead => {
+                self.entries.insert(id, entry);
+            }
+            State::Leased | State::Done | State::Skipped => {}
+        }
+        // The job may have left the head of its line: the next one may run.
+        self.promote(&key, now);
+    }
+
+    /// Forgets a job (settled, or about to be placed again); the next job of its key may run.
+    pub fn remove(&mut self, id: JobId) -> Option<Entry> {
+        let entry = self.entries.remove(&id)?;
+        if let Some(due) = entry.due {
+            self.timers.remove(&(due, id));
+        }
+        self.queued.remove(&id);
+        match entry.state {
+            State::Ready | State::Retrying | State::Leased => {
+                if let Some(line) = self.lines.get_mut(&entry.key) {
+                    line.retain(|other| *other != id);
+                    if line.is_empty() {
+                        self.lines.remove(&entry.key);
+                    }
+                }
+                if entry.state == State::Leased {
+                    self.busy.remove(&entry.key);
+                }
+            }
+            State::Parked => {
+                if let Some(on) = &entry.waits_for
+                    && let Some(waiting) = self.parked.get_mut(on)
+                {
+                    waiting.retain(|other| *other != id);
+                    if waiting.is_empty() {
+                        self.parked.remove(on);
+                    }
+                }
+            }
+            State::Held => {
+                if let Some(waiting) = self.held.get_mut(&entry.key) {
+                    waiting.retain(|other| *other != id);
+                    if waiting.is_empty() {
+                        self.held.remove(&entry.key);
+                    }
+                }
+            }
+            State::Dead | State::Done | State::Skipped => {}
+        }
+        Some(entry)
+    }
+
+    /// Queues the head of `key`'s line if it may run now.
+    pub fn promote(&mut self, key: &Arc<str>, now: i64) {
+        if self.busy.contains(key) {
+            return;
+        }
+        let Some(&head) = self.lines.get(key).and_then(VecDeque::front) else {
+            return;
+        };
+        let entry = &self.entries[&head];
+        let due = match entry.state {
+            State::Ready => true,
+            State::Retrying => entry.due.is_none_or(|due| due <= now),
+            _ => false,
+        };
+        if due && self.queued.insert(head) {
+            self.ready
+                .entry(entry.connector.clone())
+                .or_default()
+                .push_back(head);
+        }
+    }
+
+    /// Takes the next runnable job of `connector` and marks it leased.
+    pub fn pop_ready(&mut self, connector: &str) -> Option<(JobId, bool)> {
+        let queue = self.ready.get_mut(connector)?;
+        while let Some(id) = queue.pop_front() {
+            if !self.queued.remove(&id) {
+                continue;
+            }
+            let Some(entry) = self.entries.get_mut(&id) else {
+                continue;
+            };
+            let head = self.lines.get(&entry.key).and_then(VecDeque::front) == Some(&id);
+            if !head || self.busy.contains(&entry.key) {
+                continue;
+            }
+            if let Some(due) = entry.due.take() {
+                self.timers.remove(&(due, id));
+            }
+            entry.state = State::Leased;
+            self.busy.insert(entry.key.clone());
+            return Some((id, entry.in_doubt));
+        }
+        None
+    }
+
+    /// Whether `connector` has a job ready to run.
+    pub fn has_ready(&self, connector: &str) -> bool {
+        self.ready.get(connector).is_some_and(|q| !q.is_empty())
+    }
+
+    /// Timers that have fired: retrying jobs become runnable here; held and parked ones are
+    /// returned for the queue to act on.
+    pub fn fire(&mut self, now: i64) -> Vec<(JobId, State)> {
+        let mut fired = Vec::new();
+        while let Some(&(due, id)) = self.timers.first() {
+            if due > now {
+                break;
+            }
+            self.timers.pop_first();
+            let Some(entry) = self.entries.get(&id) else {
+                continue;
+            };
+            match entry.state {
+                State::Retrying => {
+                    let key = entry.key.clone();
+                    self.promote(&key, now);
+                }
+                State::Held | State::Parked => fired.push((id, entry.state)),
+                _ => {}
+            }
+        }
+        fired
+    }
+
+    /// The next time a timer fires.
+    pub fn next_timer(&self) -> Option<i64> {
+        self.timers.first().map(|(due, _)| *due)
+    }
+
+    /// The jobs parked on (kind, id).
+    pub fn parked_on(&self, kind: &str, id: &str) -> Vec<JobId> {
+        self.parked
+            .get(&(kind.to_owned(), id.to_owned()))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// A new job joined `key`'s line: held jobs of the key are rechecked now (their timer fires).
+    fn wake_held(&mut self, key: &Arc<str>) {
+        for id in self.held.get(key).cloned().unwrap_or_default() {
+            if let Some(entry) = self.entries.get_mut(&id) {
+                if let Some(due) = entry.due {
+                    self.timers.remove(&(due, id));
+                }
+                entry.due = Some(i64::MIN);
+                self.timers.insert((i64::MIN, id));
+            }
+        }
+    }
+
+    /// Counts per state and connector of the jobs the schedule holds.
+    pub fn counts(&self) -> HashMap<(Arc<str>, State), u64> {
+        let mut counts = HashMap::new();
+        for entry in self.entries.values() {
+            *counts
+                .entry((entry.connector.clone(), entry.state))
+                .or_default() += 1;
+        }
+        counts
+    }
+
+    /// Ids of entries in `state` (dead letters, parked, held…), in id order.
+    pub fn ids_in(&self, state: State) -> Vec<JobId> {
+        let mut ids: Vec<JobId> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.state == state)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// The oldest job still to be worked on.
+    pub fn oldest_open(&self) -> Option<JobId> {
+        self.entries
+            .iter()
+            .filter(|(_, e)| e.state.is_open())
+            .map(|(id, _)| *id)
+            .min()
+    }
+}

@@ -1,0 +1,475 @@
+//! The durable job queue: jobs in the `queue` sled tree, scheduled by an in-memory index.
+//!
+//! # Invariants
+//!
+//! - Every change is one atomic sled batch: routing a slice of the journal writes its jobs and
+//!   the router's cursor together, settling a job writes its state, its attempt and the sync
+//!   effects (cross-reference, version, status) together. After a crash the tree is a
+//!   consistent prefix of those batches, and the journal from the cursor on is routed again.
+//! - sled is flushed on a timer (`[store] flush_every_ms`): what a crash loses of the queue is
+//!   redone from the journal and re-delivered under the same idempotency keys.
+//! - Per ordering key, one job at a time, in arrival order (lines.rs).
+//! - A job leased when the process died comes back ready and in doubt: the adapter checks
+//!   before creating again.
+//!
+//! Key layout: keys.rs. Schedule: lines.rs.
+
+pub mod job;
+pub mod keys;
+mod lines;
+pub mod retry;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tokio::sync::Notify;
+
+use crate::clock::Clock;
+use crate::journal::Position;
+use crate::store::Store;
+pub use job::{Attempt, Class, Job, JobId, Reason, State};
+pub use lines::Entry;
+use lines::Lines;
+
+#[derive(Debug, Error)]
+pub enum QueueError {
+    #[error("queue storage failed: {0}")]
+    Store(#[from] sled::Error),
+    #[error("queue record {0} is unreadable")]
+    Corrupt(String),
+    #[error("no job {0}")]
+    NotFound(JobId),
+    #[error("job {id} is {state}; {action} needs a {needs} job")]
+    WrongState {
+        id: JobId,
+        state: &'static str,
+        action: &'static str,
+        needs: &'static str,
+    },
+}
+
+/// Where the router is in the journal.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Cursor {
+    pub next_seq: u64,
+    pub at: Option<Position>,
+}
+
+/// An extra write to apply with a settle (cross-reference, version, status…).
+pub struct Write {
+    pub key: Vec<u8>,
+    pub value: Option<Vec<u8>>,
+}
+
+/// What an operator can do to a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Retry,
+    Skip,
+}
+
+pub struct Queue {
+    tree: sled::Tree,
+    lines: Mutex<Lines>,
+    wake: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Wakes the timer task when an earlier timer was set.
+    timers_changed: Notify,
+    next_id: AtomicU64,
+    pub clock: Clock,
+}
+
+impl Queue {
+    /// Opens the queue tree and rebuilds the schedule from its open entries.
+    pub fn open(store: &Store, clock: Clock) -> Result<Queue, QueueError> {
+        let tree = store.db.open_tree("queue")?;
+        let next_id = match tree.get(keys::NEXT_ID)? {
+            Some(raw) => u64::from_be_bytes(raw.as_ref().try_into().unwrap_or_default()),
+            None => 1,
+        };
+        let mut lines = Lines::default();
+        let now = clock.now_ms();
+        for item in tree.scan_prefix(keys::OPEN) {
+            let (key, value) = item?;
+            lines.insert(keys::id_of(&key), decode(&key, &value)?, now);
+        }
+        Ok(Queue {
+            tree,
+            lines: Mutex::new(lines),
+            wake: Mutex::new(HashMap::new()),
+            timers_changed: Notify::new(),
+            next_id: AtomicU64::new(next_id),
+            clock,
+        })
+    }
+
+    pub fn tree(&self) -> &sled::Tree {
+        &self.tree
+    }
+
+    fn lines(&self) -> MutexGuard<'_, Lines> {
+        self.lines
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn cursor(&self) -> Result<Cursor, QueueError> {
+        match self.tree.get(keys::CURSOR)? {
+            Some(raw) => decode(keys::CURSOR, &raw),
+            None => Ok(Cursor {
+                next_seq: 1,
+                at: None,
+            }),
+        }
+    }
+
+    /// Reserves `n` job ids.
+    pub fn allocate_ids(&self, n: u64) -> JobId {
+        self.next_id.fetch_add(n, Ordering::Relaxed)
+    }
+
+    /// Stores new jobs and the router's cursor in one batch, then schedules the jobs.
+    pub fn enqueue(&self, jobs: Vec<Job>, cursor: Cursor) -> Result<(), QueueError> {
+        let mut batch = sled::Batch::default();
+        let mut entries = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            let entry = entry_of(job);
+            batch.insert(keys::job(job.id), encode(job));
+            batch.insert(keys::open(job.id), encode(&entry));
+            entries.push((job.id, entry));
+        }
+        batch.insert(keys::CURSOR, encode(&cursor));
+        let next_id = self.next_id.load(Ordering::Relaxed);
+        batch.insert(keys::NEXT_ID, &next_id.to_be_bytes());
+        self.tree.apply_batch(batch)?;
+        let now = self.clock.now_ms();
+        let mut lines = self.lines();
+        for (id, entry) in entries {
+            lines.insert(id, entry, now);
+        }
+        drop(lines);
+        self.wake_all();
+        Ok(())
+    }
+
+    /// Waits for the next runnable job of `connector` and leases it.
+    pub async fn lease(&self, connector: &str) -> Result<Job, QueueError> {
+        let wake = self.wake_of(connector);
+        loop {
+            let notified = wake.notified();
+            if let Some(job) = self.try_lease(connector)? {
+                return Ok(job);
+            }
+            notified.await;
+        }
+    }
+
+    /// The next runnable job of `connector`, leased, if there is one.
+    pub fn try_lease(&self, connector: &str) -> Result<Option<Job>, QueueError> {
+        let mut lines = self.lines();
+        let Some((id, in_doubt)) = lines.pop_ready(connector) else {
+            return Ok(None);
+        };
+        let mut job = self.get(id)?;
+        job.state = State::Leased;
+        job.in_doubt |= in_doubt;
+        job.due_ms = None;
+        job.attempts += 1;
+        job.updated_ms = self.clock.now_ms();
+        let mut batch = sled::Batch::default();
+        batch.insert(keys::job(id), encode(&job));
+        batch.insert(keys::open(id), encode(&entry_of(&job)));
+        self.tree.apply_batch(batch)?;
+        Ok(Some(job))
+    }
+
+    /// Records how a leased job's attempt ended: the job (with its new state, reason, due time),
+    /// the attempt, and the effects, in one batch; then releases the jobs parked on `releases`.
+    pub fn settle(
+        &self,
+        job: Job,
+        attempt: Option<Attempt>,
+        effects: Vec<Write>,
+        releases: &[(String, String)],
+    ) -> Result<(), QueueError> {
+        let mut lines = self.lines();
+        let mut batch = sled::Batch::default();
+        for write in effects {
+            match write.value {
+                Some(value) => batch.insert(write.key, value),
+                None => batch.remove(write.key),
+            }
+        }
+        if let Some(attempt) = &attempt {
+            batch.insert(keys::attempt(job.id, attempt.n), encode(attempt));
+        }
+        let mut released = Vec::new();
+        if job.state == State::Done {
+            for (kind, id) in releases {
+                for parked in lines.parked_on(kind, id) {
+                    let mut waiting = self.get(parked)?;
+                    waiting.state = State::Ready;
+                    waiting.due_ms = None;
+                    waiting.waits_for = None;
+                    waiting.reason = None;
+                    stage(&mut batch, &waiting);
+                    released.push(waiting);
+                }
+            }
+        }
+        stage(&mut batch, &job);
+        self.tree.apply_batch(batch)?;
+        let now = self.clock.now_ms();
+        for job in released.iter().chain(std::iter::once(&job)) {
+            place(&mut lines, job, now);
+        }
+        drop(lines);
+        self.wake_all();
+        self.timers_changed.notify_one();
+        Ok(())
+    }
+
+    /// Runs forever: fires timers (retry due, hold recheck, parking deadline).
+    pub async fn run_timers(&self, parked_gave_up: impl Fn(&Job) -> Reason) {
+        loop {
+            let notified = self.timers_changed.notified();
+            if let Err(error) = self.fire_timers(&parked_gave_up) {
+                tracing::error!(error = %error, "queue timers failed");
+            }
+            let next = self.lines().next_timer();
+            let wait = next.map_or(std::time::Duration::from_secs(3600), |at| {
+                self.clock.until(at)
+            });
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = notified => {}
+            }
+        }
+    }
+
+    fn fire_timers(&self, parked_gave_up: &impl Fn(&Job) -> Reason) -> Result<(), QueueError> {
+        let now = self.clock.now_ms();
+        let mut lines = self.lines();
+        let fired = lines.fire(now);
+        for (id, state) in fired {
+            let mut job = self.get(id)?;
+            match state {
+                State::Held => job.state = State::Ready,
+                _ => {
+                    job.state = State::Dead;
+                    job.reason = Some(parked_gave_up(&job));
+                }
+            }
+            job.due_ms = None;
+            job.updated_ms = now;
+            let mut batch = sled::Batch::default();
+            stage(&mut batch, &job);
+            self.tree.apply_batch(batch)?;
+            place(&mut lines, &job, now);
+        }
+        drop(lines);
+        self.wake_all();
+        Ok(())
+    }
+
+    /// An operator's action on a dead, parked or held job: retry runs it now, skip settles it.
+    pub fn act(&self, id: JobId, action: Action) -> Result<Job, QueueError> {
+        self.change(id, action_name(action), |job| match action {
+            Action::Retry => {
+                job.state = State::Ready;
+                job.reason = None;
+            }
+            Action::Skip => {
+                job.state = State::Skipped;
+                job.reason = Some(Reason::new("skipped_by_operator", "skipped by an operator"));
+            }
+        })
+    }
+
+    /// Edit-and-resubmit: the job runs again on `payload` (re-mapped with the current mapping),
+    /// under a new idempotency key.
+    pub fn resubmit(&self, id: JobId, payload: serde_json::Value) -> Result<Job, QueueError> {
+        self.change(id, "resubmit", |job| {
+            job.state = State::Ready;
+            job.reason = None;
+            job.payload = Some(payload);
+            job.resubmits += 1;
+        })
+    }
+
+    fn change(
+        &self,
+        id: JobId,
+        action: &'static str,
+        apply: impl FnOnce(&mut Job),
+    ) -> Result<Job, QueueError> {
+        let mut lines = self.lines();
+        let mut job = self.get(id)?;
+        if !matches!(job.state, State::Dead | State::Parked | State::Held) {
+            return Err(QueueError::WrongState {
+                id,
+                state: job.state.as_str(),
+                action,
+                needs: "dead, parked or held",
+            });
+        }
+        apply(&mut job);
+        job.due_ms = None;
+        job.waits_for = None;
+        job.in_doubt = false;
+        job.updated_ms = self.clock.now_ms();
+        let mut batch = sled::Batch::default();
+        stage(&mut batch, &job);
+        self.tree.apply_batch(batch)?;
+        place(&mut lines, &job, self.clock.now_ms());
+        drop(lines);
+        self.wake_all();
+        Ok(job)
+    }
+
+    pub fn get(&self, id: JobId) -> Result<Job, QueueError> {
+        let raw = self
+            .tree
+            .get(keys::job(id))?
+            .ok_or(QueueError::NotFound(id))?;
+        decode(&keys::job(id), &raw)
+    }
+
+    pub fn attempts(&self, id: JobId) -> Result<Vec<Attempt>, QueueError> {
+        self.tree
+            .scan_prefix(keys::attempts(id))
+            .map(|item| {
+                let (key, value) = item?;
+                decode(&key, &value)
+            })
+            .collect()
+    }
+
+    /// Jobs newest first, below `before` (an id, for paging), that `keep` accepts.
+    pub fn list(
+        &self,
+        before: Option<JobId>,
+        limit: usize,
+        keep: impl Fn(&Job) -> bool,
+    ) -> Result<Vec<Job>, QueueError> {
+        let end = keys::job(before.unwrap_or(JobId::MAX));
+        let mut out = Vec::new();
+        for item in self.tree.range(keys::job(0)..end).rev() {
+            let (key, value) = item?;
+            let job: Job = decode(&key, &value)?;
+            if keep(&job) {
+                out.push(job);
+                if out.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Ids of the jobs the schedule holds in `state` (open states and dead letters).
+    pub fn ids_in(&self, state: State) -> Vec<JobId> {
+        self.lines().ids_in(state)
+    }
+
+    /// The schedule entry of an open or dead job.
+    pub fn entry(&self, id: JobId) -> Option<Entry> {
+        self.lines().get(id).cloned()
+    }
+
+    /// Open and dead jobs per (connector, state).
+    pub fn counts(&self) -> HashMap<(Arc<str>, State), u64> {
+        self.lines().counts()
+    }
+
+    pub fn oldest_open(&self) -> Option<JobId> {
+        self.lines().oldest_open()
+    }
+
+    /// Makes sled write what it holds to disk (on shutdown).
+    pub fn flush(&self) -> Result<(), QueueError> {
+        self.tree.flush()?;
+        Ok(())
+    }
+
+    fn wake_of(&self, connector: &str) -> Arc<Notify> {
+        self.wake
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(connector.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Wakes the workers of every connector that has a ready job.
+    fn wake_all(&self) {
+        let wake = self.wake.lock().unwrap_or_else(|p| p.into_inner());
+        let lines = self.lines();
+        for (connector, notify) in wake.iter() {
+            if lines.has_ready(connector) {
+                notify.notify_waiters();
+                notify.notify_one();
+            }
+        }
+    }
+
+    /// Wakes the workers of `connector` (after a pause ends).
+    pub fn wake(&self, connector: &str) {
+        self.wake_of(connector).notify_waiters();
+    }
+}
+
+fn action_name(action: Action) -> &'static str {
+    match action {
+        Action::Retry => "retry",
+        Action::Skip => "skip",
+    }
+}
+
+/// Adds the job and its schedule entry (or its removal, once settled) to a batch.
+fn stage(batch: &mut sled::Batch, job: &Job) {
+    batch.insert(keys::job(job.id), encode(job));
+    match job.state {
+        State::Done | State::Skipped => batch.remove(keys::open(job.id)),
+        _ => batch.insert(keys::open(job.id), encode(&entry_of(job))),
+    }
+}
+
+fn place(lines: &mut Lines, job: &Job, now: i64) {
+    match job.state {
+        State::Done | State::Skipped => {
+            let key = lines.remove(job.id).map(|e| e.key);
+            if let Some(key) = key {
+                lines.promote(&key, now);
+            }
+        }
+        _ => lines.insert(job.id, entry_of(job), now),
+    }
+}
+
+pub fn entry_of(job: &Job) -> Entry {
+    Entry {
+        key: Arc::from(job.order_key.as_str()),
+        connector: Arc::from(job.connector.as_str()),
+        state: job.state,
+        due: job.due_ms,
+        waits_for: job.waits_for.clone(),
+        reason: job.reason.as_ref().map(|r| r.code.clone()),
+        in_doubt: job.in_doubt,
+    }
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("queue records serialize")
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(key: &[u8], raw: &[u8]) -> Result<T, QueueError> {
+    serde_json::from_slice(raw)
+        .map_err(|error| QueueError::Corrupt(format!("{}: {error}", String::from_utf8_lossy(key))))
+}
+
+#[cfg(test)]
+mod tests;

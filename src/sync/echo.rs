@@ -1,0 +1,56 @@
+//! Echo detection: a CRM event that differs from the last one applied for its record only in
+//! fields handoff itself wrote there (and in fields every save changes) is handoff's own write
+//! coming back, not a change to sync.
+
+use serde_json::Value;
+
+use super::records::Echo;
+
+pub fn is_echo(before: &Value, after: &Value, echo: &Echo, ignore: &[String]) -> bool {
+    let mut changed = Vec::new();
+    diff(before, after, None, &mut changed);
+    changed
+        .iter()
+        .all(|field| echo.fields.contains_key(*field) || ignore.iter().any(|i| i == field))
+}
+
+/// The names of the leaf fields that differ (the last key on the path).
+fn diff<'a>(before: &'a Value, after: &'a Value, name: Option<&'a str>, out: &mut Vec<&'a str>) {
+    match (before, after) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (key, value) in a {
+                diff(value, b.get(key).unwrap_or(&Value::Null), Some(key), out);
+            }
+            for (key, value) in b {
+                if !a.contains_key(key) {
+                    diff(&Value::Null, value, Some(key), out);
+                }
+            }
+        }
+        (a, b) if a != b => out.push(name.unwrap_or("")),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn only_written_and_ignored_fields_changed_is_an_echo() {
+        let echo = Echo {
+            fields: json!({"id": "006A", "ERP_Status__c": "Shipped"})
+                .as_object()
+                .unwrap()
+                .clone(),
+            at_ms: 0,
+        };
+        let ignore = vec!["LastModifiedDate".to_owned()];
+        let before = json!({"data": {"Id": "006A", "Amount": "10", "LastModifiedDate": "1", "ERP_Status__c": "Confirmed"}});
+        let echoed = json!({"data": {"Id": "006A", "Amount": "10", "LastModifiedDate": "2", "ERP_Status__c": "Shipped"}});
+        assert!(is_echo(&before, &echoed, &echo, &ignore));
+        let real = json!({"data": {"Id": "006A", "Amount": "12", "LastModifiedDate": "2", "ERP_Status__c": "Shipped"}});
+        assert!(!is_echo(&before, &real, &echo, &ignore));
+    }
+}

@@ -1,0 +1,326 @@
+//! The delivery engine: the router turns journaled events into jobs, workers deliver them.
+//!
+//! `ingest → journal → router → queue ← workers → {mapping, adapters, records}`. This module is
+//! the one place that combines the queue, the mappings and the adapters.
+//!
+//! - `router`   journal → jobs (one per flow that handles the event), with the cursor
+//! - `process`  one attempt: stale/echo/status checks → dependencies → holds → map → send → settle
+//! - `records`  cross-references, applied versions, order status, echo records
+//! - `breaker`  the per-connector circuit breaker
+//! - `status`, `version`, `echo`  the small rules process applies
+//!
+//! # Invariants
+//!
+//! - Each connector has its own workers (`concurrency`), breaker and pause switch: one broken
+//!   connector never stalls another.
+//! - A failure's class decides its fate (adapters classify): transient, in-doubt and rate-limited
+//!   retry on the connector's schedule; fix-data is a dead letter at once; fix-config is a dead
+//!   letter and pauses the connector until an operator resumes it.
+//! - Shutdown stops leasing, lets deliveries in flight finish within the grace period, and
+//!   flushes the store; a delivery cut off comes back in doubt after the restart.
+
+mod breaker;
+mod echo;
+pub mod process;
+pub mod records;
+pub mod router;
+pub mod status;
+mod version;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+use crate::adapters::Adapter;
+use crate::adapters::connector::{Connector, Role};
+use crate::config::SyncConfig;
+use crate::journal::Journal;
+use crate::mapping::Mapping;
+use crate::mapping::live::LiveMappings;
+use crate::queue::retry::RetryPolicy;
+use crate::queue::{Queue, Reason, State};
+pub use breaker::{Admit, Breaker};
+
+/// A connector at run time: its adapter, breaker and pause switch.
+pub struct Live {
+    pub connector: Connector,
+    breaker: Mutex<Breaker>,
+    paused: Mutex<Option<String>>,
+    /// Signalled on resume and when a probe's result is in.
+    changed: Notify,
+}
+
+impl Live {
+    pub fn new(connector: Connector) -> Live {
+        Live {
+            breaker: Mutex::new(Breaker::new(connector.breaker.clone())),
+            connector,
+            paused: Mutex::new(None),
+            changed: Notify::new(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.connector.name
+    }
+
+    pub fn adapter(&self) -> &dyn Adapter {
+        self.connector.adapter.as_ref()
+    }
+
+    pub fn retry(&self) -> &RetryPolicy {
+        &self.connector.retry
+    }
+
+    fn breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
+        self.breaker.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether deliveries through this flow write to a CRM (they are watched for echoes).
+    pub fn writes_to_crm(&self, _mapping: &Mapping) -> bool {
+        self.connector.role == Role::Crm
+    }
+
+    pub fn success(&self) {
+        let was_probe = !matches!(self.breaker().circuit, breaker::Circuit::Closed { .. });
+        self.breaker().success();
+        if was_probe {
+            tracing::info!(
+                connector = self.name(),
+                "circuit closed: the connector answers again"
+            );
+            self.changed.notify_waiters();
+        }
+    }
+
+    pub fn transient_failure(&self, now: i64) {
+        if self.breaker().failure(now) {
+            tracing::warn!(
+                connector = self.name(),
+                "circuit open: deliveries pause, then one probes"
+            );
+        }
+        self.changed.notify_waiters();
+    }
+
+    pub fn pause(&self, reason: String) {
+        tracing::warn!(connector = self.name(), reason = %reason, "connector paused");
+        *self.paused.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+    }
+
+    pub fn resume(&self) {
+        *self.paused.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.breaker().success();
+        self.changed.notify_waiters();
+    }
+
+    pub fn paused(&self) -> Option<String> {
+        self.paused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// What operators see of it.
+    pub fn status(&self) -> ConnectorStatus {
+        ConnectorStatus {
+            name: self.name().to_owned(),
+            kind: self.adapter().kind(),
+            role: self.connector.role,
+            description: self.connector.description.clone(),
+            sandbox: self.connector.sandbox.is_some(),
+            concurrency: self.connector.concurrency,
+            circuit: self.breaker().describe(),
+            paused: self.paused(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectorStatus {
+    pub name: String,
+    pub kind: &'static str,
+    pub role: Role,
+    pub description: String,
+    pub sandbox: bool,
+    pub concurrency: usize,
+    pub circuit: &'static str,
+    pub paused: Option<String>,
+}
+
+/// Outcomes per connector and state since start.
+#[derive(Default)]
+pub struct Metrics {
+    outcomes: Mutex<HashMap<(String, State), u64>>,
+}
+
+impl Metrics {
+    pub fn record(&self, connector: &str, state: State) {
+        *self
+            .outcomes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((connector.to_owned(), state))
+            .or_default() += 1;
+    }
+
+    pub fn outcomes(&self) -> HashMap<(String, State), u64> {
+        self.outcomes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+pub struct Engine {
+    pub journal: Arc<Journal>,
+    pub queue: Arc<Queue>,
+    pub mappings: Arc<LiveMappings>,
+    pub connectors: BTreeMap<String, Arc<Live>>,
+    pub config: SyncConfig,
+    pub metrics: Metrics,
+    stop: watch::Sender<bool>,
+}
+
+impl Engine {
+    pub fn new(
+        journal: Arc<Journal>,
+        queue: Arc<Queue>,
+        mappings: Arc<LiveMappings>,
+        connectors: Vec<Connector>,
+        config: SyncConfig,
+    ) -> Arc<Engine> {
+        let connectors = connectors
+            .into_iter()
+            .map(|c| (c.name.clone(), Arc::new(Live::new(c))))
+            .collect();
+        Arc::new(Engine {
+            journal,
+            queue,
+            mappings,
+            connectors,
+            config,
+            metrics: Metrics::default(),
+            stop: watch::channel(false).0,
+        })
+    }
+
+    /// Starts the router, the timers and every connector's workers.
+    pub fn spawn(self: &Arc<Self>) -> Workers {
+        let mut background = JoinSet::new();
+        background.spawn(router::run(
+            self.journal.clone(),
+            self.queue.clone(),
+            self.mappings.clone(),
+        ));
+        let queue = self.queue.clone();
+        background.spawn(async move {
+            queue
+                .run_timers(|job| {
+                    let (kind, id) = job.waits_for.clone().unwrap_or_default();
+                    Reason::new(
+                        "dependency_timeout",
+                        format!(
+                            "{kind} {id} never arrived in {}; sync it, then retry",
+                            job.connector
+                        ),
+                    )
+                })
+                .await;
+        });
+        let mut workers = JoinSet::new();
+        for live in self.connectors.values() {
+            for _ in 0..live.connector.concurrency {
+                workers.spawn(worker(self.clone(), live.clone(), self.stop.subscribe()));
+            }
+        }
+        Workers {
+            background,
+            workers,
+        }
+    }
+
+    /// Stops leasing, waits for deliveries in flight (up to the grace period), flushes the store.
+    pub async fn shutdown(&self, mut running: Workers) {
+        let _ = self.stop.send(true);
+        running.background.abort_all();
+        let grace = Duration::from_secs(self.config.shutdown_grace_secs);
+        let drained = tokio::time::timeout(grace, async {
+            while running.workers.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                "deliveries still in flight after the grace period; they come back in doubt"
+            );
+            running.workers.abort_all();
+        }
+        if let Err(error) = self.queue.flush() {
+            tracing::error!(error = %error, "flushing the queue failed");
+        }
+    }
+
+    pub fn connector(&self, name: &str) -> Option<&Arc<Live>> {
+        self.connectors.get(name)
+    }
+}
+
+pub struct Workers {
+    background: JoinSet<()>,
+    workers: JoinSet<()>,
+}
+
+/// One worker of one connector: waits while the connector is paused or its circuit is open,
+/// leases the next job and processes it.
+async fn worker(engine: Arc<Engine>, live: Arc<Live>, mut stop: watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let changed = live.changed.notified();
+        if live.paused().is_some() {
+            tokio::select! {
+                () = changed => {}
+                _ = stop.changed() => {}
+            }
+            continue;
+        }
+        let now = engine.queue.clock.now_ms();
+        let admit = live.breaker().admit(now);
+        match admit {
+            Admit::Go => {}
+            Admit::WaitUntil(until) => {
+                tokio::select! {
+                    () = tokio::time::sleep(engine.queue.clock.until(until)) => {}
+                    () = changed => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
+            Admit::WaitForProbe => {
+                tokio::select! {
+                    () = changed => {}
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
+        }
+        let job = tokio::select! {
+            job = engine.queue.lease(live.name()) => job,
+            _ = stop.changed() => return,
+        };
+        let result = match job {
+            Ok(job) => process::process(&engine, &live, job).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = result {
+            tracing::error!(connector = live.name(), error = %error, "the queue cannot write; pausing 1 s");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! The router tails the journal and turns each accepted event into one job per flow that
+//! handles it. A slice of the journal and its jobs are stored in one batch with the cursor, so
+//! a crash either keeps both or routes the slice again.
+
+use std::sync::Arc;
+
+use crate::envelope::Envelope;
+use crate::journal::{Journal, Position};
+use crate::mapping::live::Loaded;
+use crate::queue::{Cursor, Job, Queue, QueueError, Reason, State};
+
+/// Records routed per batch.
+const SLICE: usize = 512;
+
+/// Routes journaled events into jobs, forever.
+pub async fn run(
+    journal: Arc<Journal>,
+    queue: Arc<Queue>,
+    mappings: Arc<crate::mapping::live::LiveMappings>,
+) {
+    let cursor = match queue.cursor() {
+        Ok(cursor) => cursor,
+        Err(error) => {
+            tracing::error!(error = %error, "cannot read the router's cursor; nothing is routed");
+            return;
+        }
+    };
+    let mut tail = journal.tail(cursor.next_seq, cursor.at);
+    loop {
+        let limit = journal.next_seq();
+        let records = match tail.read(limit, SLICE) {
+            Ok(records) => records,
+            Err(error) => {
+                tracing::error!(error = %error, seq = tail.next_seq(), "cannot read the journal; retrying in 1 s");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if records.is_empty() {
+            journal.committed().await;
+            continue;
+        }
+        let loaded = mappings.current();
+        let mut jobs = Vec::new();
+        for (seq, at, payload) in records {
+            match Journal::decode(seq, &payload) {
+                Ok(envelope) => {
+                    jobs.extend(route(&loaded, &envelope, seq, at, queue.clock.now_ms()))
+                }
+                Err(error) => tracing::error!(error = %error, "journal record skipped"),
+            }
+        }
+        let first = queue.allocate_ids(jobs.len() as u64);
+        for (n, job) in jobs.iter_mut().enumerate() {
+            job.id = first + n as u64;
+        }
+        let cursor = Cursor {
+            next_seq: tail.next_seq(),
+            at: tail.position(),
+        };
+        if let Err(error) = enqueue_retrying(&queue, jobs, cursor).await {
+            tracing::error!(error = %error, "the router stopped: the queue cannot write");
+            return;
+        }
+    }
+}
+
+async fn enqueue_retrying(queue: &Queue, jobs: Vec<Job>, cursor: Cursor) -> Result<(), QueueError> {
+    let mut delay = std::time::Duration::from_millis(100);
+    loop {
+        match queue.enqueue(jobs.clone(), cursor) {
+            Ok(()) => return Ok(()),
+            Err(QueueError::Store(error)) => {
+                tracing::error!(error = %error, "the queue cannot write; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(10));
+            }
+            Err(other) => return Err(other),
+        }
+    }
+}
+
+/// The jobs one event makes: one per mapping that handles it. A mapping whose condition or keys
+/// fail on this event makes a dead letter that says why.
+pub fn route(loaded: &Loaded, envelope: &Envelope, seq: u64, at: Position, now: i64) -> Vec<Job> {
+    let Some(event_type) = envelope.event_type.as_deref() else {
+        return Vec::new();
+    };
+    if envelope.ignored {
+        return Vec::new();
+    }
+    let mut jobs = Vec::new();
+    for mapping in &loaded.mappings {
+        let handles = mapping.handles(
+            &envelope.source,
+            event_type,
+            &envelope.data,
+            &loaded.lookups,
+        );
+        let failure = match handles {
+            Ok(false) => continue,
+            Ok(true) => None,
+            Err(error) => Some(error),
+        };
+        let keys = match &failure {
+            None => mapping.keys(&envelope.data, &loaded.lookups),
+            Some(error) => Err(error.clone()),
+        };
+        let fallback_key = || {
+            envelope
+                .object_id
+                .clone()
+                .unwrap_or_else(|| format!("{}:{}", envelope.source, envelope.id))
+        };
+        let (order_key, state, reason) = match keys {
+            Ok(keys) => (
+                keys.order_key.unwrap_or_else(fallback_key),
+                State::Ready,
+                None,
+            ),
+            Err(error) => (
+                fallback_key(),
+                State::Dead,
+                Some(Reason::new("fix_data", error.to_string())),
+            ),
+        };
+        jobs.push(Job {
+            id: 0,
+            seq,
+            at,
+            source: envelope.source.clone(),
+            event_id: envelope.id.clone(),
+            flow: mapping.flow.clone(),
+            connector: mapping.connector.clone(),
+            operation: mapping.operation.clone(),
+            order_key,
+            object_id: envelope.object_id.clone(),
+            version: envelope.version.clone(),
+            state,
+            attempts: 0,
+            created_ms: now,
+            updated_ms: now,
+            due_ms: None,
+            reason,
+            waits_for: None,
+            in_doubt: false,
+            resubmits: 0,
+            payload: None,
+            document: None,
+            mapping_version: Some(mapping.version.clone()),
+            external_id: None,
+        });
+    }
+    jobs
+}
