@@ -103,8 +103,6 @@ pub fn unknown_connectors(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn yaml_syntax_errors_carry_line_and_column() {
         let dir = tempfile::tempdir().unwrap();

@@ -101,7 +101,6 @@ struct Request {
 
 pub struct Journal {
     dir: PathBuf,
-    store: Store,
     next_seq: Arc<AtomicU64>,
     committer: Option<mpsc::UnboundedSender<Request>>,
     /// Signalled after every commit, for the router that tails the journal.
@@ -144,7 +143,6 @@ impl Journal {
             .map_err(JournalError::from)?;
         Ok(Journal {
             dir,
-            store,
             next_seq,
             committer: Some(tx),
             committed,

@@ -1,8 +1,10 @@
 //! Integration tests: the real service on 127.0.0.1, one module per area.
 
 mod cli;
+mod delivery;
 mod disk_full;
 mod durability;
+mod fake_erp;
 mod ingest;
 mod reference;
 mod reload;

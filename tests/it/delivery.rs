@@ -1,0 +1,353 @@
+//! The delivery engine against a recording ERP and CRM over HTTP (fake_erp.rs): dependency
+//! parking and release, status back in order, regression and echo refused, stale events
+//! skipped, an outage with Retry-After, a poison event dead-lettered then fixed and resubmitted.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::fake_erp::{self, Fake, Mode};
+use crate::support::*;
+
+const CRM: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const ERP: &str = "erp-shared-secret";
+
+pub fn account(id: &str, version: &str, name: &str) -> String {
+    json!({"type": "account.updated", "object": "Account", "data": {
+        "Id": id, "Name": name, "BillingStreet": "1 Main St", "BillingCity": "Berlin",
+        "BillingPostalCode": "10115", "BillingCountryCode": "DE", "CurrencyIsoCode": "EUR",
+        "LastModifiedDate": version}})
+    .to_string()
+}
+
+pub fn won(id: &str, account: &str, version: &str) -> String {
+    json!({"type": "opportunity.won", "object": "Opportunity", "data": {
+        "Id": id, "AccountId": account, "Name": "Restock", "StageName": "Closed Won",
+        "CloseDate": "2026-11-20", "Amount": "58.47", "CurrencyIsoCode": "EUR",
+        "LastModifiedDate": version,
+        "OpportunityLineItems": [
+            {"ProductCode": "SKU-1", "Name": "Widget", "Quantity": 3, "UnitPrice": "19.49"}]}})
+    .to_string()
+}
+
+async fn start(fake_addr: std::net::SocketAddr, request_secs: u64) -> (TestApp, tempfile::TempDir) {
+    let connectors = tempfile::tempdir().unwrap();
+    fake_erp::connectors(connectors.path(), fake_addr, request_secs);
+    let app = TestApp::start_with(
+        CONFIG,
+        &[(
+            "HANDOFF_CONNECTORS_DIR",
+            connectors.path().to_str().unwrap(),
+        )],
+    )
+    .await;
+    (app, connectors)
+}
+
+async fn crm(app: &TestApp, id: &str, body: &str) {
+    let (status, reply) = app
+        .post("/hooks/crm", &standard_webhooks(CRM, id, now(), body), body)
+        .await;
+    assert_eq!(status, 202, "{reply}");
+}
+
+async fn erp_status(app: &TestApp, id: &str, body: Value) {
+    let body = body.to_string();
+    let ts = now();
+    let sig = hex::encode(hmac(ERP.as_bytes(), format!("{ts}.{body}").as_bytes()));
+    let headers = json_headers(&[
+        ("X-Signature", format!("sha256={sig}")),
+        ("X-Timestamp", ts.to_string()),
+        ("X-Event-Id", id.to_owned()),
+    ]);
+    let (status, reply) = app.post("/hooks/erp", &headers, &body).await;
+    assert_eq!(status, 202, "{reply}");
+}
+
+pub async fn api(app: &TestApp, path: &str) -> Value {
+    app.client
+        .get(app.url(path))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn api_post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
+    let response = app
+        .client
+        .post(app.url(path))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+/// Polls `check` every 50 ms for up to `secs` seconds.
+pub async fn eventually<T>(secs: u64, what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn jobs(app: &TestApp, query: &str) -> Vec<Value> {
+    api(app, &format!("/api/v1/jobs?{query}")).await["jobs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn an_order_waits_for_its_customer_and_status_flows_back_forward_only() {
+    let (fake, addr) = Fake::start().await;
+    let (app, _connectors) = start(addr, 5).await;
+
+    crm(
+        &app,
+        "evt-opp-1",
+        &won("006A", "001A", "2026-11-20T10:00:00Z"),
+    )
+    .await;
+    let parked = eventually(10, "the order to park", async || {
+        jobs(&app, "state=parked").await.into_iter().next()
+    })
+    .await;
+    assert_eq!(parked["reason"]["code"], "dependency");
+    assert!(
+        fake.books().orders.is_empty(),
+        "no order before its customer"
+    );
+
+    crm(
+        &app,
+        "evt-acc-1",
+        &account("001A", "2026-11-20T09:00:00Z", "Acme"),
+    )
+    .await;
+    eventually(10, "the order", async || {
+        fake.books().orders.get("006A").cloned()
+    })
+    .await;
+    let books = fake.books();
+    assert_eq!(books.customers["001A"]["name"], "Acme");
+    let (order_id, order) = &books.orders["006A"];
+    assert_eq!(
+        order["customer"], "C-001A",
+        "the customer's ERP id from the xref"
+    );
+    assert_eq!(order["total"].to_string(), "58.47");
+    assert_eq!(order["lines"][0]["line_total"].to_string(), "58.47");
+    let order_id = order_id.clone();
+    drop(books);
+    let xrefs = api(&app, "/api/v1/xrefs?id=001A").await;
+    assert_eq!(xrefs["xrefs"][0]["external_id"], "C-001A");
+
+    // Status back: confirmed, shipped; then a late "confirmed" and an ERP resend of "confirmed".
+    let status = |seq: u64, status: &str| {
+        json!({"order_id": order_id, "reference": "006A", "number": "SO0001", "status": status,
+               "sequence": seq, "changed_at": "2026-11-21T08:00:00Z", "tracking_number": "1Z999"})
+    };
+    erp_status(&app, "st-1", status(1, "confirmed")).await;
+    erp_status(&app, "st-2", status(2, "shipped")).await;
+    eventually(10, "two CRM updates", async || {
+        (fake.books().opportunities.get("006A").map_or(0, Vec::len) == 2).then_some(())
+    })
+    .await;
+    erp_status(&app, "st-3", status(3, "confirmed")).await;
+    let refused = eventually(10, "the regression to be refused", async || {
+        jobs(&app, "state=skipped").await.into_iter().next()
+    })
+    .await;
+    assert_eq!(refused["reason"]["code"], "status_regression", "{refused}");
+    let updates = fake.books().opportunities["006A"].clone();
+    let statuses: Vec<&str> = updates
+        .iter()
+        .map(|u| u["ERP_Status__c"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["Confirmed", "Shipped"]);
+
+    // The CRM now echoes handoff's write as a new opportunity event: it is not synced again.
+    let mut echoed: Value =
+        serde_json::from_str(&won("006A", "001A", "2026-11-21T08:00:05Z")).unwrap();
+    echoed["data"]["ERP_Status__c"] = json!("Shipped");
+    echoed["data"]["Tracking_Number__c"] = json!("1Z999");
+    crm(&app, "evt-opp-echo", &echoed.to_string()).await;
+    let echo = eventually(10, "the echo to be skipped", async || {
+        jobs(&app, "state=skipped&reason=echo")
+            .await
+            .into_iter()
+            .next()
+    })
+    .await;
+    assert_eq!(echo["flow"], "opportunity_to_sales_order");
+    let posts = fake
+        .books()
+        .received
+        .iter()
+        .filter(|r| r.method == "POST")
+        .count();
+    assert_eq!(posts, 1, "one order, never re-sent");
+}
+
+#[tokio::test]
+async fn an_older_version_is_skipped_as_stale() {
+    let (fake, addr) = Fake::start().await;
+    let (app, _connectors) = start(addr, 5).await;
+    crm(
+        &app,
+        "acc-v2",
+        &account("001S", "2026-11-20T10:00:00Z", "Newer name"),
+    )
+    .await;
+    eventually(10, "the customer", async || {
+        fake.books().customers.get("001S").cloned()
+    })
+    .await;
+    crm(
+        &app,
+        "acc-v1",
+        &account("001S", "2026-11-20T09:00:00Z", "Older name"),
+    )
+    .await;
+    let stale = eventually(10, "the stale job", async || {
+        jobs(&app, "state=skipped&reason=stale")
+            .await
+            .into_iter()
+            .next()
+    })
+    .await;
+    assert_eq!(stale["event_id"], "acc-v1");
+    assert_eq!(fake.books().customers["001S"]["name"], "Newer name");
+}
+
+#[tokio::test]
+async fn an_outage_delays_but_loses_nothing_and_keeps_order() {
+    let (fake, addr) = Fake::start().await;
+    fake.set_mode(Mode::Unavailable(Some(1)));
+    let (app, _connectors) = start(addr, 5).await;
+    for n in 0..3 {
+        for account_n in 0..4 {
+            let version = format!("2026-11-20T10:00:0{n}Z");
+            let body = account(&format!("001O{account_n}"), &version, &format!("v{n}"));
+            crm(&app, &format!("out-{account_n}-{n}"), &body).await;
+        }
+    }
+    let waiting = eventually(10, "retries", async || {
+        let retrying = jobs(&app, "state=retrying").await;
+        (!retrying.is_empty()).then_some(retrying)
+    })
+    .await;
+    assert_eq!(waiting[0]["reason"]["code"], "transient", "{}", waiting[0]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let during = fake.books().received.len();
+    assert!(fake.books().customers.is_empty());
+    fake.set_mode(Mode::Normal);
+    eventually(30, "every account delivered", async || {
+        let books = fake.books();
+        (0..4)
+            .all(|a| {
+                books
+                    .customers
+                    .get(&format!("001O{a}"))
+                    .is_some_and(|c| c["name"] == "v2")
+            })
+            .then_some(())
+    })
+    .await;
+    let books = fake.books();
+    // Per record, the versions reached the ERP in order.
+    for a in 0..4 {
+        let path = format!("/customers/001O{a}");
+        let names: Vec<&str> = books
+            .received
+            .iter()
+            .skip(during)
+            .filter(|r| r.path == path)
+            .map(|r| r.body["name"].as_str().unwrap())
+            .collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted, "in order for {path}: {names:?}");
+        assert_eq!(names.last(), Some(&"v2"));
+    }
+    // Retry-After: 1 was honoured: no record was retried within a second of its last try.
+    let first_try = books.received.first().unwrap().at;
+    let second_try = books
+        .received
+        .iter()
+        .find(|r| r.path == books.received[0].path && r.at > first_try);
+    if let Some(second) = second_try {
+        assert!(
+            second.at - first_try >= Duration::from_millis(900),
+            "retried after {:?}",
+            second.at - first_try
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_poison_event_is_dead_at_once_then_fixed_and_resubmitted() {
+    let (fake, addr) = Fake::start().await;
+    let (app, _connectors) = start(addr, 5).await;
+    crm(
+        &app,
+        "acc-p",
+        &account("001P", "2026-11-20T10:00:00Z", "Poison Ltd"),
+    )
+    .await;
+    eventually(10, "the customer", async || {
+        fake.books().customers.get("001P").cloned()
+    })
+    .await;
+    let mut bad: Value =
+        serde_json::from_str(&won("006P", "001P", "2026-11-20T11:00:00Z")).unwrap();
+    bad["data"]["OpportunityLineItems"][0]["UnitPrice"] = json!("12,50 EUR");
+    crm(&app, "opp-p", &bad.to_string()).await;
+    let dead = eventually(10, "the dead letter", async || {
+        jobs(&app, "state=dead").await.into_iter().next()
+    })
+    .await;
+    assert_eq!(dead["attempts"], 1, "not retried");
+    assert_eq!(dead["reason"]["code"], "fix_data");
+    let message = dead["reason"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("lines[0].unit_price") && message.contains("12,50 EUR"),
+        "{message}"
+    );
+    let groups = api(&app, "/api/v1/dead-letters").await;
+    assert_eq!(groups["groups"][0]["reason"], "fix_data");
+
+    let id = dead["id"].as_u64().unwrap();
+    let detail = api(&app, &format!("/api/v1/jobs/{id}")).await;
+    let mut payload = detail["event"]["data"].clone();
+    payload["data"]["OpportunityLineItems"][0]["UnitPrice"] = json!("12.50");
+    let (status, _) = api_post(
+        &app,
+        &format!("/api/v1/jobs/{id}/resubmit"),
+        json!({"payload": payload}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let order = eventually(10, "the order", async || {
+        fake.books().orders.get("006P").cloned()
+    })
+    .await;
+    assert_eq!(order.1["lines"][0]["unit_price"].to_string(), "12.50");
+    let detail = api(&app, &format!("/api/v1/jobs/{id}")).await;
+    assert_eq!(detail["job"]["state"], "done");
+    assert_eq!(detail["attempts"].as_array().unwrap().len(), 2);
+    assert!(detail["idempotency_key"].as_str().unwrap().ends_with(":r1"));
+    let (status, reply) = api_post(&app, &format!("/api/v1/jobs/{id}/retry"), json!({})).await;
+    assert_eq!(status, 409, "a done job cannot be retried: {reply}");
+}
