@@ -139,17 +139,18 @@ async fn an_order_waits_for_its_customer_and_status_flows_back_forward_only() {
         fake.books().orders.get("006A").cloned()
     })
     .await;
-    let books = fake.books();
-    assert_eq!(books.customers["001A"]["name"], "Acme");
-    let (order_id, order) = &books.orders["006A"];
-    assert_eq!(
-        order["customer"], "C-001A",
-        "the customer's ERP id from the xref"
-    );
-    assert_eq!(order["total"].to_string(), "58.47");
-    assert_eq!(order["lines"][0]["line_total"].to_string(), "58.47");
-    let order_id = order_id.clone();
-    drop(books);
+    let order_id = {
+        let books = fake.books();
+        assert_eq!(books.customers["001A"]["name"], "Acme");
+        let (order_id, order) = &books.orders["006A"];
+        assert_eq!(
+            order["customer"], "C-001A",
+            "the customer's ERP id from the xref"
+        );
+        assert_eq!(order["total"].to_string(), "58.47");
+        assert_eq!(order["lines"][0]["line_total"].to_string(), "58.47");
+        order_id.clone()
+    };
     let xrefs = api(&app, "/api/v1/xrefs?id=001A").await;
     assert_eq!(xrefs["xrefs"][0]["external_id"], "C-001A");
 
@@ -347,7 +348,93 @@ async fn a_poison_event_is_dead_at_once_then_fixed_and_resubmitted() {
     let detail = api(&app, &format!("/api/v1/jobs/{id}")).await;
     assert_eq!(detail["job"]["state"], "done");
     assert_eq!(detail["attempts"].as_array().unwrap().len(), 2);
-    assert!(detail["idempotency_key"].as_str().unwrap().ends_with(":r1"));
+    let key = detail["idempotency_key"].as_str().unwrap();
+    assert!(key.ends_with(":r1"), "{key}");
+    let sent = fake
+        .books()
+        .received
+        .iter()
+        .rev()
+        .find(|r| r.method == "POST")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        sent.key.as_deref(),
+        Some(key),
+        "the ERP got the job's idempotency key"
+    );
     let (status, reply) = api_post(&app, &format!("/api/v1/jobs/{id}/retry"), json!({})).await;
     assert_eq!(status, 409, "a done job cannot be retried: {reply}");
+}
+
+#[tokio::test]
+async fn a_timeout_after_sending_is_in_doubt_and_the_retry_finds_the_order() {
+    let (fake, addr) = Fake::start().await;
+    let (app, _connectors) = start(addr, 1).await;
+    crm(
+        &app,
+        "acc-d",
+        &account("001D", "2026-11-20T10:00:00Z", "Doubt AG"),
+    )
+    .await;
+    eventually(10, "the customer", async || {
+        fake.books().customers.get("001D").cloned()
+    })
+    .await;
+    // The ERP creates the order but answers after the connector's 1 s timeout.
+    fake.set_mode(Mode::Slow(Duration::from_secs(2)));
+    crm(&app, "opp-d", &won("006D", "001D", "2026-11-20T11:00:00Z")).await;
+    eventually(10, "the order to be created", async || {
+        fake.books().orders.get("006D").cloned()
+    })
+    .await;
+    fake.set_mode(Mode::Normal);
+    let done = eventually(15, "the job to settle", async || {
+        jobs(&app, "flow=opportunity_to_sales_order&state=done")
+            .await
+            .into_iter()
+            .next()
+    })
+    .await;
+    let id = done["id"].as_u64().unwrap();
+    let detail = api(&app, &format!("/api/v1/jobs/{id}")).await;
+    let attempts = detail["attempts"].as_array().unwrap();
+    assert_eq!(attempts[0]["reason"]["code"], "in_doubt", "{detail}");
+    assert!(
+        attempts.last().unwrap()["response"]
+            .as_str()
+            .unwrap()
+            .contains("found existing"),
+        "{detail}"
+    );
+    assert_eq!(fake.books().duplicate_orders, 0);
+    assert_eq!(done["external_id"], "SO-1");
+}
+
+#[tokio::test]
+async fn a_rate_limited_delivery_waits_as_long_as_asked() {
+    let (fake, addr) = Fake::start().await;
+    let (app, _connectors) = start(addr, 5).await;
+    fake.set_mode(Mode::RateLimited(2));
+    crm(
+        &app,
+        "acc-r",
+        &account("001R", "2026-11-20T10:00:00Z", "Rate GmbH"),
+    )
+    .await;
+    let retrying = eventually(10, "the 429 to be retried", async || {
+        jobs(&app, "state=retrying").await.into_iter().next()
+    })
+    .await;
+    assert_eq!(retrying["reason"]["code"], "rate_limited");
+    let asked = retrying["due_ms"].as_i64().unwrap() - retrying["updated_ms"].as_i64().unwrap();
+    assert!(
+        (1900..=2100).contains(&asked),
+        "Retry-After: 2 gives a 2 s wait, not {asked} ms"
+    );
+    fake.set_mode(Mode::Normal);
+    eventually(10, "the customer", async || {
+        fake.books().customers.get("001R").cloned()
+    })
+    .await;
 }

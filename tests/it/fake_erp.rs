@@ -36,6 +36,7 @@ pub enum Mode {
 pub struct Received {
     pub method: String,
     pub path: String,
+    /// The idempotency key it carried.
     pub key: Option<String>,
     pub body: Value,
     pub at: std::time::Instant,
@@ -44,6 +45,11 @@ pub struct Received {
 #[derive(Default)]
 pub struct Books {
     pub customers: HashMap<String, Value>,
+    /// Per customer, the names in the order their updates took effect.
+    pub customer_history: HashMap<String, Vec<String>>,
+    /// Idempotency keys that took effect; a repeat is answered without doing it again.
+    pub applied_keys: std::collections::HashSet<String>,
+    pub replays: u32,
     /// reference → (order id, body)
     pub orders: HashMap<String, (String, Value)>,
     pub duplicate_orders: u32,
@@ -150,7 +156,25 @@ async fn put_customer(
     {
         return failed;
     }
-    fake.books().customers.insert(code.clone(), body);
+    {
+        let mut books = fake.books();
+        let key = headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        if !books.applied_keys.insert(key) {
+            books.replays += 1;
+        } else {
+            let name = body["name"].as_str().unwrap_or_default().to_owned();
+            books
+                .customer_history
+                .entry(code.clone())
+                .or_default()
+                .push(name);
+            books.customers.insert(code.clone(), body);
+        }
+    }
     fake.slow().await;
     axum::Json(json!({"id": format!("C-{code}")})).into_response()
 }

@@ -1,6 +1,7 @@
 //! Integration tests: the real service on 127.0.0.1, one module per area.
 
 mod cli;
+mod crash;
 mod delivery;
 mod disk_full;
 mod durability;
