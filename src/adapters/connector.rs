@@ -9,7 +9,7 @@
 //! breaker: { failures: 5, open_secs: 30 }
 //! base_url: http://127.0.0.1:9000
 //! auth: { bearer_env: ERP_TOKEN }          # or { basic: { user_env, password_env } },
-//!                                          # or { header: X-Api-Key, value_env: ERP_KEY }
+//!                                          # or { header: { name: X-Api-Key, value_env: ERP_KEY } }
 //! idempotency_header: Idempotency-Key
 //! timeouts: { connect_secs: 5, request_secs: 30 }
 //! operations:
