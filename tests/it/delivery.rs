@@ -30,7 +30,10 @@ pub fn won(id: &str, account: &str, version: &str) -> String {
     .to_string()
 }
 
-async fn start(fake_addr: std::net::SocketAddr, request_secs: u64) -> (TestApp, tempfile::TempDir) {
+pub async fn start(
+    fake_addr: std::net::SocketAddr,
+    request_secs: u64,
+) -> (TestApp, tempfile::TempDir) {
     let connectors = tempfile::tempdir().unwrap();
     fake_erp::connectors(connectors.path(), fake_addr, request_secs);
     let app = TestApp::start_with(
@@ -44,7 +47,7 @@ async fn start(fake_addr: std::net::SocketAddr, request_secs: u64) -> (TestApp, 
     (app, connectors)
 }
 
-async fn crm(app: &TestApp, id: &str, body: &str) {
+pub async fn crm(app: &TestApp, id: &str, body: &str) {
     let (status, reply) = app
         .post("/hooks/crm", &standard_webhooks(CRM, id, now(), body), body)
         .await;

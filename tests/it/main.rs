@@ -6,6 +6,7 @@ mod delivery;
 mod disk_full;
 mod durability;
 mod fake_erp;
+mod holds;
 mod ingest;
 mod reference;
 mod reload;
