@@ -168,21 +168,7 @@ pub fn load_dir(
     let mut connectors = Vec::new();
     let mut problems = Vec::new();
     for path in crate::mapping::compile::yaml_files(dir) {
-        let file = path.display().to_string();
-        let name = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or_default()
-            .to_owned();
-        let spec = std::fs::read_to_string(&path)
-            .map_err(|error| Problem {
-                location: file.clone(),
-                message: error.to_string(),
-            })
-            .and_then(|text| {
-                serde_saphyr::from_str::<ConnectorSpec>(&text)
-                    .map_err(|error| Problem::yaml(&file, &error))
-            });
+        let (name, file, spec) = crate::mapping::compile::read_yaml::<ConnectorSpec>(&path);
         match spec.and_then(|spec| build(&file, name, spec, secrets, store)) {
             Ok(connector) => connectors.push(connector),
             Err(problem) => problems.push(problem),

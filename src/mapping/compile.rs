@@ -368,21 +368,7 @@ pub fn load_lookups(dir: &Path) -> Result<Lookups, Vec<Problem>> {
     let mut lookups = Lookups::new();
     let mut problems = Vec::new();
     for path in yaml_files(dir) {
-        let file = path.display().to_string();
-        let name = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or_default()
-            .to_owned();
-        let loaded = std::fs::read_to_string(&path)
-            .map_err(|e| Problem {
-                location: file.clone(),
-                message: e.to_string(),
-            })
-            .and_then(|text| {
-                serde_saphyr::from_str::<Map<String, Value>>(&text)
-                    .map_err(|e| Problem::yaml(&file, &e))
-            });
+        let (name, _, loaded) = read_yaml::<Map<String, Value>>(&path);
         match loaded {
             Ok(table) => {
                 lookups.insert(name, table);
@@ -395,6 +381,26 @@ pub fn load_lookups(dir: &Path) -> Result<Lookups, Vec<Problem>> {
     } else {
         Err(problems)
     }
+}
+
+/// Reads and parses one YAML file: its name (the file stem), its path as text for problems, and
+/// the value or the problem (with `file:line:col`).
+pub fn read_yaml<T: serde::de::DeserializeOwned>(
+    path: &Path,
+) -> (String, String, Result<T, Problem>) {
+    let file = path.display().to_string();
+    let name = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default()
+        .to_owned();
+    let parsed = std::fs::read_to_string(path)
+        .map_err(|e| Problem {
+            location: file.clone(),
+            message: e.to_string(),
+        })
+        .and_then(|text| serde_saphyr::from_str::<T>(&text).map_err(|e| Problem::yaml(&file, &e)));
+    (name, file, parsed)
 }
 
 /// `*.yaml` and `*.yml` files in `dir`, sorted; none if it does not exist.
