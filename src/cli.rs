@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use crate::app::App;
 use crate::config::{Config, LogFormat};
 use crate::mapping::{Lookups, Mapping};
+use crate::operate::{ConnectorsCommand, JobsCommand, Target};
 
 /// handoff keeps a CRM and an ERP in step: signed webhooks in, a durable journal and queue,
 /// YAML mappings, ERP adapters and status back to the CRM.
@@ -39,6 +40,20 @@ enum Command {
     Mapping {
         #[command(subcommand)]
         command: MappingCommand,
+    },
+    /// Operator actions on jobs of a running handoff (list, show, retry, skip, resubmit, bulk).
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCommand,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Operator actions on connectors of a running handoff (list, pause, resume, test).
+    Connectors {
+        #[command(subcommand)]
+        command: ConnectorsCommand,
+        #[command(flatten)]
+        target: Target,
     },
     /// Ask a running handoff whether it is ready (for container health checks). Exits 0 if so.
     Healthcheck {
@@ -80,6 +95,8 @@ pub fn main() -> ExitCode {
         Command::Check { config } => return check(config),
         Command::Mapping { command } => return mapping(command),
         Command::Healthcheck { url, config } => healthcheck(url, config),
+        Command::Jobs { command, target } => crate::operate::jobs(command, target),
+        Command::Connectors { command, target } => crate::operate::connectors(command, target),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

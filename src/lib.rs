@@ -3,6 +3,7 @@
 //! # Layout
 //!
 //! - `cli`      the command line: parse, load config, hand over
+//! - `operate`  `handoff jobs …` / `handoff connectors …`: operator actions over the JSON API
 //! - `app`      wiring: mappings → store → journal → sources → HTTP server, mapping reloads
 //! - `config`   typed TOML config, `HANDOFF_*` overrides, validation
 //! - `check`    `handoff check`: every config and file problem, with file:line:col
@@ -11,6 +12,10 @@
 //! - `envelope` the canonical form of one accepted event
 //! - `ingest`   `POST /hooks/{source}`: verify, parse, type, journal, answer
 //! - `mapping`  YAML mappings: spec → compile (problems with file:line:col) → apply; reload; `expr`
+//! - `queue`    durable jobs in sled: order per key, retries, parking, holds, dead letters
+//! - `sync`     the engine: router (journal → jobs), workers per connector, breaker, status back
+//! - `adapters` the systems handoff talks to: REST connectors, the sandbox
+//! - `dashboard` the operator's JSON API
 //!
 //! The data path and its invariants are described in ARCHITECTURE.md and README.md.
 
@@ -25,6 +30,7 @@ pub mod envelope;
 pub mod ingest;
 pub mod journal;
 pub mod mapping;
+pub mod operate;
 pub mod queue;
 pub mod store;
 pub mod sync;

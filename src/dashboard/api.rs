@@ -199,10 +199,11 @@ async fn skip(State(engine): Shared, Path(id): Path<JobId>) -> Answer {
     Ok(Json(json!({ "job": engine.queue.act(id, Action::Skip)? })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 struct Resubmit {
-    /// The corrected event data (what mapping rules call `$`).
-    payload: Value,
+    /// The corrected event data (what mapping rules call `$`); without it the job runs again on
+    /// the data it has (after a mapping fix).
+    payload: Option<Value>,
 }
 
 async fn resubmit(
@@ -210,18 +211,12 @@ async fn resubmit(
     Path(id): Path<JobId>,
     body: Option<Json<Resubmit>>,
 ) -> Answer {
-    let Some(Json(body)) = body else {
+    let body = body.map(|Json(body)| body).unwrap_or_default();
+    if body.payload.as_ref().is_some_and(|p| !p.is_object()) {
         return Err(ApiError(
             StatusCode::BAD_REQUEST,
             "bad_request",
-            "send {\"payload\": <the corrected event data>}".into(),
-        ));
-    };
-    if !body.payload.is_object() {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "payload must be a JSON object".into(),
+            "payload must be a JSON object (the event data)".into(),
         ));
     }
     Ok(Json(

@@ -4,6 +4,7 @@
 //! ```text
 //! c                          router cursor: next journal seq and its position (JSON)
 //! n                          next job id (u64 BE)
+//! k                          present only between a clean shutdown and the next open
 //! j/<id u64 BE>              job (JSON, job.rs)
 //! o/<id u64 BE>              open or dead job: its scheduling entry (JSON), scanned on open
 //! a/<id u64 BE><n u32 BE>    attempt n of the job (JSON)
@@ -18,6 +19,7 @@ use super::job::JobId;
 
 pub const CURSOR: &[u8] = b"c";
 pub const NEXT_ID: &[u8] = b"n";
+pub const CLEAN: &[u8] = b"k";
 pub const JOB: &[u8] = b"j/";
 pub const OPEN: &[u8] = b"o/";
 pub const ATTEMPT: &[u8] = b"a/";

@@ -9,8 +9,10 @@
 //! - sled is flushed on a timer (`[store] flush_every_ms`): what a crash loses of the queue is
 //!   redone from the journal and re-delivered under the same idempotency keys.
 //! - Per ordering key, one job at a time, in arrival order (lines.rs).
-//! - A job leased when the process died comes back ready and in doubt: the adapter checks
-//!   before creating again.
+//! - A lease lives in memory only (no write per attempt). A clean shutdown, with nothing in
+//!   flight, leaves a marker (`keys::CLEAN`); opening a store without it means the process died,
+//!   and every job that may have been in flight (ready or retrying) comes back in doubt: the
+//!   adapter checks before creating again.
 //!
 //! Key layout: keys.rs. Schedule: lines.rs.
 
@@ -90,11 +92,18 @@ impl Queue {
             Some(raw) => u64::from_be_bytes(raw.as_ref().try_into().unwrap_or_default()),
             None => 1,
         };
+        // The marker is removed (durably) before any work, so a crash from here on is unclean.
+        let clean = tree.remove(keys::CLEAN)?.is_some();
+        tree.flush()?;
         let mut lines = Lines::default();
         let now = clock.now_ms();
         for item in tree.scan_prefix(keys::OPEN) {
             let (key, value) = item?;
-            lines.insert(keys::id_of(&key), decode(&key, &value)?, now);
+            let mut entry: Entry = decode(&key, &value)?;
+            if !clean && matches!(entry.state, State::Ready | State::Retrying | State::Leased) {
+                entry.in_doubt = true;
+            }
+            lines.insert(keys::id_of(&key), entry, now);
         }
         Ok(Queue {
             tree,
@@ -167,23 +176,33 @@ impl Queue {
         }
     }
 
-    /// The next runnable job of `connector`, leased, if there is one.
+    /// The next runnable job of `connector`, leased, if there is one. The lease is not written:
+    /// the settle that ends it is (see the invariants above).
     pub fn try_lease(&self, connector: &str) -> Result<Option<Job>, QueueError> {
         let mut lines = self.lines();
         let Some((id, in_doubt)) = lines.pop_ready(connector) else {
             return Ok(None);
         };
-        let mut job = self.get(id)?;
+        let more = lines.has_ready(connector);
+        drop(lines);
+        if more {
+            // Pass the wake-up on: one worker per ready job, not every worker per change.
+            self.wake_of(connector).notify_one();
+        }
+        let mut job = self.read(id)?;
         job.state = State::Leased;
         job.in_doubt |= in_doubt;
         job.due_ms = None;
         job.attempts += 1;
         job.updated_ms = self.clock.now_ms();
-        let mut batch = sled::Batch::default();
-        batch.insert(keys::job(id), encode(&job));
-        batch.insert(keys::open(id), encode(&entry_of(&job)));
-        self.tree.apply_batch(batch)?;
         Ok(Some(job))
+    }
+
+    /// Marks a clean shutdown: call it last, when no job is leased.
+    pub fn close_clean(&self) -> Result<(), QueueError> {
+        self.tree.insert(keys::CLEAN, &[])?;
+        self.tree.flush()?;
+        Ok(())
     }
 
     /// Records how a leased job's attempt ended: the job (with its new state, reason, due time),
@@ -210,7 +229,7 @@ impl Queue {
         if job.state == State::Done {
             for (kind, id) in releases {
                 for parked in lines.parked_on(kind, id) {
-                    let mut waiting = self.get(parked)?;
+                    let mut waiting = self.read(parked)?;
                     waiting.state = State::Ready;
                     waiting.due_ms = None;
                     waiting.waits_for = None;
@@ -255,7 +274,7 @@ impl Queue {
         let mut lines = self.lines();
         let fired = lines.fire(now);
         for (id, state) in fired {
-            let mut job = self.get(id)?;
+            let mut job = self.read(id)?;
             match state {
                 State::Held => job.state = State::Ready,
                 _ => {
@@ -289,13 +308,19 @@ impl Queue {
         })
     }
 
-    /// Edit-and-resubmit: the job runs again on `payload` (re-mapped with the current mapping),
-    /// under a new idempotency key.
-    pub fn resubmit(&self, id: JobId, payload: serde_json::Value) -> Result<Job, QueueError> {
+    /// Edit-and-resubmit: the job runs again on `payload` (or on the data it has), re-mapped
+    /// with the current mapping, under a new idempotency key.
+    pub fn resubmit(
+        &self,
+        id: JobId,
+        payload: Option<serde_json::Value>,
+    ) -> Result<Job, QueueError> {
         self.change(id, "resubmit", |job| {
             job.state = State::Ready;
             job.reason = None;
-            job.payload = Some(payload);
+            if payload.is_some() {
+                job.payload = payload;
+            }
             job.resubmits += 1;
         })
     }
@@ -307,7 +332,7 @@ impl Queue {
         apply: impl FnOnce(&mut Job),
     ) -> Result<Job, QueueError> {
         let mut lines = self.lines();
-        let mut job = self.get(id)?;
+        let mut job = self.read(id)?;
         if !matches!(job.state, State::Dead | State::Parked | State::Held) {
             return Err(QueueError::WrongState {
                 id,
@@ -330,7 +355,20 @@ impl Queue {
         Ok(job)
     }
 
+    /// A job as stored, with its state `leased` while a worker has it.
     pub fn get(&self, id: JobId) -> Result<Job, QueueError> {
+        let mut job = self.read(id)?;
+        if self
+            .lines()
+            .get(id)
+            .is_some_and(|e| e.state == State::Leased)
+        {
+            job.state = State::Leased;
+        }
+        Ok(job)
+    }
+
+    fn read(&self, id: JobId) -> Result<Job, QueueError> {
         let raw = self
             .tree
             .get(keys::job(id))?
@@ -404,13 +442,13 @@ impl Queue {
             .clone()
     }
 
-    /// Wakes the workers of every connector that has a ready job.
+    /// Wakes one worker of every connector that has a ready job (a worker that leases one
+    /// wakes the next while more are ready).
     fn wake_all(&self) {
         let wake = self.wake.lock().unwrap_or_else(|p| p.into_inner());
         let lines = self.lines();
         for (connector, notify) in wake.iter() {
             if lines.has_ready(connector) {
-                notify.notify_waiters();
                 notify.notify_one();
             }
         }

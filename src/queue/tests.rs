@@ -132,7 +132,10 @@ fn a_lease_held_at_a_crash_comes_back_in_doubt() {
     let again = queue.try_lease("erp").unwrap().unwrap();
     assert_eq!(again.id, first);
     assert!(again.in_doubt);
-    assert_eq!(again.attempts, 2);
+    assert_eq!(
+        again.attempts, 1,
+        "the attempt cut short by the crash left no record"
+    );
     assert_eq!(queue.allocate_ids(1), first + 1, "ids are not reused");
 }
 
@@ -196,4 +199,24 @@ async fn timers_run_retries_when_due_and_give_up_on_parked_jobs() {
     let gave_up = queue.get(first + 1).unwrap();
     assert_eq!(gave_up.state, State::Dead);
     assert_eq!(gave_up.reason.unwrap().code, "dependency_timeout");
+}
+
+#[test]
+fn after_a_clean_close_open_jobs_are_not_in_doubt() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let queue = open(dir.path());
+        let first = queue.allocate_ids(1);
+        queue
+            .enqueue(vec![job(first, "A", "erp")], Cursor::default())
+            .unwrap();
+        queue.close_clean().unwrap();
+    }
+    {
+        let queue = open(dir.path());
+        assert!(!queue.try_lease("erp").unwrap().unwrap().in_doubt);
+        // No clean close this time: the job may have been in flight.
+    }
+    let queue = open(dir.path());
+    assert!(queue.try_lease("erp").unwrap().unwrap().in_doubt);
 }

@@ -110,6 +110,7 @@ impl Live {
     pub fn pause(&self, reason: String) {
         tracing::warn!(connector = self.name(), reason = %reason, "connector paused");
         *self.paused.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+        self.changed.notify_waiters();
     }
 
     pub fn resume(&self) {
@@ -253,13 +254,16 @@ impl Engine {
             while running.workers.join_next().await.is_some() {}
         })
         .await;
-        if drained.is_err() {
+        let closed = if drained.is_err() {
             tracing::warn!(
                 "deliveries still in flight after the grace period; they come back in doubt"
             );
             running.workers.abort_all();
-        }
-        if let Err(error) = self.queue.flush() {
+            self.queue.flush()
+        } else {
+            self.queue.close_clean()
+        };
+        if let Err(error) = closed {
             tracing::error!(error = %error, "flushing the queue failed");
         }
     }
@@ -310,8 +314,10 @@ async fn worker(engine: Arc<Engine>, live: Arc<Live>, mut stop: watch::Receiver<
                 continue;
             }
         }
+        // A pause or an opening circuit wakes a waiting worker before it takes a job.
         let job = tokio::select! {
             job = engine.queue.lease(live.name()) => job,
+            () = changed => continue,
             _ = stop.changed() => return,
         };
         let result = match job {

@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::delivery::{account, eventually, won};
+use crate::delivery::{account, won};
 use crate::fake_erp::{self, Fake};
+use crate::support::eventually;
 use crate::support::*;
 
 const CRM: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";

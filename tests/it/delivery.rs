@@ -54,7 +54,7 @@ pub async fn crm(app: &TestApp, id: &str, body: &str) {
     assert_eq!(status, 202, "{reply}");
 }
 
-async fn erp_status(app: &TestApp, id: &str, body: Value) {
+pub async fn erp_status(app: &TestApp, id: &str, body: Value) {
     let body = body.to_string();
     let ts = now();
     let sig = hex::encode(hmac(ERP.as_bytes(), format!("{ts}.{body}").as_bytes()));
@@ -65,50 +65,6 @@ async fn erp_status(app: &TestApp, id: &str, body: Value) {
     ]);
     let (status, reply) = app.post("/hooks/erp", &headers, &body).await;
     assert_eq!(status, 202, "{reply}");
-}
-
-pub async fn api(app: &TestApp, path: &str) -> Value {
-    app.client
-        .get(app.url(path))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-async fn api_post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
-    let response = app
-        .client
-        .post(app.url(path))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    (response.status().as_u16(), response.json().await.unwrap())
-}
-
-/// Polls `check` every 50 ms for up to `secs` seconds.
-pub async fn eventually<T>(secs: u64, what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(found) = check().await {
-            return found;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn jobs(app: &TestApp, query: &str) -> Vec<Value> {
-    api(app, &format!("/api/v1/jobs?{query}")).await["jobs"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
 }
 
 #[tokio::test]

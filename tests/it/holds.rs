@@ -4,8 +4,9 @@
 
 use serde_json::{Value, json};
 
-use crate::delivery::{account, api, crm, eventually, start, won};
+use crate::delivery::{account, crm, start, won};
 use crate::fake_erp::Fake;
+use crate::support::{api, eventually};
 
 #[tokio::test]
 async fn an_unpaid_order_is_held_then_released_when_payment_is_verified() {

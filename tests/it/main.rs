@@ -8,6 +8,8 @@ mod durability;
 mod fake_erp;
 mod holds;
 mod ingest;
+mod isolation;
+mod operate;
 mod reference;
 mod reload;
 mod support;

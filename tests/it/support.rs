@@ -4,11 +4,13 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use handoff::app::App;
 use handoff::config::{Config, Origin};
 use handoff::journal::Journal;
 use hmac::{Hmac, Mac};
+use serde_json::Value;
 use sha2::Sha256;
 use tokio::sync::oneshot;
 
@@ -163,4 +165,62 @@ pub fn opportunity(id: &str, stage: &str) -> String {
         }
     })
     .to_string()
+}
+
+/// GET a JSON answer from the app's API.
+pub async fn api(app: &TestApp, path: &str) -> Value {
+    app.client
+        .get(app.url(path))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+pub async fn api_post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
+    let response = app
+        .client
+        .post(app.url(path))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+/// Polls `check` every 50 ms for up to `secs` seconds.
+pub async fn eventually<T>(secs: u64, what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn jobs(app: &TestApp, query: &str) -> Vec<Value> {
+    api(app, &format!("/api/v1/jobs?{query}")).await["jobs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Copies a directory tree (mappings into a test's own dir, to edit them).
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            copy_dir(&path, &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(&path, to.join(entry.file_name())).unwrap();
+        }
+    }
 }

@@ -1,0 +1,324 @@
+//! The delivery benchmarks: signed won-opportunity webhooks in, sales orders out to a loopback
+//! ERP sink, through the repo's real mappings and the REST connector.
+//!
+//! - `orders`: accounts first (so every order finds its customer), then opportunities for the
+//!   run's length; reports ack latency, the rate orders reached the sink, duplicates, memory.
+//! - `restart`: the same with the ERP connector paused, so every order stays queued; then handoff
+//!   is stopped and started again on the same store, and the run reports how long until orders
+//!   flow again and how long until all are delivered.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+
+use crate::Args;
+use crate::client::{self, Signed};
+use crate::servers::{self, Spawned};
+
+/// A prepared run: its data dir, config file, and the sink it delivers to.
+struct Bench {
+    dir: PathBuf,
+    config: PathBuf,
+    sink: Spawned,
+    http: reqwest::Client,
+}
+
+impl Bench {
+    fn prepare(args: &Args) -> anyhow::Result<Bench> {
+        let dir = servers::temp_dir()?;
+        let sink = servers::spawn_self("--sink-server")?;
+        let connectors = dir.join("connectors");
+        std::fs::create_dir_all(&connectors)?;
+        std::fs::write(
+            connectors.join("erp.yaml"),
+            format!(
+                "kind: rest\nrole: erp\ndescription: loopback ERP sink (loadgen)\n\
+                 concurrency: {}\nbase_url: {}\nidempotency_header: Idempotency-Key\n\
+                 operations:\n  upsert_customer: {{ method: PUT, path: \"/customers/{{match}}\", id: /id }}\n  \
+                 create_sales_order: {{ method: POST, path: /orders, id: /id }}\n",
+                args.erp_concurrency,
+                sink.base()
+            ),
+        )?;
+        std::fs::write(connectors.join("crm.yaml"), "kind: sandbox\nrole: crm\n")?;
+        let repo = |name: &str| -> anyhow::Result<String> {
+            let path = args.repo.join(name);
+            let path = path.canonicalize().with_context(|| {
+                format!("{} (run from the repo or pass --repo)", path.display())
+            })?;
+            Ok(path.display().to_string())
+        };
+        let config = dir.join("handoff.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:0\"\ndata_dir = {data:?}\nmappings_dir = {mappings:?}\n\
+                 connectors_dir = {connectors:?}\nschemas_dir = {schemas:?}\n\
+                 [log]\nformat = \"json\"\nlevel = \"warn,handoff::cli=info,handoff::journal=info\"\n\
+                 [sources.crm]\npreset = \"standard_webhooks\"\nsecret_env = \"LOADGEN_SECRET\"\n\
+                 tolerance_secs = 3600\nobject_id = \"/data/Id\"\nversion = \"/data/LastModifiedDate\"\n\
+                 [[sources.crm.events]]\ntype = \"opportunity.won\"\nobject = \"Opportunity\"\n\
+                 when = {{ \"/object\" = \"Opportunity\", \"/data/StageName\" = \"Closed Won\" }}\n\
+                 [[sources.crm.events]]\ntype = \"account.updated\"\nobject = \"Account\"\n\
+                 when = {{ \"/object\" = \"Account\" }}\n",
+                data = dir.join("data").display().to_string(),
+                mappings = repo("mappings")?,
+                connectors = connectors.display().to_string(),
+                schemas = repo("schemas")?,
+            ),
+        )?;
+        Ok(Bench {
+            dir,
+            config,
+            sink,
+            http: reqwest::Client::new(),
+        })
+    }
+
+    async fn get(&self, url: String) -> anyhow::Result<Value> {
+        Ok(self
+            .http
+            .get(url)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
+    }
+
+    async fn sink_stats(&self) -> anyhow::Result<Value> {
+        self.get(format!("{}/stats", self.sink.base())).await
+    }
+
+    /// Polls the sink until `field` reaches `count`, printing progress every 5 s.
+    async fn wait_for(&self, field: &str, count: u64, limit: Duration) -> anyhow::Result<Value> {
+        let start = Instant::now();
+        let mut said = Instant::now();
+        loop {
+            let stats = self.sink_stats().await?;
+            let got = stats[field].as_u64().unwrap_or(0);
+            if got >= count {
+                return Ok(stats);
+            }
+            if start.elapsed() > limit {
+                bail!("only {got} of {count} {field} reached the sink in {limit:?}");
+            }
+            if said.elapsed() > Duration::from_secs(5) {
+                println!("  … {got} of {count} {field} delivered");
+                said = Instant::now();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sends one signed account per customer and waits until the sink has them all.
+    async fn load_accounts(&self, handoff: &Spawned, args: &Args, ts: i64) -> anyhow::Result<()> {
+        let accounts = (0..args.accounts)
+            .map(|n| {
+                let body = json!({
+                    "type": "account.updated", "object": "Account",
+                    "data": {
+                        "Id": account_id(n), "Name": format!("Load Account {n}"),
+                        "CurrencyIsoCode": "EUR", "Payment_Terms__c": "Net 30",
+                        "LastModifiedDate": "2026-11-20T09:00:00Z",
+                    }
+                });
+                client::sign(
+                    &args.secret,
+                    format!("msg_acc_{ts}_{n}"),
+                    ts,
+                    body.to_string(),
+                )
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let report = client::load(&handoff.base(), &accounts, 16, Duration::from_secs(60)).await?;
+        report.print("accounts");
+        self.wait_for("customers", args.accounts as u64, Duration::from_secs(120))
+            .await?;
+        Ok(())
+    }
+
+    fn finish(self) {
+        self.sink.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn account_id(n: usize) -> String {
+    format!("001{n:015}")
+}
+
+/// `requests` distinct signed won opportunities with two lines each, spread over the accounts.
+fn opportunities(args: &Args, ts: i64) -> anyhow::Result<Vec<Signed>> {
+    let padding = "x".repeat(args.body_bytes.saturating_sub(900));
+    (0..args.requests)
+        .map(|n| {
+            let body = json!({
+                "type": "opportunity.won", "object": "Opportunity",
+                "data": {
+                    "Id": format!("006{n:015}"),
+                    "AccountId": account_id(n % args.accounts),
+                    "Name": format!("Load opportunity {n}"),
+                    "StageName": "Closed Won", "CloseDate": "2026-11-20",
+                    "Amount": "1234.50", "CurrencyIsoCode": "EUR",
+                    "PO_Number__c": format!("PO-{n}"), "Payment_Terms__c": "Net 45",
+                    "Payment_Verified__c": true,
+                    "LastModifiedDate": "2026-11-20T09:15:00Z",
+                    "OpportunityLineItems": [
+                        { "ProductCode": "SKU-001", "Name": "Widget", "Quantity": 10, "UnitPrice": "19.99" },
+                        { "ProductCode": "SKU-002", "Name": "Bolt pack", "Quantity": 5, "UnitPrice": "4.50", "Discount": 10 },
+                    ],
+                    "Description": padding,
+                }
+            });
+            client::sign(&args.secret, format!("msg_opp_{ts}_{n}"), ts, body.to_string())
+        })
+        .collect()
+}
+
+/// Orders per second at the sink: min, median and max over the whole seconds between the first
+/// and the last delivery.
+fn sustained(stats: &Value) -> (u64, u64, u64) {
+    let per_second: Vec<u64> = stats["per_second"]
+        .as_array()
+        .map(|seconds| seconds.iter().filter_map(Value::as_u64).collect())
+        .unwrap_or_default();
+    let first = (stats["first_ms"].as_u64().unwrap_or(0) / 1000) as usize + 1;
+    let last = (stats["last_ms"].as_u64().unwrap_or(0) / 1000) as usize;
+    let mut inner: Vec<u64> = per_second
+        .get(first..last)
+        .map(<[u64]>::to_vec)
+        .unwrap_or_default();
+    inner.sort_unstable();
+    match (inner.first(), inner.last()) {
+        (Some(min), Some(max)) => (*min, inner[inner.len() / 2], *max),
+        _ => (0, 0, 0),
+    }
+}
+
+fn print_delivery(stats: &Value, acked: usize) {
+    let orders = stats["orders"].as_u64().unwrap_or(0);
+    let first = stats["first_ms"].as_u64().unwrap_or(0);
+    let last = stats["last_ms"].as_u64().unwrap_or(0);
+    let secs = (last.saturating_sub(first)) as f64 / 1000.0;
+    let (min, median, max) = sustained(stats);
+    println!(
+        "  orders: {orders} of {acked} acked reached the sink, {} duplicates, lost {}; \
+         {secs:.1} s from first to last = {:.0} orders/s; per whole second min {min} median {median} max {max}",
+        stats["duplicates"],
+        acked as u64 - orders.min(acked as u64),
+        orders as f64 / secs.max(0.001),
+    );
+}
+
+fn print_memory(name: &str, handoff: &Spawned) {
+    let (rss, peak) = handoff.memory_mib();
+    println!(
+        "  memory ({name}): RSS {rss:.0} MiB, peak RSS {peak:.0} MiB; written to disk {:.0} MiB",
+        handoff.written_mib()
+    );
+}
+
+pub async fn orders(args: &Args) -> anyhow::Result<()> {
+    let ts = chrono::Utc::now().timestamp();
+    println!("signing {} won opportunities …", args.requests);
+    let opportunities = opportunities(args, ts)?;
+    let bench = Bench::prepare(args)?;
+    let handoff = servers::spawn_handoff(&bench.config, &args.secret)?;
+    bench.load_accounts(&handoff, args, ts).await?;
+    let report = client::load(
+        &handoff.base(),
+        &opportunities,
+        args.concurrency,
+        Duration::from_secs(args.duration_secs),
+    )
+    .await?;
+    report.print("orders");
+    let stats = bench
+        .wait_for("orders", report.ok as u64, Duration::from_secs(300))
+        .await;
+    let stats = match stats {
+        Ok(stats) => stats,
+        Err(error) => {
+            println!("  {error}");
+            bench.sink_stats().await?
+        }
+    };
+    print_delivery(&stats, report.ok);
+    print_memory("end of run", &handoff);
+    handoff.stop();
+    bench.finish();
+    Ok(())
+}
+
+pub async fn restart(args: &Args) -> anyhow::Result<()> {
+    let ts = chrono::Utc::now().timestamp();
+    println!("signing {} won opportunities …", args.requests);
+    let opportunities = opportunities(args, ts)?;
+    let bench = Bench::prepare(args)?;
+    let handoff = servers::spawn_handoff(&bench.config, &args.secret)?;
+    bench.load_accounts(&handoff, args, ts).await?;
+    bench
+        .http
+        .post(format!("{}/api/v1/connectors/erp/pause", handoff.base()))
+        .send()
+        .await?
+        .error_for_status()?;
+    let report = client::load(
+        &handoff.base(),
+        &opportunities,
+        args.concurrency,
+        Duration::from_secs(args.duration_secs),
+    )
+    .await?;
+    report.print("orders");
+    let queued = wait_queued(&bench, &handoff, report.ok as u64).await?;
+    println!("  {queued} jobs queued for the paused ERP");
+    print_memory("all queued", &handoff);
+    handoff.stop();
+
+    let started = Instant::now();
+    let handoff = servers::spawn_handoff(&bench.config, &args.secret)?;
+    let listening = started.elapsed();
+    bench
+        .wait_for("orders", 1, Duration::from_secs(120))
+        .await?;
+    let first = started.elapsed();
+    println!(
+        "  restart with {queued} queued jobs: listening after {:.2} s, first order at the sink after {:.2} s",
+        listening.as_secs_f64(),
+        first.as_secs_f64()
+    );
+    print_memory("just restarted", &handoff);
+    let stats = bench
+        .wait_for("orders", report.ok as u64, Duration::from_secs(900))
+        .await?;
+    print_delivery(&stats, report.ok);
+    print_memory("all delivered", &handoff);
+    handoff.stop();
+    bench.finish();
+    Ok(())
+}
+
+/// Waits until every acked order is a job waiting for the ERP connector.
+async fn wait_queued(bench: &Bench, handoff: &Spawned, count: u64) -> anyhow::Result<u64> {
+    let start = Instant::now();
+    loop {
+        let overview = bench
+            .get(format!("{}/api/v1/overview", handoff.base()))
+            .await?;
+        let waiting: u64 = overview["waiting"]["erp"]
+            .as_object()
+            .map(|states| states.values().filter_map(Value::as_u64).sum())
+            .unwrap_or(0);
+        if waiting >= count {
+            return Ok(waiting);
+        }
+        if start.elapsed() > Duration::from_secs(600) {
+            bail!("only {waiting} of {count} orders were queued in 10 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

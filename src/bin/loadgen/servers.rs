@@ -1,0 +1,243 @@
+//! The processes a run starts: handoff itself, a bare axum baseline, and a loopback ERP sink.
+//! Each runs in its own process (the sink and the baseline are this binary with a hidden flag),
+//! prints `{"listen":"…"}` on stdout and is stopped by its PID.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post, put};
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+/// A spawned server: the process, its address, and a reader of its closing report.
+pub struct Spawned {
+    pub child: Child,
+    pub addr: String,
+    report: std::thread::JoinHandle<Option<String>>,
+}
+
+impl Spawned {
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Resident and peak resident memory in MiB, from /proc.
+    pub fn memory_mib(&self) -> (f64, f64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|line| line.starts_with(name))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+                .map_or(0.0, |kb| kb / 1024.0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    /// Bytes the server has written to storage, from /proc (MiB).
+    pub fn written_mib(&self) -> f64 {
+        std::fs::read_to_string(format!("/proc/{}/io", self.child.id()))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|line| line.strip_prefix("write_bytes: "))
+            .and_then(|n| n.trim().parse::<f64>().ok())
+            .map_or(0.0, |bytes| bytes / 1_048_576.0)
+    }
+
+    /// Stops the server with SIGTERM and prints its closing report, if it has one.
+    pub fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+        if let Ok(Some(line)) = self.report.join() {
+            println!("  server: {line}");
+        }
+    }
+}
+
+pub fn temp_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("handoff-loadgen-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+    Ok(std::env::current_exe()?.with_file_name(name))
+}
+
+/// Starts `handoff serve` on `config`; waits until it listens.
+pub fn spawn_handoff(config: &Path, secret: &str) -> anyhow::Result<Spawned> {
+    let mut child = Command::new(sibling("handoff")?)
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("LOADGEN_SECRET", secret)
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("start handoff (build it with cargo build --release first)")?;
+    read_listen_line(child_stdout(&mut child)?).map(|(addr, report)| Spawned {
+        child,
+        addr,
+        report,
+    })
+}
+
+/// Starts this binary with a hidden server flag (`--bare-server` or `--sink-server`).
+pub fn spawn_self(flag: &str) -> anyhow::Result<Spawned> {
+    let mut child = Command::new(std::env::current_exe()?)
+        .args([flag, "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .spawn()?;
+    read_listen_line(child_stdout(&mut child)?).map(|(addr, report)| Spawned {
+        child,
+        addr,
+        report,
+    })
+}
+
+fn child_stdout(child: &mut Child) -> anyhow::Result<std::process::ChildStdout> {
+    child.stdout.take().context("no stdout")
+}
+
+type Closing = std::thread::JoinHandle<Option<String>>;
+
+/// Reads the child's stdout until it names its address (`"listen":"…"`).
+fn read_listen_line(stdout: std::process::ChildStdout) -> anyhow::Result<(String, Closing)> {
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
+        let line = line?;
+        if let Some(rest) = line.split("\"listen\":\"").nth(1) {
+            let addr = rest.split('"').next().unwrap_or_default().to_owned();
+            // Keep the server's closing report (journal batch statistics).
+            let report = std::thread::spawn(move || {
+                lines
+                    .map_while(Result::ok)
+                    .find(|line| line.contains("journal closed"))
+            });
+            return Ok((addr, report));
+        }
+    }
+    bail!("the server exited before listening")
+}
+
+/// Serves `app` on `addr` on a runtime of its own, announcing the address.
+fn serve(addr: &str, app: axum::Router) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        println!("{{\"listen\":\"{}\"}}", listener.local_addr()?);
+        axum::serve(listener, app).await?;
+        Ok(())
+    })
+}
+
+/// The baseline: an axum handler that reads the body and answers 202, nothing else.
+pub fn bare_server(addr: &str) -> anyhow::Result<()> {
+    let app = axum::Router::new().route(
+        "/hooks/{source}",
+        post(|_body: Bytes| async { StatusCode::ACCEPTED }),
+    );
+    serve(addr, app)
+}
+
+/// What the ERP sink has received.
+struct Sink {
+    started: Instant,
+    customers: Mutex<HashSet<String>>,
+    orders: AtomicU64,
+    duplicates: AtomicU64,
+    keys: Mutex<HashSet<String>>,
+    /// Orders received per second since the sink started.
+    per_second: Mutex<Vec<u64>>,
+    first_ms: AtomicU64,
+    last_ms: AtomicU64,
+}
+
+/// A loopback ERP: `PUT /customers/{code}` and `POST /orders` answer at once with an id, the
+/// `Idempotency-Key` of every order is remembered (a replay counts as a duplicate and gets the
+/// same answer), and `GET /stats` reports what arrived when.
+pub fn sink_server(addr: &str) -> anyhow::Result<()> {
+    let sink = Arc::new(Sink {
+        started: Instant::now(),
+        customers: Mutex::default(),
+        orders: AtomicU64::new(0),
+        duplicates: AtomicU64::new(0),
+        keys: Mutex::default(),
+        per_second: Mutex::default(),
+        first_ms: AtomicU64::new(u64::MAX),
+        last_ms: AtomicU64::new(0),
+    });
+    let app = axum::Router::new()
+        .route("/customers/{code}", put(customer))
+        .route("/orders", post(order))
+        .route("/stats", get(stats))
+        .with_state(sink);
+    serve(addr, app)
+}
+
+async fn customer(
+    State(sink): State<Arc<Sink>>,
+    axum::extract::Path(code): axum::extract::Path<String>,
+) -> Json<Value> {
+    let id = format!("C-{code}");
+    sink.customers.lock().unwrap().insert(code);
+    Json(json!({ "id": id }))
+}
+
+async fn order(
+    State(sink): State<Arc<Sink>>,
+    headers: HeaderMap,
+    _body: Bytes,
+) -> (StatusCode, Json<Value>) {
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    if !sink.keys.lock().unwrap().insert(key) {
+        sink.duplicates.fetch_add(1, Ordering::Relaxed);
+        return (StatusCode::OK, Json(json!({ "id": "replayed" })));
+    }
+    let n = sink.orders.fetch_add(1, Ordering::Relaxed) + 1;
+    let ms = sink.started.elapsed().as_millis() as u64;
+    sink.first_ms.fetch_min(ms, Ordering::Relaxed);
+    sink.last_ms.fetch_max(ms, Ordering::Relaxed);
+    {
+        let mut per_second = sink.per_second.lock().unwrap();
+        let second = (ms / 1000) as usize;
+        if per_second.len() <= second {
+            per_second.resize(second + 1, 0);
+        }
+        per_second[second] += 1;
+    }
+    (
+        StatusCode::CREATED,
+        Json(json!({ "id": format!("SO-{n}") })),
+    )
+}
+
+async fn stats(State(sink): State<Arc<Sink>>) -> Json<Value> {
+    Json(json!({
+        "customers": sink.customers.lock().unwrap().len(),
+        "orders": sink.orders.load(Ordering::Relaxed),
+        "duplicates": sink.duplicates.load(Ordering::Relaxed),
+        "first_ms": sink.first_ms.load(Ordering::Relaxed),
+        "last_ms": sink.last_ms.load(Ordering::Relaxed),
+        "now_ms": sink.started.elapsed().as_millis() as u64,
+        "per_second": *sink.per_second.lock().unwrap(),
+    }))
+}
