@@ -6,6 +6,8 @@
 # Installs into target/reference/ (ignored by git):
 #   venv/          a Python virtualenv with the senders' signing libraries (PyPI)
 #   node_modules/  Stripe's Node library (npm)
+# and target/tryton/: the Tryton 8.2 ERP (PyPI, SQLite), started on 127.0.0.1:8069 for the
+# adapter tests and stopped by its PID when this script exits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +25,15 @@ step "reference signing library (npm: stripe)"
 if [ ! -d "$ref/node_modules/stripe" ]; then
   npm install --silent --no-audit --no-fund --prefix "$ref" stripe@23.1.0 >/dev/null
 fi
+
+step "Tryton ERP (PyPI: trytond 8.2 + sale; SQLite) on 127.0.0.1:8069"
+tryton_data="$PWD/target/tryton/data"
+bash tests/tryton/stop_tryton.sh "$tryton_data"   # a server left by an interrupted run
+trap 'bash tests/tryton/stop_tryton.sh "$tryton_data"' EXIT
+bash tests/tryton/start_tryton.sh "$PWD/target/tryton/venv" 8069 "$tryton_data" > target/tryton-start.log 2>&1 \
+  || { cat target/tryton-start.log; exit 1; }
+tail -n 3 target/tryton-start.log
+export TRYTON_URL=http://127.0.0.1:8069
 
 step "formatting and lints"
 cargo fmt --all -- --check

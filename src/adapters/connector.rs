@@ -1,7 +1,7 @@
 //! `connectors/*.yaml`: one file per external system, read into a [`Connector`] with its adapter.
 //!
 //! ```yaml
-//! kind: rest                     # sandbox | rest
+//! kind: rest                     # sandbox | rest | tryton
 //! role: erp                      # erp | crm
 //! description: Our ERP
 //! concurrency: 8                 # deliveries in flight at once
@@ -22,6 +22,9 @@
 //!   update_opportunity: { method: PATCH, path: "/opportunities/{/id}" }
 //! ```
 //!
+//! A Tryton ERP (adapters/tryton): `kind: tryton`, `base_url`, `auth: { basic: … }` (its login)
+//! and `tryton: { database: crm, confirm: true, poll_every_secs: 10 }`.
+//!
 //! The connector's name is the file name without `.yaml`; mappings name it in `target.connector`.
 
 use std::collections::BTreeMap;
@@ -32,10 +35,12 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use super::Adapter;
 use super::rest::Rest;
 pub use super::sandbox::Role;
 use super::sandbox::Sandbox;
+use super::tryton::rpc::Rpc;
+use super::tryton::{Tryton, TrytonSpec};
+use super::{Adapter, Poller};
 use crate::check::Problem;
 use crate::config::SecretLookup;
 use crate::queue::retry::RetryPolicy;
@@ -46,6 +51,7 @@ use crate::store::Store;
 pub enum Kind {
     Sandbox,
     Rest,
+    Tryton,
 }
 
 #[derive(Debug, Deserialize)]
@@ -70,6 +76,8 @@ pub struct ConnectorSpec {
     pub timeouts: TimeoutSpec,
     #[serde(default)]
     pub operations: BTreeMap<String, OperationSpec>,
+    /// `kind: tryton`: the database, whether to confirm orders, the status poller's period.
+    pub tryton: Option<TrytonSpec>,
 }
 
 fn default_concurrency() -> usize {
@@ -156,6 +164,8 @@ pub struct Connector {
     pub adapter: Arc<dyn Adapter>,
     /// The sandbox behind it, when it is one (operators can advance its orders).
     pub sandbox: Option<Arc<Sandbox>>,
+    /// Asked for order status changes, when the system sends no webhooks (Tryton).
+    pub poller: Option<Arc<dyn Poller>>,
 }
 
 /// Reads every connector file in `dir` (problems with file:line:col); builds adapters when a
@@ -193,6 +203,11 @@ fn build(
         message,
     };
     let mut sandbox = None;
+    let mut poller: Option<Arc<dyn Poller>> = None;
+    let timeouts = (
+        Duration::from_secs(spec.timeouts.connect_secs),
+        Duration::from_secs(spec.timeouts.request_secs),
+    );
     let adapter: Arc<dyn Adapter> = match spec.kind.value {
         Kind::Sandbox => {
             let role = spec.role.ok_or_else(|| {
@@ -212,10 +227,6 @@ fn build(
                 .base_url
                 .clone()
                 .ok_or_else(|| problem("a rest connector needs `base_url`".into()))?;
-            let timeouts = (
-                Duration::from_secs(spec.timeouts.connect_secs),
-                Duration::from_secs(spec.timeouts.request_secs),
-            );
             Arc::new(
                 Rest::new(
                     base_url,
@@ -227,6 +238,38 @@ fn build(
                 )
                 .map_err(problem)?,
             )
+        }
+        Kind::Tryton => {
+            let base_url = spec
+                .base_url
+                .clone()
+                .ok_or_else(|| problem("a tryton connector needs `base_url`".into()))?;
+            let tryton = spec.tryton.clone().ok_or_else(|| {
+                problem("a tryton connector needs `tryton: { database: … }`".into())
+            })?;
+            let Some(AuthSpec::Basic {
+                user_env,
+                password_env,
+            }) = &spec.auth
+            else {
+                return Err(problem(
+                    "a tryton connector needs `auth: { basic: { user_env, password_env } }` (its login)"
+                        .into(),
+                ));
+            };
+            let secret = |name: &str| {
+                secrets(name)
+                    .filter(|value| !value.is_empty())
+                    .ok_or_else(|| problem(format!("environment variable {name} is not set")))
+            };
+            let login = (secret(user_env)?, secret(password_env)?);
+            let rpc = Rpc::new(&base_url, &tryton.database, login, timeouts);
+            let every = tryton.poll_every_secs;
+            let built = Arc::new(Tryton::new(rpc, tryton));
+            if every > 0 {
+                poller = Some(built.clone());
+            }
+            built
         }
     };
     if spec.concurrency == 0 {
@@ -241,5 +284,37 @@ fn build(
         breaker: spec.breaker,
         adapter,
         sandbox,
+        poller,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_connector_files_load() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("connectors");
+        let secrets = |_: &str| Some("set".to_owned());
+        for dir in [root.clone(), root.join("examples")] {
+            let loaded = load_dir(&dir, &secrets, None).unwrap_or_else(|p| panic!("{p:?}"));
+            assert!(!loaded.is_empty(), "{}", dir.display());
+        }
+    }
+
+    #[test]
+    fn a_tryton_connector_without_its_login_is_refused_with_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("erp.yaml"),
+            "kind: tryton\nbase_url: http://127.0.0.1:1\ntryton: { database: crm }\n",
+        )
+        .unwrap();
+        let problems = load_dir(dir.path(), &|_: &str| None, None).err().unwrap();
+        assert!(
+            problems[0].location.ends_with("erp.yaml:1:7"),
+            "{problems:?}"
+        );
+        assert!(problems[0].message.contains("auth"), "{problems:?}");
+    }
 }

@@ -6,12 +6,14 @@
 //!
 //! - `sandbox`  plays an ERP or a CRM inside the local store (embedded defaults; labelled so)
 //! - `rest`     a generic REST connector driven by its YAML file
+//! - `tryton`   the Tryton ERP over JSON-RPC, with its status poller
 //! - `http`     the shared HTTP client and status classification
 
 pub mod connector;
 pub mod http;
 pub mod rest;
 pub mod sandbox;
+pub mod tryton;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -103,4 +105,28 @@ pub fn cut(text: &str, max: usize) -> String {
         Some((at, _)) => format!("{}…", &text[..at]),
         None => text.to_owned(),
     }
+}
+
+/// One order's progress as the ERP reports it: every status milestone reached so far, in order
+/// (each one the data of an `order_status.changed` event: `order_id`, `reference`, `number`,
+/// `status`, `changed_at`, and `tracking_number` / `invoice_number` / `invoice_amount`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderProgress {
+    pub order_id: String,
+    pub reference: String,
+    pub reached: Vec<Value>,
+}
+
+/// What one poll found, and the cursor to store once its events are durable.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Polled {
+    pub orders: Vec<OrderProgress>,
+    pub cursor: Option<Value>,
+}
+
+/// An ERP that is asked for changes (it sends no webhooks).
+pub trait Poller: Send + Sync {
+    fn every(&self) -> Duration;
+    /// Changes since `cursor` (None: from the beginning).
+    fn poll(&self, cursor: Option<Value>) -> BoxFuture<'_, Result<Polled, Failure>>;
 }

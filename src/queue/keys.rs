@@ -13,6 +13,7 @@
 //! v/<flow>\0<record id>      last applied version of a record through a flow, with its seq
 //! s/<order key>              furthest order status written back for that order
 //! e/<record id>              fields handoff itself wrote to a CRM record (echo detection)
+//! p/<connector>[\0<order>]    a status poller's cursor, and milestones emitted per order (sync/poll.rs)
 //! ```
 
 use super::job::JobId;
@@ -28,6 +29,7 @@ pub const XREF_BACK: &[u8] = b"y/";
 pub const VERSION: &[u8] = b"v/";
 pub const STATUS: &[u8] = b"s/";
 pub const ECHO: &[u8] = b"e/";
+pub const POLL: &[u8] = b"p/";
 
 pub fn job(id: JobId) -> Vec<u8> {
     [JOB, &id.to_be_bytes()].concat()

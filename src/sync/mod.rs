@@ -21,6 +21,7 @@
 
 mod breaker;
 mod echo;
+pub mod poll;
 pub mod process;
 pub mod records;
 pub mod router;
@@ -233,6 +234,16 @@ impl Engine {
                 })
                 .await;
         });
+        for live in self.connectors.values() {
+            if let Some(poller) = &live.connector.poller {
+                background.spawn(poll::run(
+                    self.clone(),
+                    live.name().to_owned(),
+                    poller.clone(),
+                    self.stop.subscribe(),
+                ));
+            }
+        }
         let mut workers = JoinSet::new();
         for live in self.connectors.values() {
             for _ in 0..live.connector.concurrency {

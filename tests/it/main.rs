@@ -13,3 +13,4 @@ mod operate;
 mod reference;
 mod reload;
 mod support;
+mod tryton;

@@ -26,6 +26,8 @@ pub fn secrets() -> HashMap<String, String> {
         ("GITHUB_SECRET", "It's a Secret to Everybody"),
         ("SHOPIFY_SECRET", "shpss_test_secret"),
         ("ERP_SECRET", "erp-shared-secret"),
+        ("TRYTON_USER", "admin"),
+        ("TRYTON_PASSWORD", "admin-secret"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))

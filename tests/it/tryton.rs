@@ -1,0 +1,274 @@
+//! The Tryton adapter against a real Tryton 8.2 server (tests/tryton/start_tryton.sh; the test
+//! command starts it and sets TRYTON_URL, or this test starts it on 127.0.0.1:8069): signed
+//! Account and won-Opportunity webhooks in → a party and a confirmed sale whose lines and total
+//! match to the cent → shipped and invoiced in Tryton → the CRM receives confirmed, shipped,
+//! invoiced, in that order, through the status poller.
+
+use std::time::Duration;
+
+use handoff::adapters::tryton::rpc::Rpc;
+use serde_json::{Value, json};
+
+use crate::delivery::crm;
+use crate::fake_erp::{self, Fake};
+use crate::support::*;
+
+const DB: &str = "crm";
+
+/// The Tryton server's base URL, starting the project's server if none answers.
+fn tryton_url() -> String {
+    if let Ok(url) = std::env::var("TRYTON_URL") {
+        return url;
+    }
+    let url = "http://127.0.0.1:8069".to_owned();
+    let answers = std::process::Command::new("curl")
+        .args([
+            "-sf",
+            "-o",
+            "/dev/null",
+            "-H",
+            "Content-Type: application/json",
+        ])
+        .args([
+            "-d",
+            r#"{"id":0,"method":"common.server.version","params":[]}"#,
+        ])
+        .arg(format!("{url}/rpc/"))
+        .status()
+        .is_ok_and(|s| s.success());
+    if !answers {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let status = std::process::Command::new("bash")
+            .arg(format!("{root}/tests/tryton/start_tryton.sh"))
+            .args([
+                format!("{root}/target/tryton/venv"),
+                "8069".into(),
+                format!("{root}/target/tryton/data"),
+            ])
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "Tryton did not start (tests/tryton/start_tryton.sh)"
+        );
+    }
+    url
+}
+
+fn rpc(url: &str) -> Rpc {
+    Rpc::new(
+        url,
+        DB,
+        ("admin".into(), "admin-secret".into()),
+        (Duration::from_secs(5), Duration::from_secs(60)),
+    )
+}
+
+async fn call(rpc: &Rpc, method: &str, params: Vec<Value>) -> Value {
+    rpc.call(method, params)
+        .await
+        .unwrap_or_else(|f| panic!("{method}: {}", f.message))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn accounts_and_won_opportunities_become_tryton_sales_and_status_comes_back_in_order() {
+    let url = tryton_url();
+    let (fake, fake_addr) = Fake::start().await;
+    let connectors = tempfile::tempdir().unwrap();
+    fake_erp::connectors(connectors.path(), fake_addr, 5);
+    std::fs::write(
+        connectors.path().join("erp.yaml"),
+        format!(
+            "kind: tryton\nrole: erp\ndescription: Tryton 8.2 (test server)\nbase_url: {url}\n\
+             auth: {{ basic: {{ user_env: TRYTON_USER, password_env: TRYTON_PASSWORD }} }}\n\
+             tryton: {{ database: {DB}, confirm: true, poll_every_secs: 1 }}\n\
+             retry: {{ schedule_secs: [1, 1, 1, 1, 1] }}\n"
+        ),
+    )
+    .unwrap();
+    let app = TestApp::start_with(
+        CONFIG,
+        &[(
+            "HANDOFF_CONNECTORS_DIR",
+            connectors.path().to_str().unwrap(),
+        )],
+    )
+    .await;
+    let run = fastrand::u32(..);
+    let account_id = format!("001T{run:08X}");
+    let opportunity_id = format!("006T{run:08X}");
+
+    let account = json!({"type": "account.updated", "object": "Account", "data": {
+        "Id": account_id, "Name": "Tryton Test GmbH", "BillingStreet": "Unter den Linden 1",
+        "BillingCity": "Berlin", "BillingPostalCode": "10117", "BillingCountryCode": "DE",
+        "Phone": "+49 30 1234567", "Email__c": "AP@tryton-test.example",
+        "CurrencyIsoCode": "USD", "LastModifiedDate": "2026-11-20T09:00:00Z"}});
+    crm(&app, &format!("acc-{run}"), &account.to_string()).await;
+    let won = json!({"type": "opportunity.won", "object": "Opportunity", "data": {
+        "Id": opportunity_id, "AccountId": account_id, "Name": "Tryton restock",
+        "StageName": "Closed Won", "CloseDate": "2026-11-20", "Amount": "1377.72",
+        "CurrencyIsoCode": "USD", "PO_Number__c": "PO-T-1", "Payment_Verified__c": true,
+        "LastModifiedDate": "2026-11-20T10:00:00Z",
+        "OpportunityLineItems": [
+            {"ProductCode": "SKU-1", "Name": "Widget", "Quantity": 3, "UnitPrice": "19.49"},
+            {"ProductCode": "SKU-2", "Name": "Bolt pack", "Quantity": 5, "UnitPrice": "4.50", "Discount": 10},
+            {"ProductCode": "SKU-3", "Name": "Controller", "Quantity": 1, "UnitPrice": "1299.00"}]}});
+    crm(&app, &format!("opp-{run}"), &won.to_string()).await;
+
+    let job = eventually(60, "the order job to settle", async || {
+        let job = jobs(&app, "flow=opportunity_to_sales_order")
+            .await
+            .into_iter()
+            .next()?;
+        matches!(job["state"].as_str(), Some("done" | "dead")).then_some(job)
+    })
+    .await;
+    assert_eq!(job["state"], "done", "{job}");
+    let erp = rpc(&url);
+    let sale = eventually(60, "the sale in Tryton", async || {
+        let found = erp
+            .call(
+                "model.sale.sale.search_read",
+                vec![
+                    json!([["reference", "=", opportunity_id]]),
+                    json!(0),
+                    json!(5),
+                    Value::Null,
+                    json!([
+                        "id",
+                        "state",
+                        "party",
+                        "total_amount",
+                        "lines",
+                        "shipments",
+                        "invoices"
+                    ]),
+                ],
+            )
+            .await
+            .ok()?;
+        found.as_array().filter(|f| !f.is_empty()).cloned()
+    })
+    .await;
+    assert_eq!(sale.len(), 1, "one sale per opportunity: {sale:?}");
+    let sale = &sale[0];
+    assert_eq!(
+        sale["state"], "processing",
+        "quoted and confirmed (processing made the shipment)"
+    );
+    assert_eq!(sale["total_amount"]["decimal"], "1377.72", "{sale}");
+    let party = call(
+        &erp,
+        "model.party.party.read",
+        vec![
+            sale["party"].clone().into_array(),
+            json!(["code", "name", "email", "phone"]),
+        ],
+    )
+    .await;
+    assert_eq!(party[0]["code"], account_id.as_str());
+    assert_eq!(party[0]["name"], "Tryton Test GmbH");
+    assert_eq!(party[0]["email"], "ap@tryton-test.example");
+    let lines = call(
+        &erp,
+        "model.sale.line.read",
+        vec![
+            sale["lines"].clone(),
+            json!(["product", "quantity", "unit_price", "amount"]),
+        ],
+    )
+    .await;
+    let amounts: Vec<&str> = lines
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["amount"]["decimal"].as_str().unwrap())
+        .collect();
+    assert_eq!(amounts, ["58.47", "20.25", "1299.00"], "{lines}");
+    let detail = api(&app, &format!("/api/v1/xrefs?id={account_id}")).await;
+    assert_eq!(
+        detail["xrefs"][0]["external_id"],
+        sale["party"].to_string(),
+        "{detail}"
+    );
+
+    let statuses = async || -> Vec<String> {
+        fake.books()
+            .opportunities
+            .get(&opportunity_id)
+            .map(|updates| {
+                updates
+                    .iter()
+                    .map(|u| u["ERP_Status__c"].as_str().unwrap_or_default().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    eventually(30, "Confirmed at the CRM", async || {
+        (statuses().await == ["Confirmed"]).then_some(())
+    })
+    .await;
+
+    // The warehouse ships, the accountant posts the invoice.
+    for step in ["assign_force", "pick", "pack", "do"] {
+        call(
+            &erp,
+            &format!("model.stock.shipment.out.{step}"),
+            vec![sale["shipments"].clone()],
+        )
+        .await;
+    }
+    eventually(30, "Shipped at the CRM", async || {
+        (statuses().await.len() == 2).then_some(())
+    })
+    .await;
+    call(
+        &erp,
+        "model.account.invoice.post",
+        vec![sale["invoices"].clone()],
+    )
+    .await;
+    eventually(30, "Invoiced at the CRM", async || {
+        (statuses().await.len() == 3).then_some(())
+    })
+    .await;
+    assert_eq!(statuses().await, ["Confirmed", "Shipped", "Invoiced"]);
+    let updates = fake.books().opportunities[&opportunity_id].clone();
+    assert_eq!(
+        updates[2]["Invoice_Amount__c"].to_string(),
+        "1377.72",
+        "{updates:?}"
+    );
+    assert!(updates[1]["Tracking_Number__c"].is_string(), "{updates:?}");
+
+    // A redelivered opportunity finds the sale: still one.
+    crm(
+        &app,
+        &format!("opp-{run}-again"),
+        &won.to_string().replace("10:00:00Z", "10:05:00Z"),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let again = call(
+        &erp,
+        "model.sale.sale.search",
+        vec![
+            json!([["reference", "=", opportunity_id]]),
+            json!(0),
+            Value::Null,
+            Value::Null,
+        ],
+    )
+    .await;
+    assert_eq!(again.as_array().unwrap().len(), 1);
+}
+
+trait IntoArray {
+    fn into_array(self) -> Value;
+}
+
+impl IntoArray for Value {
+    fn into_array(self) -> Value {
+        json!([self])
+    }
+}
