@@ -7,6 +7,7 @@
 //! - `process`  one attempt: stale/echo/status checks → dependencies → holds → map → send → settle
 //! - `records`  cross-references, applied versions, order status, echo records
 //! - `breaker`  the per-connector circuit breaker
+//! - `poll`     status pollers (Tryton): changed orders → `order_status.changed` events in the journal
 //! - `status`, `version`, `echo`  the small rules process applies
 //!
 //! # Invariants
@@ -17,7 +18,8 @@
 //!   retry on the connector's schedule; fix-data is a dead letter at once; fix-config is a dead
 //!   letter and pauses the connector until an operator resumes it.
 //! - Shutdown stops leasing, lets deliveries in flight finish within the grace period, and
-//!   flushes the store; a delivery cut off comes back in doubt after the restart.
+//!   flushes the store, marking the close clean only when nothing was cut off; after an unclean
+//!   stop every open job comes back in doubt.
 
 mod breaker;
 mod echo;

@@ -52,7 +52,7 @@ fn ten() -> u64 {
 pub struct Tryton {
     rpc: Rpc,
     spec: TrytonSpec,
-    /// (model, code) → id, for countries, currencies, products.
+    /// (model, code) → id, for countries, currencies, products (and products' units).
     ids: Mutex<HashMap<(&'static str, String), i64>>,
 }
 
@@ -347,6 +347,10 @@ impl Tryton {
     }
 
     async fn unit_of(&self, product: i64) -> Result<i64, Failure> {
+        let cached = ("product.uom of product", product.to_string());
+        if let Some(unit) = self.ids.lock().await.get(&cached) {
+            return Ok(*unit);
+        }
         let read = self
             .rpc
             .call(
@@ -354,9 +358,11 @@ impl Tryton {
                 vec![json!([product]), json!(["default_uom"])],
             )
             .await?;
-        read[0]["default_uom"]
-            .as_i64()
-            .ok_or_else(|| Failure::new(Class::FixData, format!("product {product} has no unit")))
+        let unit = read[0]["default_uom"].as_i64().ok_or_else(|| {
+            Failure::new(Class::FixData, format!("product {product} has no unit"))
+        })?;
+        self.ids.lock().await.insert(cached, unit);
+        Ok(unit)
     }
 
     async fn stock_shortages(&self, lines: &[(String, Decimal)]) -> Result<Vec<Shortage>, Failure> {

@@ -5,6 +5,7 @@
 //! target/release/loadgen                    # acks: durable webhook acks, and a bare axum baseline
 //! target/release/loadgen --flow orders      # won opportunities → sales orders at a loopback ERP
 //! target/release/loadgen --flow restart     # restart with every order still queued
+//! target/release/loadgen --flow tryton --requests 200 --accounts 8 --erp-concurrency 4
 //! target/release/loadgen --target http://127.0.0.1:8080 --secret whsec_…   # an existing server
 //! ```
 //!
@@ -15,6 +16,7 @@
 mod client;
 mod orders;
 mod servers;
+mod tryton;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -31,6 +33,8 @@ enum Flow {
     Orders,
     /// Orders queued behind a paused ERP, then a restart: how soon does delivery resume?
     Restart,
+    /// Sales orders created in a real Tryton directly and through handoff: the overhead.
+    Tryton,
 }
 
 #[derive(Debug, Parser)]
@@ -68,6 +72,9 @@ pub struct Args {
     /// Deliveries in flight to the ERP sink (the connector's `concurrency`).
     #[arg(long, default_value_t = 64)]
     erp_concurrency: usize,
+    /// The Tryton server of `--flow tryton` (tests/tryton/start_tryton.sh starts one).
+    #[arg(long, default_value = "http://127.0.0.1:8069")]
+    tryton_url: String,
     /// The repository, for its mappings/ and schemas/.
     #[arg(long, default_value = ".")]
     repo: PathBuf,
@@ -96,6 +103,7 @@ fn main() -> anyhow::Result<()> {
             Flow::Acks => acks(&args).await,
             Flow::Orders => orders::orders(&args).await,
             Flow::Restart => orders::restart(&args).await,
+            Flow::Tryton => tryton::compare(&args).await,
         }
     })
 }

@@ -43,32 +43,7 @@ impl Bench {
             ),
         )?;
         std::fs::write(connectors.join("crm.yaml"), "kind: sandbox\nrole: crm\n")?;
-        let repo = |name: &str| -> anyhow::Result<String> {
-            let path = args.repo.join(name);
-            let path = path.canonicalize().with_context(|| {
-                format!("{} (run from the repo or pass --repo)", path.display())
-            })?;
-            Ok(path.display().to_string())
-        };
-        let config = dir.join("handoff.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "listen = \"127.0.0.1:0\"\ndata_dir = {data:?}\nmappings_dir = {mappings:?}\n\
-                 connectors_dir = {connectors:?}\nschemas_dir = {schemas:?}\n\
-                 [log]\nformat = \"json\"\nlevel = \"warn,handoff::cli=info,handoff::journal=info\"\n\
-                 [sources.crm]\npreset = \"standard_webhooks\"\nsecret_env = \"LOADGEN_SECRET\"\n\
-                 tolerance_secs = 3600\nobject_id = \"/data/Id\"\nversion = \"/data/LastModifiedDate\"\n\
-                 [[sources.crm.events]]\ntype = \"opportunity.won\"\nobject = \"Opportunity\"\n\
-                 when = {{ \"/object\" = \"Opportunity\", \"/data/StageName\" = \"Closed Won\" }}\n\
-                 [[sources.crm.events]]\ntype = \"account.updated\"\nobject = \"Account\"\n\
-                 when = {{ \"/object\" = \"Account\" }}\n",
-                data = dir.join("data").display().to_string(),
-                mappings = repo("mappings")?,
-                connectors = connectors.display().to_string(),
-                schemas = repo("schemas")?,
-            ),
-        )?;
+        let config = write_config(&dir, &connectors, args)?;
         Ok(Bench {
             dir,
             config,
@@ -144,6 +119,42 @@ impl Bench {
         self.sink.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A handoff config on `dir` with the repo's mappings and schemas, `connectors`, and the `crm`
+/// source signed with Standard Webhooks.
+pub fn write_config(
+    dir: &std::path::Path,
+    connectors: &std::path::Path,
+    args: &Args,
+) -> anyhow::Result<PathBuf> {
+    let repo = |name: &str| -> anyhow::Result<String> {
+        let path = args.repo.join(name);
+        let path = path
+            .canonicalize()
+            .with_context(|| format!("{} (run from the repo or pass --repo)", path.display()))?;
+        Ok(path.display().to_string())
+    };
+    let config = dir.join("handoff.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = {data:?}\nmappings_dir = {mappings:?}\n\
+             connectors_dir = {connectors:?}\nschemas_dir = {schemas:?}\n\
+             [log]\nformat = \"json\"\nlevel = \"warn,handoff::cli=info,handoff::journal=info\"\n\
+             [sources.crm]\npreset = \"standard_webhooks\"\nsecret_env = \"LOADGEN_SECRET\"\n\
+             tolerance_secs = 3600\nobject_id = \"/data/Id\"\nversion = \"/data/LastModifiedDate\"\n\
+             [[sources.crm.events]]\ntype = \"opportunity.won\"\nobject = \"Opportunity\"\n\
+             when = {{ \"/object\" = \"Opportunity\", \"/data/StageName\" = \"Closed Won\" }}\n\
+             [[sources.crm.events]]\ntype = \"account.updated\"\nobject = \"Account\"\n\
+             when = {{ \"/object\" = \"Account\" }}\n",
+            data = dir.join("data").display().to_string(),
+            mappings = repo("mappings")?,
+            connectors = connectors.display().to_string(),
+            schemas = repo("schemas")?,
+        ),
+    )?;
+    Ok(config)
 }
 
 fn account_id(n: usize) -> String {

@@ -79,10 +79,20 @@ fn sibling(name: &str) -> anyhow::Result<PathBuf> {
 
 /// Starts `handoff serve` on `config`; waits until it listens.
 pub fn spawn_handoff(config: &Path, secret: &str) -> anyhow::Result<Spawned> {
+    spawn_handoff_with(config, secret, &[])
+}
+
+/// Like [`spawn_handoff`], with more environment variables (connector secrets).
+pub fn spawn_handoff_with(
+    config: &Path,
+    secret: &str,
+    env: &[(&str, &str)],
+) -> anyhow::Result<Spawned> {
     let mut child = Command::new(sibling("handoff")?)
         .args(["serve", "--config"])
         .arg(config)
         .env("LOADGEN_SECRET", secret)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .spawn()
         .context("start handoff (build it with cargo build --release first)")?;
