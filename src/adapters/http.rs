@@ -54,6 +54,22 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     )
 }
 
+/// Sends `request`; the answer's status, headers and body, or the failure of a request that
+/// got no answer (`summary` names the request in attempts).
+pub async fn exchange(
+    request: reqwest::RequestBuilder,
+    summary: &str,
+) -> Result<(StatusCode, HeaderMap, String), Failure> {
+    let response = request
+        .send()
+        .await
+        .map_err(|error| error_failure(error, summary.to_owned()))?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.text().await.unwrap_or_default();
+    Ok((status, headers, body))
+}
+
 /// A failure from a non-2xx answer.
 pub fn failure(status: StatusCode, headers: &HeaderMap, body: &str, request: String) -> Failure {
     Failure {

@@ -85,14 +85,8 @@ impl Rest {
         pointer: &str,
         summary: &str,
     ) -> Result<Option<String>, Failure> {
-        let response = self
-            .request(Method::GET, path)
-            .send()
-            .await
-            .map_err(|error| http::error_failure(error, summary.to_owned()))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.text().await.unwrap_or_default();
+        let (status, headers, body) =
+            http::exchange(self.request(Method::GET, path), summary).await?;
         if status.as_u16() == 404 {
             return Ok(None);
         }
@@ -131,13 +125,7 @@ impl Rest {
             request = request.header(header.as_str(), delivery.idempotency_key);
             summary.push_str(&format!(" ({header}: {})", delivery.idempotency_key));
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|error| http::error_failure(error, summary.clone()))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.text().await.unwrap_or_default();
+        let (status, headers, body) = http::exchange(request, &summary).await?;
         if !status.is_success() {
             return Err(http::failure(status, &headers, &body, summary));
         }

@@ -36,14 +36,7 @@ pub async fn start(
 ) -> (TestApp, tempfile::TempDir) {
     let connectors = tempfile::tempdir().unwrap();
     fake_erp::connectors(connectors.path(), fake_addr, request_secs);
-    let app = TestApp::start_with(
-        CONFIG,
-        &[(
-            "HANDOFF_CONNECTORS_DIR",
-            connectors.path().to_str().unwrap(),
-        )],
-    )
-    .await;
+    let app = TestApp::with_connectors(connectors.path()).await;
     (app, connectors)
 }
 
@@ -214,28 +207,14 @@ async fn an_outage_delays_but_loses_nothing_and_keeps_order() {
     assert!(fake.books().customers.is_empty());
     fake.set_mode(Mode::Normal);
     eventually(30, "every account delivered", async || {
-        let books = fake.books();
-        (0..4)
-            .all(|a| {
-                books
-                    .customers
-                    .get(&format!("001O{a}"))
-                    .is_some_and(|c| c["name"] == "v2")
-            })
-            .then_some(())
+        fake.books().customers_named("001O", 4, "v2").then_some(())
     })
     .await;
     let books = fake.books();
     // Per record, the versions reached the ERP in order.
     for a in 0..4 {
         let path = format!("/customers/001O{a}");
-        let names: Vec<&str> = books
-            .received
-            .iter()
-            .skip(during)
-            .filter(|r| r.path == path)
-            .map(|r| r.body["name"].as_str().unwrap())
-            .collect();
+        let names = books.names_sent(&path, during);
         let mut sorted = names.clone();
         sorted.sort();
         assert_eq!(names, sorted, "in order for {path}: {names:?}");

@@ -57,6 +57,27 @@ pub struct Books {
     pub received: Vec<Received>,
 }
 
+impl Books {
+    /// Whether customers `<prefix>0` … `<prefix><n-1>` all carry `name`.
+    pub fn customers_named(&self, prefix: &str, n: usize, name: &str) -> bool {
+        (0..n).all(|a| {
+            self.customers
+                .get(&format!("{prefix}{a}"))
+                .is_some_and(|c| c["name"] == name)
+        })
+    }
+
+    /// The customer names sent to `path`, in arrival order, from the `skip`th request on.
+    pub fn names_sent(&self, path: &str, skip: usize) -> Vec<&str> {
+        self.received
+            .iter()
+            .skip(skip)
+            .filter(|r| r.path == path)
+            .map(|r| r.body["name"].as_str().unwrap())
+            .collect()
+    }
+}
+
 pub struct Fake {
     pub books: Mutex<Books>,
     pub mode: Mutex<Mode>,

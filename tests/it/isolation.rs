@@ -47,26 +47,13 @@ async fn an_erp_that_refuses_connections_gets_everything_once_it_is_up() {
     let fake = Fake::new();
     fake.serve(TcpListener::bind(addr).unwrap());
     eventually(30, "every account's last version", async || {
-        let books = fake.books();
-        (0..3)
-            .all(|a| {
-                books
-                    .customers
-                    .get(&format!("001R{a}"))
-                    .is_some_and(|c| c["name"] == "v2")
-            })
-            .then_some(())
+        fake.books().customers_named("001R", 3, "v2").then_some(())
     })
     .await;
     let books = fake.books();
     for a in 0..3 {
         let path = format!("/customers/001R{a}");
-        let names: Vec<&str> = books
-            .received
-            .iter()
-            .filter(|r| r.path == path)
-            .map(|r| r.body["name"].as_str().unwrap())
-            .collect();
+        let names = books.names_sent(&path, 0);
         assert_eq!(
             names,
             ["v0", "v1", "v2"],
@@ -88,14 +75,7 @@ async fn a_broken_crm_connector_does_not_stall_erp_deliveries() {
         text.replace(&erp_addr.to_string(), &refused_addr().to_string()),
     )
     .unwrap();
-    let app = TestApp::start_with(
-        CONFIG,
-        &[(
-            "HANDOFF_CONNECTORS_DIR",
-            connectors.path().to_str().unwrap(),
-        )],
-    )
-    .await;
+    let app = TestApp::with_connectors(connectors.path()).await;
     for n in 0..8 {
         let body = json!({"order_id": format!("SO{n}"), "reference": format!("006B{n}"),
             "number": format!("SO{n}"), "status": "confirmed", "sequence": 1,

@@ -79,6 +79,11 @@ impl TestApp {
         }
     }
 
+    /// Starts the test config with its connectors read from `dir`.
+    pub async fn with_connectors(dir: &std::path::Path) -> TestApp {
+        Self::start_with(CONFIG, &[("HANDOFF_CONNECTORS_DIR", dir.to_str().unwrap())]).await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

@@ -86,14 +86,7 @@ async fn accounts_and_won_opportunities_become_tryton_sales_and_status_comes_bac
         ),
     )
     .unwrap();
-    let app = TestApp::start_with(
-        CONFIG,
-        &[(
-            "HANDOFF_CONNECTORS_DIR",
-            connectors.path().to_str().unwrap(),
-        )],
-    )
-    .await;
+    let app = TestApp::with_connectors(connectors.path()).await;
     let run = fastrand::u32(..);
     let account_id = format!("001T{run:08X}");
     let opportunity_id = format!("006T{run:08X}");

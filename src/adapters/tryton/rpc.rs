@@ -159,13 +159,7 @@ impl Rpc {
         if let Some(auth) = auth {
             request = request.header("Authorization", auth);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|error| http::error_failure(error, summary.clone()))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.text().await.unwrap_or_default();
+        let (status, headers, body) = http::exchange(request, &summary).await?;
         if !status.is_success() {
             let mut failure = http::failure(status, &headers, &body, summary);
             failure.message = format!(

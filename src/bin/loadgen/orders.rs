@@ -52,6 +52,17 @@ impl Bench {
         })
     }
 
+    /// Signs the opportunities, starts the sink and handoff, and delivers the accounts.
+    async fn start(args: &Args) -> anyhow::Result<(Bench, Spawned, Vec<Signed>)> {
+        let ts = chrono::Utc::now().timestamp();
+        println!("signing {} won opportunities …", args.requests);
+        let opportunities = opportunities(args, ts)?;
+        let bench = Bench::prepare(args)?;
+        let handoff = servers::spawn_handoff(&bench.config, &args.secret)?;
+        bench.load_accounts(&handoff, args, ts).await?;
+        Ok((bench, handoff, opportunities))
+    }
+
     async fn get(&self, url: String) -> anyhow::Result<Value> {
         Ok(self
             .http
@@ -233,12 +244,7 @@ fn print_memory(name: &str, handoff: &Spawned) {
 }
 
 pub async fn orders(args: &Args) -> anyhow::Result<()> {
-    let ts = chrono::Utc::now().timestamp();
-    println!("signing {} won opportunities …", args.requests);
-    let opportunities = opportunities(args, ts)?;
-    let bench = Bench::prepare(args)?;
-    let handoff = servers::spawn_handoff(&bench.config, &args.secret)?;
-    bench.load_accounts(&handoff, args, ts).await?;
+    let (bench, handoff, opportunities) = Bench::start(args).await?;
     let report = client::load(
         &handoff.base(),
         &opportunities,
@@ -265,12 +271,7 @@ pub async fn orders(args: &Args) -> anyhow::Result<()> {
 }
 
 pub async fn restart(args: &Args) -> anyhow::Result<()> {
-    let ts = chrono::Utc::now().timestamp();
-    println!("signing {} won opportunities …", args.requests);
-    let opportunities = opportunities(args, ts)?;
-    let bench = Bench::prepare(args)?;
-    let handoff = servers::spawn_handoff(&bench.config, &args.secret)?;
-    bench.load_accounts(&handoff, args, ts).await?;
+    let (bench, handoff, opportunities) = Bench::start(args).await?;
     bench
         .http
         .post(format!("{}/api/v1/connectors/erp/pause", handoff.base()))
