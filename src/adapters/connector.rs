@@ -9,17 +9,28 @@
 //! breaker: { failures: 5, open_secs: 30 }
 //! base_url: http://127.0.0.1:9000
 //! auth: { bearer_env: ERP_TOKEN }          # or { basic: { user_env, password_env } },
-//!                                          # or { header: { name: X-Api-Key, value_env: ERP_KEY } }
+//!   # or { header: { name: Authorization, value_env: ERP_KEY, prefix: "token " } },
+//!   # or { oauth2: { token_url: /oauth/token, client_id_env, client_secret_env, scope } }
 //! idempotency_header: Idempotency-Key
+//! idempotency_format: text                 # or uuid (a UUID derived from the job's key)
 //! timeouts: { connect_secs: 5, request_secs: 30 }
+//! rate_limit: { per_second: 10, burst: 10 }
+//! probe_path: /health                      # "test connection" GETs this (default /)
+//! errors:                                  # answers → classes, before the status defaults
+//!   - { status: 400, body: "IDEMPOTENCY_ERROR", class: done }
 //! operations:
 //!   upsert_customer: { method: PUT, path: "/customers/{match}", id: /id }
 //!   create_sales_order:
 //!     method: POST
 //!     path: /orders
-//!     id: /id
+//!     id: /id                              # or `location`: the Location header's last segment
 //!     find: { path: "/orders?reference={match}", id: /0/id }   # find before create
-//!   update_opportunity: { method: PATCH, path: "/opportunities/{/id}" }
+//!   update_customer_by_id:
+//!     method: POST
+//!     path: /customers
+//!     find: { path: "/customers?code={match}", id: /0/id,
+//!             update: { method: PUT, path: "/customers/{id}" } }   # found → updated in place
+//!   update_opportunity: { method: PATCH, path: "/opportunities/{/id}", omit: [id] }
 //! ```
 //!
 //! A Tryton ERP (adapters/tryton): `kind: tryton`, `base_url`, `auth: { basic: … }` (its login)
@@ -36,6 +47,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::rest::Rest;
+use super::rest::rules::{ErrorRule, Verdict};
 pub use super::sandbox::Role;
 use super::sandbox::Sandbox;
 use super::tryton::rpc::Rpc;
@@ -74,6 +86,12 @@ pub struct ConnectorSpec {
     pub idempotency_header: Option<String>,
     #[serde(default)]
     pub timeouts: TimeoutSpec,
+    #[serde(default)]
+    pub idempotency_format: IdempotencyFormat,
+    pub rate_limit: Option<RateLimitSpec>,
+    pub probe_path: Option<String>,
+    #[serde(default)]
+    pub errors: Vec<ErrorRuleSpec>,
     #[serde(default)]
     pub operations: BTreeMap<String, OperationSpec>,
     /// `kind: tryton`: the database, whether to confirm orders, the status poller's period.
@@ -131,7 +149,48 @@ pub enum AuthSpec {
     Header {
         name: String,
         value_env: String,
+        #[serde(default)]
+        prefix: String,
     },
+    /// OAuth2 client credentials; `token_url` may be a path on `base_url`.
+    Oauth2 {
+        token_url: String,
+        client_id_env: String,
+        client_secret_env: String,
+        scope: Option<String>,
+    },
+}
+
+/// How the job's idempotency key is sent: as it is, or as a UUID derived from it (NetSuite
+/// wants a UUID).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdempotencyFormat {
+    #[default]
+    Text,
+    Uuid,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSpec {
+    pub per_second: f64,
+    #[serde(default = "one")]
+    pub burst: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorRuleSpec {
+    pub status: Option<u16>,
+    /// A regular expression the answer's body must match.
+    pub body: Option<Spanned<String>>,
+    pub class: Verdict,
+    pub retry_after_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -140,10 +199,14 @@ pub struct OperationSpec {
     pub method: String,
     /// `{match}` is the match key, `{/pointer}` a value of the document; both URL-encoded.
     pub path: String,
-    /// JSON pointer to the created record's id in the answer.
+    /// JSON pointer to the created record's id in the answer, or `location` (the last path
+    /// segment of the `Location` header).
     pub id: Option<String>,
     /// Find before create: GET this path; a record found at `id` means it exists already.
     pub find: Option<FindSpec>,
+    /// Top-level fields of the document not sent in the body (an id that is in the path).
+    #[serde(default)]
+    pub omit: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -151,6 +214,16 @@ pub struct OperationSpec {
 pub struct FindSpec {
     pub path: String,
     pub id: String,
+    /// A record found is updated in place with this request (`{id}` is its id); without it,
+    /// a found record is left as it is.
+    pub update: Option<UpdateSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSpec {
+    pub method: String,
+    pub path: String,
 }
 
 /// A configured external system.
@@ -227,17 +300,8 @@ fn build(
                 .base_url
                 .clone()
                 .ok_or_else(|| problem("a rest connector needs `base_url`".into()))?;
-            Arc::new(
-                Rest::new(
-                    base_url,
-                    spec.auth.clone(),
-                    spec.idempotency_header.clone(),
-                    spec.operations.clone(),
-                    timeouts,
-                    secrets,
-                )
-                .map_err(problem)?,
-            )
+            let rules = error_rules(file, &spec.errors)?;
+            Arc::new(Rest::new(base_url, &spec, rules, timeouts, secrets).map_err(problem)?)
         }
         Kind::Tryton => {
             let base_url = spec
@@ -288,6 +352,31 @@ fn build(
     })
 }
 
+/// Compiles the `errors:` rules; a bad pattern is reported where it is written.
+fn error_rules(file: &str, specs: &[ErrorRuleSpec]) -> Result<Vec<ErrorRule>, Problem> {
+    specs
+        .iter()
+        .map(|spec| {
+            let body = match &spec.body {
+                None => None,
+                Some(pattern) => Some(regex::Regex::new(&pattern.value).map_err(|error| {
+                    let at = pattern.referenced;
+                    Problem {
+                        location: format!("{file}:{}:{}", at.line(), at.column()),
+                        message: format!("bad body pattern: {error}"),
+                    }
+                })?),
+            };
+            Ok(ErrorRule {
+                status: spec.status,
+                body,
+                verdict: spec.class,
+                retry_after: spec.retry_after_secs.map(Duration::from_secs),
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,5 +405,40 @@ mod tests {
             "{problems:?}"
         );
         assert!(problems[0].message.contains("auth"), "{problems:?}");
+    }
+
+    #[test]
+    fn a_bad_error_pattern_is_reported_where_it_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("crm.yaml"),
+            "kind: rest\nbase_url: http://127.0.0.1:1\nerrors:\n  - { status: 400, body: \"LOCK(\", class: transient }\n",
+        )
+        .unwrap();
+        let problems = load_dir(dir.path(), &|_: &str| None, None).err().unwrap();
+        assert!(
+            problems[0].location.ends_with("crm.yaml:4:26"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[0].message.contains("bad body pattern"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn an_unset_oauth2_secret_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("crm.yaml"),
+            "kind: rest\nbase_url: http://127.0.0.1:1\nauth: { oauth2: { token_url: /t, client_id_env: SF_ID, client_secret_env: SF_SECRET } }\n",
+        )
+        .unwrap();
+        let only_id = |name: &str| (name == "SF_ID").then(|| "id".to_owned());
+        let problems = load_dir(dir.path(), &only_id, None).err().unwrap();
+        assert!(
+            problems[0].message.contains("SF_SECRET is not set"),
+            "{problems:?}"
+        );
     }
 }

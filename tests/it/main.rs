@@ -1,11 +1,14 @@
 //! Integration tests: the real service on 127.0.0.1, one module per area.
 
 mod cli;
+mod conformance;
+mod connectors;
 mod crash;
 mod delivery;
 mod disk_full;
 mod durability;
 mod fake_erp;
+mod fakes;
 mod holds;
 mod ingest;
 mod isolation;

@@ -28,6 +28,11 @@ pub fn secrets() -> HashMap<String, String> {
         ("ERP_SECRET", "erp-shared-secret"),
         ("TRYTON_USER", "admin"),
         ("TRYTON_PASSWORD", "admin-secret"),
+        ("SALESFORCE_CLIENT_ID", crate::fakes::salesforce::CLIENT_ID),
+        (
+            "SALESFORCE_CLIENT_SECRET",
+            crate::fakes::salesforce::CLIENT_SECRET,
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))

@@ -265,3 +265,87 @@ impl IntoArray for Value {
         json!([self])
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tryton_passes_the_conformance_harness() {
+    use crate::conformance::{self, Case, Fault, FaultProxy};
+    use handoff::adapters::Delivery;
+
+    let url = tryton_url();
+    let proxy = FaultProxy::start(&url).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("erp.yaml"),
+        format!(
+            "kind: tryton\nrole: erp\nbase_url: {}\n\
+             auth: {{ basic: {{ user_env: TRYTON_USER, password_env: TRYTON_PASSWORD }} }}\n\
+             tryton: {{ database: {DB}, confirm: true, poll_every_secs: 0 }}\n\
+             timeouts: {{ connect_secs: 2, request_secs: 10 }}\n",
+            proxy.url()
+        ),
+    )
+    .unwrap();
+    let secrets = secrets();
+    let lookup = move |name: &str| secrets.get(name).cloned();
+    let connector = handoff::adapters::connector::load_dir(dir.path(), &lookup, None)
+        .unwrap()
+        .remove(0);
+    let adapter = connector.adapter.as_ref();
+    let run = fastrand::u32(..);
+    let customer = json!({
+        "code": format!("001C{run:08X}"), "name": "Conformance GmbH",
+        "invoice_address": {"street": "Hauptstr. 5", "postal_code": "10115", "city": "Berlin"}
+    });
+    let code = format!("001C{run:08X}");
+    let party = adapter
+        .send(Delivery {
+            operation: "upsert_customer",
+            document: &customer,
+            idempotency_key: &code,
+            match_key: Some(&code),
+            in_doubt: false,
+        })
+        .await
+        .unwrap()
+        .external_id
+        .unwrap();
+    let order = |reference: &str, product: &str| {
+        json!({"reference": reference, "customer": party, "currency": "USD",
+               "lines": [{"product_code": product, "quantity": 2, "unit_price": "19.49"}]})
+    };
+    let (a, b) = (format!("006CA{run:08X}"), format!("006CB{run:08X}"));
+    let case = Case {
+        name: "tryton",
+        proxy: &proxy,
+        adapter,
+        operation: "create_sales_order",
+        records: [
+            (order(&a, "SKU-1"), a.clone()),
+            (order(&b, "SKU-2"), b.clone()),
+        ],
+        held: Duration::from_secs(12),
+        gives_id: true,
+        create_marker: "model.sale.sale.create",
+        invalid: (order(&format!("006CX{run:08X}"), "SKU-404"), "SKU-404"),
+        // Tryton has no rate limit of its own; a reverse proxy in front of it answers 429.
+        rate_limit: (
+            Fault::Answer {
+                status: 429,
+                headers: vec![("retry-after", "2".into())],
+                body: "Too Many Requests".into(),
+            },
+            Some(Duration::from_secs(2)),
+        ),
+    };
+    let erp = rpc(&url);
+    conformance::run(&case, async |reference| {
+        let found = call(
+            &erp,
+            "model.sale.sale.search_count",
+            vec![json!([["reference", "=", reference]])],
+        )
+        .await;
+        found.as_u64().unwrap() as usize
+    })
+    .await;
+}
