@@ -30,6 +30,8 @@ pub struct App {
     /// The mappings in force.
     pub mappings: Arc<LiveMappings>,
     pub engine: Arc<Engine>,
+    /// Who may use the dashboard and the API.
+    pub auth: Arc<crate::dashboard::auth::Auth>,
 }
 
 /// How often the mapping files are checked for changes.
@@ -77,12 +79,23 @@ impl App {
                 .iter()
                 .any(|m| m.event == event_type && m.source.as_deref().is_none_or(|s| s == source))
         });
-        let (ingest, warnings) = Ingest::new(config, origin, secrets, journal.clone(), interest)?;
+        let (mut ingest, warnings) =
+            Ingest::new(config, origin, secrets, journal.clone(), interest)?;
+        ingest.metrics = engine.metrics.clone();
+        let auth = crate::dashboard::auth::Auth::new(&config.dashboard, secrets)?;
+        let mut warnings = warnings;
+        if auth.is_open() && !config.listen.ip().is_loopback() {
+            warnings.push(format!(
+                "the dashboard and the API are open to anyone who reaches {}: add [dashboard] users or tokens",
+                config.listen
+            ));
+        }
         let app = App {
             journal,
             ingest: Arc::new(ingest),
             mappings,
             engine,
+            auth: Arc::new(auth),
         };
         Ok((app, warnings))
     }
@@ -98,10 +111,24 @@ impl App {
         let mappings = Router::new()
             .route("/api/v1/mappings", get(list_mappings))
             .with_state(self.mappings.clone());
-        hooks
-            .merge(health)
-            .merge(mappings)
+        let ui = crate::dashboard::pages::Ui {
+            engine: self.engine.clone(),
+            auth: self.auth.clone(),
+            mappings: self.mappings.clone(),
+        };
+        let guarded = mappings
             .merge(crate::dashboard::api::router(self.engine.clone()))
+            .merge(crate::dashboard::pages::router(ui))
+            .route_layer(axum::middleware::from_fn_with_state(
+                self.auth.clone(),
+                crate::dashboard::auth::guard,
+            ));
+        let open = Router::new()
+            .route("/", get(|| async { axum::response::Redirect::to("/ui") }))
+            .route("/api/v1/openapi.json", get(openapi))
+            .route("/metrics", get(metrics))
+            .with_state(self.engine.clone());
+        hooks.merge(health).merge(open).merge(guarded)
     }
 
     /// Serves on `listener` until `shutdown` completes, then lets in-flight requests finish.
@@ -142,6 +169,71 @@ async fn readyz(State(journal): State<Arc<Journal>>) -> (StatusCode, &'static st
 }
 
 /// `GET /api/v1/mappings`: the mappings in force with their versions, and the last reload.
+/// The JSON API's OpenAPI 3.1 description.
+async fn openapi() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        include_str!("dashboard/openapi.json"),
+    )
+}
+
+/// Prometheus metrics: ack and delivery latency histograms, deliveries per flow, connector and
+/// outcome, jobs per connector and state, events in the journal.
+async fn metrics(State(engine): State<Arc<Engine>>) -> impl axum::response::IntoResponse {
+    use crate::metrics::{Gauge, label};
+    let mut jobs: Vec<(String, u64)> = engine
+        .queue
+        .counts()
+        .into_iter()
+        .map(|((connector, state), n)| {
+            (
+                format!(
+                    "connector=\"{}\",state=\"{}\"",
+                    label(&connector),
+                    state.as_str()
+                ),
+                n,
+            )
+        })
+        .collect();
+    jobs.sort();
+    let paused: Vec<(String, u64)> = engine
+        .connectors
+        .values()
+        .map(|live| {
+            let status = live.status();
+            (
+                format!("connector=\"{}\"", label(&status.name)),
+                u64::from(status.paused.is_some() || status.circuit == "open"),
+            )
+        })
+        .collect();
+    let gauges = [
+        Gauge {
+            name: "handoff_queue_jobs",
+            help: "Jobs waiting or dead, by connector and state.",
+            values: jobs,
+        },
+        Gauge {
+            name: "handoff_connector_stopped",
+            help: "1 while a connector is paused or its circuit is open.",
+            values: paused,
+        },
+        Gauge {
+            name: "handoff_journal_events",
+            help: "Events in the journal.",
+            values: vec![(String::new(), engine.journal.len())],
+        },
+    ];
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        engine.metrics.render(&gauges),
+    )
+}
+
 async fn list_mappings(State(live): State<Arc<LiveMappings>>) -> axum::Json<serde_json::Value> {
     let loaded = live.current();
     let mappings: Vec<serde_json::Value> = loaded

@@ -55,6 +55,8 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Read a password from standard input and print its Argon2 hash, for `[dashboard] users`.
+    HashPassword,
     /// Ask a running handoff whether it is ready (for container health checks). Exits 0 if so.
     Healthcheck {
         /// Base URL of the service; defaults to the configured listen address.
@@ -88,6 +90,26 @@ enum MappingCommand {
     },
 }
 
+/// The first line of stdin, hashed with Argon2id and a random salt.
+fn hash_password() -> anyhow::Result<()> {
+    use argon2::PasswordHasher;
+    use argon2::password_hash::SaltString;
+    use argon2::password_hash::rand_core::OsRng;
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    anyhow::ensure!(
+        password.len() >= 8,
+        "the password must have at least 8 characters"
+    );
+    let salt = SaltString::generate(&mut OsRng);
+    let hash = argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("{hash}");
+    Ok(())
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -95,6 +117,7 @@ pub fn main() -> ExitCode {
         Command::Check { config } => return check(config),
         Command::Mapping { command } => return mapping(command),
         Command::Healthcheck { url, config } => healthcheck(url, config),
+        Command::HashPassword => hash_password(),
         Command::Jobs { command, target } => crate::operate::jobs(command, target),
         Command::Connectors { command, target } => crate::operate::connectors(command, target),
     };

@@ -54,9 +54,61 @@ pub struct Config {
     pub ingest: IngestConfig,
     #[serde(default)]
     pub sync: SyncConfig,
+    /// Who may use the dashboard and the API.
+    #[serde(default)]
+    pub dashboard: DashboardConfig,
     /// Webhook senders, by the name used in `POST /hooks/{name}`.
     #[serde(default)]
     pub sources: BTreeMap<String, SourceConfig>,
+}
+
+/// Dashboard and API access. With no users and no tokens both are open (fine on loopback only).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DashboardConfig {
+    /// People who log in: name, an Argon2 hash (`handoff hash-password`), role.
+    pub users: Vec<UserConfig>,
+    /// Bearer tokens for scripts and the CLI, read from the environment.
+    pub tokens: Vec<TokenConfig>,
+    /// Mark the session cookie `Secure` (set when users reach handoff over https).
+    pub secure_cookies: bool,
+    /// A session ends this long after login.
+    pub session_hours: u64,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        DashboardConfig {
+            users: Vec::new(),
+            tokens: Vec::new(),
+            secure_cookies: false,
+            session_hours: 12,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub name: String,
+    pub password_hash: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    pub name: String,
+    pub token_env: String,
+    pub role: Role,
+}
+
+/// `viewer` sees everything and changes nothing; `operator` may also act.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Viewer,
+    Operator,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -30,6 +30,7 @@ pub mod envelope;
 pub mod ingest;
 pub mod journal;
 pub mod mapping;
+pub mod metrics;
 pub mod operate;
 pub mod queue;
 pub mod store;

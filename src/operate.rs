@@ -21,6 +21,9 @@ pub struct Target {
     /// Print the API's JSON answer instead of a table.
     #[arg(long, global = true)]
     json: bool,
+    /// A bearer token of the `[dashboard] tokens` list (when the API needs one).
+    #[arg(long, global = true, env = "HANDOFF_API_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -267,10 +270,18 @@ impl Api {
                 format!("http://{}", config.listen)
             }
         };
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = &target.token {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .context("the API token has characters a header cannot carry")?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         Ok(Api {
             base,
             client: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(30))
+                .default_headers(headers)
                 .build()?,
             runtime: tokio::runtime::Builder::new_current_thread()
                 .enable_all()

@@ -7,7 +7,8 @@
 #   venv/          a Python virtualenv with the senders' signing libraries (PyPI)
 #   node_modules/  Stripe's Node library (npm)
 # and target/tryton/: the Tryton 8.2 ERP (PyPI, SQLite), started on 127.0.0.1:8069 for the
-# adapter tests and stopped by its PID when this script exits.
+# adapter tests and stopped by its PID when this script exits. Debian's chromium and
+# chromium-driver are installed (apt) when missing, for the dashboard's browser test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +26,14 @@ step "reference signing library (npm: stripe)"
 if [ ! -d "$ref/node_modules/stripe" ]; then
   npm install --silent --no-audit --no-fund --prefix "$ref" stripe@23.1.0 >/dev/null
 fi
+
+step "Chromium and ChromeDriver (Debian: chromium, chromium-driver) for the dashboard test"
+if ! command -v chromedriver >/dev/null || [ ! -x /usr/bin/chromium ]; then
+  sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+chromedriver --version
 
 step "Tryton ERP (PyPI: trytond 8.2 + sale; SQLite) on 127.0.0.1:8069"
 tryton_data="$PWD/target/tryton/data"

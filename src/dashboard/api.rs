@@ -47,7 +47,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
 }
 
 /// An API error: a status and `{"error": {"code", "message"}}`.
-pub struct ApiError(StatusCode, &'static str, String);
+pub struct ApiError(pub StatusCode, pub &'static str, pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -81,6 +81,12 @@ fn not_found(what: &str) -> ApiError {
 }
 
 async fn overview(State(engine): Shared) -> Answer {
+    Ok(Json(overview_data(&engine)))
+}
+
+/// Waiting jobs per connector and state, outcomes since start (per connector and per flow),
+/// the oldest waiting job, the connectors, the last hour's deliveries per minute, the pollers.
+pub fn overview_data(engine: &Engine) -> Value {
     let mut per_connector: BTreeMap<String, BTreeMap<&str, u64>> = BTreeMap::new();
     for ((connector, state), count) in engine.queue.counts() {
         *per_connector
@@ -90,39 +96,64 @@ async fn overview(State(engine): Shared) -> Answer {
             .or_default() += count;
     }
     let mut outcomes: BTreeMap<String, BTreeMap<&str, u64>> = BTreeMap::new();
-    for ((connector, state), count) in engine.metrics.outcomes() {
+    for ((connector, outcome), count) in engine.metrics.outcomes() {
         outcomes
             .entry(connector)
             .or_default()
-            .insert(state.as_str(), count);
+            .insert(outcome, count);
+    }
+    let mut flows: BTreeMap<String, BTreeMap<&str, u64>> = BTreeMap::new();
+    for ((flow, outcome), count) in engine.metrics.flow_outcomes() {
+        flows.entry(flow).or_default().insert(outcome, count);
     }
     let oldest = engine
         .queue
         .oldest_open()
         .and_then(|id| engine.queue.get(id).ok());
-    Ok(Json(json!({
+    let now = engine.queue.clock.now_ms();
+    json!({
         "journal": { "events": engine.journal.len() },
         "waiting": per_connector,
         "outcomes_since_start": outcomes,
-        "oldest_waiting": oldest.map(|job| json!({"id": job.id, "state": job.state, "created_ms": job.created_ms, "flow": job.flow})),
+        "flows_since_start": flows,
+        "oldest_waiting": oldest.map(|job| json!({"id": job.id, "state": job.state, "created_ms": job.created_ms, "flow": job.flow, "connector": job.connector, "reason": job.reason})),
         "connectors": engine.connectors.values().map(|c| c.status()).collect::<Vec<_>>(),
-    })))
+        "last_hour": engine.metrics.last_hour(now),
+        "now_ms": now,
+    })
 }
 
-#[derive(Debug, Deserialize)]
-struct JobFilter {
-    state: Option<String>,
-    flow: Option<String>,
-    connector: Option<String>,
+#[derive(Debug, Default, Deserialize)]
+pub struct JobFilter {
+    pub state: Option<String>,
+    pub flow: Option<String>,
+    pub connector: Option<String>,
     /// A CRM or ERP record id, or the ordering key.
-    record: Option<String>,
-    reason: Option<String>,
-    before: Option<JobId>,
-    limit: Option<usize>,
+    pub record: Option<String>,
+    pub reason: Option<String>,
+    /// Created at or after this time (RFC 3339 or a date).
+    pub since: Option<String>,
+    pub before: Option<JobId>,
+    pub limit: Option<usize>,
 }
 
 async fn list_jobs(State(engine): Shared, Query(filter): Query<JobFilter>) -> Answer {
-    let state = match &filter.state {
+    Ok(Json(list_data(&engine, &filter)?))
+}
+
+/// One page of jobs, newest first: `jobs`, and `next_before` when there may be more.
+pub fn list_data(engine: &Engine, filter: &JobFilter) -> Result<Value, ApiError> {
+    let since_ms = match empty(&filter.since) {
+        Some(text) => Some(parse_since(text).ok_or_else(|| {
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                "bad_filter",
+                format!("since {text:?} is not a date (2026-11-23) or an RFC 3339 time"),
+            )
+        })?),
+        None => None,
+    };
+    let state = match &empty(&filter.state) {
         Some(text) => Some(queue::State::parse(text).ok_or_else(|| {
             ApiError(
                 StatusCode::BAD_REQUEST,
@@ -133,31 +164,53 @@ async fn list_jobs(State(engine): Shared, Query(filter): Query<JobFilter>) -> An
         None => None,
     };
     let limit = filter.limit.unwrap_or(50).clamp(1, 500);
+    let (flow, connector, reason, record) = (
+        empty(&filter.flow),
+        empty(&filter.connector),
+        empty(&filter.reason),
+        empty(&filter.record),
+    );
     let keep = |job: &Job| {
         state.is_none_or(|s| job.state == s)
-            && filter.flow.as_deref().is_none_or(|f| job.flow == f)
-            && filter
-                .connector
-                .as_deref()
-                .is_none_or(|c| job.connector == c)
-            && filter
-                .reason
-                .as_deref()
-                .is_none_or(|r| job.reason.as_ref().is_some_and(|x| x.code == r))
-            && filter.record.as_deref().is_none_or(|r| {
+            && flow.is_none_or(|f| job.flow == f)
+            && connector.is_none_or(|c| job.connector == c)
+            && reason.is_none_or(|r| job.reason.as_ref().is_some_and(|x| x.code == r))
+            && since_ms.is_none_or(|t| job.created_ms >= t)
+            && record.is_none_or(|r| {
                 job.object_id.as_deref() == Some(r)
                     || job.order_key == r
                     || job.external_id.as_deref() == Some(r)
             })
     };
-    let jobs = engine.queue.list(filter.before, limit, keep)?;
-    let next = (jobs.len() == limit)
-        .then(|| jobs.last().map(|j| j.id))
-        .flatten();
-    Ok(Json(json!({ "jobs": jobs, "next_before": next })))
+    let scope = match (record, state) {
+        (Some(record), _) => queue::Scope::Record(record),
+        (None, Some(state)) if state.is_held_in_memory() => queue::Scope::State(state),
+        _ => queue::Scope::All { since_ms },
+    };
+    let page = engine.queue.list(scope, filter.before, limit, keep)?;
+    Ok(json!({ "jobs": page.jobs, "next_before": page.next_before }))
+}
+
+/// A filter's text, when it says something.
+fn empty(text: &Option<String>) -> Option<&str> {
+    text.as_deref().map(str::trim).filter(|t| !t.is_empty())
+}
+
+/// `2026-11-23` (midnight UTC) or an RFC 3339 time, as ms since the epoch.
+fn parse_since(text: &str) -> Option<i64> {
+    if let Ok(time) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Some(time.timestamp_millis());
+    }
+    let day = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
+    Some(day.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis())
 }
 
 async fn show_job(State(engine): Shared, Path(id): Path<JobId>) -> Answer {
+    Ok(Json(job_data(&engine, id)?))
+}
+
+/// A job with its idempotency key, attempts, event, cross-references and order status.
+pub fn job_data(engine: &Engine, id: JobId) -> Result<Value, ApiError> {
     let job = engine.queue.get(id)?;
     let attempts = engine.queue.attempts(id)?;
     let event = engine.journal.read(job.seq, job.at).ok().map(event_json);
@@ -167,14 +220,14 @@ async fn show_job(State(engine): Shared, Path(id): Path<JobId>) -> Answer {
         None => Vec::new(),
     };
     let order_status = records::status(tree, &job.order_key)?;
-    Ok(Json(json!({
+    Ok(json!({
         "job": job,
         "idempotency_key": job.idempotency_key(),
         "attempts": attempts,
         "event": event,
         "xrefs": xrefs,
         "order_status": order_status,
-    })))
+    }))
 }
 
 fn event_json(envelope: Envelope) -> Value {
@@ -232,21 +285,32 @@ struct Bulk {
 }
 
 async fn bulk(State(engine): Shared, Json(bulk): Json<Bulk>) -> Answer {
+    let done = bulk_act(&engine, &bulk.reason, bulk.action)?;
+    Ok(Json(json!({ "count": done.len(), "jobs": done })))
+}
+
+/// Retries or skips every dead letter with this reason code.
+pub fn bulk_act(engine: &Engine, reason: &str, action: Action) -> Result<Vec<JobId>, ApiError> {
     let mut done = Vec::new();
     for id in engine.queue.ids_in(queue::State::Dead) {
         let matches = engine
             .queue
             .entry(id)
-            .is_some_and(|e| e.reason.as_deref() == Some(bulk.reason.as_str()));
+            .is_some_and(|e| e.reason.as_deref() == Some(reason));
         if matches {
-            engine.queue.act(id, bulk.action)?;
+            engine.queue.act(id, action)?;
             done.push(id);
         }
     }
-    Ok(Json(json!({ "count": done.len(), "jobs": done })))
+    Ok(done)
 }
 
 async fn dead_letters(State(engine): Shared) -> Answer {
+    Ok(Json(dead_data(&engine)))
+}
+
+/// Dead letters grouped by reason code, with an example message per group.
+pub fn dead_data(engine: &Engine) -> Value {
     let mut groups: BTreeMap<String, Vec<JobId>> = BTreeMap::new();
     for id in engine.queue.ids_in(queue::State::Dead) {
         let reason = engine
@@ -268,7 +332,7 @@ async fn dead_letters(State(engine): Shared) -> Answer {
             json!({"reason": reason, "count": ids.len(), "jobs": ids, "example": example})
         })
         .collect();
-    Ok(Json(json!({ "groups": groups })))
+    json!({ "groups": groups })
 }
 
 async fn connectors(State(engine): Shared) -> Answer {

@@ -70,6 +70,8 @@ pub struct Ingest {
     interest: Arc<Interest>,
     journal: Arc<Journal>,
     max_body_bytes: usize,
+    /// Ack latencies (shared with the engine's by `App::build`).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Ingest {
@@ -94,6 +96,7 @@ impl Ingest {
             interest,
             journal,
             max_body_bytes: config.ingest.max_body_bytes,
+            metrics: Arc::default(),
         };
         Ok((ingest, warnings))
     }
@@ -337,7 +340,8 @@ pub async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match ingest.receive(&source, &method, &uri, &headers, body).await {
+    let started = std::time::Instant::now();
+    let response = match ingest.receive(&source, &method, &uri, &headers, body).await {
         Ok(response) => response,
         Err(error) => {
             match &error {
@@ -348,5 +352,14 @@ pub async fn receive(
             }
             error.into_response()
         }
+    };
+    if ingest.sources.contains_key(&source) {
+        let outcome = match response.status().as_u16() {
+            200..=299 => "accepted",
+            500..=599 => "unavailable",
+            _ => "refused",
+        };
+        ingest.metrics.ack(&source, outcome, started.elapsed());
     }
+    response
 }

@@ -52,6 +52,11 @@ impl State {
         State::ALL.into_iter().find(|s| s.as_str() == text)
     }
 
+    /// Kept in the in-memory schedule (open jobs and dead letters), so listing by it is quick.
+    pub fn is_held_in_memory(self) -> bool {
+        self.is_open() || self == State::Dead
+    }
+
     /// Still to be worked on by handoff (dead letters wait for a person, not for handoff).
     pub fn is_open(self) -> bool {
         matches!(

@@ -14,6 +14,7 @@
 //! s/<order key>              furthest order status written back for that order
 //! e/<record id>              fields handoff itself wrote to a CRM record (echo detection)
 //! p/<connector>[\0<order>]    a status poller's cursor, and milestones emitted per order (sync/poll.rs)
+//! r/<record id>\0<id u64 BE>  the jobs of a record (CRM id, order key, id in the target), for search
 //! ```
 
 use super::job::JobId;
@@ -30,6 +31,7 @@ pub const VERSION: &[u8] = b"v/";
 pub const STATUS: &[u8] = b"s/";
 pub const ECHO: &[u8] = b"e/";
 pub const POLL: &[u8] = b"p/";
+pub const RECORD: &[u8] = b"r/";
 
 pub fn job(id: JobId) -> Vec<u8> {
     [JOB, &id.to_be_bytes()].concat()
@@ -45,6 +47,20 @@ pub fn attempt(id: JobId, n: u32) -> Vec<u8> {
 
 pub fn attempts(id: JobId) -> Vec<u8> {
     [ATTEMPT, &id.to_be_bytes()].concat()
+}
+
+/// The index entry of a job under one of its record ids.
+pub fn record(record: &str, id: JobId) -> Vec<u8> {
+    let mut key = record_prefix(record);
+    key.extend_from_slice(&id.to_be_bytes());
+    key
+}
+
+/// Where a record's index entries start.
+pub fn record_prefix(record: &str) -> Vec<u8> {
+    let mut key = text(RECORD, &[record]);
+    key.push(0);
+    key
 }
 
 /// A key under `prefix` made of text parts joined by NUL.

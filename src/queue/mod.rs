@@ -148,6 +148,9 @@ impl Queue {
             let entry = entry_of(job);
             batch.insert(keys::job(job.id), encode(job));
             batch.insert(keys::open(job.id), encode(&entry));
+            for record in job.object_id.iter().chain(std::iter::once(&job.order_key)) {
+                batch.insert(keys::record(record, job.id), &[]);
+            }
             entries.push((job.id, entry));
         }
         batch.insert(keys::CURSOR, encode(&cursor));
@@ -238,6 +241,9 @@ impl Queue {
                     released.push(waiting);
                 }
             }
+        }
+        if let Some(external_id) = &job.external_id {
+            batch.insert(keys::record(external_id, job.id), &[]);
         }
         stage(&mut batch, &job);
         self.tree.apply_batch(batch)?;
@@ -386,26 +392,66 @@ impl Queue {
             .collect()
     }
 
-    /// Jobs newest first, below `before` (an id, for paging), that `keep` accepts.
+    /// Jobs newest first, below `before` (an id, for paging), within `scope`, that `keep`
+    /// accepts. A scan stops after [`SCAN_BUDGET`] jobs so that a page costs a bounded time;
+    /// `next_before` then says where the next page starts.
     pub fn list(
         &self,
+        scope: Scope<'_>,
         before: Option<JobId>,
         limit: usize,
         keep: impl Fn(&Job) -> bool,
-    ) -> Result<Vec<Job>, QueueError> {
-        let end = keys::job(before.unwrap_or(JobId::MAX));
-        let mut out = Vec::new();
-        for item in self.tree.range(keys::job(0)..end).rev() {
-            let (key, value) = item?;
-            let job: Job = decode(&key, &value)?;
+    ) -> Result<Page, QueueError> {
+        let before = before.unwrap_or(JobId::MAX);
+        let ids: Box<dyn Iterator<Item = Result<JobId, QueueError>>> = match scope {
+            Scope::State(state) => {
+                let mut ids = self.ids_in(state);
+                ids.truncate(ids.partition_point(|id| *id < before));
+                Box::new(ids.into_iter().rev().map(Ok))
+            }
+            Scope::Record(record) => {
+                let prefix = keys::record_prefix(record);
+                let start = prefix.clone();
+                let mut end = prefix.clone();
+                end.extend_from_slice(&before.to_be_bytes());
+                Box::new(self.tree.range(start..end).rev().map(move |item| {
+                    let (key, _) = item?;
+                    let bytes: [u8; 8] = key[prefix.len()..].try_into().expect("u64 id");
+                    Ok(JobId::from_be_bytes(bytes))
+                }))
+            }
+            Scope::All { .. } => Box::new(
+                self.tree
+                    .range(keys::job(0)..keys::job(before))
+                    .keys()
+                    .rev()
+                    .map(|key| Ok(keys::id_of(&key?))),
+            ),
+        };
+        let since_ms = match scope {
+            Scope::All { since_ms } => since_ms,
+            _ => None,
+        };
+        let mut page = Page::default();
+        for (scanned, id) in ids.enumerate() {
+            let id = id?;
+            if scanned == SCAN_BUDGET {
+                page.next_before = Some(id + 1);
+                break;
+            }
+            let Ok(job) = self.read(id) else { continue };
+            if since_ms.is_some_and(|t| job.created_ms < t) {
+                break;
+            }
             if keep(&job) {
-                out.push(job);
-                if out.len() == limit {
+                page.jobs.push(job);
+                if page.jobs.len() == limit {
+                    page.next_before = Some(id);
                     break;
                 }
             }
         }
-        Ok(out)
+        Ok(page)
     }
 
     /// Ids of the jobs the schedule holds in `state` (open states and dead letters).
@@ -487,6 +533,28 @@ fn place(lines: &mut Lines, job: &Job, now: i64) {
         _ => lines.insert(job.id, entry_of(job), now),
     }
 }
+
+/// Which jobs a listing walks through.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    /// Every job, newest first, back to `since_ms` (jobs are numbered in arrival order).
+    All { since_ms: Option<i64> },
+    /// The jobs the schedule holds in this state (open ones and dead letters).
+    State(State),
+    /// The jobs of one record (CRM id, order key or id in the target), by the record index.
+    Record(&'a str),
+}
+
+/// One page of a listing.
+#[derive(Debug, Default)]
+pub struct Page {
+    pub jobs: Vec<Job>,
+    /// Pass as `before` for the next page; none when the listing is complete.
+    pub next_before: Option<JobId>,
+}
+
+/// Jobs one listing page looks at, at most.
+pub const SCAN_BUDGET: usize = 20_000;
 
 pub fn entry_of(job: &Job) -> Entry {
     Entry {

@@ -30,7 +30,7 @@ pub mod router;
 pub mod status;
 mod version;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,7 +45,7 @@ use crate::journal::Journal;
 use crate::mapping::Mapping;
 use crate::mapping::live::LiveMappings;
 use crate::queue::retry::RetryPolicy;
-use crate::queue::{Queue, Reason, State};
+use crate::queue::{Queue, Reason};
 pub use breaker::{Admit, Breaker};
 
 /// A connector at run time: its adapter, breaker and pause switch.
@@ -55,6 +55,10 @@ pub struct Live {
     paused: Mutex<Option<String>>,
     /// Signalled on resume and when a probe's result is in.
     changed: Notify,
+    /// The last failed delivery: when (ms) and why.
+    last_error: Mutex<Option<(i64, String)>>,
+    /// The status poller's last success (ms) and last error, when the connector has one.
+    polled: Mutex<(Option<i64>, Option<String>)>,
 }
 
 impl Live {
@@ -64,6 +68,8 @@ impl Live {
             connector,
             paused: Mutex::new(None),
             changed: Notify::new(),
+            last_error: Mutex::new(None),
+            polled: Mutex::new((None, None)),
         }
     }
 
@@ -130,8 +136,42 @@ impl Live {
     }
 
     /// What operators see of it.
+    pub fn note_error(&self, at_ms: i64, message: &str) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((at_ms, crate::adapters::cut(message, 300)));
+    }
+
+    /// Records a poll's outcome: `Ok` at `now_ms`, or its error.
+    pub fn note_poll(&self, now_ms: i64, result: Result<(), String>) {
+        let mut polled = self.polled.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(()) => *polled = (Some(now_ms), None),
+            Err(error) => polled.1 = Some(error),
+        }
+    }
+
     pub fn status(&self) -> ConnectorStatus {
+        let last_error = self
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .map(|(at_ms, message)| LastError { at_ms, message });
+        let poller = self.connector.poller.as_ref().map(|poller| {
+            let (last_ok_ms, last_error) = self
+                .polled
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            PollerStatus {
+                every_secs: poller.every().as_secs(),
+                last_ok_ms,
+                last_error,
+            }
+        });
         ConnectorStatus {
+            last_error,
+            poller,
             name: self.name().to_owned(),
             kind: self.adapter().kind(),
             role: self.connector.role,
@@ -154,30 +194,22 @@ pub struct ConnectorStatus {
     pub concurrency: usize,
     pub circuit: &'static str,
     pub paused: Option<String>,
+    pub last_error: Option<LastError>,
+    pub poller: Option<PollerStatus>,
 }
 
-/// Outcomes per connector and state since start.
-#[derive(Default)]
-pub struct Metrics {
-    outcomes: Mutex<HashMap<(String, State), u64>>,
+#[derive(Debug, Clone, Serialize)]
+pub struct LastError {
+    pub at_ms: i64,
+    pub message: String,
 }
 
-impl Metrics {
-    pub fn record(&self, connector: &str, state: State) {
-        *self
-            .outcomes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry((connector.to_owned(), state))
-            .or_default() += 1;
-    }
-
-    pub fn outcomes(&self) -> HashMap<(String, State), u64> {
-        self.outcomes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
+/// A status poller's health: its lag is now minus `last_ok_ms`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PollerStatus {
+    pub every_secs: u64,
+    pub last_ok_ms: Option<i64>,
+    pub last_error: Option<String>,
 }
 
 pub struct Engine {
@@ -186,7 +218,7 @@ pub struct Engine {
     pub mappings: Arc<LiveMappings>,
     pub connectors: BTreeMap<String, Arc<Live>>,
     pub config: SyncConfig,
-    pub metrics: Metrics,
+    pub metrics: Arc<crate::metrics::Metrics>,
     stop: watch::Sender<bool>,
 }
 
@@ -208,7 +240,7 @@ impl Engine {
             mappings,
             connectors,
             config,
-            metrics: Metrics::default(),
+            metrics: Arc::default(),
             stop: watch::channel(false).0,
         })
     }

@@ -24,7 +24,12 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
-        match once(&engine, &name, poller.as_ref()).await {
+        let result = once(&engine, &name, poller.as_ref()).await;
+        if let Some(live) = engine.connector(&name) {
+            let now = engine.queue.clock.now_ms();
+            live.note_poll(now, result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+        }
+        match result {
             Ok(0) => {}
             Ok(emitted) => {
                 tracing::info!(connector = %name, emitted, "order status changes polled")

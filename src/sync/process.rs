@@ -62,10 +62,14 @@ pub async fn process(engine: &Engine, live: &Live, mut job: Job) -> Result<(), Q
         reason: job.reason.clone(),
     };
     let state = job.state;
+    let flow = job.flow.clone();
+    let took = std::time::Duration::from_millis(attempt.duration_ms);
     engine
         .queue
         .settle(job, Some(attempt), effects, &releases)?;
-    engine.metrics.record(live.name(), state);
+    engine
+        .metrics
+        .delivery(&flow, live.name(), state.as_str(), took, now);
     Ok(())
 }
 
@@ -279,6 +283,7 @@ async fn attempt(engine: &Engine, live: &Live, job: &mut Job) -> Result<Settled,
 fn failed(engine: &Engine, live: &Live, job: &mut Job, failure: Failure) -> Settled {
     let now = engine.queue.clock.now_ms();
     let code = class_code(failure.class);
+    live.note_error(now, &failure.message);
     match failure.class {
         Class::Transient | Class::InDoubt | Class::RateLimited => {
             if failure.class != Class::RateLimited {
@@ -372,4 +377,33 @@ fn shortage_text(short: &[Shortage]) -> String {
 
 fn secs(secs: u64) -> i64 {
     i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX / 2)
+}
+
+/// Maps `data` for `job` with the mapping in force, as a delivery would, without sending or
+/// storing anything: the document, or why it cannot be made (the dashboard's preview).
+pub fn dry_run(engine: &Engine, job: &Job, data: &Value) -> Result<Value, String> {
+    let loaded = engine.mappings.current();
+    let mapping = loaded
+        .mappings
+        .iter()
+        .find(|m| m.flow == job.flow)
+        .ok_or_else(|| format!("no mapping for flow {:?} is loaded", job.flow))?;
+    let keys = mapping
+        .keys(data, &loaded.lookups)
+        .map_err(|e| e.to_string())?;
+    let mut context = Context::default();
+    for (kind, id) in &keys.requires {
+        let xref = records::xref(engine.queue.tree(), &job.connector, kind, id)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("would wait for {kind} {id}, not yet in {}", job.connector))?;
+        context
+            .xrefs
+            .entry(kind.clone())
+            .or_insert_with(HashMap::new)
+            .insert(id.clone(), xref.external_id);
+    }
+    let document = mapping
+        .apply(data, &loaded.lookups, &context)
+        .map_err(|e| e.to_string())?;
+    Ok(document.body)
 }
