@@ -32,6 +32,11 @@ pub fn text(value: &Value) -> String {
     }
 }
 
+/// The elements of a JSON array (none for anything else).
+pub fn items(value: &Value) -> impl DoubleEndedIterator<Item = &Value> {
+    value.as_array().into_iter().flatten()
+}
+
 /// Milliseconds since the epoch as `2026-11-23 10:15:02 UTC`.
 pub fn time(ms: &Value) -> String {
     ms.as_i64()

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::api::{self, ApiError, JobFilter};
 use super::auth::{self, Auth, Who};
-use super::html::{self, button, csrf, esc, page, state, table, text, time};
+use super::html::{self, button, csrf, esc, items, page, state, table, text, time};
 use crate::mapping::live::LiveMappings;
 use crate::queue::{Action, JobId};
 use crate::sync::Engine;
@@ -201,10 +201,7 @@ fn live_html(engine: &Engine) -> String {
         &flows,
     ));
     out.push_str("<h2>Connectors</h2>");
-    let rows: Vec<Vec<String>> = data["connectors"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let rows: Vec<Vec<String>> = items(&data["connectors"])
         .map(|c| {
             let name = text(&c["name"]);
             let waiting = &data["waiting"][&name];
@@ -261,10 +258,7 @@ fn live_html(engine: &Engine) -> String {
 /// Delivered (green) and failed (red) attempts per minute over the last hour, as SVG bars.
 fn chart(minutes: &Value, now_ms: i64) -> String {
     let now_minute = now_ms / 60_000;
-    let bars: BTreeMap<i64, (u64, u64)> = minutes
-        .as_array()
-        .into_iter()
-        .flatten()
+    let bars: BTreeMap<i64, (u64, u64)> = items(minutes)
         .map(|m| {
             (
                 m["minute"].as_i64().unwrap_or(0),
@@ -340,12 +334,7 @@ async fn events(
         value(&filter.connector),
         value(&filter.since),
     );
-    let rows: Vec<Vec<String>> = data["jobs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(job_row)
-        .collect();
+    let rows: Vec<Vec<String>> = items(&data["jobs"]).map(job_row).collect();
     body.push_str(&table(
         &[
             "job", "flow", "CRM id", "ERP id", "state", "reason", "created",
@@ -413,10 +402,7 @@ async fn detail(
         ));
     }
     body.push_str("</p><h2>Attempts</h2>");
-    let attempts: Vec<Vec<String>> = data["attempts"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let attempts: Vec<Vec<String>> = items(&data["attempts"])
         .map(|a| {
             vec![
                 a["n"].to_string(),
@@ -446,10 +432,7 @@ async fn detail(
         esc(&text(&data["event"]["raw_body"]))
     ));
     body.push_str("<h2>Cross-references</h2>");
-    let xrefs: Vec<Vec<String>> = data["xrefs"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let xrefs: Vec<Vec<String>> = items(&data["xrefs"])
         .map(|x| {
             ["system", "kind", "crm_id", "external_id"]
                 .map(|k| esc(&text(&x[k])))
@@ -469,13 +452,7 @@ async fn detail(
             ..JobFilter::default()
         },
     ) {
-        Ok(list) => list["jobs"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|j| j["flow"] != job["flow"] || j["id"] == job["id"])
-            .map(job_row)
-            .collect(),
+        Ok(list) => items(&list["jobs"]).map(job_row).collect(),
         Err(_) => Vec::new(),
     };
     body.push_str("<h3>Every job of this order</h3>");
@@ -609,7 +586,7 @@ async fn act(State(ui): Shared, Path((id, action)): Path<(JobId, String)>) -> Re
 async fn dead(State(ui): Shared, Extension(who): Extension<Who>) -> Html<String> {
     let data = api::dead_data(&ui.engine);
     let mut body = String::new();
-    for group in data["groups"].as_array().into_iter().flatten() {
+    for group in items(&data["groups"]) {
         let reason = text(&group["reason"]);
         body.push_str(&format!(
             "<h2 class=group>{} <small>({} jobs)</small></h2><p>e.g. {}</p>",
@@ -627,10 +604,7 @@ async fn dead(State(ui): Shared, Extension(who): Extension<Who>) -> Html<String>
                 ));
             }
         }
-        let ids: Vec<u64> = group["jobs"]
-            .as_array()
-            .into_iter()
-            .flatten()
+        let ids: Vec<u64> = items(&group["jobs"])
             .filter_map(Value::as_u64)
             .rev()
             .take(50)
