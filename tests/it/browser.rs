@@ -302,7 +302,11 @@ async fn an_operator_fixes_a_dead_letter_in_the_browser_and_a_viewer_cannot_act(
         ))
         .await;
     browser.click("#preview").await;
-    let preview = browser.text("#preview-ok").await;
+    // The new page may still be loading when the element first appears: wait for its text.
+    let preview = eventually(10, "the preview", async || {
+        Some(browser.text("#preview-ok").await).filter(|t| !t.is_empty())
+    })
+    .await;
     assert!(preview.contains("mapped document"), "{preview}");
     let document = browser.text("main pre").await;
     assert!(document.contains("\"unit_price\": 12.50"), "{document}");
