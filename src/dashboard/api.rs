@@ -309,31 +309,28 @@ async fn dead_letters(State(engine): Shared) -> Answer {
     Ok(Json(dead_data(&engine)))
 }
 
-/// Dead letters grouped by reason code, with an example message per group.
+/// Dead letters grouped by reason code: the count, an example message, and the newest
+/// [`GROUP_IDS`] job ids of each group (bulk actions name the reason, not the ids).
 pub fn dead_data(engine: &Engine) -> Value {
-    let mut groups: BTreeMap<String, Vec<JobId>> = BTreeMap::new();
-    for id in engine.queue.ids_in(queue::State::Dead) {
-        let reason = engine
-            .queue
-            .entry(id)
-            .and_then(|e| e.reason)
-            .unwrap_or_default();
-        groups.entry(reason).or_default().push(id);
-    }
-    let groups: Vec<Value> = groups
+    let groups: Vec<Value> = engine
+        .queue
+        .groups(queue::State::Dead, GROUP_IDS)
         .into_iter()
-        .map(|(reason, ids)| {
+        .map(|(reason, (count, ids))| {
             let example = engine
                 .queue
                 .get(ids[0])
                 .ok()
                 .and_then(|j| j.reason)
                 .map(|r| r.message);
-            json!({"reason": reason, "count": ids.len(), "jobs": ids, "example": example})
+            json!({"reason": reason, "count": count, "jobs": ids, "example": example})
         })
         .collect();
     json!({ "groups": groups })
 }
+
+/// Job ids listed per dead-letter group, newest first.
+pub const GROUP_IDS: usize = 50;
 
 async fn connectors(State(engine): Shared) -> Answer {
     let list: Vec<_> = engine.connectors.values().map(|c| c.status()).collect();

@@ -604,11 +604,7 @@ async fn dead(State(ui): Shared, Extension(who): Extension<Who>) -> Html<String>
                 ));
             }
         }
-        let ids: Vec<u64> = items(&group["jobs"])
-            .filter_map(Value::as_u64)
-            .rev()
-            .take(50)
-            .collect();
+        let ids: Vec<u64> = items(&group["jobs"]).filter_map(Value::as_u64).collect();
         let rows: Vec<Vec<String>> = ids
             .iter()
             .filter_map(|id| ui.engine.queue.get(*id).ok())

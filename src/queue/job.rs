@@ -10,7 +10,7 @@ pub type JobId = u64;
 /// Where a job is in its life. `Ready`, `Leased` and `Retrying` hold their place in the line of
 /// their ordering key; `Parked` and `Held` step out of it until released; the last four are
 /// settled (`Dead` until an operator retries, resubmits or skips it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     Ready,

@@ -9,7 +9,7 @@
 //! - `Parked` jobs wait in `parked` under the dependency they need; `Held` jobs wait under their
 //!   key; both have a timer (give up / recheck) and re-enter their line in id order.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -32,7 +32,13 @@ pub struct Entry {
 
 #[derive(Default)]
 pub struct Lines {
-    entries: HashMap<JobId, Entry>,
+    /// Every open job and dead letter, by id (so lists page in id order without sorting).
+    entries: BTreeMap<JobId, Entry>,
+    /// Jobs per (connector, state), kept as entries change (the overview reads it).
+    counts: HashMap<(Arc<str>, State), u64>,
+    /// The ids of entries in every state but `Ready` (the bulk of a backlog, listed by walking
+    /// `entries`): dead letters, parked and held jobs list without a full walk.
+    by_state: BTreeSet<(State, JobId)>,
     lines: HashMap<Arc<str>, VecDeque<JobId>>,
     busy: HashSet<Arc<str>>,
     ready: HashMap<Arc<str>, VecDeque<JobId>>,
@@ -45,6 +51,43 @@ pub struct Lines {
 impl Lines {
     pub fn get(&self, id: JobId) -> Option<&Entry> {
         self.entries.get(&id)
+    }
+
+    /// Stores an entry, keeping the counts and the state index.
+    fn put(&mut self, id: JobId, entry: Entry) {
+        self.take(id);
+        self.note(id, &entry, true);
+        self.entries.insert(id, entry);
+    }
+
+    /// Drops an entry, keeping the counts and the state index.
+    fn take(&mut self, id: JobId) -> Option<Entry> {
+        let entry = self.entries.remove(&id)?;
+        self.note(id, &entry, false);
+        Some(entry)
+    }
+
+    /// Counts `entry` in (`added`) or out of the counts and the state index.
+    fn note(&mut self, id: JobId, entry: &Entry, added: bool) {
+        let count = self
+            .counts
+            .entry((entry.connector.clone(), entry.state))
+            .or_default();
+        if added {
+            *count += 1;
+        } else {
+            *count -= 1;
+            if *count == 0 {
+                self.counts.remove(&(entry.connector.clone(), entry.state));
+            }
+        }
+        if entry.state != State::Ready {
+            if added {
+                self.by_state.insert((entry.state, id));
+            } else {
+                self.by_state.remove(&(entry.state, id));
+            }
+        }
     }
 
     /// Places a job by its entry's state (a leased job found on open comes back ready, in doubt).
@@ -63,7 +106,7 @@ impl Lines {
                 let line = self.lines.entry(key.clone()).or_default();
                 let at = line.partition_point(|other| *other < id);
                 line.insert(at, id);
-                self.entries.insert(id, entry);
+                self.put(id, entry);
                 self.wake_held(&key);
                 self.promote(&key, now);
             }
@@ -74,17 +117,17 @@ impl Lines {
                 if let Some(on) = &entry.waits_for {
                     self.parked.entry(on.clone()).or_default().push(id);
                 }
-                self.entries.insert(id, entry);
+                self.put(id, entry);
             }
             State::Held => {
                 if let Some(due) = entry.due {
                     self.timers.insert((due, id));
                 }
                 self.held.entry(key.clone()).or_default().push(id);
-                self.entries.insert(id, entry);
+                self.put(id, entry);
             }
             State::Dead => {
-                self.entries.insert(id, entry);
+                self.put(id, entry);
             }
             State::Leased | State::Done | State::Skipped => {}
         }
@@ -94,7 +137,7 @@ impl Lines {
 
     /// Forgets a job (settled, or about to be placed again); the next job of its key may run.
     pub fn remove(&mut self, id: JobId) -> Option<Entry> {
-        let entry = self.entries.remove(&id)?;
+        let entry = self.take(id)?;
         if let Some(due) = entry.due {
             self.timers.remove(&(due, id));
         }
@@ -163,19 +206,22 @@ impl Lines {
             if !self.queued.remove(&id) {
                 continue;
             }
-            let Some(entry) = self.entries.get_mut(&id) else {
+            let Some(entry) = self.entries.get(&id) else {
                 continue;
             };
             let head = self.lines.get(&entry.key).and_then(VecDeque::front) == Some(&id);
             if !head || self.busy.contains(&entry.key) {
                 continue;
             }
+            let mut entry = self.take(id).expect("present");
             if let Some(due) = entry.due.take() {
                 self.timers.remove(&(due, id));
             }
             entry.state = State::Leased;
             self.busy.insert(entry.key.clone());
-            return Some((id, entry.in_doubt));
+            let in_doubt = entry.in_doubt;
+            self.put(id, entry);
+            return Some((id, in_doubt));
         }
         None
     }
@@ -237,33 +283,159 @@ impl Lines {
 
     /// Counts per state and connector of the jobs the schedule holds.
     pub fn counts(&self) -> HashMap<(Arc<str>, State), u64> {
-        let mut counts = HashMap::new();
-        for entry in self.entries.values() {
-            *counts
-                .entry((entry.connector.clone(), entry.state))
-                .or_default() += 1;
-        }
-        counts
+        self.counts.clone()
     }
 
     /// Ids of entries in `state` (dead letters, parked, held…), in id order.
     pub fn ids_in(&self, state: State) -> Vec<JobId> {
-        let mut ids: Vec<JobId> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| e.state == state)
-            .map(|(id, _)| *id)
-            .collect();
-        ids.sort_unstable();
-        ids
+        self.newest_in(state, JobId::MAX, usize::MAX)
+            .into_iter()
+            .rev()
+            .collect()
+    }
+
+    /// Up to `limit` ids of entries in `state` below `before`, newest first.
+    pub fn newest_in(&self, state: State, before: JobId, limit: usize) -> Vec<JobId> {
+        if state == State::Ready {
+            return self
+                .entries
+                .range(..before)
+                .rev()
+                .filter(|(_, e)| e.state == state)
+                .map(|(id, _)| *id)
+                .take(limit)
+                .collect();
+        }
+        self.by_state
+            .range((state, 0)..(state, before))
+            .rev()
+            .map(|(_, id)| *id)
+            .take(limit)
+            .collect()
+    }
+
+    /// Entries in `state` grouped by reason code: (reason, count, up to `keep` newest ids).
+    pub fn groups(&self, state: State, keep: usize) -> BTreeMap<String, (u64, Vec<JobId>)> {
+        let mut groups: BTreeMap<String, (u64, Vec<JobId>)> = BTreeMap::new();
+        for id in self.newest_in(state, JobId::MAX, usize::MAX) {
+            let reason = self.entries[&id].reason.clone().unwrap_or_default();
+            let (count, ids) = groups.entry(reason).or_default();
+            *count += 1;
+            if ids.len() < keep {
+                ids.push(id);
+            }
+        }
+        groups
     }
 
     /// The oldest job still to be worked on.
     pub fn oldest_open(&self) -> Option<JobId> {
         self.entries
             .iter()
+            .find(|(_, e)| e.state.is_open())
+            .map(|(id, _)| *id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn entry(key: u8, connector: u8, state: State, due: Option<i64>) -> Entry {
+        Entry {
+            key: Arc::from(format!("k{key}")),
+            connector: Arc::from(format!("c{connector}")),
+            state,
+            due,
+            waits_for: (state == State::Parked).then(|| ("customer".into(), format!("a{key}"))),
+            reason: (state == State::Dead).then(|| format!("r{}", key % 2)),
+            in_doubt: false,
+        }
+    }
+
+    /// The kept counts and state index agree with a count over the entries themselves.
+    fn check(lines: &Lines) {
+        let mut counts: HashMap<(Arc<str>, State), u64> = HashMap::new();
+        for entry in lines.entries.values() {
+            *counts
+                .entry((entry.connector.clone(), entry.state))
+                .or_default() += 1;
+        }
+        assert_eq!(lines.counts(), counts);
+        for state in State::ALL {
+            let ids: Vec<JobId> = lines
+                .entries
+                .iter()
+                .filter(|(_, e)| e.state == state)
+                .map(|(id, _)| *id)
+                .collect();
+            assert_eq!(lines.ids_in(state), ids, "{state:?}");
+            let newest: Vec<JobId> = ids.iter().rev().copied().take(3).collect();
+            assert_eq!(lines.newest_in(state, JobId::MAX, 3), newest);
+        }
+        let oldest = lines
+            .entries
+            .iter()
             .filter(|(_, e)| e.state.is_open())
             .map(|(id, _)| *id)
-            .min()
+            .min();
+        assert_eq!(lines.oldest_open(), oldest);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(JobId, u8, u8, usize),
+        Pop(u8),
+        Remove(JobId),
+        Fire(i64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0..40u64, 0..4u8, 0..2u8, 0..State::ALL.len())
+                .prop_map(|(id, key, c, s)| Op::Insert(id, key, c, s)),
+            (0..2u8).prop_map(Op::Pop),
+            (0..40u64).prop_map(Op::Remove),
+            (0..100i64).prop_map(Op::Fire),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn counts_and_state_index_follow_every_change(ops in prop::collection::vec(op(), 1..120)) {
+            let mut lines = Lines::default();
+            for op in ops {
+                match op {
+                    Op::Insert(id, key, connector, state) => {
+                        let state = State::ALL[state];
+                        lines.insert(id, entry(key, connector, state, Some(id as i64)), 50);
+                    }
+                    Op::Pop(connector) => {
+                        lines.pop_ready(&format!("c{connector}"));
+                    }
+                    Op::Remove(id) => {
+                        lines.remove(id);
+                    }
+                    Op::Fire(now) => {
+                        lines.fire(now);
+                    }
+                }
+                check(&lines);
+            }
+        }
+    }
+
+    #[test]
+    fn groups_count_every_dead_letter_and_keep_the_newest_ids() {
+        let mut lines = Lines::default();
+        for id in 1..=9 {
+            lines.insert(id, entry(id as u8, 0, State::Dead, None), 0);
+        }
+        lines.insert(10, entry(10, 0, State::Ready, None), 0);
+        let groups = lines.groups(State::Dead, 2);
+        assert_eq!(groups["r0"], (4, vec![8, 6]));
+        assert_eq!(groups["r1"], (5, vec![9, 7]));
     }
 }

@@ -21,7 +21,7 @@ pub mod keys;
 mod lines;
 pub mod retry;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -403,12 +403,10 @@ impl Queue {
         keep: impl Fn(&Job) -> bool,
     ) -> Result<Page, QueueError> {
         let before = before.unwrap_or(JobId::MAX);
-        let ids: Box<dyn Iterator<Item = Result<JobId, QueueError>>> = match scope {
-            Scope::State(state) => {
-                let mut ids = self.ids_in(state);
-                ids.truncate(ids.partition_point(|id| *id < before));
-                Box::new(ids.into_iter().rev().map(Ok))
-            }
+        // (id, the job when the walk read it already)
+        type Found = Result<(JobId, Option<Job>), QueueError>;
+        let found: Box<dyn Iterator<Item = Found>> = match scope {
+            Scope::State(state) => Box::new(self.newest_in(state, before).map(|id| Ok((id, None)))),
             Scope::Record(record) => {
                 let prefix = keys::record_prefix(record);
                 let start = prefix.clone();
@@ -417,15 +415,17 @@ impl Queue {
                 Box::new(self.tree.range(start..end).rev().map(move |item| {
                     let (key, _) = item?;
                     let bytes: [u8; 8] = key[prefix.len()..].try_into().expect("u64 id");
-                    Ok(JobId::from_be_bytes(bytes))
+                    Ok((JobId::from_be_bytes(bytes), None))
                 }))
             }
             Scope::All { .. } => Box::new(
                 self.tree
                     .range(keys::job(0)..keys::job(before))
-                    .keys()
                     .rev()
-                    .map(|key| Ok(keys::id_of(&key?))),
+                    .map(|item| {
+                        let (key, value) = item?;
+                        Ok((keys::id_of(&key), decode(&key, &value).ok()))
+                    }),
             ),
         };
         let since_ms = match scope {
@@ -433,13 +433,15 @@ impl Queue {
             _ => None,
         };
         let mut page = Page::default();
-        for (scanned, id) in ids.enumerate() {
-            let id = id?;
+        for (scanned, found) in found.enumerate() {
+            let (id, job) = found?;
             if scanned == SCAN_BUDGET {
                 page.next_before = Some(id + 1);
                 break;
             }
-            let Ok(job) = self.read(id) else { continue };
+            let Some(job) = job.or_else(|| self.read(id).ok()) else {
+                continue;
+            };
             if since_ms.is_some_and(|t| job.created_ms < t) {
                 break;
             }
@@ -457,6 +459,24 @@ impl Queue {
     /// Ids of the jobs the schedule holds in `state` (open states and dead letters).
     pub fn ids_in(&self, state: State) -> Vec<JobId> {
         self.lines().ids_in(state)
+    }
+
+    /// Ids in `state` below `before`, newest first, fetched from the schedule a chunk at a time.
+    fn newest_in(&self, state: State, mut before: JobId) -> impl Iterator<Item = JobId> + '_ {
+        let mut chunk = Vec::new().into_iter();
+        std::iter::from_fn(move || {
+            if chunk.len() == 0 {
+                chunk = self.lines().newest_in(state, before, 256).into_iter();
+            }
+            let id = chunk.next()?;
+            before = id;
+            Some(id)
+        })
+    }
+
+    /// Jobs the schedule holds in `state` by reason code: the count and up to `keep` newest ids.
+    pub fn groups(&self, state: State, keep: usize) -> BTreeMap<String, (u64, Vec<JobId>)> {
+        self.lines().groups(state, keep)
     }
 
     /// The schedule entry of an open or dead job.
@@ -554,7 +574,7 @@ pub struct Page {
 }
 
 /// Jobs one listing page looks at, at most.
-pub const SCAN_BUDGET: usize = 20_000;
+pub const SCAN_BUDGET: usize = 10_000;
 
 pub fn entry_of(job: &Job) -> Entry {
     Entry {

@@ -220,3 +220,106 @@ fn after_a_clean_close_open_jobs_are_not_in_doubt() {
     let queue = open(dir.path());
     assert!(queue.try_lease("erp").unwrap().unwrap().in_doubt);
 }
+
+/// Pages of `limit` through `scope` until `next_before` runs out: the ids in page order.
+fn all_pages(
+    queue: &Queue,
+    scope: impl Fn() -> Scope<'static>,
+    keep: impl Fn(&Job) -> bool,
+) -> Vec<JobId> {
+    let (mut ids, mut before) = (Vec::new(), None);
+    loop {
+        let page = queue.list(scope(), before, 3, &keep).unwrap();
+        ids.extend(page.jobs.iter().map(|job| job.id));
+        match page.next_before {
+            Some(next) => before = Some(next),
+            None => return ids,
+        }
+    }
+}
+
+#[test]
+fn listings_page_newest_first_through_every_scope() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = open(dir.path());
+    let first = queue.allocate_ids(10);
+    let keys = ["A", "B", "C", "A", "B", "C", "A", "B", "C", "A"];
+    let jobs = (0..10)
+        .map(|n| job(first + n, keys[n as usize], "erp"))
+        .collect();
+    queue.enqueue(jobs, Cursor::default()).unwrap();
+    // The heads of A, B and C go dead; the rest stay ready.
+    for _ in 0..3 {
+        let mut leased = queue.try_lease("erp").unwrap().unwrap();
+        leased.state = State::Dead;
+        leased.reason = Some(Reason::new("fix_data", "bad"));
+        queue.settle(leased, None, Vec::new(), &[]).unwrap();
+    }
+    let newest_first = |filter: &dyn Fn(u64) -> bool| -> Vec<JobId> {
+        (0..10)
+            .rev()
+            .filter(|n| filter(*n))
+            .map(|n| first + n)
+            .collect()
+    };
+    assert_eq!(
+        all_pages(&queue, || Scope::All { since_ms: None }, |_| true),
+        newest_first(&|_| true)
+    );
+    assert_eq!(
+        all_pages(&queue, || Scope::State(State::Dead), |_| true),
+        newest_first(&|n| n < 3)
+    );
+    assert_eq!(
+        all_pages(&queue, || Scope::State(State::Ready), |_| true),
+        newest_first(&|n| n >= 3)
+    );
+    assert_eq!(
+        all_pages(&queue, || Scope::Record("A"), |_| true),
+        newest_first(&|n| keys[n as usize] == "A")
+    );
+    assert_eq!(
+        all_pages(
+            &queue,
+            || Scope::State(State::Ready),
+            |job| job.order_key == "B"
+        ),
+        newest_first(&|n| n >= 3 && keys[n as usize] == "B")
+    );
+    let groups = queue.groups(State::Dead, 2);
+    assert_eq!(groups["fix_data"], (3, vec![first + 2, first + 1]));
+    let counts = queue.counts();
+    assert_eq!(counts[&(Arc::from("erp"), State::Dead)], 3);
+    assert_eq!(counts[&(Arc::from("erp"), State::Ready)], 7);
+    assert_eq!(queue.oldest_open(), Some(first + 3));
+}
+
+#[test]
+fn a_scan_stops_after_its_budget_and_says_where_to_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = open(dir.path());
+    let count = SCAN_BUDGET as u64 + 5;
+    let first = queue.allocate_ids(count);
+    let jobs = (0..count).map(|n| job(first + n, "A", "erp")).collect();
+    queue.enqueue(jobs, Cursor::default()).unwrap();
+    let page = queue
+        .list(Scope::All { since_ms: None }, None, 50, |_| false)
+        .unwrap();
+    assert!(page.jobs.is_empty());
+    let next = page.next_before.expect("more to scan");
+    assert_eq!(
+        next,
+        first + 5,
+        "the next page starts below the last job scanned"
+    );
+    let rest = queue
+        .list(Scope::All { since_ms: None }, Some(next), 50, |job| {
+            job.id < first + 2
+        })
+        .unwrap();
+    assert_eq!(
+        rest.jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![first + 1, first]
+    );
+    assert_eq!(rest.next_before, None);
+}

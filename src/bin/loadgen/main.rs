@@ -5,6 +5,7 @@
 //! target/release/loadgen                    # acks: durable webhook acks, and a bare axum baseline
 //! target/release/loadgen --flow orders      # won opportunities → sales orders at a loopback ERP
 //! target/release/loadgen --flow restart     # restart with every order still queued
+//! target/release/loadgen --flow dashboard --requests 1000000 --duration-secs 300
 //! target/release/loadgen --flow tryton --requests 200 --accounts 8 --erp-concurrency 4
 //! target/release/loadgen --target http://127.0.0.1:8080 --secret whsec_…   # an existing server
 //! ```
@@ -14,6 +15,7 @@
 //! `--duration-secs`, whichever comes first; every process it starts is stopped by its PID.
 
 mod client;
+mod dashboard;
 mod orders;
 mod servers;
 mod tryton;
@@ -33,6 +35,8 @@ enum Flow {
     Orders,
     /// Orders queued behind a paused ERP, then a restart: how soon does delivery resume?
     Restart,
+    /// A store of `--requests` jobs (2% dead letters, the rest queued): dashboard pages timed.
+    Dashboard,
     /// Sales orders created in a real Tryton directly and through handoff: the overhead.
     Tryton,
 }
@@ -103,6 +107,7 @@ fn main() -> anyhow::Result<()> {
             Flow::Acks => acks(&args).await,
             Flow::Orders => orders::orders(&args).await,
             Flow::Restart => orders::restart(&args).await,
+            Flow::Dashboard => dashboard::dashboard(&args).await,
             Flow::Tryton => tryton::compare(&args).await,
         }
     })

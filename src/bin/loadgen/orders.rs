@@ -18,15 +18,15 @@ use crate::client::{self, Signed};
 use crate::servers::{self, Spawned};
 
 /// A prepared run: its data dir, config file, and the sink it delivers to.
-struct Bench {
+pub struct Bench {
     dir: PathBuf,
-    config: PathBuf,
+    pub config: PathBuf,
     sink: Spawned,
-    http: reqwest::Client,
+    pub http: reqwest::Client,
 }
 
 impl Bench {
-    fn prepare(args: &Args) -> anyhow::Result<Bench> {
+    pub fn prepare(args: &Args) -> anyhow::Result<Bench> {
         let dir = servers::temp_dir()?;
         let sink = servers::spawn_self("--sink-server")?;
         let connectors = dir.join("connectors");
@@ -53,7 +53,7 @@ impl Bench {
     }
 
     /// Signs the opportunities, starts the sink and handoff, and delivers the accounts.
-    async fn start(args: &Args) -> anyhow::Result<(Bench, Spawned, Vec<Signed>)> {
+    pub async fn start(args: &Args) -> anyhow::Result<(Bench, Spawned, Vec<Signed>)> {
         let ts = chrono::Utc::now().timestamp();
         println!("signing {} won opportunities …", args.requests);
         let opportunities = opportunities(args, ts)?;
@@ -63,7 +63,7 @@ impl Bench {
         Ok((bench, handoff, opportunities))
     }
 
-    async fn get(&self, url: String) -> anyhow::Result<Value> {
+    pub async fn get(&self, url: String) -> anyhow::Result<Value> {
         Ok(self
             .http
             .get(url)
@@ -79,7 +79,12 @@ impl Bench {
     }
 
     /// Polls the sink until `field` reaches `count`, printing progress every 5 s.
-    async fn wait_for(&self, field: &str, count: u64, limit: Duration) -> anyhow::Result<Value> {
+    pub async fn wait_for(
+        &self,
+        field: &str,
+        count: u64,
+        limit: Duration,
+    ) -> anyhow::Result<Value> {
         let start = Instant::now();
         let mut said = Instant::now();
         loop {
@@ -100,7 +105,12 @@ impl Bench {
     }
 
     /// Sends one signed account per customer and waits until the sink has them all.
-    async fn load_accounts(&self, handoff: &Spawned, args: &Args, ts: i64) -> anyhow::Result<()> {
+    pub async fn load_accounts(
+        &self,
+        handoff: &Spawned,
+        args: &Args,
+        ts: i64,
+    ) -> anyhow::Result<()> {
         let accounts = (0..args.accounts)
             .map(|n| {
                 let body = json!({
@@ -126,7 +136,7 @@ impl Bench {
         Ok(())
     }
 
-    fn finish(self) {
+    pub fn finish(self) {
         self.sink.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -174,8 +184,24 @@ fn account_id(n: usize) -> String {
 
 /// `requests` distinct signed won opportunities with two lines each, spread over the accounts.
 fn opportunities(args: &Args, ts: i64) -> anyhow::Result<Vec<Signed>> {
+    opportunities_in(args, ts, 0..args.requests, false)
+}
+
+/// Signed won opportunities numbered `range`; `broken` ones lack a line's product code, so
+/// their mapping fails and they become dead letters when delivered.
+pub fn opportunities_in(
+    args: &Args,
+    ts: i64,
+    range: std::ops::Range<usize>,
+    broken: bool,
+) -> anyhow::Result<Vec<Signed>> {
     let padding = "x".repeat(args.body_bytes.saturating_sub(900));
-    (0..args.requests)
+    let code = if broken {
+        Value::Null
+    } else {
+        json!("SKU-001")
+    };
+    range
         .map(|n| {
             let body = json!({
                 "type": "opportunity.won", "object": "Opportunity",
@@ -189,7 +215,7 @@ fn opportunities(args: &Args, ts: i64) -> anyhow::Result<Vec<Signed>> {
                     "Payment_Verified__c": true,
                     "LastModifiedDate": "2026-11-20T09:15:00Z",
                     "OpportunityLineItems": [
-                        { "ProductCode": "SKU-001", "Name": "Widget", "Quantity": 10, "UnitPrice": "19.99" },
+                        { "ProductCode": code, "Name": "Widget", "Quantity": 10, "UnitPrice": "19.99" },
                         { "ProductCode": "SKU-002", "Name": "Bolt pack", "Quantity": 5, "UnitPrice": "4.50", "Discount": 10 },
                     ],
                     "Description": padding,
@@ -235,7 +261,7 @@ fn print_delivery(stats: &Value, acked: usize) {
     );
 }
 
-fn print_memory(name: &str, handoff: &Spawned) {
+pub fn print_memory(name: &str, handoff: &Spawned) {
     let (rss, peak) = handoff.memory_mib();
     println!(
         "  memory ({name}): RSS {rss:.0} MiB, peak RSS {peak:.0} MiB; written to disk {:.0} MiB",
@@ -315,7 +341,7 @@ pub async fn restart(args: &Args) -> anyhow::Result<()> {
 }
 
 /// Waits until every acked order is a job waiting for the ERP connector.
-async fn wait_queued(bench: &Bench, handoff: &Spawned, count: u64) -> anyhow::Result<u64> {
+pub async fn wait_queued(bench: &Bench, handoff: &Spawned, count: u64) -> anyhow::Result<u64> {
     let start = Instant::now();
     loop {
         let overview = bench

@@ -21,7 +21,17 @@ use serde_json::{Value, json};
 pub struct Spawned {
     pub child: Child,
     pub addr: String,
-    report: std::thread::JoinHandle<Option<String>>,
+    report: Option<Closing>,
+}
+
+/// A run that fails half way must not leave its servers behind: they are killed by PID.
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 impl Spawned {
@@ -61,7 +71,7 @@ impl Spawned {
             .arg(self.child.id().to_string())
             .status();
         let _ = self.child.wait();
-        if let Ok(Some(line)) = self.report.join() {
+        if let Some(Ok(Some(line))) = self.report.take().map(|report| report.join()) {
             println!("  server: {line}");
         }
     }
@@ -99,7 +109,7 @@ pub fn spawn_handoff_with(
     read_listen_line(child_stdout(&mut child)?).map(|(addr, report)| Spawned {
         child,
         addr,
-        report,
+        report: Some(report),
     })
 }
 
@@ -112,7 +122,7 @@ pub fn spawn_self(flag: &str) -> anyhow::Result<Spawned> {
     read_listen_line(child_stdout(&mut child)?).map(|(addr, report)| Spawned {
         child,
         addr,
-        report,
+        report: Some(report),
     })
 }
 
