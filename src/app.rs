@@ -47,7 +47,9 @@ impl App {
         let mappings = LiveMappings::load(&config.mappings_dir, &config.schemas_dir)
             .map_err(|problems| problems_error("mappings", &problems))?;
         std::fs::create_dir_all(&config.data_dir)?;
+        let started = std::time::Instant::now();
         let store = Store::open(&config.data_dir, Some(config.store.flush_every_ms))?;
+        tracing::info!(ms = started.elapsed().as_millis() as u64, "store opened");
         let connectors = connector::load_dir(&config.connectors_dir, secrets, Some(&store))
             .map_err(|problems| problems_error("connectors", &problems))?;
         let unknown = crate::check::unknown_connectors(
@@ -58,12 +60,24 @@ impl App {
         if !unknown.is_empty() {
             return Err(problems_error("mappings", &unknown));
         }
+        let started = std::time::Instant::now();
         let queue = Arc::new(Queue::open(&store, Clock::new())?);
+        tracing::info!(
+            ms = started.elapsed().as_millis() as u64,
+            jobs = queue.counts().values().sum::<u64>(),
+            "schedule loaded (open jobs and dead letters)"
+        );
+        let started = std::time::Instant::now();
         let journal = Arc::new(Journal::open(
             store,
             config.ingest.dedupe_window_secs,
             config.store.journal_segment_bytes,
         )?);
+        tracing::info!(
+            ms = started.elapsed().as_millis() as u64,
+            events = journal.len(),
+            "journal opened"
+        );
         let mappings = Arc::new(mappings);
         let engine = Engine::new(
             journal.clone(),

@@ -162,7 +162,7 @@ pub fn write_config(
         format!(
             "listen = \"127.0.0.1:0\"\ndata_dir = {data:?}\nmappings_dir = {mappings:?}\n\
              connectors_dir = {connectors:?}\nschemas_dir = {schemas:?}\n\
-             [log]\nformat = \"json\"\nlevel = \"warn,handoff::cli=info,handoff::journal=info\"\n\
+             [log]\nformat = \"json\"\nlevel = \"warn,handoff::cli=info,handoff::journal=info,handoff::app=info\"\n\
              [sources.crm]\npreset = \"standard_webhooks\"\nsecret_env = \"LOADGEN_SECRET\"\n\
              tolerance_secs = 3600\nobject_id = \"/data/Id\"\nversion = \"/data/LastModifiedDate\"\n\
              [[sources.crm.events]]\ntype = \"opportunity.won\"\nobject = \"Opportunity\"\n\

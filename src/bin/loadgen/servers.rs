@@ -132,12 +132,17 @@ fn child_stdout(child: &mut Child) -> anyhow::Result<std::process::ChildStdout> 
 
 type Closing = std::thread::JoinHandle<Option<String>>;
 
-/// Reads the child's stdout until it names its address (`"listen":"…"`).
+/// Reads the child's stdout until it names its address (`"listen":"…"`), echoing its
+/// start-up timings.
 fn read_listen_line(stdout: std::process::ChildStdout) -> anyhow::Result<(String, Closing)> {
     use std::io::BufRead;
     let mut lines = std::io::BufReader::new(stdout).lines();
     for line in lines.by_ref() {
         let line = line?;
+        // Start-up timings (store, schedule, journal) when the server logs them.
+        if line.contains("\"handoff::app\"") {
+            println!("  server: {line}");
+        }
         if let Some(rest) = line.split("\"listen\":\"").nth(1) {
             let addr = rest.split('"').next().unwrap_or_default().to_owned();
             // Keep the server's closing report (journal batch statistics).
