@@ -1,5 +1,6 @@
 //! The Tryton adapter against a real Tryton 8.2 server (tests/tryton/start_tryton.sh; the test
-//! command starts it and sets TRYTON_URL, or this test starts it on 127.0.0.1:8069): signed
+//! command starts it and sets TRYTON_URL, or this test starts it on 127.0.0.1:8069 and stops it
+//! when the test process ends): signed
 //! Account and won-Opportunity webhooks in → a party and a confirmed sale whose lines and total
 //! match to the cent → shipped and invoiced in Tryton → the CRM receives confirmed, shipped,
 //! invoiced, in that order, through the status poller.
@@ -15,8 +16,14 @@ use crate::support::*;
 
 const DB: &str = "crm";
 
-/// The Tryton server's base URL, starting the project's server if none answers.
+/// The Tryton server's base URL, starting the project's server if none answers. Once per test
+/// process: two tests starting servers at once would leave one running without its pidfile.
 fn tryton_url() -> String {
+    static URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    URL.get_or_init(find_or_start_tryton).clone()
+}
+
+fn find_or_start_tryton() -> String {
     if let Ok(url) = std::env::var("TRYTON_URL") {
         return url;
     }
@@ -51,8 +58,26 @@ fn tryton_url() -> String {
             status.success(),
             "Tryton did not start (tests/tryton/start_tryton.sh)"
         );
+        stop_when_tests_end(&format!("{root}/target/tryton/data"));
     }
     url
+}
+
+/// Stops the Tryton this test process started, by the PID in its data dir, once the process
+/// has exited (a watcher outlives it; the test command stops its own server itself).
+fn stop_when_tests_end(data: &str) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let watch = format!(
+        "while kill -0 {} 2>/dev/null; do sleep 1; done; bash {root}/tests/tryton/stop_tryton.sh {data}",
+        std::process::id()
+    );
+    std::process::Command::new("bash")
+        .args(["-c", &watch])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the watcher that stops Tryton");
 }
 
 fn rpc(url: &str) -> Rpc {

@@ -67,6 +67,10 @@ pub struct Args {
     /// Also measure a bare axum handler that only answers 202 (acks, when spawning).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     compare_bare: bool,
+    /// Acks: also route the events through the repo's mappings (the engine then works beside
+    /// ingest, as in the orders flow); without it the server has no mappings and only journals.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    with_mappings: bool,
     /// Threads of the generator's own runtime (it shares the machine with the server).
     #[arg(long, default_value_t = 2)]
     client_threads: usize,
@@ -157,14 +161,21 @@ async fn acks(args: &Args) -> anyhow::Result<()> {
     }
     let dir = servers::temp_dir()?;
     let config = dir.join("handoff.toml");
+    let no_mappings = dir.join("no-mappings");
+    std::fs::create_dir_all(&no_mappings)?;
+    let mappings = match args.with_mappings {
+        true => args.repo.join("mappings").canonicalize()?,
+        false => no_mappings,
+    };
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n[log]\nformat = \"json\"\nlevel = \"warn,handoff::cli=info,handoff::journal=info\"\n\
+            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\nmappings_dir = {:?}\n[log]\nformat = \"json\"\nlevel = \"warn,handoff::cli=info,handoff::journal=info\"\n\
              [sources.crm]\npreset = \"standard_webhooks\"\nsecret_env = \"LOADGEN_SECRET\"\n\
              tolerance_secs = 3600\nobject_id = \"/data/Id\"\n\
              [[sources.crm.events]]\ntype = \"opportunity.won\"\nobject = \"Opportunity\"\n",
-            dir.join("data").display().to_string()
+            dir.join("data").display().to_string(),
+            mappings.display().to_string()
         ),
     )?;
     let handoff = servers::spawn_handoff(&config, &args.secret)?;
