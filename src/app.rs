@@ -60,24 +60,35 @@ impl App {
         if !unknown.is_empty() {
             return Err(problems_error("mappings", &unknown));
         }
-        let started = std::time::Instant::now();
-        let queue = Arc::new(Queue::open(&store, Clock::new())?);
-        tracing::info!(
-            ms = started.elapsed().as_millis() as u64,
-            jobs = queue.counts().values().sum::<u64>(),
-            "schedule loaded (open jobs and dead letters)"
-        );
-        let started = std::time::Instant::now();
-        let journal = Arc::new(Journal::open(
-            store,
-            config.ingest.dedupe_window_secs,
-            config.store.journal_segment_bytes,
-        )?);
-        tracing::info!(
-            ms = started.elapsed().as_millis() as u64,
-            events = journal.len(),
-            "journal opened"
-        );
+        // The schedule and the journal's dedupe index are rebuilt side by side: at a million
+        // jobs each takes seconds, and a restart should deliver again soon.
+        let (queue, journal) = std::thread::scope(|scope| {
+            let queue = scope.spawn(|| {
+                let started = std::time::Instant::now();
+                let queue = Queue::open(&store, Clock::new())?;
+                tracing::info!(
+                    ms = started.elapsed().as_millis() as u64,
+                    jobs = queue.counts().values().sum::<u64>(),
+                    "schedule loaded (open jobs and dead letters)"
+                );
+                anyhow::Ok(queue)
+            });
+            let started = std::time::Instant::now();
+            let journal = Journal::open(
+                store.clone(),
+                config.ingest.dedupe_window_secs,
+                config.store.journal_segment_bytes,
+            );
+            if let Ok(journal) = &journal {
+                tracing::info!(
+                    ms = started.elapsed().as_millis() as u64,
+                    events = journal.len(),
+                    "journal opened"
+                );
+            }
+            let queue = queue.join().expect("the schedule loader does not panic");
+            anyhow::Ok((Arc::new(queue?), Arc::new(journal?)))
+        })?;
         let mappings = Arc::new(mappings);
         let engine = Engine::new(
             journal.clone(),

@@ -39,6 +39,8 @@ pub struct Lines {
     /// The ids of entries in every state but `Ready` (the bulk of a backlog, listed by walking
     /// `entries`): dead letters, parked and held jobs list without a full walk.
     by_state: BTreeSet<(State, JobId)>,
+    /// Connector names seen, shared by the entries.
+    connectors: Vec<Arc<str>>,
     lines: HashMap<Arc<str>, VecDeque<JobId>>,
     busy: HashSet<Arc<str>>,
     ready: HashMap<Arc<str>, VecDeque<JobId>>,
@@ -97,6 +99,7 @@ impl Lines {
             entry.in_doubt = true;
         }
         self.remove(id);
+        self.share_names(&mut entry);
         let key = entry.key.clone();
         match entry.state {
             State::Ready | State::Retrying => {
@@ -133,6 +136,18 @@ impl Lines {
         }
         // The job may have left the head of its line: the next one may run.
         self.promote(&key, now);
+    }
+
+    /// Points the entry at the key and connector names the schedule already holds, so a
+    /// backlog of a million jobs over a few thousand keys keeps a few thousand names.
+    fn share_names(&mut self, entry: &mut Entry) {
+        if let Some((key, _)) = self.lines.get_key_value(&entry.key) {
+            entry.key = key.clone();
+        }
+        match self.connectors.iter().find(|c| **c == entry.connector) {
+            Some(connector) => entry.connector = connector.clone(),
+            None => self.connectors.push(entry.connector.clone()),
+        }
     }
 
     /// Forgets a job (settled, or about to be placed again); the next job of its key may run.
