@@ -418,6 +418,8 @@ mod tests {
     }
 
     proptest! {
+        // Failures are shown with their input; no regressions file at the crate root.
+        #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
         #[test]
         fn counts_and_state_index_follow_every_change(ops in prop::collection::vec(op(), 1..120)) {
             let mut lines = Lines::default();

@@ -65,7 +65,10 @@ fn find_or_start_tryton() -> String {
 
 /// Stops the Tryton this test process started, by the PID in its data dir, once the process
 /// has exited (a watcher outlives it; the test command stops its own server itself).
-#[allow(clippy::zombie_processes, reason = "the watcher outlives this process on purpose")]
+#[allow(
+    clippy::zombie_processes,
+    reason = "the watcher outlives this process on purpose"
+)]
 fn stop_when_tests_end(data: &str) {
     let root = env!("CARGO_MANIFEST_DIR");
     let watch = format!(
