@@ -8,6 +8,10 @@ use std::path::Path;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use handoff::mapping::{Context, load_dir};
 
+/// The allocator the `handoff` binary runs with (src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn mappings(c: &mut Criterion) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let (mappings, lookups) = load_dir(&root.join("mappings"), &root.join("schemas"))
@@ -29,6 +33,18 @@ fn mappings(c: &mut Criterion) {
                     .apply(std::hint::black_box(&case.event), &lookups, &context)
                     .unwrap()
             })
+        });
+        // What the output alone costs, as a floor under the mapping: copying the finished
+        // document (a `serde_json::Value`), and validating it against the target schema.
+        let document = mapping
+            .apply(&case.event, &lookups, &context)
+            .expect("maps")
+            .body;
+        group.bench_function("floor: copy the output document", |b| {
+            b.iter(|| std::hint::black_box(&document).clone())
+        });
+        group.bench_function("floor: validate the output against its schema", |b| {
+            b.iter(|| assert!(mapping.schema.is_valid(std::hint::black_box(&document))))
         });
         group.finish();
     }

@@ -323,3 +323,49 @@ fn a_scan_stops_after_its_budget_and_says_where_to_go_on() {
     );
     assert_eq!(rest.next_before, None);
 }
+
+/// Where a restart's schedule load goes, at a million jobs over 2,000 keys:
+/// `cargo test --release --lib schedule_load_phases -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn schedule_load_phases() {
+    use std::time::Instant;
+    let count = 1_000_000u64;
+    let entries: Vec<(JobId, Entry)> = (1..=count)
+        .map(|id| {
+            let mut job = job(id, &format!("001{:015}", id % 2000), "erp");
+            job.state = State::Ready;
+            (id, entry_of(&job))
+        })
+        .collect();
+    let started = Instant::now();
+    let encoded: Vec<Vec<u8>> = entries.iter().map(|(_, e)| encode(e)).collect();
+    println!(
+        "encode: {:?} ({} bytes each)",
+        started.elapsed(),
+        encoded[0].len()
+    );
+    let started = Instant::now();
+    let decoded: Vec<Entry> = encoded
+        .iter()
+        .map(|raw| decode(b"o/", raw).unwrap())
+        .collect();
+    println!("decode: {:?}", started.elapsed());
+    let started = Instant::now();
+    let mut lines = Lines::default();
+    for ((id, _), entry) in entries.iter().zip(decoded) {
+        lines.insert(*id, entry, 0);
+    }
+    println!("place: {:?}", started.elapsed());
+
+    let dir = tempfile::tempdir().unwrap();
+    let tree = sled::open(dir.path()).unwrap().open_tree("q").unwrap();
+    let mut batch = sled::Batch::default();
+    for ((id, _), raw) in entries.iter().zip(&encoded) {
+        batch.insert(keys::open(*id), raw.as_slice());
+    }
+    tree.apply_batch(batch).unwrap();
+    let started = Instant::now();
+    let scanned = tree.scan_prefix(keys::OPEN).count();
+    println!("sled scan of {scanned}: {:?}", started.elapsed());
+}

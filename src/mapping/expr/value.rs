@@ -91,5 +91,5 @@ pub fn parse_decimal(text: &str) -> Option<Decimal> {
 /// A decimal as a JSON number with exactly its text.
 pub fn decimal_to_json(d: Decimal) -> Value {
     let text = d.to_string();
-    serde_json::from_str(&text).map_or(Value::String(text), Value::Number)
+    serde_json::Number::from_str(&text).map_or(Value::String(text), Value::Number)
 }
