@@ -162,8 +162,19 @@ impl App {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        self.serve_with_engine_on(listener, shutdown, &tokio::runtime::Handle::current())
+            .await
+    }
+
+    /// Serves, with the engine's tasks on `engine` (a runtime of lower priority in production).
+    pub async fn serve_with_engine_on(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+        engine: &tokio::runtime::Handle,
+    ) -> anyhow::Result<()> {
         let watcher = tokio::spawn(watch_mappings(self.mappings.clone()));
-        let workers = self.engine.spawn();
+        let workers = self.engine.spawn_on(engine);
         let result = axum::serve(listener, self.router())
             .with_graceful_shutdown(shutdown)
             .await;

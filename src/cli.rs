@@ -139,7 +139,8 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
     let (config, origin) = Config::load(path.as_deref())?;
     init_logging(&config);
-    runtime()?.block_on(async {
+    let engine = crate::sync::runtime(config.sync.engine_nice)?;
+    let served = runtime()?.block_on(async {
         let (app, warnings) = App::build(&config, &origin, &crate::config::env_secrets)?;
         for warning in warnings {
             tracing::warn!("{warning}");
@@ -153,10 +154,14 @@ fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
             sources = config.sources.len(),
             "handoff is serving"
         );
-        app.serve(listener, shutdown_signal()).await?;
+        app.serve_with_engine_on(listener, shutdown_signal(), engine.handle())
+            .await?;
         tracing::info!("stopped");
         Ok(())
-    })
+    });
+    // The engine's tasks have finished (serve waits for them); its idle threads go now.
+    engine.shutdown_timeout(std::time::Duration::from_secs(1));
+    served
 }
 
 fn check(path: Option<PathBuf>) -> ExitCode {

@@ -151,6 +151,10 @@ pub struct SyncConfig {
     pub echo_ignore_fields: Vec<String>,
     /// On shutdown, how long deliveries in flight may take to finish.
     pub shutdown_grace_secs: u64,
+    /// The niceness (0–19) of the engine's threads (routing, mapping, delivery; they run on a
+    /// runtime of their own). Above 0, webhook acks get the larger share of a short CPU and
+    /// deliveries catch up from the durable queue; 0 (the default) shares it evenly.
+    pub engine_nice: i32,
 }
 
 impl Default for SyncConfig {
@@ -167,6 +171,7 @@ impl Default for SyncConfig {
             .map(String::from)
             .to_vec(),
             shutdown_grace_secs: 10,
+            engine_nice: 0,
         }
     }
 }
@@ -506,6 +511,12 @@ impl Config {
         if self.store.journal_segment_bytes < 64 * 1024 {
             bail!("store.journal_segment_bytes must be at least 65536");
         }
+        if !(0..=19).contains(&self.sync.engine_nice) {
+            bail!(
+                "sync.engine_nice must be from 0 (same priority as ingest) to 19, not {}",
+                self.sync.engine_nice
+            );
+        }
         for (name, source) in &self.sources {
             source
                 .validate()
@@ -657,6 +668,16 @@ mod tests {
         assert_eq!(config.listen.port(), 9000);
         assert_eq!(config.log.format, LogFormat::Json);
         assert_eq!(config.ingest.max_body_bytes, 2048);
+    }
+
+    #[test]
+    fn engine_niceness_defaults_to_0_and_stays_in_range() {
+        assert_eq!(Config::parse("", env(&[])).unwrap().sync.engine_nice, 0);
+        let err = Config::parse("[sync]\nengine_nice = 25\n", env(&[])).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("sync.engine_nice must be from 0"),
+            "{err:#}"
+        );
     }
 
     #[test]

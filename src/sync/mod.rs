@@ -17,6 +17,9 @@
 //! - A failure's class decides its fate (adapters classify): transient, in-doubt and rate-limited
 //!   retry on the connector's schedule; fix-data is a dead letter at once; fix-config is a dead
 //!   letter and pauses the connector until an operator resumes it.
+//! - The service runs the engine's tasks on a runtime of their own ([`runtime`], niceness
+//!   `sync.engine_nice`), so webhook acks are never queued behind mapping and delivery work on
+//!   the same threads.
 //! - Shutdown stops leasing, lets deliveries in flight finish within the grace period, and
 //!   flushes the store, marking the close clean only when nothing was cut off; after an unclean
 //!   stop every open job comes back in doubt.
@@ -247,41 +250,59 @@ impl Engine {
 
     /// Starts the router, the timers and every connector's workers.
     pub fn spawn(self: &Arc<Self>) -> Workers {
+        self.spawn_on(&tokio::runtime::Handle::current())
+    }
+
+    /// Starts the engine's tasks on `runtime` (the service gives the engine a runtime of its
+    /// own, see [`runtime`]).
+    pub fn spawn_on(self: &Arc<Self>, runtime: &tokio::runtime::Handle) -> Workers {
         let mut background = JoinSet::new();
-        background.spawn(router::run(
-            self.journal.clone(),
-            self.queue.clone(),
-            self.mappings.clone(),
-        ));
+        background.spawn_on(
+            router::run(
+                self.journal.clone(),
+                self.queue.clone(),
+                self.mappings.clone(),
+            ),
+            runtime,
+        );
         let queue = self.queue.clone();
-        background.spawn(async move {
-            queue
-                .run_timers(|job| {
-                    let (kind, id) = job.waits_for.clone().unwrap_or_default();
-                    Reason::new(
-                        "dependency_timeout",
-                        format!(
-                            "{kind} {id} never arrived in {}; sync it, then retry",
-                            job.connector
-                        ),
-                    )
-                })
-                .await;
-        });
+        background.spawn_on(
+            async move {
+                queue
+                    .run_timers(|job| {
+                        let (kind, id) = job.waits_for.clone().unwrap_or_default();
+                        Reason::new(
+                            "dependency_timeout",
+                            format!(
+                                "{kind} {id} never arrived in {}; sync it, then retry",
+                                job.connector
+                            ),
+                        )
+                    })
+                    .await;
+            },
+            runtime,
+        );
         for live in self.connectors.values() {
             if let Some(poller) = &live.connector.poller {
-                background.spawn(poll::run(
-                    self.clone(),
-                    live.name().to_owned(),
-                    poller.clone(),
-                    self.stop.subscribe(),
-                ));
+                background.spawn_on(
+                    poll::run(
+                        self.clone(),
+                        live.name().to_owned(),
+                        poller.clone(),
+                        self.stop.subscribe(),
+                    ),
+                    runtime,
+                );
             }
         }
         let mut workers = JoinSet::new();
         for live in self.connectors.values() {
             for _ in 0..live.connector.concurrency {
-                workers.spawn(worker(self.clone(), live.clone(), self.stop.subscribe()));
+                workers.spawn_on(
+                    worker(self.clone(), live.clone(), self.stop.subscribe()),
+                    runtime,
+                );
             }
         }
         Workers {
@@ -373,5 +394,38 @@ async fn worker(engine: Arc<Engine>, live: Arc<Live>, mut stop: watch::Receiver<
             tracing::error!(connector = live.name(), error = %error, "the queue cannot write; pausing 1 s");
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
+    }
+}
+
+/// A runtime for the engine whose threads run at niceness `nice`, so that under a CPU shortage
+/// the scheduler gives ingest (acks) the larger share; the queue is durable, so deliveries only
+/// wait. Linux sets niceness per thread.
+pub fn runtime(nice: i32) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .thread_name("handoff-engine")
+        .on_thread_start(move || {
+            // SAFETY: setpriority has no memory effects; `0` names the calling thread.
+            if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) } != 0 {
+                tracing::warn!(nice, "could not lower the engine threads' priority");
+            }
+        })
+        .enable_all()
+        .build()
+}
+
+#[cfg(test)]
+mod runtime_tests {
+    #[test]
+    fn the_engine_runtime_threads_run_at_the_configured_niceness() {
+        let before = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+        let runtime = super::runtime(7).unwrap();
+        let own = runtime
+            .block_on(async {
+                tokio::spawn(async { unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) } }).await
+            })
+            .unwrap();
+        assert_eq!(own, 7);
+        // Only the engine's threads: this one keeps its priority.
+        assert_eq!(unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }, before);
     }
 }
