@@ -315,6 +315,8 @@ impl Engine {
     pub async fn shutdown(&self, mut running: Workers) {
         let _ = self.stop.send(true);
         running.background.abort_all();
+        // Wait until they have stopped: the router may be writing a batch on another thread.
+        while running.background.join_next().await.is_some() {}
         let grace = Duration::from_secs(self.config.shutdown_grace_secs);
         let drained = tokio::time::timeout(grace, async {
             while running.workers.join_next().await.is_some() {}
