@@ -166,7 +166,8 @@ impl App {
             .await
     }
 
-    /// Serves, with the engine's tasks on `engine` (a runtime of lower priority in production).
+    /// Serves, with the engine's tasks on `engine` (in production a runtime of their own, see
+    /// [`crate::sync::runtime`]).
     pub async fn serve_with_engine_on(
         self,
         listener: TcpListener,
