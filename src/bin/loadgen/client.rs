@@ -41,17 +41,19 @@ pub struct Report {
     pub latencies_us: Vec<u32>,
 }
 
+/// The value at fraction `p` (0–1) of sorted `values`, nearest rank.
+pub fn nearest_rank<T: Copy>(values: &[T], p: f64) -> Option<T> {
+    let last = values.len().checked_sub(1)?;
+    values.get((last as f64 * p).round() as usize).copied()
+}
+
 impl Report {
     pub fn rate(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64()
     }
 
     pub fn percentile(&self, p: f64) -> f64 {
-        if self.latencies_us.is_empty() {
-            return 0.0;
-        }
-        let index = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
-        f64::from(self.latencies_us[index]) / 1000.0
+        nearest_rank(&self.latencies_us, p).map_or(0.0, |us| f64::from(us) / 1000.0)
     }
 
     pub fn print(&self, name: &str) {

@@ -5,9 +5,8 @@ use std::time::{Duration, Instant};
 
 use crate::Args;
 use crate::client;
-use crate::orders::{Bench, opportunities_in, print_memory, wait_queued};
-use crate::servers::{self, Spawned};
-use anyhow::bail;
+use crate::orders::{Bench, erp_jobs, opportunities_in, print_memory};
+use crate::servers;
 
 /// Times of each page: the first request, then this many more.
 const REPEATS: usize = 30;
@@ -28,16 +27,27 @@ pub async fn dashboard(args: &Args) -> anyhow::Result<()> {
     let limit = Duration::from_secs(args.duration_secs);
     let report = client::load(&handoff.base(), &broken, args.concurrency, limit).await?;
     report.print("broken orders");
-    wait_dead(&bench, &handoff, report.ok as u64).await?;
     bench
-        .http
-        .post(format!("{}/api/v1/connectors/erp/pause", handoff.base()))
-        .send()
-        .await?
-        .error_for_status()?;
+        .wait_overview(
+            &handoff,
+            "broken orders dead",
+            report.ok as u64,
+            Duration::from_secs(300),
+            |overview| overview["waiting"]["erp"]["dead"].as_u64().unwrap_or(0),
+        )
+        .await?;
+    bench.pause_erp(&handoff).await?;
     let loaded = client::load(&handoff.base(), &queued, args.concurrency, limit).await?;
     loaded.print("queued orders");
-    let jobs = wait_queued(&bench, &handoff, (report.ok + loaded.ok) as u64).await?;
+    let jobs = bench
+        .wait_overview(
+            &handoff,
+            "orders queued",
+            (report.ok + loaded.ok) as u64,
+            Duration::from_secs(600),
+            erp_jobs,
+        )
+        .await?;
     println!("  {jobs} jobs in the store besides the accounts' customers");
     print_memory("loaded", &handoff);
 
@@ -116,7 +126,7 @@ async fn time_page(bench: &Bench, name: &str, url: &str) -> anyhow::Result<()> {
         }
     }
     times.sort_by(f64::total_cmp);
-    let at = |p: f64| times[((times.len() - 1) as f64 * p).round() as usize];
+    let at = |p: f64| client::nearest_rank(&times, p).unwrap_or(0.0);
     println!(
         "  {name:<28} {first:>9.1} {:>9.1} {:>9.1} {:>9.1} {bytes:>8}",
         at(0.5),
@@ -124,22 +134,4 @@ async fn time_page(bench: &Bench, name: &str, url: &str) -> anyhow::Result<()> {
         at(1.0)
     );
     Ok(())
-}
-
-/// Waits until the ERP connector has `count` dead letters.
-async fn wait_dead(bench: &Bench, handoff: &Spawned, count: u64) -> anyhow::Result<()> {
-    let start = Instant::now();
-    loop {
-        let overview = bench
-            .get(format!("{}/api/v1/overview", handoff.base()))
-            .await?;
-        let dead = overview["waiting"]["erp"]["dead"].as_u64().unwrap_or(0);
-        if dead >= count {
-            return Ok(());
-        }
-        if start.elapsed() > Duration::from_secs(300) {
-            bail!("only {dead} of {count} broken orders became dead letters in 5 minutes");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }

@@ -136,6 +136,43 @@ impl Bench {
         Ok(())
     }
 
+    /// Pauses the ERP connector, so orders stay queued.
+    pub async fn pause_erp(&self, handoff: &Spawned) -> anyhow::Result<()> {
+        self.http
+            .post(format!("{}/api/v1/connectors/erp/pause", handoff.base()))
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+
+    /// Polls handoff's overview until `read` of it reaches `count` (`what` names it in the
+    /// error after `limit`); returns the last reading.
+    pub async fn wait_overview(
+        &self,
+        handoff: &Spawned,
+        what: &str,
+        count: u64,
+        limit: Duration,
+        read: impl Fn(&Value) -> u64,
+    ) -> anyhow::Result<u64> {
+        let start = Instant::now();
+        loop {
+            let got = read(
+                &self
+                    .get(format!("{}/api/v1/overview", handoff.base()))
+                    .await?,
+            );
+            if got >= count {
+                return Ok(got);
+            }
+            if start.elapsed() > limit {
+                bail!("only {got} of {count} {what} in {limit:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     pub fn finish(self) {
         self.sink.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -298,12 +335,7 @@ pub async fn orders(args: &Args) -> anyhow::Result<()> {
 
 pub async fn restart(args: &Args) -> anyhow::Result<()> {
     let (bench, handoff, opportunities) = Bench::start(args).await?;
-    bench
-        .http
-        .post(format!("{}/api/v1/connectors/erp/pause", handoff.base()))
-        .send()
-        .await?
-        .error_for_status()?;
+    bench.pause_erp(&handoff).await?;
     let report = client::load(
         &handoff.base(),
         &opportunities,
@@ -312,7 +344,15 @@ pub async fn restart(args: &Args) -> anyhow::Result<()> {
     )
     .await?;
     report.print("orders");
-    let queued = wait_queued(&bench, &handoff, report.ok as u64).await?;
+    let queued = bench
+        .wait_overview(
+            &handoff,
+            "orders queued",
+            report.ok as u64,
+            Duration::from_secs(600),
+            erp_jobs,
+        )
+        .await?;
     println!("  {queued} jobs queued for the paused ERP");
     print_memory("all queued", &handoff);
     handoff.stop();
@@ -340,23 +380,10 @@ pub async fn restart(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits until every acked order is a job waiting for the ERP connector.
-pub async fn wait_queued(bench: &Bench, handoff: &Spawned, count: u64) -> anyhow::Result<u64> {
-    let start = Instant::now();
-    loop {
-        let overview = bench
-            .get(format!("{}/api/v1/overview", handoff.base()))
-            .await?;
-        let waiting: u64 = overview["waiting"]["erp"]
-            .as_object()
-            .map(|states| states.values().filter_map(Value::as_u64).sum())
-            .unwrap_or(0);
-        if waiting >= count {
-            return Ok(waiting);
-        }
-        if start.elapsed() > Duration::from_secs(600) {
-            bail!("only {waiting} of {count} orders were queued in 10 minutes");
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+/// The ERP connector's jobs per state in the overview (dead letters included).
+pub fn erp_jobs(overview: &Value) -> u64 {
+    overview["waiting"]["erp"]
+        .as_object()
+        .map(|states| states.values().filter_map(Value::as_u64).sum())
+        .unwrap_or(0)
 }
