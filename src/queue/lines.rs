@@ -8,6 +8,8 @@
 //!   that is due. Stale ready entries are checked and dropped when popped.
 //! - `Parked` jobs wait in `parked` under the dependency they need; `Held` jobs wait under their
 //!   key; both have a timer (give up / recheck) and re-enter their line in id order.
+//! - `counts` and `by_state` agree with `entries` after every change: every change of an entry
+//!   goes through `put`, `take` or `count` (a proptest recounts after random operations).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -55,39 +57,36 @@ impl Lines {
         self.entries.get(&id)
     }
 
-    /// Stores an entry, keeping the counts and the state index.
+    /// Stores an entry for an id `insert` has just removed, keeping the counts and the index.
     fn put(&mut self, id: JobId, entry: Entry) {
-        self.take(id);
-        self.note(id, &entry, true);
-        self.entries.insert(id, entry);
+        self.count(id, &entry.connector, entry.state, true);
+        let earlier = self.entries.insert(id, entry);
+        debug_assert!(earlier.is_none(), "put after remove");
     }
 
     /// Drops an entry, keeping the counts and the state index.
     fn take(&mut self, id: JobId) -> Option<Entry> {
         let entry = self.entries.remove(&id)?;
-        self.note(id, &entry, false);
+        self.count(id, &entry.connector, entry.state, false);
         Some(entry)
     }
 
-    /// Counts `entry` in (`added`) or out of the counts and the state index.
-    fn note(&mut self, id: JobId, entry: &Entry, added: bool) {
-        let count = self
-            .counts
-            .entry((entry.connector.clone(), entry.state))
-            .or_default();
+    /// Counts a job of `connector` in `state` in (`added`) or out of the counts and the index.
+    fn count(&mut self, id: JobId, connector: &Arc<str>, state: State, added: bool) {
+        let count = self.counts.entry((connector.clone(), state)).or_default();
         if added {
             *count += 1;
         } else {
             *count -= 1;
             if *count == 0 {
-                self.counts.remove(&(entry.connector.clone(), entry.state));
+                self.counts.remove(&(connector.clone(), state));
             }
         }
-        if entry.state != State::Ready {
+        if state != State::Ready {
             if added {
-                self.by_state.insert((entry.state, id));
+                self.by_state.insert((state, id));
             } else {
-                self.by_state.remove(&(entry.state, id));
+                self.by_state.remove(&(state, id));
             }
         }
     }
@@ -228,14 +227,17 @@ impl Lines {
             if !head || self.busy.contains(&entry.key) {
                 continue;
             }
-            let mut entry = self.take(id).expect("present");
-            if let Some(due) = entry.due.take() {
+            let entry = self.entries.get_mut(&id).expect("present");
+            let (from, due) = (entry.state, entry.due.take());
+            entry.state = State::Leased;
+            let (key, connector, in_doubt) =
+                (entry.key.clone(), entry.connector.clone(), entry.in_doubt);
+            if let Some(due) = due {
                 self.timers.remove(&(due, id));
             }
-            entry.state = State::Leased;
-            self.busy.insert(entry.key.clone());
-            let in_doubt = entry.in_doubt;
-            self.put(id, entry);
+            self.count(id, &connector, from, false);
+            self.count(id, &connector, State::Leased, true);
+            self.busy.insert(key);
             return Some((id, in_doubt));
         }
         None
