@@ -47,47 +47,55 @@ impl App {
         let mappings = LiveMappings::load(&config.mappings_dir, &config.schemas_dir)
             .map_err(|problems| problems_error("mappings", &problems))?;
         std::fs::create_dir_all(&config.data_dir)?;
-        let started = std::time::Instant::now();
-        let store = Store::open(&config.data_dir, Some(config.store.flush_every_ms))?;
-        tracing::info!(ms = started.elapsed().as_millis() as u64, "store opened");
-        let connectors = connector::load_dir(&config.connectors_dir, secrets, Some(&store))
-            .map_err(|problems| problems_error("connectors", &problems))?;
-        let unknown = crate::check::unknown_connectors(
-            &mappings.current().mappings,
-            &connectors,
-            &config.connectors_dir,
-        );
-        if !unknown.is_empty() {
-            return Err(problems_error("mappings", &unknown));
-        }
-        // The schedule and the journal's dedupe index are rebuilt side by side: at a million
-        // jobs each takes seconds, and a restart should deliver again soon.
-        let (queue, journal) = std::thread::scope(|scope| {
-            let queue = scope.spawn(|| {
+        // sled and the journal's dedupe index load side by side, and the schedule after sled:
+        // at a million jobs each takes a while, and a restart should deliver again soon.
+        let (connectors, queue, journal) = std::thread::scope(|scope| {
+            let journal = scope.spawn(|| {
                 let started = std::time::Instant::now();
-                let queue = Queue::open(&store, Clock::new())?;
-                tracing::info!(
-                    ms = started.elapsed().as_millis() as u64,
-                    jobs = queue.counts().values().sum::<u64>(),
-                    "schedule loaded (open jobs and dead letters)"
-                );
-                anyhow::Ok(queue)
-            });
-            let started = std::time::Instant::now();
-            let journal = Journal::open(
-                store.clone(),
-                config.ingest.dedupe_window_secs,
-                config.store.journal_segment_bytes,
-            );
-            if let Ok(journal) = &journal {
+                let journal = Journal::open(
+                    &config.data_dir,
+                    config.ingest.dedupe_window_secs,
+                    config.store.journal_segment_bytes,
+                )?;
                 tracing::info!(
                     ms = started.elapsed().as_millis() as u64,
                     events = journal.len(),
+                    rss_mib = resident_mib(),
                     "journal opened"
                 );
+                anyhow::Ok(journal)
+            });
+            let started = std::time::Instant::now();
+            let store = Store::open(
+                &config.data_dir,
+                Some(config.store.flush_every_ms),
+                config.store.cache_mib,
+            )?;
+            tracing::info!(
+                ms = started.elapsed().as_millis() as u64,
+                rss_mib = resident_mib(),
+                "store opened"
+            );
+            let connectors = connector::load_dir(&config.connectors_dir, secrets, Some(&store))
+                .map_err(|problems| problems_error("connectors", &problems))?;
+            let unknown = crate::check::unknown_connectors(
+                &mappings.current().mappings,
+                &connectors,
+                &config.connectors_dir,
+            );
+            if !unknown.is_empty() {
+                return Err(problems_error("mappings", &unknown));
             }
-            let queue = queue.join().expect("the schedule loader does not panic");
-            anyhow::Ok((Arc::new(queue?), Arc::new(journal?)))
+            let started = std::time::Instant::now();
+            let queue = Queue::open(&store, Clock::new())?;
+            tracing::info!(
+                ms = started.elapsed().as_millis() as u64,
+                jobs = queue.counts().values().sum::<u64>(),
+                rss_mib = resident_mib(),
+                "schedule loaded (open jobs and dead letters)"
+            );
+            let journal = journal.join().expect("the journal opener does not panic")?;
+            anyhow::Ok((connectors, Arc::new(queue), Arc::new(journal)))
         })?;
         let mappings = Arc::new(mappings);
         let engine = Engine::new(
@@ -338,4 +346,20 @@ async fn watch_mappings(live: Arc<LiveMappings>) {
             Err(_) => return,
         }
     }
+}
+
+/// The process's resident memory in MiB (from /proc; 0 where there is none), for start-up logs.
+fn resident_mib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map_or(0, |kib| kib / 1024)
 }

@@ -121,6 +121,10 @@ pub struct StoreConfig {
     /// routed again from the journal and re-delivered under the same idempotency keys.
     #[serde(default = "default_flush_every_ms")]
     pub flush_every_ms: u64,
+    /// Memory sled may use to cache the queue's pages, in MiB. What is not cached is read back
+    /// from disk (usually from the OS page cache) when a job is leased or listed.
+    #[serde(default = "default_cache_mib")]
+    pub cache_mib: u64,
 }
 
 impl Default for StoreConfig {
@@ -128,12 +132,17 @@ impl Default for StoreConfig {
         Self {
             journal_segment_bytes: default_segment_bytes(),
             flush_every_ms: default_flush_every_ms(),
+            cache_mib: default_cache_mib(),
         }
     }
 }
 
 fn default_flush_every_ms() -> u64 {
     200
+}
+
+fn default_cache_mib() -> u64 {
+    64
 }
 
 /// The delivery engine.

@@ -5,7 +5,8 @@
 //!   meta      "schema_version" -> u32 BE
 //!   queue     jobs, schedule, cross-references, versions (queue/keys.rs)
 //!   sandbox   what the sandbox connectors hold (adapters/sandbox.rs)
-//! <data_dir>/journal   the journal's segment files (journal/segment.rs)
+//! <data_dir>/journal         the journal's segment files (journal/segment.rs)
+//! <data_dir>/schedule.snap   the queue's schedule at the last clean shutdown (queue/snapshot.rs)
 //! ```
 //!
 //! sled holds derived state: the queue, cross-references, the sandbox. It is flushed on a timer
@@ -37,12 +38,16 @@ pub enum StoreError {
 
 /// sled releases its file lock from an I/O thread shortly after the last handle is dropped, so an
 /// open right after a close in the same process can find it still held: wait a little for it.
-fn open_sled(path: &Path, flush_every_ms: Option<u64>) -> Result<sled::Db, sled::Error> {
+fn open_sled(
+    path: &Path,
+    flush_every_ms: Option<u64>,
+    cache_mib: u64,
+) -> Result<sled::Db, sled::Error> {
     let open = || {
         sled::Config::new()
             .path(path)
             .flush_every_ms(flush_every_ms)
-            .cache_capacity(256 * 1024 * 1024)
+            .cache_capacity(cache_mib * 1024 * 1024)
             .open()
     };
     let lock_held = |error: &sled::Error| matches!(error, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"));
@@ -61,14 +66,20 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens the store in `dir`; sled flushes every `flush_every_ms` (never when `None`).
-    pub fn open(dir: &Path, flush_every_ms: Option<u64>) -> Result<Store, StoreError> {
+    /// Opens the store in `dir`; sled flushes every `flush_every_ms` (never when `None`) and
+    /// caches up to `cache_mib` MiB of pages.
+    pub fn open(
+        dir: &Path,
+        flush_every_ms: Option<u64>,
+        cache_mib: u64,
+    ) -> Result<Store, StoreError> {
         let path = dir.display().to_string();
-        let db =
-            open_sled(&dir.join("index"), flush_every_ms).map_err(|source| StoreError::Open {
+        let db = open_sled(&dir.join("index"), flush_every_ms, cache_mib).map_err(|source| {
+            StoreError::Open {
                 path: path.clone(),
                 source,
-            })?;
+            }
+        })?;
         let meta = db.open_tree("meta")?;
         match meta.get("schema_version")? {
             None => {

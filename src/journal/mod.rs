@@ -11,7 +11,8 @@
 //! - A duplicate (same source and event id within the window) is not written again; it is
 //!   answered with the first copy's seq, only once that copy is durable.
 //! - The dedupe index is in memory and derived from the journal: rebuilt on open from the records
-//!   received within the window (see `dedupe.rs`), so a crash loses none of it.
+//!   received within the window (see `dedupe.rs`), so a crash loses none of it. A clean close
+//!   saves it, and the next open reads that instead when the journal still ends there.
 //! - When no next segment can be made (a full disk), the batch is refused and the journal goes on
 //!   once there is space. A failed write or fsync refuses the batch and every later one until
 //!   a restart re-reads the journal: after a failed fsync the kernel may have dropped the dirty
@@ -20,7 +21,8 @@
 //! # Layout
 //!
 //! ```text
-//! <data_dir>/journal/*.log    records (segment.rs), each an envelope (record.rs)
+//! <data_dir>/journal/*.log          records (segment.rs), each an envelope (record.rs)
+//! <data_dir>/journal/dedupe.snap    the dedupe index at the last clean close (dedupe.rs)
 //! ```
 //!
 //! Why files and not a sled tree: sled's per-write cost capped durable acks at about 1,700/s on
@@ -35,7 +37,7 @@ mod tail;
 pub use tail::{Position, Tail};
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -43,7 +45,6 @@ use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::envelope::Envelope;
-use crate::store::Store;
 use dedupe::Dedupe;
 use segment::Writer;
 
@@ -89,7 +90,7 @@ pub struct CommitStats {
 }
 
 struct Item {
-    key: Vec<u8>,
+    key: dedupe::Key,
     received: i64,
     payload: Vec<u8>,
 }
@@ -110,28 +111,41 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Opens the journal in the store's directory, rebuilds the dedupe index from the records
-    /// inside the window, and starts the committer thread (dropping the journal stops it).
+    /// Opens the journal in the data directory (`<data_dir>/journal`, see store.rs), rebuilds
+    /// the dedupe index from the records inside the window, and starts the committer thread
+    /// (dropping the journal stops it). It needs nothing from sled, so it opens beside it.
     pub fn open(
-        store: Store,
+        data_dir: &Path,
         dedupe_window_secs: u64,
         segment_bytes: u64,
     ) -> Result<Journal, JournalError> {
-        let dir = store.dir.join("journal");
+        let dir = data_dir.join("journal");
         let writer = Writer::open(&dir, segment_bytes)?;
         let window = i64::try_from(dedupe_window_secs).unwrap_or(i64::MAX);
-        let mut dedupe = Dedupe::new(window);
-        rebuild(&dir, &mut dedupe, chrono::Utc::now().timestamp())?;
+        let now = chrono::Utc::now().timestamp();
+        let dedupe = match Dedupe::load(&dir, writer.next_seq(), window, now) {
+            Some(saved) => saved,
+            None => {
+                let mut dedupe = Dedupe::new(window);
+                rebuild(&dir, &mut dedupe, now)?;
+                dedupe
+            }
+        };
         let next_seq = Arc::new(AtomicU64::new(writer.next_seq()));
         let stats = Arc::new(CommitStats::default());
         let (tx, rx) = mpsc::unbounded_channel();
         let committed = Arc::new(tokio::sync::Notify::new());
-        let (thread_seq, thread_stats, thread_committed) =
-            (next_seq.clone(), stats.clone(), committed.clone());
+        let (thread_dir, thread_seq, thread_stats, thread_committed) = (
+            dir.clone(),
+            next_seq.clone(),
+            stats.clone(),
+            committed.clone(),
+        );
         let thread = std::thread::Builder::new()
             .name("journal-commit".into())
             .spawn(move || {
                 commit_loop(
+                    &thread_dir,
                     writer,
                     dedupe,
                     rx,
@@ -247,7 +261,7 @@ fn rebuild(dir: &std::path::Path, dedupe: &mut Dedupe, now: i64) -> Result<(), J
         let key = record::decode_key(&payload).ok_or(JournalError::Corrupt(seq))?;
         let received = key.received_at.timestamp();
         if received >= cutoff {
-            dedupe.insert(&dedupe::key(&key.source, &key.id), seq, received);
+            dedupe.insert(dedupe::key(&key.source, &key.id), seq, received);
         }
     }
     Ok(())
@@ -277,6 +291,7 @@ fn first_seq_since(dir: &std::path::Path, cutoff: i64) -> Result<u64, JournalErr
 }
 
 fn commit_loop(
+    dir: &Path,
     mut writer: Writer,
     mut dedupe: Dedupe,
     mut rx: mpsc::UnboundedReceiver<Request>,
@@ -314,6 +329,9 @@ fn commit_loop(
         mean_commit_micros = stats.commit_micros.load(Ordering::Relaxed) / fsyncs.max(1),
         "journal closed"
     );
+    if !poisoned && let Err(error) = dedupe.save(dir, writer.next_seq()) {
+        tracing::warn!(%error, "could not save the dedupe index; the next start reads the journal");
+    }
 }
 
 /// Dedupes, writes and fsyncs one batch; returns one answer per request.
@@ -329,7 +347,7 @@ fn commit_batch(
         true => writer.check_spare().map_err(JournalError::from),
         false => Ok(()),
     };
-    let mut in_batch: HashMap<&[u8], u64> = HashMap::new();
+    let mut in_batch: HashMap<&dedupe::Key, u64> = HashMap::new();
     let mut answers = Vec::with_capacity(batch.len());
     let mut written = Vec::new();
     for request in batch {
@@ -340,7 +358,7 @@ fn commit_batch(
         let mut appended = Vec::with_capacity(request.items.len());
         for item in &request.items {
             let seen = in_batch
-                .get(item.key.as_slice())
+                .get(&item.key)
                 .copied()
                 .or_else(|| dedupe.lookup(&item.key, item.received));
             appended.push(match seen {
@@ -367,7 +385,7 @@ fn commit_batch(
         return vec![Err(error); batch.len()];
     }
     for (item, seq) in written {
-        dedupe.insert(&item.key, seq, item.received);
+        dedupe.insert(item.key, seq, item.received);
     }
     dedupe.expire(chrono::Utc::now().timestamp(), false);
     answers

@@ -25,7 +25,7 @@ fn now() -> i64 {
 }
 
 fn open(dir: &std::path::Path) -> Journal {
-    Journal::open(Store::open(dir, None).unwrap(), 100, 64 * 1024).unwrap()
+    Journal::open(dir, 100, 64 * 1024).unwrap()
 }
 
 fn ids(journal: &Journal) -> Vec<String> {
@@ -82,12 +82,24 @@ async fn concurrent_appends_share_fsyncs_and_survive_reopen() {
         assert!(fsyncs < 200, "no fsync was shared: {fsyncs}");
         assert_eq!(j.stats.requests.load(Ordering::Relaxed), 200);
     }
+    let saved = dir.path().join("journal/dedupe.snap");
+    assert!(saved.exists(), "a clean close saves the dedupe index");
+    {
+        let j = open(dir.path());
+        assert!(!saved.exists(), "read once");
+        assert_eq!(j.len(), 200);
+        assert_eq!(
+            j.append(&[envelope("e7", now())]).await.unwrap()[0],
+            Appended::Duplicate(8)
+        );
+    }
+    // As after a crash (no saved index): rebuilt from the records.
+    std::fs::remove_file(&saved).unwrap();
     let j = open(dir.path());
     assert_eq!(j.len(), 200);
-    // The dedupe index survived too.
     assert_eq!(
-        j.append(&[envelope("e7", now())]).await.unwrap()[0],
-        Appended::Duplicate(8)
+        j.append(&[envelope("e9", now())]).await.unwrap()[0],
+        Appended::Duplicate(10)
     );
 }
 
@@ -101,6 +113,8 @@ async fn the_dedupe_index_is_rebuilt_only_from_records_inside_the_window() {
             .await
             .unwrap();
     }
+    // As after a crash: no saved index, so it is rebuilt from the records.
+    std::fs::remove_file(dir.path().join("journal/dedupe.snap")).unwrap();
     let j = open(dir.path()); // window: 100 s
     let again = j
         .append(&[envelope("recent", now), envelope("old", now)])

@@ -4,7 +4,9 @@
 //! ```text
 //! c                          router cursor: next journal seq and its position (JSON)
 //! n                          next job id (u64 BE)
-//! k                          present only between a clean shutdown and the next open
+//! k                          present only between a clean shutdown and the next open: the
+//!                            token of the schedule snapshot written then (u64 LE; empty in
+//!                            older stores)
 //! j/<id u64 BE>              job (JSON, job.rs)
 //! o/<id u64 BE>              open or dead job: its scheduling entry (JSON), scanned on open
 //! a/<id u64 BE><n u32 BE>    attempt n of the job (JSON)

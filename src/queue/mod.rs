@@ -13,15 +13,19 @@
 //!   flight, leaves a marker (`keys::CLEAN`); opening a store without it means the process died,
 //!   and every job that may have been in flight (ready or retrying) comes back in doubt: the
 //!   adapter checks before creating again.
+//! - The marker carries the token of the schedule snapshot written just before it; the next
+//!   open reads that file instead of scanning `o/` (snapshot.rs), and only then.
 //!
-//! Key layout: keys.rs. Schedule: lines.rs.
+//! Key layout: keys.rs. Schedule: lines.rs. Snapshot: snapshot.rs.
 
 pub mod job;
 pub mod keys;
 mod lines;
 pub mod retry;
+mod snapshot;
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -76,6 +80,8 @@ pub enum Action {
 
 pub struct Queue {
     tree: sled::Tree,
+    /// The data directory, for the schedule's snapshot (snapshot.rs).
+    dir: PathBuf,
     lines: Mutex<Lines>,
     wake: Mutex<HashMap<String, Arc<Notify>>>,
     /// Wakes the timer task when an earlier timer was set.
@@ -85,7 +91,8 @@ pub struct Queue {
 }
 
 impl Queue {
-    /// Opens the queue tree and rebuilds the schedule from its open entries.
+    /// Opens the queue tree and rebuilds the schedule: from the snapshot a clean shutdown left,
+    /// or else from the open entries in the tree.
     pub fn open(store: &Store, clock: Clock) -> Result<Queue, QueueError> {
         let tree = store.db.open_tree("queue")?;
         let next_id = match tree.get(keys::NEXT_ID)? {
@@ -93,20 +100,33 @@ impl Queue {
             None => 1,
         };
         // The marker is removed (durably) before any work, so a crash from here on is unclean.
-        let clean = tree.remove(keys::CLEAN)?.is_some();
+        let marker = tree.remove(keys::CLEAN)?;
         tree.flush()?;
+        let token = marker
+            .as_deref()
+            .and_then(|raw| raw.try_into().ok())
+            .map(u64::from_le_bytes);
         let mut lines = Lines::default();
         let now = clock.now_ms();
-        for item in tree.scan_prefix(keys::OPEN) {
-            let (key, value) = item?;
-            let mut entry: Entry = decode(&key, &value)?;
-            if !clean && matches!(entry.state, State::Ready | State::Retrying | State::Leased) {
-                entry.in_doubt = true;
+        let read = token.and_then(|token| {
+            snapshot::read(&store.dir, token, |id, entry| lines.insert(id, entry, now))
+        });
+        snapshot::remove(&store.dir);
+        if read.is_none() {
+            lines = Lines::default();
+            for item in tree.scan_prefix(keys::OPEN) {
+                let (key, value) = item?;
+                let mut entry: Entry = decode(&key, &value)?;
+                let may_have_run =
+                    matches!(entry.state, State::Ready | State::Retrying | State::Leased);
+                entry.in_doubt |= marker.is_none() && may_have_run;
+                lines.insert(keys::id_of(&key), entry, now);
             }
-            lines.insert(keys::id_of(&key), entry, now);
         }
+        lines.compact();
         Ok(Queue {
             tree,
+            dir: store.dir.clone(),
             lines: Mutex::new(lines),
             wake: Mutex::new(HashMap::new()),
             timers_changed: Notify::new(),
@@ -201,9 +221,16 @@ impl Queue {
         Ok(Some(job))
     }
 
-    /// Marks a clean shutdown: call it last, when no job is leased.
+    /// Marks a clean shutdown: call it last, when no job is leased. The schedule is written
+    /// beside the store so that the next open need not scan it (snapshot.rs).
     pub fn close_clean(&self) -> Result<(), QueueError> {
-        self.tree.insert(keys::CLEAN, &[])?;
+        let token = fastrand::u64(..);
+        let lines = self.lines();
+        if let Err(error) = snapshot::write(&self.dir, token, lines.entries()) {
+            tracing::warn!(%error, "could not write the schedule snapshot; the next start scans the store");
+        }
+        drop(lines);
+        self.tree.insert(keys::CLEAN, &token.to_le_bytes())?;
         self.tree.flush()?;
         Ok(())
     }
@@ -582,8 +609,8 @@ pub fn entry_of(job: &Job) -> Entry {
         connector: Arc::from(job.connector.as_str()),
         state: job.state,
         due: job.due_ms,
-        waits_for: job.waits_for.clone(),
-        reason: job.reason.as_ref().map(|r| r.code.clone()),
+        waits_for: job.waits_for.clone().map(Box::new),
+        reason: job.reason.as_ref().map(|r| r.code.as_str().into()),
         in_doubt: job.in_doubt,
     }
 }

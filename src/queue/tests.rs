@@ -34,7 +34,7 @@ fn job(id: JobId, key: &str, connector: &str) -> Job {
 }
 
 fn open(dir: &std::path::Path) -> Queue {
-    Queue::open(&Store::open(dir, None).unwrap(), Clock::new()).unwrap()
+    Queue::open(&Store::open(dir, None, 16).unwrap(), Clock::new()).unwrap()
 }
 
 fn done(queue: &Queue, mut job: Job) {
@@ -368,4 +368,115 @@ fn schedule_load_phases() {
     let started = Instant::now();
     let scanned = tree.scan_prefix(keys::OPEN).count();
     println!("sled scan of {scanned}: {:?}", started.elapsed());
+}
+
+/// The schedule as the queue holds it: every entry in id order.
+fn schedule(queue: &Queue) -> Vec<(JobId, Entry)> {
+    let lines = queue.lines();
+    lines.entries().map(|(id, e)| (id, e.clone())).collect()
+}
+
+/// A queue with a job in each state the schedule keeps: ready (one in doubt), retrying with a
+/// due time, parked on a customer, held, dead with a reason.
+fn queue_in_every_state(dir: &std::path::Path) -> Queue {
+    let queue = open(dir);
+    let first = queue.allocate_ids(6);
+    let jobs = ["A", "B", "C", "D", "E", "F"]
+        .iter()
+        .zip(first..)
+        .map(|(key, id)| job(id, key, "erp"))
+        .collect();
+    queue.enqueue(jobs, Cursor::default()).unwrap();
+    let later = Some(i64::MAX / 2);
+    let reason = |code: &str| Some(Reason::new(code, "why"));
+    let changes: [&dyn Fn(&mut Job); 5] = [
+        &|job| (job.state, job.due_ms, job.reason) = (State::Retrying, later, reason("erp_down")),
+        &|job| {
+            (job.state, job.due_ms, job.reason) = (State::Parked, later, reason("waiting"));
+            job.waits_for = Some(("customer".into(), "001".into()));
+        },
+        &|job| (job.state, job.due_ms, job.reason) = (State::Held, later, reason("payment")),
+        &|job| (job.state, job.reason) = (State::Dead, reason("invalid_field")),
+        &|job| (job.state, job.in_doubt) = (State::Ready, true),
+    ];
+    for change in changes {
+        let mut leased = queue.try_lease("erp").unwrap().unwrap();
+        change(&mut leased);
+        queue.settle(leased, None, Vec::new(), &[]).unwrap();
+    }
+    queue
+}
+
+#[test]
+fn a_clean_close_leaves_a_snapshot_the_next_open_reads_instead_of_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = {
+        let queue = queue_in_every_state(dir.path());
+        let before = schedule(&queue);
+        assert_eq!(before.len(), 6);
+        queue.close_clean().unwrap();
+        before
+    };
+    assert!(snapshot::path(dir.path()).exists());
+    // Proof the snapshot is what is read: the store's `o/` entries are gone, yet the schedule
+    // comes back whole.
+    {
+        let store = Store::open(dir.path(), None, 16).unwrap();
+        let tree = store.db.open_tree("queue").unwrap();
+        for item in tree.scan_prefix(keys::OPEN) {
+            tree.remove(item.unwrap().0).unwrap();
+        }
+        tree.flush().unwrap();
+    }
+    let queue = open(dir.path());
+    assert_eq!(schedule(&queue), before);
+    assert!(
+        !snapshot::path(dir.path()).exists(),
+        "read once, then removed"
+    );
+    assert_eq!(queue.ids_in(State::Parked).len(), 1);
+    assert_eq!(queue.groups(State::Dead, 10)["invalid_field"].0, 1);
+}
+
+#[test]
+fn a_snapshot_is_not_trusted_after_a_crash_or_when_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = snapshot::path(dir.path());
+    let stale = dir.path().join("stale.snap");
+    let expected = {
+        let queue = queue_in_every_state(dir.path());
+        queue.close_clean().unwrap();
+        std::fs::copy(&snap, &stale).unwrap();
+        drop(queue);
+        // Open (reads the snapshot), add a job, and crash: no clean close.
+        let queue = open(dir.path());
+        let id = queue.allocate_ids(1);
+        queue
+            .enqueue(vec![job(id, "G", "erp")], Cursor::default())
+            .unwrap();
+        queue.flush().unwrap();
+        schedule(&queue)
+    };
+    std::fs::copy(&stale, &snap).unwrap();
+    let queue = open(dir.path());
+    let after = schedule(&queue);
+    assert_eq!(after.len(), expected.len(), "the store, not the stale file");
+    let (_, added) = after
+        .iter()
+        .find(|(_, e)| &*e.key == "G")
+        .expect("the job added after the snapshot was taken");
+    assert!(
+        added.in_doubt,
+        "after a crash a ready job may have been in flight"
+    );
+    queue.close_clean().unwrap();
+    drop(queue);
+
+    // A damaged file: the checksum fails and the store is scanned.
+    let mut raw = std::fs::read(&snap).unwrap();
+    let middle = raw.len() / 2;
+    raw[middle] ^= 0xff;
+    std::fs::write(&snap, raw).unwrap();
+    let queue = open(dir.path());
+    assert_eq!(schedule(&queue).len(), expected.len());
 }

@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use handoff::journal::Journal;
-use handoff::store::Store;
 
 use crate::support::*;
 
@@ -118,12 +117,7 @@ async fn every_acknowledged_event_survives_sigkill() {
         .unwrap();
     assert!(child.wait().unwrap().success(), "graceful stop on SIGTERM");
 
-    let journal = Journal::open(
-        Store::open(&dir.path().join("data"), None).unwrap(),
-        3600,
-        1 << 20,
-    )
-    .unwrap();
+    let journal = Journal::open(&dir.path().join("data"), 3600, 1 << 20).unwrap();
     let stored: HashSet<String> = journal
         .iter_from(0)
         .unwrap()

@@ -64,7 +64,9 @@ pub struct Args {
     /// Approximate size of each body.
     #[arg(long, default_value_t = 2048)]
     body_bytes: usize,
-    /// Also measure a bare axum handler that only answers 202 (acks, when spawning).
+    /// Also measure a bare baseline, same bodies and concurrency: for acks an axum handler that
+    /// only answers 202; for orders a relay that answers 202 and posts each body to a sink
+    /// (no journal, queue or mapping).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     compare_bare: bool,
     /// Acks: also route the events through the repo's mappings (the engine then works beside
@@ -83,6 +85,11 @@ pub struct Args {
     /// The Tryton server of `--flow tryton` (tests/tryton/start_tryton.sh starts one).
     #[arg(long, default_value = "http://127.0.0.1:8069")]
     tryton_url: String,
+    /// Restart: keep the store of queued orders in this directory; when it already holds one,
+    /// skip the queueing and only time a restart on it (stopped after the first orders arrive,
+    /// so the store stays nearly full for the next run).
+    #[arg(long)]
+    store: Option<PathBuf>,
     /// The repository, for its mappings/ and schemas/.
     #[arg(long, default_value = ".")]
     repo: PathBuf,
@@ -92,6 +99,12 @@ pub struct Args {
     /// Internal: run the loopback ERP sink on this address.
     #[arg(long, hide = true)]
     sink_server: Option<String>,
+    /// Internal: run the bare relay (the orders flow's baseline) on this address…
+    #[arg(long, hide = true)]
+    relay_server: Option<String>,
+    /// … posting each body to this sink.
+    #[arg(long, hide = true)]
+    relay_to: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -101,6 +114,9 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(addr) = &args.sink_server {
         return servers::sink_server(addr);
+    }
+    if let (Some(addr), Some(to)) = (&args.relay_server, &args.relay_to) {
+        return servers::relay_server(addr, to, args.erp_concurrency);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.client_threads)

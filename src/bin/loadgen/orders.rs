@@ -20,6 +20,8 @@ use crate::servers::{self, Spawned};
 /// A prepared run: its data dir, config file, and the sink it delivers to.
 pub struct Bench {
     dir: PathBuf,
+    /// The directory was given (`--store`): keep it.
+    keep: bool,
     pub config: PathBuf,
     sink: Spawned,
     pub http: reqwest::Client,
@@ -27,7 +29,11 @@ pub struct Bench {
 
 impl Bench {
     pub fn prepare(args: &Args) -> anyhow::Result<Bench> {
-        let dir = servers::temp_dir()?;
+        let dir = match &args.store {
+            Some(dir) => dir.clone(),
+            None => servers::temp_dir()?,
+        };
+        std::fs::create_dir_all(&dir)?;
         let sink = servers::spawn_self("--sink-server")?;
         let connectors = dir.join("connectors");
         std::fs::create_dir_all(&connectors)?;
@@ -46,6 +52,7 @@ impl Bench {
         let config = write_config(&dir, &connectors, args)?;
         Ok(Bench {
             dir,
+            keep: args.store.is_some(),
             config,
             sink,
             http: reqwest::Client::new(),
@@ -75,7 +82,7 @@ impl Bench {
     }
 
     async fn sink_stats(&self) -> anyhow::Result<Value> {
-        self.get(format!("{}/stats", self.sink.base())).await
+        sink_stats(&self.http, &self.sink).await
     }
 
     /// Polls the sink until `field` reaches `count`, printing progress every 5 s.
@@ -85,23 +92,7 @@ impl Bench {
         count: u64,
         limit: Duration,
     ) -> anyhow::Result<Value> {
-        let start = Instant::now();
-        let mut said = Instant::now();
-        loop {
-            let stats = self.sink_stats().await?;
-            let got = stats[field].as_u64().unwrap_or(0);
-            if got >= count {
-                return Ok(stats);
-            }
-            if start.elapsed() > limit {
-                bail!("only {got} of {count} {field} reached the sink in {limit:?}");
-            }
-            if said.elapsed() > Duration::from_secs(5) {
-                println!("  … {got} of {count} {field} delivered");
-                said = Instant::now();
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_for(&self.http, &self.sink, field, count, limit).await
     }
 
     /// Sends one signed account per customer and waits until the sink has them all.
@@ -175,7 +166,47 @@ impl Bench {
 
     pub fn finish(self) {
         self.sink.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+async fn sink_stats(http: &reqwest::Client, sink: &Spawned) -> anyhow::Result<Value> {
+    let url = format!("{}/stats", sink.base());
+    Ok(http
+        .get(url)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?)
+}
+
+/// Polls `sink` until `field` reaches `count`, printing progress every 5 s.
+async fn wait_for(
+    http: &reqwest::Client,
+    sink: &Spawned,
+    field: &str,
+    count: u64,
+    limit: Duration,
+) -> anyhow::Result<Value> {
+    let start = Instant::now();
+    let mut said = Instant::now();
+    loop {
+        let stats = sink_stats(http, sink).await?;
+        let got = stats[field].as_u64().unwrap_or(0);
+        if got >= count {
+            return Ok(stats);
+        }
+        if start.elapsed() > limit {
+            bail!("only {got} of {count} {field} reached the sink in {limit:?}");
+        }
+        if said.elapsed() > Duration::from_secs(5) {
+            println!("  … {got} of {count} {field} delivered");
+            said = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -330,10 +361,93 @@ pub async fn orders(args: &Args) -> anyhow::Result<()> {
     print_memory("end of run", &handoff);
     handoff.stop();
     bench.finish();
+    if args.compare_bare {
+        relay_baseline(args, &opportunities).await?;
+    }
+    Ok(())
+}
+
+/// The floor under the orders flow: the same bodies through a relay that answers 202 and posts
+/// each one to a fresh sink, with nothing in between (servers::relay_server).
+async fn relay_baseline(args: &Args, opportunities: &[Signed]) -> anyhow::Result<()> {
+    println!("bare relay (202, then POST to a sink; no journal, queue or mapping) …");
+    let sink = servers::spawn_self("--sink-server")?;
+    let concurrency = args.erp_concurrency.to_string();
+    let relay = servers::spawn_self_with(
+        "--relay-server",
+        &[
+            "--relay-to",
+            &sink.base(),
+            "--erp-concurrency",
+            &concurrency,
+        ],
+    )?;
+    let report = client::load(
+        &relay.base(),
+        opportunities,
+        args.concurrency,
+        Duration::from_secs(args.duration_secs),
+    )
+    .await?;
+    report.print("relay");
+    let http = reqwest::Client::new();
+    let stats = wait_for(
+        &http,
+        &sink,
+        "orders",
+        report.ok as u64,
+        Duration::from_secs(300),
+    )
+    .await?;
+    print_delivery(&stats, report.ok);
+    relay.stop();
+    sink.stop();
     Ok(())
 }
 
 pub async fn restart(args: &Args) -> anyhow::Result<()> {
+    let prepared = args
+        .store
+        .as_ref()
+        .is_some_and(|dir| dir.join("data").exists());
+    let (bench, queued, acked) = if prepared {
+        let bench = Bench::prepare(args)?;
+        println!("  reusing the store in {}", bench.dir.display());
+        (bench, None, None)
+    } else {
+        let (bench, acked, queued) = queue_behind_paused_erp(args).await?;
+        (bench, Some(queued), Some(acked))
+    };
+
+    let started = Instant::now();
+    let handoff = servers::spawn_handoff(&bench.config, &args.secret)?;
+    let listening = started.elapsed();
+    bench
+        .wait_for("orders", 1, Duration::from_secs(120))
+        .await?;
+    let first = started.elapsed();
+    let queued = queued.map_or("the".to_owned(), |n| n.to_string());
+    println!(
+        "  restart with {queued} queued jobs: listening after {:.2} s, first order at the sink after {:.2} s",
+        listening.as_secs_f64(),
+        first.as_secs_f64()
+    );
+    print_memory("just restarted", &handoff);
+    if let Some(acked) = acked.filter(|_| !bench.keep) {
+        let stats = bench
+            .wait_for("orders", acked as u64, Duration::from_secs(900))
+            .await?;
+        print_delivery(&stats, acked);
+        print_memory("all delivered", &handoff);
+    }
+    handoff.stop();
+    bench.finish();
+    Ok(())
+}
+
+/// Delivers the accounts, pauses the ERP, sends the opportunities, waits until every acked one
+/// is a queued job, and stops handoff: (the bench, orders acked, jobs queued).
+async fn queue_behind_paused_erp(args: &Args) -> anyhow::Result<(Bench, usize, u64)> {
     let (bench, handoff, opportunities) = Bench::start(args).await?;
     bench.pause_erp(&handoff).await?;
     let report = client::load(
@@ -356,28 +470,7 @@ pub async fn restart(args: &Args) -> anyhow::Result<()> {
     println!("  {queued} jobs queued for the paused ERP");
     print_memory("all queued", &handoff);
     handoff.stop();
-
-    let started = Instant::now();
-    let handoff = servers::spawn_handoff(&bench.config, &args.secret)?;
-    let listening = started.elapsed();
-    bench
-        .wait_for("orders", 1, Duration::from_secs(120))
-        .await?;
-    let first = started.elapsed();
-    println!(
-        "  restart with {queued} queued jobs: listening after {:.2} s, first order at the sink after {:.2} s",
-        listening.as_secs_f64(),
-        first.as_secs_f64()
-    );
-    print_memory("just restarted", &handoff);
-    let stats = bench
-        .wait_for("orders", report.ok as u64, Duration::from_secs(900))
-        .await?;
-    print_delivery(&stats, report.ok);
-    print_memory("all delivered", &handoff);
-    handoff.stop();
-    bench.finish();
-    Ok(())
+    Ok((bench, report.ok, queued))
 }
 
 /// The ERP connector's jobs per state in the overview (dead letters included).

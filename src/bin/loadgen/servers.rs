@@ -115,8 +115,14 @@ pub fn spawn_handoff_with(
 
 /// Starts this binary with a hidden server flag (`--bare-server` or `--sink-server`).
 pub fn spawn_self(flag: &str) -> anyhow::Result<Spawned> {
+    spawn_self_with(flag, &[])
+}
+
+/// Like [`spawn_self`], with more arguments.
+pub fn spawn_self_with(flag: &str, more: &[&str]) -> anyhow::Result<Spawned> {
     let mut child = Command::new(std::env::current_exe()?)
         .args([flag, "127.0.0.1:0"])
+        .args(more)
         .stdout(Stdio::piped())
         .spawn()?;
     read_listen_line(child_stdout(&mut child)?).map(|(addr, report)| Spawned {
@@ -177,6 +183,48 @@ pub fn bare_server(addr: &str) -> anyhow::Result<()> {
         post(|_body: Bytes| async { StatusCode::ACCEPTED }),
     );
     serve(addr, app)
+}
+
+/// The orders flow's baseline: answers 202 at once and posts each body to the sink's
+/// `/orders` (at most `concurrency` at a time, each under its own `Idempotency-Key`), with no
+/// journal, queue or mapping: what two HTTP hops cost on this machine.
+pub fn relay_server(addr: &str, to: &str, concurrency: usize) -> anyhow::Result<()> {
+    let relay = Arc::new(Relay {
+        http: reqwest::Client::new(),
+        url: format!("{to}/orders"),
+        slots: tokio::sync::Semaphore::new(concurrency),
+        sent: AtomicU64::new(0),
+    });
+    let app = axum::Router::new()
+        .route("/hooks/{source}", post(relay_one))
+        .with_state(relay);
+    serve(addr, app)
+}
+
+struct Relay {
+    http: reqwest::Client,
+    url: String,
+    slots: tokio::sync::Semaphore,
+    sent: AtomicU64,
+}
+
+async fn relay_one(State(relay): State<Arc<Relay>>, body: Bytes) -> StatusCode {
+    tokio::spawn(async move {
+        let _slot = relay.slots.acquire().await;
+        let n = relay.sent.fetch_add(1, Ordering::Relaxed);
+        let sent = relay
+            .http
+            .post(&relay.url)
+            .header("idempotency-key", format!("relay-{n}"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await;
+        if let Ok(response) = sent {
+            let _ = response.bytes().await;
+        }
+    });
+    StatusCode::ACCEPTED
 }
 
 /// What the ERP sink has received.
