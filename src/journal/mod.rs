@@ -228,6 +228,12 @@ impl Journal {
         record::decode(payload).ok_or(JournalError::Corrupt(seq))
     }
 
+    /// Whether a record was ignored on arrival (no flow handled it), read from its header
+    /// alone: the router skips it without parsing the body.
+    pub fn is_ignored(payload: &[u8]) -> bool {
+        record::decode_key(payload).is_some_and(|key| key.ignored)
+    }
+
     /// The envelope of record `seq`, which starts at `at`.
     pub fn read(&self, seq: u64, at: Position) -> Result<Envelope, JournalError> {
         Self::decode(seq, &tail::read_at(&self.dir, seq, at)?)

@@ -31,12 +31,15 @@ struct Header<'a> {
     data: Option<Cow<'a, Value>>,
 }
 
-/// The fields dedupe needs, read without touching the body.
+/// The fields dedupe and the router's first look need, read without touching the body.
 #[derive(Deserialize)]
 pub struct Key {
     pub id: String,
     pub source: String,
     pub received_at: DateTime<Utc>,
+    /// No flow handled the event when it arrived.
+    #[serde(default)]
+    pub ignored: bool,
 }
 
 pub fn encode(envelope: &Envelope) -> Vec<u8> {
@@ -129,7 +132,13 @@ mod tests {
             let bytes = encode(&original);
             assert_eq!(decode(&bytes).unwrap(), original);
             assert_eq!(decode_key(&bytes).unwrap().id, "e1");
+            assert!(!decode_key(&bytes).unwrap().ignored);
         }
+        let ignored = Envelope {
+            ignored: true,
+            ..envelope(true)
+        };
+        assert!(decode_key(&encode(&ignored)).unwrap().ignored);
         let stored_once = encode(&envelope(true));
         assert_eq!(stored_once.windows(4).filter(|w| w == b"Ac\\\"").count(), 1);
     }

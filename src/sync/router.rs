@@ -43,6 +43,9 @@ pub async fn run(
         let loaded = mappings.current();
         let mut jobs = Vec::new();
         for (seq, at, payload) in records {
+            if Journal::is_ignored(&payload) {
+                continue;
+            }
             match Journal::decode(seq, &payload) {
                 Ok(envelope) => {
                     jobs.extend(route(&loaded, &envelope, seq, at, queue.clock.now_ms()))
