@@ -24,7 +24,22 @@ struct Browser {
 }
 
 impl Drop for Browser {
+    /// Ends the session first (chromedriver then quits the Chromium it started; killing the
+    /// driver alone would leave that Chromium running), then stops the driver by PID. Drop
+    /// cannot await, so the DELETE is a plain blocking HTTP/1.1 request.
     fn drop(&mut self) {
+        use std::io::{Read, Write};
+        let address = self.base.trim_start_matches("http://");
+        if let Ok(mut stream) = std::net::TcpStream::connect(address) {
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+            let request = format!(
+                "DELETE /session/{} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                self.session
+            );
+            if stream.write_all(request.as_bytes()).is_ok() {
+                let _ = stream.read_to_end(&mut Vec::new());
+            }
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
