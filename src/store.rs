@@ -99,3 +99,19 @@ impl Store {
         })
     }
 }
+
+/// Writes `bytes` and their crc32 (u32 LE) to `path` durably: to a temporary file beside it,
+/// fsynced, renamed over `path`, the directory fsynced. For the files a clean shutdown saves
+/// beside the store (the schedule, the dedupe index), which readers check against the crc.
+pub fn save_checked(path: &Path, mut bytes: Vec<u8>) -> std::io::Result<()> {
+    use std::io::Write;
+    let crc = crc32fast::hash(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    let partial = path.with_extension("partial");
+    let mut file = std::fs::File::create(&partial)?;
+    file.write_all(&bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&partial, path)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::File::open(dir)?.sync_all()
+}

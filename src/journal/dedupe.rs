@@ -23,7 +23,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -92,14 +92,7 @@ impl Dedupe {
             out.extend_from_slice(&seq.to_le_bytes());
             out.extend_from_slice(&received.to_le_bytes());
         }
-        let crc = crc32fast::hash(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
-        let partial = path(dir).with_extension("snap.partial");
-        let mut file = File::create(&partial)?;
-        file.write_all(&out)?;
-        file.sync_all()?;
-        std::fs::rename(&partial, path(dir))?;
-        File::open(dir)?.sync_all()
+        crate::store::save_checked(&path(dir), out)
     }
 
     /// The index a clean close saved, if the journal still ends before `next_seq`; entries

@@ -19,12 +19,9 @@
 //! - At a clean shutdown the schedule equals the `o/` entries (every change is written before it
 //!   is placed, and nothing is leased), so reading either gives the same schedule.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-use std::collections::HashMap;
 
 use super::job::{JobId, State};
 use super::lines::Entry;
@@ -89,16 +86,7 @@ pub fn write<'a>(
             text(&mut out, reason);
         }
     }
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-
-    let path = path(data_dir);
-    let partial = path.with_extension("snap.partial");
-    let mut file = BufWriter::new(File::create(&partial)?);
-    file.write_all(&out)?;
-    file.into_inner()?.sync_all()?;
-    std::fs::rename(&partial, &path)?;
-    File::open(data_dir)?.sync_all()
+    crate::store::save_checked(&path(data_dir), out)
 }
 
 /// Hands every entry of the file written under `token` to `place`, in id order; `None` when

@@ -71,14 +71,7 @@ impl Bench {
     }
 
     pub async fn get(&self, url: String) -> anyhow::Result<Value> {
-        Ok(self
-            .http
-            .get(url)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?)
+        get_json(&self.http, url).await
     }
 
     async fn sink_stats(&self) -> anyhow::Result<Value> {
@@ -172,8 +165,7 @@ impl Bench {
     }
 }
 
-async fn sink_stats(http: &reqwest::Client, sink: &Spawned) -> anyhow::Result<Value> {
-    let url = format!("{}/stats", sink.base());
+async fn get_json(http: &reqwest::Client, url: String) -> anyhow::Result<Value> {
     Ok(http
         .get(url)
         .send()
@@ -181,6 +173,10 @@ async fn sink_stats(http: &reqwest::Client, sink: &Spawned) -> anyhow::Result<Va
         .error_for_status()?
         .json()
         .await?)
+}
+
+async fn sink_stats(http: &reqwest::Client, sink: &Spawned) -> anyhow::Result<Value> {
+    get_json(http, format!("{}/stats", sink.base())).await
 }
 
 /// Polls `sink` until `field` reaches `count`, printing progress every 5 s.
@@ -208,6 +204,19 @@ async fn wait_for(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Sends `bodies` to `base` for the run's length at its concurrency; prints the report.
+async fn send_for_the_run(
+    args: &Args,
+    base: &str,
+    bodies: &[Signed],
+    name: &str,
+) -> anyhow::Result<client::Report> {
+    let duration = Duration::from_secs(args.duration_secs);
+    let report = client::load(base, bodies, args.concurrency, duration).await?;
+    report.print(name);
+    Ok(report)
 }
 
 /// A handoff config on `dir` with the repo's mappings and schemas, `connectors`, and the `crm`
@@ -339,14 +348,7 @@ pub fn print_memory(name: &str, handoff: &Spawned) {
 
 pub async fn orders(args: &Args) -> anyhow::Result<()> {
     let (bench, handoff, opportunities) = Bench::start(args).await?;
-    let report = client::load(
-        &handoff.base(),
-        &opportunities,
-        args.concurrency,
-        Duration::from_secs(args.duration_secs),
-    )
-    .await?;
-    report.print("orders");
+    let report = send_for_the_run(args, &handoff.base(), &opportunities, "orders").await?;
     let stats = bench
         .wait_for("orders", report.ok as u64, Duration::from_secs(300))
         .await;
@@ -382,14 +384,7 @@ async fn relay_baseline(args: &Args, opportunities: &[Signed]) -> anyhow::Result
             &concurrency,
         ],
     )?;
-    let report = client::load(
-        &relay.base(),
-        opportunities,
-        args.concurrency,
-        Duration::from_secs(args.duration_secs),
-    )
-    .await?;
-    report.print("relay");
+    let report = send_for_the_run(args, &relay.base(), opportunities, "relay").await?;
     let http = reqwest::Client::new();
     let stats = wait_for(
         &http,
@@ -450,14 +445,7 @@ pub async fn restart(args: &Args) -> anyhow::Result<()> {
 async fn queue_behind_paused_erp(args: &Args) -> anyhow::Result<(Bench, usize, u64)> {
     let (bench, handoff, opportunities) = Bench::start(args).await?;
     bench.pause_erp(&handoff).await?;
-    let report = client::load(
-        &handoff.base(),
-        &opportunities,
-        args.concurrency,
-        Duration::from_secs(args.duration_secs),
-    )
-    .await?;
-    report.print("orders");
+    let report = send_for_the_run(args, &handoff.base(), &opportunities, "orders").await?;
     let queued = bench
         .wait_overview(
             &handoff,
