@@ -231,7 +231,7 @@ impl Journal {
     /// Whether a record was ignored on arrival (no flow handled it), read from its header
     /// alone: the router skips it without parsing the body.
     pub fn is_ignored(payload: &[u8]) -> bool {
-        record::decode_key(payload).is_some_and(|key| key.ignored)
+        record::is_ignored(payload).unwrap_or(false)
     }
 
     /// The envelope of record `seq`, which starts at `at`.

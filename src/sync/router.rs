@@ -1,6 +1,7 @@
 //! The router tails the journal and turns each accepted event into one job per flow that
 //! handles it. A slice of the journal and its jobs are stored in one batch with the cursor, so
-//! a crash either keeps both or routes the slice again.
+//! a crash either keeps both or routes the slice again. Slices that make no jobs (ingest-only
+//! traffic) move the stored cursor at most once a second.
 
 use std::sync::Arc;
 
@@ -11,6 +12,14 @@ use crate::queue::{Cursor, Job, Queue, QueueError, Reason, State};
 
 /// Records routed per batch.
 const SLICE: usize = 512;
+/// How long the cursor may lag behind slices that made no jobs. Such slices are not written
+/// at once (ingest alone would otherwise write the cursor to sled after every journal commit);
+/// after a crash the router reads them again, which makes no jobs again.
+const CURSOR_LAG: std::time::Duration = std::time::Duration::from_secs(1);
+/// After a slice that was not full the router waits this long before reading again, so that
+/// it reads the journal in chunks of several commits rather than once per commit (CPU that
+/// ingest shares), at the cost of this much delay before a job is queued.
+const PAUSE: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Routes journaled events into jobs, forever.
 pub async fn run(
@@ -26,6 +35,7 @@ pub async fn run(
         }
     };
     let mut tail = journal.tail(cursor.next_seq, cursor.at);
+    let mut saved = std::time::Instant::now();
     loop {
         let limit = journal.next_seq();
         let records = match tail.read(limit, SLICE) {
@@ -40,6 +50,7 @@ pub async fn run(
             journal.committed().await;
             continue;
         }
+        let full = records.len() == SLICE;
         let loaded = mappings.current();
         let mut jobs = Vec::new();
         for (seq, at, payload) in records {
@@ -53,17 +64,23 @@ pub async fn run(
                 Err(error) => tracing::error!(error = %error, "journal record skipped"),
             }
         }
-        let first = queue.allocate_ids(jobs.len() as u64);
-        for (n, job) in jobs.iter_mut().enumerate() {
-            job.id = first + n as u64;
+        if !jobs.is_empty() || saved.elapsed() >= CURSOR_LAG {
+            let first = queue.allocate_ids(jobs.len() as u64);
+            for (n, job) in jobs.iter_mut().enumerate() {
+                job.id = first + n as u64;
+            }
+            let cursor = Cursor {
+                next_seq: tail.next_seq(),
+                at: tail.position(),
+            };
+            if let Err(error) = enqueue_retrying(&queue, jobs, cursor).await {
+                tracing::error!(error = %error, "the router stopped: the queue cannot write");
+                return;
+            }
+            saved = std::time::Instant::now();
         }
-        let cursor = Cursor {
-            next_seq: tail.next_seq(),
-            at: tail.position(),
-        };
-        if let Err(error) = enqueue_retrying(&queue, jobs, cursor).await {
-            tracing::error!(error = %error, "the router stopped: the queue cannot write");
-            return;
+        if !full {
+            tokio::time::sleep(PAUSE).await;
         }
     }
 }

@@ -1,16 +1,18 @@
 //! The sending side: pre-signed Standard Webhooks requests, driven over keep-alive HTTP/1.1
-//! connections, with a latency report.
+//! connections, with a latency report. Like wrk, it writes each request as bytes and reads only
+//! the status line, `content-length` and body of the answer, so the generator takes as little
+//! of the machine it shares with the server as it can (BENCHMARKS.md).
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use std::io::Write as _;
+
+use anyhow::{Context, bail};
 use base64::Engine as _;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use hmac::{Hmac, Mac};
-use http_body_util::{BodyExt, Full};
-use hyper::Request;
-use hyper_util::rt::TokioIo;
 use sha2::Sha256;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// One signed request: (headers, body).
@@ -121,33 +123,65 @@ async fn worker(
     requests: Vec<Signed>,
     deadline: Instant,
 ) -> anyhow::Result<(usize, usize, Vec<u32>)> {
-    let stream = TcpStream::connect(authority).await?;
+    let mut stream = TcpStream::connect(authority).await?;
     stream.set_nodelay(true)?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(connection);
     let (mut ok, mut failed) = (0, 0);
     let mut latencies = Vec::with_capacity(requests.len());
+    let mut out = Vec::new();
+    let mut input = BytesMut::with_capacity(16 * 1024);
     for (headers, body) in requests {
         if Instant::now() >= deadline {
             break;
         }
-        let mut request = Request::post("/hooks/crm").header("host", authority);
+        out.clear();
+        write!(out, "POST /hooks/crm HTTP/1.1\r\nhost: {authority}\r\n")?;
         for (name, value) in headers {
-            request = request.header(name, value);
+            write!(out, "{name}: {value}\r\n")?;
         }
-        let request = request.body(Full::new(body))?;
+        write!(out, "content-length: {}\r\n\r\n", body.len())?;
+        out.extend_from_slice(&body);
         let started = Instant::now();
-        sender.ready().await?;
-        let response = sender.send_request(request).await?;
-        let status = response.status();
-        response.into_body().collect().await?;
+        stream.write_all(&out).await?;
+        let status = read_response(&mut stream, &mut input).await?;
         latencies.push(u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX));
-        if status.is_success() {
+        if (200..300).contains(&status) {
             ok += 1;
         } else {
             failed += 1;
         }
     }
     Ok((ok, failed, latencies))
+}
+
+/// Reads one HTTP/1.1 response with a `content-length` body (what axum sends for the answers
+/// measured here) and returns its status; what follows it stays in `input`.
+async fn read_response(stream: &mut TcpStream, input: &mut BytesMut) -> anyhow::Result<u16> {
+    loop {
+        if let Some(end) = input.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = std::str::from_utf8(&input[..end]).context("response head is not text")?;
+            let status = head
+                .get(9..12)
+                .and_then(|code| code.parse::<u16>().ok())
+                .with_context(|| format!("not an HTTP/1.1 status line: {head:.40}"))?;
+            let length = head
+                .lines()
+                .find_map(|line| {
+                    let (name, value) = line.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse::<usize>().ok())?
+                })
+                .context("response without content-length")?;
+            let whole = end + 4 + length;
+            while input.len() < whole {
+                if stream.read_buf(input).await? == 0 {
+                    bail!("connection closed inside a response");
+                }
+            }
+            let _ = input.split_to(whole);
+            return Ok(status);
+        }
+        if stream.read_buf(input).await? == 0 {
+            bail!("connection closed before a response");
+        }
+    }
 }

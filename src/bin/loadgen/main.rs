@@ -195,13 +195,17 @@ async fn acks(args: &Args) -> anyhow::Result<()> {
         ),
     )?;
     let handoff = servers::spawn_handoff(&config, &args.secret)?;
-    let report = client::load(&handoff.base(), &requests, args.concurrency, duration).await;
+    let base = handoff.base();
+    let load = client::load(&base, &requests, args.concurrency, duration);
+    let report = handoff.cpu_per_request(load, |r| r.ok).await;
     handoff.stop();
     let report = report?;
     report.print("handoff");
     if args.compare_bare {
         let bare = servers::spawn_self("--bare-server")?;
-        let bare_report = client::load(&bare.base(), &requests, args.concurrency, duration).await;
+        let base = bare.base();
+        let load = client::load(&base, &requests, args.concurrency, duration);
+        let bare_report = bare.cpu_per_request(load, |r| r.ok).await;
         bare.stop();
         let bare_report = bare_report?;
         bare_report.print("bare");

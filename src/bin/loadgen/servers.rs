@@ -54,6 +54,29 @@ impl Spawned {
         (field("VmRSS:"), field("VmHWM:"))
     }
 
+    /// Runs `work` and prints the server's CPU time per request it reports as done (µs).
+    pub async fn cpu_per_request<T>(
+        &self,
+        work: impl std::future::Future<Output = anyhow::Result<T>>,
+        done: impl Fn(&T) -> usize,
+    ) -> anyhow::Result<T> {
+        let pid = self.child.id();
+        let server0 = cpu_secs(pid);
+        let generator0 = cpu_secs(std::process::id());
+        let result = work.await?;
+        let (user, system) = cpu_secs(pid) - server0;
+        let generator = cpu_secs(std::process::id()) - generator0;
+        let n = done(&result).max(1) as f64 / 1e6;
+        println!(
+            "     cpu: {:.1} µs per request in the server (user {:.1}, system {:.1}); {:.1} in the generator",
+            (user + system) / n,
+            user / n,
+            system / n,
+            (generator.0 + generator.1) / n
+        );
+        Ok(result)
+    }
+
     /// Bytes the server has written to storage, from /proc (MiB).
     pub fn written_mib(&self) -> f64 {
         std::fs::read_to_string(format!("/proc/{}/io", self.child.id()))
@@ -74,6 +97,36 @@ impl Spawned {
         if let Some(Ok(Some(line))) = self.report.take().map(|report| report.join()) {
             println!("  server: {line}");
         }
+    }
+}
+
+/// CPU time process `pid` has used so far, user and system, in seconds (from /proc).
+fn cpu_secs(pid: u32) -> Cpu {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the command name (which may hold spaces) utime and stime are the 12th and 13th fields.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    // SAFETY: sysconf only reads a system constant.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let field = |n: usize| {
+        fields
+            .get(n)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / ticks
+    };
+    Cpu(field(11), field(12))
+}
+
+/// User and system CPU seconds.
+#[derive(Clone, Copy)]
+struct Cpu(f64, f64);
+
+impl std::ops::Sub for Cpu {
+    type Output = (f64, f64);
+    fn sub(self, earlier: Cpu) -> (f64, f64) {
+        (self.0 - earlier.0, self.1 - earlier.1)
     }
 }
 
