@@ -38,8 +38,8 @@ pub use tail::{Position, Tail};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
@@ -92,7 +92,22 @@ pub struct CommitStats {
 struct Item {
     key: dedupe::Key,
     received: i64,
+    /// Not ignored on arrival: the router must read it.
+    routable: bool,
     payload: Vec<u8>,
+}
+
+/// Where the journal ends, published after every commit for the router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct End {
+    /// The first seq not yet committed.
+    pub next_seq: u64,
+    /// Where that record will start.
+    pub at: Position,
+    /// Every record from this seq up to `next_seq` was ignored on arrival (as far as this run
+    /// knows: records from before the start count as routable), so the router may skip them
+    /// unread.
+    pub ignored_from: u64,
 }
 
 struct Request {
@@ -103,6 +118,7 @@ struct Request {
 pub struct Journal {
     dir: PathBuf,
     next_seq: Arc<AtomicU64>,
+    end: Arc<Mutex<End>>,
     committer: Option<mpsc::UnboundedSender<Request>>,
     /// Signalled after every commit, for the router that tails the journal.
     committed: Arc<tokio::sync::Notify>,
@@ -132,32 +148,28 @@ impl Journal {
             }
         };
         let next_seq = Arc::new(AtomicU64::new(writer.next_seq()));
+        let end = Arc::new(Mutex::new(End {
+            next_seq: writer.next_seq(),
+            at: writer.end(),
+            ignored_from: writer.next_seq(),
+        }));
         let stats = Arc::new(CommitStats::default());
         let (tx, rx) = mpsc::unbounded_channel();
         let committed = Arc::new(tokio::sync::Notify::new());
-        let (thread_dir, thread_seq, thread_stats, thread_committed) = (
-            dir.clone(),
-            next_seq.clone(),
-            stats.clone(),
-            committed.clone(),
-        );
+        let published = Published {
+            next_seq: next_seq.clone(),
+            end: end.clone(),
+            committed: committed.clone(),
+        };
+        let (thread_dir, thread_stats) = (dir.clone(), stats.clone());
         let thread = std::thread::Builder::new()
             .name("journal-commit".into())
-            .spawn(move || {
-                commit_loop(
-                    &thread_dir,
-                    writer,
-                    dedupe,
-                    rx,
-                    &thread_seq,
-                    &thread_stats,
-                    &thread_committed,
-                )
-            })
+            .spawn(move || commit_loop(&thread_dir, writer, dedupe, rx, &published, &thread_stats))
             .map_err(JournalError::from)?;
         Ok(Journal {
             dir,
             next_seq,
+            end,
             committer: Some(tx),
             committed,
             thread: Some(thread),
@@ -172,6 +184,7 @@ impl Journal {
             .map(|envelope| Item {
                 key: dedupe::key(&envelope.source, &envelope.id),
                 received: envelope.received_at.timestamp(),
+                routable: !envelope.ignored,
                 payload: record::encode(envelope),
             })
             .collect();
@@ -216,6 +229,15 @@ impl Journal {
     /// The first seq not yet committed.
     pub fn next_seq(&self) -> u64 {
         self.next_seq.load(Ordering::Acquire)
+    }
+
+    /// Where the journal ends after the last commit, and from where on it holds only ignored
+    /// records.
+    pub fn end(&self) -> End {
+        *self
+            .end
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Waits until a commit happens after the last call (or returns at once if one did).
@@ -296,16 +318,24 @@ fn first_seq_since(dir: &std::path::Path, cutoff: i64) -> Result<u64, JournalErr
     Ok(0)
 }
 
+/// What the committer tells readers after each commit.
+struct Published {
+    next_seq: Arc<AtomicU64>,
+    end: Arc<Mutex<End>>,
+    /// Signalled after every commit, for the router that tails the journal.
+    committed: Arc<tokio::sync::Notify>,
+}
+
 fn commit_loop(
     dir: &Path,
     mut writer: Writer,
     mut dedupe: Dedupe,
     mut rx: mpsc::UnboundedReceiver<Request>,
-    next_seq: &AtomicU64,
+    published: &Published,
     stats: &CommitStats,
-    committed: &tokio::sync::Notify,
 ) {
     let mut poisoned = false;
+    let mut ignored_from = writer.next_seq();
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while let Ok(request) = rx.try_recv() {
@@ -318,8 +348,8 @@ fn commit_loop(
         };
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         stats.commit_micros.fetch_add(micros, Ordering::Relaxed);
-        next_seq.store(writer.next_seq(), Ordering::Release);
-        committed.notify_one();
+        ignored_from = last_routable(&answers, &batch).map_or(ignored_from, |seq| seq + 1);
+        published.publish(&writer, ignored_from);
         stats.fsyncs.fetch_add(1, Ordering::Relaxed);
         stats
             .requests
@@ -338,6 +368,41 @@ fn commit_loop(
     if !poisoned && let Err(error) = dedupe.save(dir, writer.next_seq()) {
         tracing::warn!(%error, "could not save the dedupe index; the next start reads the journal");
     }
+}
+
+impl Published {
+    fn publish(&self, writer: &Writer, ignored_from: u64) {
+        let end = End {
+            next_seq: writer.next_seq(),
+            at: writer.end(),
+            ignored_from: ignored_from.min(writer.next_seq()),
+        };
+        *self
+            .end
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = end;
+        self.next_seq.store(end.next_seq, Ordering::Release);
+        self.committed.notify_one();
+    }
+}
+
+/// The seq of the last routable record a commit wrote.
+fn last_routable(
+    answers: &[Result<Vec<Appended>, JournalError>],
+    batch: &[Request],
+) -> Option<u64> {
+    let written = answers.iter().zip(batch).filter_map(|(answer, request)| {
+        let appended = answer.as_ref().ok()?;
+        appended
+            .iter()
+            .zip(&request.items)
+            .filter_map(|(appended, item)| match appended {
+                Appended::New(seq) if item.routable => Some(*seq),
+                _ => None,
+            })
+            .max()
+    });
+    written.max()
 }
 
 /// Dedupes, writes and fsyncs one batch; returns one answer per request.

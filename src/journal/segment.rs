@@ -21,6 +21,8 @@ use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
+use super::tail::Position;
+
 /// Default size of a segment.
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 const HEADER: usize = 16;
@@ -46,6 +48,8 @@ pub struct Writer {
     dir: PathBuf,
     segment_bytes: u64,
     file: File,
+    /// The first seq of `file` (its name).
+    first: u64,
     /// Bytes of whole records in `file`.
     len: u64,
     next_seq: u64,
@@ -95,6 +99,7 @@ impl Writer {
             dir: dir.to_owned(),
             segment_bytes,
             file,
+            first: next_seq,
             len: 0,
             next_seq,
             buffer: Vec::new(),
@@ -104,6 +109,14 @@ impl Writer {
 
     pub fn next_seq(&self) -> u64 {
         self.next_seq
+    }
+
+    /// Where the next record will start (after the last committed one).
+    pub fn end(&self) -> Position {
+        Position {
+            segment: self.first,
+            offset: self.len,
+        }
     }
 
     /// Adds a record to the pending write; returns its sequence number.
@@ -151,6 +164,7 @@ impl Writer {
         self.file.sync_all()?;
         let spare = self.take_spare()?;
         self.file = install(&self.dir, &spare, first_seq)?;
+        self.first = first_seq;
         self.len = 0;
         self.spare = Spare::spawn(self.dir.clone(), self.segment_bytes);
         Ok(())

@@ -42,6 +42,15 @@ impl Tail {
         self.at
     }
 
+    /// Moves to the journal's end without reading what lies between (the records there were
+    /// all ignored on arrival, see `Journal::end`).
+    pub fn skip_to(&mut self, seq: u64, at: Position) {
+        if seq > self.next_seq {
+            self.next_seq = seq;
+            self.at = Some(at);
+        }
+    }
+
     /// Up to `max` records below `limit` (the first seq not yet committed), with positions.
     pub fn read(&mut self, limit: u64, max: usize) -> io::Result<Vec<(u64, Position, Vec<u8>)>> {
         let mut out = Vec::new();

@@ -130,3 +130,63 @@ async fn probe_fsyncs_without_writing_records() {
     j.probe().await.unwrap();
     assert!(j.is_empty());
 }
+
+#[tokio::test]
+async fn the_end_says_from_where_only_ignored_records_follow_and_a_tail_can_skip_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = open(dir.path());
+    let ignored = |id: &str| Envelope {
+        ignored: true,
+        ..envelope(id, now())
+    };
+    // Records from before the start count as routable: nothing to skip yet.
+    assert_eq!(j.end().ignored_from, 1);
+    j.append(&[envelope("r1", now())]).await.unwrap();
+    assert_eq!(j.end().ignored_from, 2);
+    j.append(&[ignored("i1"), ignored("i2")]).await.unwrap();
+    let end = j.end();
+    assert_eq!((end.next_seq, end.ignored_from), (4, 2));
+    // A duplicate of a routable event writes nothing and changes nothing.
+    j.append(&[envelope("r1", now())]).await.unwrap();
+    assert_eq!(j.end(), end);
+
+    let mut tail = j.tail(2, None);
+    tail.skip_to(end.next_seq, end.at);
+    j.append(&[envelope("r2", now()), ignored("i3")])
+        .await
+        .unwrap();
+    assert_eq!(j.end().ignored_from, 5);
+    let read = tail.read(j.next_seq(), 10).unwrap();
+    let seqs: Vec<u64> = read.iter().map(|(seq, _, _)| *seq).collect();
+    assert_eq!(seqs, [4, 5]);
+    assert_eq!(Journal::decode(4, &read[0].2).unwrap().id, "r2");
+    assert!(Journal::is_ignored(&read[1].2));
+    // Skipping never goes back.
+    tail.skip_to(end.next_seq, end.at);
+    assert_eq!(tail.next_seq(), 6);
+}
+
+#[tokio::test]
+async fn the_end_follows_the_journal_into_its_next_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = open(dir.path());
+    let big = |id: &str| Envelope {
+        ignored: true,
+        raw_body: "x".repeat(20_000),
+        ..envelope(id, now())
+    };
+    for n in 0..5 {
+        j.append(&[big(&format!("i{n}"))]).await.unwrap();
+    }
+    let end = j.end();
+    assert!(
+        end.at.segment > 1,
+        "64 KiB segments roll over after three records"
+    );
+    let mut tail = j.tail(1, None);
+    tail.skip_to(end.next_seq, end.at);
+    j.append(&[envelope("r", now())]).await.unwrap();
+    let read = tail.read(j.next_seq(), 10).unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!(Journal::decode(read[0].0, &read[0].2).unwrap().id, "r");
+}

@@ -1,12 +1,14 @@
 //! The router tails the journal and turns each accepted event into one job per flow that
 //! handles it. A slice of the journal and its jobs are stored in one batch with the cursor, so
-//! a crash either keeps both or routes the slice again. Slices that make no jobs (ingest-only
-//! traffic) move the stored cursor at most once a second.
+//! a crash either keeps both or routes the slice again. Records ignored on arrival are skipped
+//! unread when nothing else follows them (`Journal::end`), and slices that make no jobs move
+//! the stored cursor at most once a second.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::envelope::Envelope;
-use crate::journal::{Journal, Position};
+use crate::journal::{Journal, Position, Tail};
 use crate::mapping::live::Loaded;
 use crate::queue::{Cursor, Job, Queue, QueueError, Reason, State};
 
@@ -15,11 +17,11 @@ const SLICE: usize = 512;
 /// How long the cursor may lag behind slices that made no jobs. Such slices are not written
 /// at once (ingest alone would otherwise write the cursor to sled after every journal commit);
 /// after a crash the router reads them again, which makes no jobs again.
-const CURSOR_LAG: std::time::Duration = std::time::Duration::from_secs(1);
+const CURSOR_LAG: Duration = Duration::from_secs(1);
 /// After a slice that was not full the router waits this long before reading again, so that
 /// it reads the journal in chunks of several commits rather than once per commit (CPU that
 /// ingest shares), at the cost of this much delay before a job is queued.
-const PAUSE: std::time::Duration = std::time::Duration::from_millis(2);
+const PAUSE: Duration = Duration::from_millis(2);
 
 /// Routes journaled events into jobs, forever.
 pub async fn run(
@@ -35,22 +37,22 @@ pub async fn run(
         }
     };
     let mut tail = journal.tail(cursor.next_seq, cursor.at);
-    let mut saved = std::time::Instant::now();
+    let mut saved = (Instant::now(), tail.next_seq());
     loop {
-        let limit = journal.next_seq();
-        let records = match tail.read(limit, SLICE) {
+        let end = journal.end();
+        if tail.next_seq() >= end.ignored_from {
+            // Only records ignored on arrival lie ahead: nothing to read.
+            tail.skip_to(end.next_seq, end.at);
+        }
+        let records = match tail.read(end.next_seq, SLICE) {
             Ok(records) => records,
             Err(error) => {
                 tracing::error!(error = %error, seq = tail.next_seq(), "cannot read the journal; retrying in 1 s");
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
         };
-        if records.is_empty() {
-            journal.committed().await;
-            continue;
-        }
-        let full = records.len() == SLICE;
+        let (empty, full) = (records.is_empty(), records.len() == SLICE);
         let loaded = mappings.current();
         let mut jobs = Vec::new();
         for (seq, at, payload) in records {
@@ -64,36 +66,44 @@ pub async fn run(
                 Err(error) => tracing::error!(error = %error, "journal record skipped"),
             }
         }
-        if !jobs.is_empty() || saved.elapsed() >= CURSOR_LAG {
-            let first = queue.allocate_ids(jobs.len() as u64);
-            for (n, job) in jobs.iter_mut().enumerate() {
-                job.id = first + n as u64;
-            }
-            let cursor = Cursor {
-                next_seq: tail.next_seq(),
-                at: tail.position(),
-            };
-            if let Err(error) = enqueue_retrying(&queue, jobs, cursor).await {
+        let moved = tail.next_seq() > saved.1;
+        if !jobs.is_empty() || (moved && saved.0.elapsed() >= CURSOR_LAG) {
+            if let Err(error) = store(&queue, jobs, &tail).await {
                 tracing::error!(error = %error, "the router stopped: the queue cannot write");
                 return;
             }
-            saved = std::time::Instant::now();
+            saved = (Instant::now(), tail.next_seq());
         }
-        if !full {
+        if empty {
+            journal.committed().await;
+        } else if !full {
             tokio::time::sleep(PAUSE).await;
         }
     }
 }
 
+/// Stores the jobs with the cursor after the records they came from.
+async fn store(queue: &Queue, mut jobs: Vec<Job>, tail: &Tail) -> Result<(), QueueError> {
+    let first = queue.allocate_ids(jobs.len() as u64);
+    for (n, job) in jobs.iter_mut().enumerate() {
+        job.id = first + n as u64;
+    }
+    let cursor = Cursor {
+        next_seq: tail.next_seq(),
+        at: tail.position(),
+    };
+    enqueue_retrying(queue, jobs, cursor).await
+}
+
 async fn enqueue_retrying(queue: &Queue, jobs: Vec<Job>, cursor: Cursor) -> Result<(), QueueError> {
-    let mut delay = std::time::Duration::from_millis(100);
+    let mut delay = Duration::from_millis(100);
     loop {
         match queue.enqueue(jobs.clone(), cursor) {
             Ok(()) => return Ok(()),
             Err(QueueError::Store(error)) => {
                 tracing::error!(error = %error, "the queue cannot write; retrying");
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(std::time::Duration::from_secs(10));
+                delay = (delay * 2).min(Duration::from_secs(10));
             }
             Err(other) => return Err(other),
         }
