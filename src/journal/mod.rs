@@ -120,8 +120,8 @@ pub struct Journal {
     next_seq: Arc<AtomicU64>,
     end: Arc<Mutex<End>>,
     committer: Option<mpsc::UnboundedSender<Request>>,
-    /// Signalled after every commit, for the router that tails the journal.
-    committed: Arc<tokio::sync::Notify>,
+    /// Signalled after a commit that wrote records the router must read.
+    routable: Arc<tokio::sync::Notify>,
     thread: Option<std::thread::JoinHandle<()>>,
     pub stats: Arc<CommitStats>,
 }
@@ -155,11 +155,11 @@ impl Journal {
         }));
         let stats = Arc::new(CommitStats::default());
         let (tx, rx) = mpsc::unbounded_channel();
-        let committed = Arc::new(tokio::sync::Notify::new());
+        let routable = Arc::new(tokio::sync::Notify::new());
         let published = Published {
             next_seq: next_seq.clone(),
             end: end.clone(),
-            committed: committed.clone(),
+            routable: routable.clone(),
         };
         let (thread_dir, thread_stats) = (dir.clone(), stats.clone());
         let thread = std::thread::Builder::new()
@@ -171,7 +171,7 @@ impl Journal {
             next_seq,
             end,
             committer: Some(tx),
-            committed,
+            routable,
             thread: Some(thread),
             stats,
         })
@@ -240,9 +240,10 @@ impl Journal {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Waits until a commit happens after the last call (or returns at once if one did).
-    pub async fn committed(&self) {
-        self.committed.notified().await;
+    /// Waits until a commit writes records that were not ignored on arrival (or returns at
+    /// once if one did since the last call). Commits of ignored records alone wake no one.
+    pub async fn routable_committed(&self) {
+        self.routable.notified().await;
     }
 
     /// Decodes a record's payload.
@@ -322,8 +323,8 @@ fn first_seq_since(dir: &std::path::Path, cutoff: i64) -> Result<u64, JournalErr
 struct Published {
     next_seq: Arc<AtomicU64>,
     end: Arc<Mutex<End>>,
-    /// Signalled after every commit, for the router that tails the journal.
-    committed: Arc<tokio::sync::Notify>,
+    /// Signalled after a commit that wrote records the router must read.
+    routable: Arc<tokio::sync::Notify>,
 }
 
 fn commit_loop(
@@ -348,8 +349,9 @@ fn commit_loop(
         };
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         stats.commit_micros.fetch_add(micros, Ordering::Relaxed);
-        ignored_from = last_routable(&answers, &batch).map_or(ignored_from, |seq| seq + 1);
-        published.publish(&writer, ignored_from);
+        let routable = last_routable(&answers, &batch);
+        ignored_from = routable.map_or(ignored_from, |seq| seq + 1);
+        published.publish(&writer, ignored_from, routable.is_some());
         stats.fsyncs.fetch_add(1, Ordering::Relaxed);
         stats
             .requests
@@ -371,7 +373,8 @@ fn commit_loop(
 }
 
 impl Published {
-    fn publish(&self, writer: &Writer, ignored_from: u64) {
+    /// Publishes the end; wakes the router only when it has something to read.
+    fn publish(&self, writer: &Writer, ignored_from: u64, routable: bool) {
         let end = End {
             next_seq: writer.next_seq(),
             at: writer.end(),
@@ -382,7 +385,9 @@ impl Published {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = end;
         self.next_seq.store(end.next_seq, Ordering::Release);
-        self.committed.notify_one();
+        if routable {
+            self.routable.notify_one();
+        }
     }
 }
 

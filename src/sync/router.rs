@@ -75,7 +75,9 @@ pub async fn run(
             saved = (Instant::now(), tail.next_seq());
         }
         if empty {
-            journal.committed().await;
+            // Woken by routable records; now and then anyway, to skip ignored ones and save
+            // the cursor.
+            let _ = tokio::time::timeout(CURSOR_LAG, journal.routable_committed()).await;
         } else if !full {
             tokio::time::sleep(PAUSE).await;
         }
