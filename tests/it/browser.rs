@@ -328,8 +328,16 @@ async fn an_operator_fixes_a_dead_letter_in_the_browser_and_a_viewer_cannot_act(
     browser.screenshot("edit-and-preview").await;
     assert!(fake.books().orders.is_empty(), "a preview sends nothing");
     browser.click("#resubmit").await;
+    // The click posts the form from the preview page (`…/preview`); wait for the redirect to the
+    // event page before reloading it, or a reload could repeat the preview URL (a GET of a
+    // POST-only page) and cancel the post.
+    let event_page = eventually(10, "the redirect to the event page", async || {
+        Some(browser.url().await).filter(|url| !url.ends_with("/preview"))
+    })
+    .await;
+    assert!(!event_page.ends_with("/resubmit"), "{event_page}");
     eventually(15, "the resubmitted job to be delivered", async || {
-        browser.goto(&browser.url().await).await;
+        browser.goto(&event_page).await;
         browser
             .text("main p span.state")
             .await
