@@ -8,6 +8,9 @@
 //!   them, writes them with one `write`, fsyncs once and answers them all (group commit). No timer
 //!   decides when to flush.
 //! - Sequence numbers are contiguous from 1 and only grow: journal order is arrival order.
+//! - After each commit the committer publishes where the journal ends and from which seq on it
+//!   holds only records ignored on arrival (`End`), so the router can skip them unread; it wakes
+//!   the router only after commits that wrote records the router must read.
 //! - A duplicate (same source and event id within the window) is not written again; it is
 //!   answered with the first copy's seq, only once that copy is durable.
 //! - The dedupe index is in memory and derived from the journal: rebuilt on open from the records
@@ -117,7 +120,6 @@ struct Request {
 
 pub struct Journal {
     dir: PathBuf,
-    next_seq: Arc<AtomicU64>,
     end: Arc<Mutex<End>>,
     committer: Option<mpsc::UnboundedSender<Request>>,
     /// Signalled after a commit that wrote records the router must read.
@@ -147,7 +149,6 @@ impl Journal {
                 dedupe
             }
         };
-        let next_seq = Arc::new(AtomicU64::new(writer.next_seq()));
         let end = Arc::new(Mutex::new(End {
             next_seq: writer.next_seq(),
             at: writer.end(),
@@ -157,7 +158,6 @@ impl Journal {
         let (tx, rx) = mpsc::unbounded_channel();
         let routable = Arc::new(tokio::sync::Notify::new());
         let published = Published {
-            next_seq: next_seq.clone(),
             end: end.clone(),
             routable: routable.clone(),
         };
@@ -168,7 +168,6 @@ impl Journal {
             .map_err(JournalError::from)?;
         Ok(Journal {
             dir,
-            next_seq,
             end,
             committer: Some(tx),
             routable,
@@ -228,7 +227,7 @@ impl Journal {
 
     /// The first seq not yet committed.
     pub fn next_seq(&self) -> u64 {
-        self.next_seq.load(Ordering::Acquire)
+        self.end().next_seq
     }
 
     /// Where the journal ends after the last commit, and from where on it holds only ignored
@@ -264,7 +263,7 @@ impl Journal {
 
     /// How many records the journal holds.
     pub fn len(&self) -> u64 {
-        self.next_seq.load(Ordering::Acquire) - 1
+        self.next_seq() - 1
     }
 
     pub fn is_empty(&self) -> bool {
@@ -321,7 +320,6 @@ fn first_seq_since(dir: &std::path::Path, cutoff: i64) -> Result<u64, JournalErr
 
 /// What the committer tells readers after each commit.
 struct Published {
-    next_seq: Arc<AtomicU64>,
     end: Arc<Mutex<End>>,
     /// Signalled after a commit that wrote records the router must read.
     routable: Arc<tokio::sync::Notify>,
@@ -343,13 +341,12 @@ fn commit_loop(
             batch.push(request);
         }
         let started = std::time::Instant::now();
-        let answers = match poisoned {
-            true => vec![Err(JournalError::Poisoned); batch.len()],
+        let (answers, routable) = match poisoned {
+            true => (vec![Err(JournalError::Poisoned); batch.len()], None),
             false => commit_batch(&mut writer, &mut dedupe, &batch, &mut poisoned),
         };
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         stats.commit_micros.fetch_add(micros, Ordering::Relaxed);
-        let routable = last_routable(&answers, &batch);
         ignored_from = routable.map_or(ignored_from, |seq| seq + 1);
         published.publish(&writer, ignored_from, routable.is_some());
         stats.fsyncs.fetch_add(1, Ordering::Relaxed);
@@ -384,39 +381,20 @@ impl Published {
             .end
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = end;
-        self.next_seq.store(end.next_seq, Ordering::Release);
         if routable {
             self.routable.notify_one();
         }
     }
 }
 
-/// The seq of the last routable record a commit wrote.
-fn last_routable(
-    answers: &[Result<Vec<Appended>, JournalError>],
-    batch: &[Request],
-) -> Option<u64> {
-    let written = answers.iter().zip(batch).filter_map(|(answer, request)| {
-        let appended = answer.as_ref().ok()?;
-        appended
-            .iter()
-            .zip(&request.items)
-            .filter_map(|(appended, item)| match appended {
-                Appended::New(seq) if item.routable => Some(*seq),
-                _ => None,
-            })
-            .max()
-    });
-    written.max()
-}
-
-/// Dedupes, writes and fsyncs one batch; returns one answer per request.
+/// Dedupes, writes and fsyncs one batch; returns one answer per request, and the seq of the
+/// last record written that was not ignored on arrival.
 fn commit_batch(
     writer: &mut Writer,
     dedupe: &mut Dedupe,
     batch: &[Request],
     poisoned: &mut bool,
-) -> Vec<Result<Vec<Appended>, JournalError>> {
+) -> (Vec<Result<Vec<Appended>, JournalError>>, Option<u64>) {
     let first_seq = writer.next_seq();
     // Probes (empty requests) also ask whether the journal can go on past this segment.
     let spare = match batch.iter().any(|request| request.items.is_empty()) {
@@ -458,13 +436,18 @@ fn commit_batch(
             false => tracing::error!(error = %error, "journal cannot grow; the batch is refused"),
         }
         let error = JournalError::Write(error.to_string());
-        return vec![Err(error); batch.len()];
+        return (vec![Err(error); batch.len()], None);
     }
+    let last_routable = written
+        .iter()
+        .filter(|(item, _)| item.routable)
+        .map(|(_, seq)| *seq)
+        .max();
     for (item, seq) in written {
         dedupe.insert(item.key, seq, item.received);
     }
     dedupe.expire(chrono::Utc::now().timestamp(), false);
-    answers
+    (answers, last_routable)
 }
 
 #[cfg(test)]
