@@ -18,7 +18,7 @@ use crate::config::{Config, Origin, SecretLookup};
 use crate::ingest::{self, Ingest};
 use crate::journal::Journal;
 use crate::mapping::live::LiveMappings;
-use crate::queue::Queue;
+use crate::queue::{Embedded, Queue};
 use crate::store::Store;
 use crate::sync::Engine;
 
@@ -87,7 +87,11 @@ impl App {
                 return Err(problems_error("mappings", &unknown));
             }
             let started = std::time::Instant::now();
-            let queue = Queue::open(&store, Clock::new())?;
+            let options = crate::queue::embedded::Options {
+                segment_bytes: config.store.queue_segment_bytes,
+                ..Default::default()
+            };
+            let queue = Embedded::open(&store, Clock::new(), options)?;
             tracing::info!(
                 ms = started.elapsed().as_millis() as u64,
                 jobs = queue.counts().values().sum::<u64>(),
@@ -95,7 +99,8 @@ impl App {
                 "schedule loaded (open jobs and dead letters)"
             );
             let journal = journal.join().expect("the journal opener does not panic")?;
-            anyhow::Ok((connectors, Arc::new(queue), Arc::new(journal)))
+            let queue: Arc<dyn Queue> = Arc::new(queue);
+            anyhow::Ok((connectors, queue, Arc::new(journal)))
         })?;
         let mappings = Arc::new(mappings);
         let engine = Engine::new(
@@ -104,6 +109,10 @@ impl App {
             mappings.clone(),
             connectors,
             config.sync.clone(),
+            config
+                .store
+                .journal_retention_secs
+                .max(config.ingest.dedupe_window_secs),
         );
         let live = mappings.clone();
         let interest = Arc::new(move |source: &str, event_type: &str| {

@@ -117,12 +117,19 @@ pub struct StoreConfig {
     /// Size of one journal segment file; each is allocated ahead of use.
     #[serde(default = "default_segment_bytes")]
     pub journal_segment_bytes: u64,
-    /// How often the queue's sled database is written to disk. What a crash loses of it is
-    /// routed again from the journal and re-delivered under the same idempotency keys.
+    /// How long the journal keeps events, in seconds (at least the dedupe window). Older
+    /// segments are deleted once no open job or dead letter needs them; the queue copies the
+    /// event of one that does before its segment goes.
+    #[serde(default = "default_journal_retention_secs")]
+    pub journal_retention_secs: u64,
+    /// Size of one queue log segment (at most 12 MiB). A drained queue keeps about two.
+    #[serde(default = "default_queue_segment_bytes")]
+    pub queue_segment_bytes: u64,
+    /// How often sled (the cross-references and other small indexes) is written to disk at
+    /// the latest; the queue log's commits also flush it after it changed.
     #[serde(default = "default_flush_every_ms")]
     pub flush_every_ms: u64,
-    /// Memory sled may use to cache the queue's pages, in MiB. What is not cached is read back
-    /// from disk (usually from the OS page cache) when a job is leased or listed.
+    /// Memory sled may use to cache its pages, in MiB.
     #[serde(default = "default_cache_mib")]
     pub cache_mib: u64,
 }
@@ -131,6 +138,8 @@ impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             journal_segment_bytes: default_segment_bytes(),
+            journal_retention_secs: default_journal_retention_secs(),
+            queue_segment_bytes: default_queue_segment_bytes(),
             flush_every_ms: default_flush_every_ms(),
             cache_mib: default_cache_mib(),
         }
@@ -139,6 +148,14 @@ impl Default for StoreConfig {
 
 fn default_flush_every_ms() -> u64 {
     200
+}
+
+fn default_journal_retention_secs() -> u64 {
+    7 * 24 * 3600
+}
+
+fn default_queue_segment_bytes() -> u64 {
+    crate::queue::embedded::SEGMENT_BYTES
 }
 
 fn default_cache_mib() -> u64 {

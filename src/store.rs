@@ -2,16 +2,17 @@
 //!
 //! ```text
 //! <data_dir>/index     the sled database
-//!   meta      "schema_version" -> u32 BE
-//!   queue     jobs, schedule, cross-references, versions (queue/keys.rs)
+//!   meta      "schema_version" -> u32 BE (1: release 1, jobs in sled; 2: jobs in the queue log)
+//!   queue     cross-references, versions, status, echo records, pollers, record index
+//!             (queue/embedded/index.rs)
 //!   sandbox   what the sandbox connectors hold (adapters/sandbox.rs)
-//! <data_dir>/journal         the journal's segment files (journal/segment.rs)
-//! <data_dir>/schedule.snap   the queue's schedule at the last clean shutdown (queue/snapshot.rs)
+//! <data_dir>/journal   the journal's segment files (journal/segment.rs)
+//! <data_dir>/queue     the queue log and its snapshot (queue/embedded/)
 //! ```
 //!
-//! sled holds derived state: the queue, cross-references, the sandbox. It is flushed on a timer
-//! (`flush_every_ms`), since what must be durable before an acknowledgement is in the journal,
-//! which fsyncs per batch; what a crash loses of sled is derived again from the journal.
+//! sled holds small mutable indexes. It is flushed on a timer (`flush_every_ms`) and before each
+//! commit of the queue log that follows a write to it, so a state change on disk has its
+//! effects on disk; what must be durable before an acknowledgement is in the journal.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,7 +21,8 @@ use backon::{BlockingRetryable, ConstantBuilder};
 
 use thiserror::Error;
 
-const SCHEMA_VERSION: u32 = 1;
+/// The layout this build writes; a store of version 1 is upgraded when the queue opens.
+const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -30,7 +32,9 @@ pub enum StoreError {
         #[source]
         source: sled::Error,
     },
-    #[error("the store at {path} has schema version {found}; this build reads {SCHEMA_VERSION}")]
+    #[error(
+        "the store at {path} has schema version {found}, written by a newer handoff; this build reads up to {SCHEMA_VERSION}"
+    )]
     SchemaVersion { path: String, found: u32 },
     #[error("store I/O failed")]
     Io(#[from] sled::Error),
@@ -63,6 +67,8 @@ pub struct Store {
     pub dir: PathBuf,
     pub db: sled::Db,
     pub meta: sled::Tree,
+    /// The layout the store had when it was opened.
+    pub schema_version: u32,
 }
 
 impl Store {
@@ -81,22 +87,31 @@ impl Store {
             }
         })?;
         let meta = db.open_tree("meta")?;
-        match meta.get("schema_version")? {
+        let schema_version = match meta.get("schema_version")? {
             None => {
                 meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
+                SCHEMA_VERSION
             }
             Some(raw) => {
                 let found = u32::from_be_bytes(raw.as_ref().try_into().unwrap_or_default());
-                if found != SCHEMA_VERSION {
+                if found > SCHEMA_VERSION {
                     return Err(StoreError::SchemaVersion { path, found });
                 }
+                found
             }
-        }
+        };
         Ok(Store {
             dir: dir.to_owned(),
             meta,
             db,
+            schema_version,
         })
+    }
+
+    /// Records that the store now has layout `version` (after an upgrade).
+    pub fn set_schema_version(&self, version: u32) -> Result<(), sled::Error> {
+        self.meta.insert("schema_version", &version.to_be_bytes())?;
+        Ok(())
     }
 }
 

@@ -16,7 +16,6 @@ use serde_json::{Value, json};
 use crate::envelope::Envelope;
 use crate::queue::{self, Action, Job, JobId, QueueError};
 use crate::sync::Engine;
-use crate::sync::records;
 
 type Shared = State<Arc<Engine>>;
 
@@ -110,7 +109,7 @@ pub fn overview_data(engine: &Engine) -> Value {
         .queue
         .oldest_open()
         .and_then(|id| engine.queue.get(id).ok());
-    let now = engine.queue.clock.now_ms();
+    let now = engine.queue.clock().now_ms();
     json!({
         "journal": { "events": engine.journal.len() },
         "waiting": per_connector,
@@ -187,7 +186,7 @@ pub fn list_data(engine: &Engine, filter: &JobFilter) -> Result<Value, ApiError>
         (None, Some(state)) if state.is_held_in_memory() => queue::Scope::State(state),
         _ => queue::Scope::All { since_ms },
     };
-    let page = engine.queue.list(scope, filter.before, limit, keep)?;
+    let page = engine.queue.list(scope, filter.before, limit, &keep)?;
     Ok(json!({ "jobs": page.jobs, "next_before": page.next_before }))
 }
 
@@ -213,18 +212,25 @@ async fn show_job(State(engine): Shared, Path(id): Path<JobId>) -> Answer {
 pub fn job_data(engine: &Engine, id: JobId) -> Result<Value, ApiError> {
     let job = engine.queue.get(id)?;
     let attempts = engine.queue.attempts(id)?;
-    let event = engine.journal.read(job.seq, job.at).ok().map(event_json);
-    let tree = engine.queue.tree();
+    let envelope = engine.journal.read(job.seq, job.at).ok();
+    let data = job
+        .payload
+        .clone()
+        .or_else(|| envelope.as_ref().map(|e| e.data.clone()));
+    // What the mapping in force makes of it (the queue keeps no documents).
+    let document = data.and_then(|data| crate::sync::process::dry_run(engine, &job, &data).ok());
+    let event = envelope.map(event_json);
     let xrefs = match &job.object_id {
-        Some(record) => records::xrefs(tree, record, 20)?,
+        Some(record) => engine.queue.xrefs(record, 20)?,
         None => Vec::new(),
     };
-    let order_status = records::status(tree, &job.order_key)?;
+    let order_status = engine.queue.status(&job.order_key)?;
     Ok(json!({
         "job": job,
         "idempotency_key": job.idempotency_key(),
         "attempts": attempts,
         "event": event,
+        "document": document,
         "xrefs": xrefs,
         "order_status": order_status,
     }))
@@ -372,11 +378,9 @@ struct XrefFilter {
 
 async fn xrefs(State(engine): Shared, Query(filter): Query<XrefFilter>) -> Answer {
     let limit = filter.limit.unwrap_or(100).clamp(1, 1000);
-    let list = records::xrefs(
-        engine.queue.tree(),
-        filter.id.as_deref().unwrap_or(""),
-        limit,
-    )?;
+    let list = engine
+        .queue
+        .xrefs(filter.id.as_deref().unwrap_or(""), limit)?;
     Ok(Json(json!({ "xrefs": list })))
 }
 

@@ -418,8 +418,8 @@ async fn detail(
         &["#", "at", "took", "request", "response", "outcome"],
         &attempts,
     ));
-    body.push_str("<h2>Mapped document</h2>");
-    body.push_str(&html::json_block(&job["document"]));
+    body.push_str("<h2>Mapped document (by the mapping in force)</h2>");
+    body.push_str(&html::json_block(&data["document"]));
     body.push_str("<h2>Event</h2>");
     body.push_str(&html::json_block(&data["event"]["data"]));
     if !job["payload"].is_null() {

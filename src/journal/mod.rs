@@ -120,6 +120,8 @@ struct Request {
 
 pub struct Journal {
     dir: PathBuf,
+    /// Open segment files, for workers reading records back (one `pread` per record).
+    readers: Mutex<HashMap<u64, Arc<std::fs::File>>>,
     end: Arc<Mutex<End>>,
     committer: Option<mpsc::UnboundedSender<Request>>,
     /// Signalled after a commit that wrote records the router must read.
@@ -168,6 +170,7 @@ impl Journal {
             .map_err(JournalError::from)?;
         Ok(Journal {
             dir,
+            readers: Mutex::new(HashMap::new()),
             end,
             committer: Some(tx),
             routable,
@@ -258,7 +261,49 @@ impl Journal {
 
     /// The envelope of record `seq`, which starts at `at`.
     pub fn read(&self, seq: u64, at: Position) -> Result<Envelope, JournalError> {
-        Self::decode(seq, &tail::read_at(&self.dir, seq, at)?)
+        let file = self.reader(at.segment)?;
+        match segment::read_at(&file, at.offset)? {
+            Some((found, payload)) if found == seq => Self::decode(seq, &payload),
+            _ => Err(JournalError::Corrupt(seq)),
+        }
+    }
+
+    fn reader(&self, segment: u64) -> Result<Arc<std::fs::File>, JournalError> {
+        let mut readers = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(file) = readers.get(&segment) {
+            return Ok(file.clone());
+        }
+        let file = Arc::new(std::fs::File::open(segment::segment_path(
+            &self.dir, segment,
+        ))?);
+        readers.insert(segment, file.clone());
+        Ok(file)
+    }
+
+    /// The first seq the journal must keep to hold every record received at or after
+    /// `cutoff` (Unix seconds): segments wholly before it hold only older records.
+    pub fn kept_from(&self, cutoff: i64) -> Result<u64, JournalError> {
+        first_seq_since(&self.dir, cutoff)
+    }
+
+    /// Deletes the segments that end before record `seq` (never the one being written);
+    /// returns how many.
+    pub fn remove_before(&self, seq: u64) -> Result<usize, JournalError> {
+        let segments = segment::list(&self.dir)?;
+        let mut removed = 0;
+        for pair in segments.windows(2) {
+            let ((path, first), (_, next)) = (&pair[0], &pair[1]);
+            if *next > seq {
+                break;
+            }
+            self.readers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(first);
+            std::fs::remove_file(path)?;
+            removed += 1;
+        }
+        Ok(removed)
     }
 
     /// How many records the journal holds.

@@ -55,6 +55,8 @@ pub struct Writer {
     next_seq: u64,
     buffer: Vec<u8>,
     spare: Spare,
+    /// The owner decides where segments end (`roll_over`); a commit never rolls over by itself.
+    manual_roll: bool,
 }
 
 /// The next segment.
@@ -104,7 +106,16 @@ impl Writer {
             next_seq,
             buffer: Vec::new(),
             spare: Spare::spawn(dir.to_owned(), segment_bytes),
+            manual_roll: false,
         })
+    }
+
+    /// Like `open`, but segments end only where the owner calls [`Writer::roll_over`]: the
+    /// queue log gives each record its position when it is appended, before it is written.
+    pub fn open_manual(dir: &Path, segment_bytes: u64) -> io::Result<Writer> {
+        let mut writer = Writer::open(dir, segment_bytes)?;
+        writer.manual_roll = true;
+        Ok(writer)
     }
 
     pub fn next_seq(&self) -> u64 {
@@ -145,7 +156,10 @@ impl Writer {
     }
 
     fn write_and_sync(&mut self, first_pending_seq: u64) -> Result<(), CommitError> {
-        if self.len > 0 && self.len + self.buffer.len() as u64 > self.segment_bytes {
+        if !self.manual_roll
+            && self.len > 0
+            && self.len + self.buffer.len() as u64 > self.segment_bytes
+        {
             self.roll_over(first_pending_seq)
                 .map_err(CommitError::RollOver)?;
         }
@@ -158,8 +172,9 @@ impl Writer {
         Ok(())
     }
 
-    /// Closes the full segment (cut to its records) and continues in the spare.
-    fn roll_over(&mut self, first_seq: u64) -> io::Result<()> {
+    /// Closes the full segment (cut to its records) and continues in the spare, whose first
+    /// record will be `first_seq`. Nothing may be pending.
+    pub fn roll_over(&mut self, first_seq: u64) -> io::Result<()> {
         self.file.set_len(self.len)?;
         self.file.sync_all()?;
         let spare = self.take_spare()?;
@@ -234,6 +249,28 @@ fn install(dir: &Path, spare: &Path, first_seq: u64) -> io::Result<File> {
     fs::rename(spare, &path)?;
     File::open(dir)?.sync_all()?;
     OpenOptions::new().write(true).open(&path)
+}
+
+/// The record that starts at byte `offset` of `file`, whatever its seq: (seq, payload), or
+/// `None` when no whole, correct record starts there.
+pub fn read_at(file: &File, offset: u64) -> io::Result<Option<(u64, Vec<u8>)>> {
+    use std::os::unix::fs::FileExt;
+    let mut header = [0u8; HEADER];
+    file.read_exact_at(&mut header, offset)?;
+    let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes"));
+    let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
+    let seq = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
+    if len > MAX_RECORD {
+        return Ok(None);
+    }
+    let mut payload = vec![0; len as usize];
+    file.read_exact_at(&mut payload, offset + HEADER as u64)?;
+    Ok((checksum(seq, &payload) == crc).then_some((seq, payload)))
+}
+
+/// Bytes a record of `payload_len` bytes takes in a segment.
+pub fn record_len(payload_len: usize) -> u64 {
+    (HEADER + payload_len) as u64
 }
 
 /// Segment files in order, with their first sequence numbers.

@@ -1,5 +1,4 @@
-//! Reading the journal in order from a remembered position, as the router does, and reading
-//! one record back by its position, as a worker does.
+//! Reading the journal in order from a remembered position, as the router does.
 
 use std::fs::File;
 use std::io::{self, BufReader, Seek, SeekFrom};
@@ -144,16 +143,6 @@ impl Tail {
             })
             .filter(|at| at.segment == self.next_seq)
             .ok_or_else(|| not_found(self.next_seq))
-    }
-}
-
-/// The payload of record `seq`, which starts at `at`.
-pub fn read_at(dir: &Path, seq: u64, at: Position) -> io::Result<Vec<u8>> {
-    let mut file = File::open(segment::segment_path(dir, at.segment))?;
-    file.seek(SeekFrom::Start(at.offset))?;
-    match Records::at(BufReader::new(file), seq, at.offset).next() {
-        Some(record) => Ok(record?.1),
-        None => Err(not_found(seq)),
     }
 }
 

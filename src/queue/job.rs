@@ -99,7 +99,7 @@ impl Reason {
     }
 }
 
-/// One job, as stored under `j/<id>`.
+/// One job: its created record and its last state change in the queue log (embedded/record.rs).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Job {
     pub id: JobId,
@@ -129,10 +129,11 @@ pub struct Job {
     pub in_doubt: bool,
     /// How many times an operator resubmitted it (part of the idempotency key).
     pub resubmits: u32,
-    /// The event payload as edited by an operator; replaces the journaled data.
+    /// The event data as edited by an operator (or copied out of the journal before its
+    /// segment was deleted); replaces the journaled data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<Value>,
-    /// The mapped document of the last attempt, and the mapping version that made it.
-    pub document: Option<Value>,
+    /// The mapping version that routed it.
     pub mapping_version: Option<String>,
     /// The id the target gave the record.
     pub external_id: Option<String>,
@@ -154,7 +155,7 @@ impl Job {
     }
 }
 
-/// One delivery attempt, as stored under `a/<id><n>`.
+/// One delivery attempt, stored with the state change it led to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Attempt {
     pub n: u32,

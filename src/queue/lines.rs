@@ -1,4 +1,5 @@
-//! The in-memory schedule, rebuilt from the `o/` entries on open.
+//! The in-memory schedule of the open jobs and dead letters, rebuilt on open from the snapshot
+//! and the queue log after it.
 //!
 //! # Invariants
 //!
@@ -14,12 +15,20 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
 use super::job::{JobId, State};
 
-/// What the schedule knows of one job (stored under `o/<id>`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Where a job's records are in the queue log (0: none).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Locs {
+    pub created: u64,
+    /// Its last state change.
+    pub last: u64,
+    /// Event data that replaces the journaled event (an operator's edit, or a copy).
+    pub payload: u64,
+}
+
+/// What the schedule knows of one job.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub key: Arc<str>,
     pub connector: Arc<str>,
@@ -30,8 +39,8 @@ pub struct Entry {
     pub waits_for: Option<Box<(String, String)>>,
     /// Reason code, for grouping dead letters and waiting jobs.
     pub reason: Option<Box<str>>,
-    #[serde(default)]
     pub in_doubt: bool,
+    pub at: Locs,
 }
 
 #[derive(Default)]
@@ -57,6 +66,11 @@ pub struct Lines {
 impl Lines {
     pub fn get(&self, id: JobId) -> Option<&Entry> {
         self.entries.get(&id)
+    }
+
+    /// Where a job's records are (changing them changes no count or line).
+    pub fn locs_mut(&mut self, id: JobId) -> Option<&mut Locs> {
+        self.entries.get_mut(&id).map(|entry| &mut entry.at)
     }
 
     /// Every entry, in id order (for the snapshot at a clean shutdown).
@@ -344,6 +358,25 @@ impl Lines {
             .collect()
     }
 
+    /// Up to `limit` ids of any entry below `before`, newest first.
+    pub fn newest(&self, before: JobId, limit: usize) -> Vec<JobId> {
+        self.entries
+            .range(..before)
+            .rev()
+            .map(|(id, _)| *id)
+            .take(limit)
+            .collect()
+    }
+
+    /// After a crash: every job that may have been in flight (ready or retrying) is in doubt.
+    pub fn mark_in_doubt(&mut self) {
+        for entry in self.entries.values_mut() {
+            if matches!(entry.state, State::Ready | State::Retrying) {
+                entry.in_doubt = true;
+            }
+        }
+    }
+
     /// Entries in `state` grouped by reason code: (reason, count, up to `keep` newest ids).
     pub fn groups(&self, state: State, keep: usize) -> BTreeMap<String, (u64, Vec<JobId>)> {
         let mut groups: BTreeMap<String, (u64, Vec<JobId>)> = BTreeMap::new();
@@ -386,6 +419,7 @@ mod tests {
                 .then(|| Box::new(("customer".into(), format!("a{key}")))),
             reason: (state == State::Dead).then(|| format!("r{}", key % 2).into()),
             in_doubt: false,
+            at: Locs::default(),
         }
     }
 

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::records::Echo;
+use crate::queue::records::Echo;
 
 pub fn is_echo(before: &Value, after: &Value, echo: &Echo, ignore: &[String]) -> bool {
     let mut changed = Vec::new();

@@ -4,8 +4,9 @@
 //! the one place that combines the queue, the mappings and the adapters.
 //!
 //! - `router`   journal → jobs (one per flow that handles the event), with the cursor
-//! - `process`  one attempt: stale/echo/status checks → dependencies → holds → map → send → settle
-//! - `records`  cross-references, applied versions, order status, echo records
+//! - `process`  one attempt as typed stages (prepare → resolve → map → send → record) ending in one
+//!   `Outcome`, settled once
+//! - `upkeep`   snapshots and space: the queue's segments and the journal's retention
 //! - `breaker`  the per-connector circuit breaker
 //! - `poll`     status pollers (Tryton): changed orders → `order_status.changed` events in the journal
 //! - `status`, `version`, `echo`  the small rules process applies
@@ -28,9 +29,9 @@ mod breaker;
 mod echo;
 pub mod poll;
 pub mod process;
-pub mod records;
 pub mod router;
 pub mod status;
+mod upkeep;
 mod version;
 
 use std::collections::BTreeMap;
@@ -217,21 +218,24 @@ pub struct PollerStatus {
 
 pub struct Engine {
     pub journal: Arc<Journal>,
-    pub queue: Arc<Queue>,
+    pub queue: Arc<dyn Queue>,
     pub mappings: Arc<LiveMappings>,
     pub connectors: BTreeMap<String, Arc<Live>>,
     pub config: SyncConfig,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// How long the journal keeps events (upkeep.rs).
+    journal_retention_secs: u64,
     stop: watch::Sender<bool>,
 }
 
 impl Engine {
     pub fn new(
         journal: Arc<Journal>,
-        queue: Arc<Queue>,
+        queue: Arc<dyn Queue>,
         mappings: Arc<LiveMappings>,
         connectors: Vec<Connector>,
         config: SyncConfig,
+        journal_retention_secs: u64,
     ) -> Arc<Engine> {
         let connectors = connectors
             .into_iter()
@@ -244,6 +248,7 @@ impl Engine {
             connectors,
             config,
             metrics: Arc::default(),
+            journal_retention_secs,
             stop: watch::channel(false).0,
         })
     }
@@ -262,6 +267,14 @@ impl Engine {
                 self.journal.clone(),
                 self.queue.clone(),
                 self.mappings.clone(),
+            ),
+            runtime,
+        );
+        background.spawn_on(
+            upkeep::run(
+                self.journal.clone(),
+                self.queue.clone(),
+                self.journal_retention_secs,
             ),
             runtime,
         );
@@ -361,13 +374,13 @@ async fn worker(engine: Arc<Engine>, live: Arc<Live>, mut stop: watch::Receiver<
             }
             continue;
         }
-        let now = engine.queue.clock.now_ms();
+        let now = engine.queue.clock().now_ms();
         let admit = live.breaker().admit(now);
         match admit {
             Admit::Go => {}
             Admit::WaitUntil(until) => {
                 tokio::select! {
-                    () = tokio::time::sleep(engine.queue.clock.until(until)) => {}
+                    () = tokio::time::sleep(engine.queue.clock().until(until)) => {}
                     () = changed => {}
                     _ = stop.changed() => {}
                 }

@@ -1,11 +1,8 @@
 //! Status pollers: for a connector whose system sends no webhooks (Tryton), ask it for changed
 //! orders every `every()`, journal an `order_status.changed` event for each milestone an order
 //! reached that was not emitted before, and only then store the cursor and the milestones
-//! emitted (one sled batch). A crash in between re-polls the same window; the events' ids are
-//! deterministic, so the journal's dedupe drops the repeats.
-//!
-//! Keys (queue tree): `p/<connector>` the cursor (JSON), `p/<connector>\0<order id>` the number
-//! of milestones already emitted for that order.
+//! emitted (`Queue::save_poll`). A crash in between re-polls the same window; the events' ids
+//! are deterministic, so the journal's dedupe drops the repeats.
 
 use std::sync::Arc;
 
@@ -14,7 +11,6 @@ use tokio::sync::watch;
 
 use crate::adapters::{Polled, Poller};
 use crate::envelope::Envelope;
-use crate::queue::keys;
 use crate::sync::Engine;
 
 pub async fn run(
@@ -26,7 +22,7 @@ pub async fn run(
     loop {
         let result = once(&engine, &name, poller.as_ref()).await;
         if let Some(live) = engine.connector(&name) {
-            let now = engine.queue.clock.now_ms();
+            let now = engine.queue.clock().now_ms();
             live.note_poll(now, result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
         }
         match result {
@@ -47,23 +43,15 @@ pub async fn run(
 
 /// One poll: returns how many events it journaled.
 pub async fn once(engine: &Engine, name: &str, poller: &dyn Poller) -> anyhow::Result<usize> {
-    let tree = engine.queue.tree();
-    let cursor_key = keys::text(keys::POLL, &[name]);
-    let cursor: Option<Value> = tree
-        .get(&cursor_key)?
-        .and_then(|raw| serde_json::from_slice(&raw).ok());
+    let cursor = engine.queue.poll_cursor(name)?;
     let Polled { orders, cursor } = poller
         .poll(cursor)
         .await
         .map_err(|failure| anyhow::anyhow!(failure.message))?;
     let mut events = Vec::new();
-    let mut batch = sled::Batch::default();
+    let mut progress = Vec::new();
     for order in orders {
-        let key = keys::text(keys::POLL, &[name, &order.order_id]);
-        let emitted = tree
-            .get(&key)?
-            .map(|raw| u64::from_be_bytes(raw.as_ref().try_into().unwrap_or_default()))
-            .unwrap_or(0) as usize;
+        let emitted = engine.queue.poll_emitted(name, &order.order_id)? as usize;
         if order.reached.len() <= emitted {
             continue;
         }
@@ -76,15 +64,12 @@ pub async fn once(engine: &Engine, name: &str, poller: &dyn Poller) -> anyhow::R
                 data,
             ));
         }
-        batch.insert(key, &(order.reached.len() as u64).to_be_bytes());
+        progress.push((order.order_id.clone(), order.reached.len() as u64));
     }
     if !events.is_empty() {
         engine.journal.append(&events).await?;
     }
-    if let Some(cursor) = cursor {
-        batch.insert(cursor_key, serde_json::to_vec(&cursor)?);
-    }
-    tree.apply_batch(batch)?;
+    engine.queue.save_poll(name, cursor.as_ref(), &progress)?;
     Ok(events.len())
 }
 

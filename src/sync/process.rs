@@ -1,150 +1,118 @@
-//! `process(job)`: one attempt at one job, from the journaled event to the settled outcome.
+//! `process(job)`: one attempt at one job, as typed stages that end in one [`Outcome`], which
+//! [`settle`] matches once.
 //!
-//! pick the flow → skip if stale, an echo, or a status regression → park if a required record is
-//! not in the target yet → hold if a precondition fails → map → hold if stock is short → send →
-//! settle (with the cross-reference, version, status and echo records in the same batch).
+//! prepare (read the event once, pick the flow, skip if stale, an echo or a status regression)
+//! → resolve (park if a required record is not in the target yet) → map (hold if a
+//! precondition fails or stock is short) → send → record (cross-reference, version, status and
+//! echo records, stored with the settle).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::records::{self, Applied, Echo, Xref};
 use super::{Engine, Live, status};
-use crate::adapters::{Delivery, Failure, Shortage};
-use crate::mapping::Context;
-use crate::queue::{Attempt, Class, Job, QueueError, Reason, State, Write};
+use crate::adapters::{Delivered, Delivery, Failure, Shortage};
+use crate::mapping::live::Loaded;
+use crate::mapping::{Context, Document, Keys, Mapping};
+use crate::queue::records::{Applied, Echo, Effect, Xref};
+use crate::queue::{Attempt, Class, Job, QueueError, Reason, Settle, State};
 
-/// How an attempt ended, before it is written down.
-struct Settled {
-    job: Job,
-    effects: Vec<Write>,
-    releases: Vec<(String, String)>,
-    request: String,
-    response: String,
+/// How an attempt ended.
+pub enum Outcome {
+    /// Delivered (or found delivered): what it leaves behind, and who waited for it.
+    Done {
+        delivered: Delivered,
+        effects: Vec<Effect>,
+        releases: Vec<(String, String)>,
+    },
+    /// Nothing to do: stale, an echo, a status regression.
+    Skipped(Reason),
+    /// A required record (kind, CRM id) is not in the target yet.
+    Parked((String, String), Reason),
+    /// A precondition of the mapping fails (payment, stock): checked again later.
+    Held(Reason),
+    /// The data or the set-up is wrong before anything was sent.
+    Dead(Reason),
+    /// The target refused or did not answer; its class decides what comes next.
+    Failed(Failure),
+    /// handoff's own store could not be read: try again shortly.
+    Store(QueueError),
 }
 
-/// Runs one leased job to its next state and stores it.
-pub async fn process(engine: &Engine, live: &Live, mut job: Job) -> Result<(), QueueError> {
-    let started = engine.queue.clock.now_ms();
-    let attempt_n = job.attempts;
-    job.reason = None;
-    let settled = match attempt(engine, live, &mut job).await {
-        Ok(settled) => settled,
-        Err(Stop::Settle(reason, state)) => {
-            job.state = state;
-            job.reason = Some(reason);
-            Settled {
-                job,
-                effects: Vec::new(),
-                releases: Vec::new(),
-                request: String::new(),
-                response: String::new(),
-            }
-        }
-        Err(Stop::Queue(error)) => return Err(error),
-    };
-    let Settled {
-        mut job,
-        effects,
-        releases,
-        request,
-        response,
-    } = settled;
-    let now = engine.queue.clock.now_ms();
-    job.updated_ms = now;
-    let attempt = Attempt {
-        n: attempt_n,
-        started_ms: started,
-        duration_ms: u64::try_from(now - started).unwrap_or(0),
-        request,
-        response,
-        outcome: job.state,
-        reason: job.reason.clone(),
-    };
-    let state = job.state;
-    let flow = job.flow.clone();
-    let took = std::time::Duration::from_millis(attempt.duration_ms);
-    engine
-        .queue
-        .settle(job, Some(attempt), effects, &releases)?;
-    engine
-        .metrics
-        .delivery(&flow, live.name(), state.as_str(), took, now);
-    Ok(())
+type Stage<T> = Result<T, Outcome>;
+
+/// What `prepare` found: the event data, the flow's mapping and its keys.
+struct Prepared {
+    loaded: Arc<Loaded>,
+    mapping_at: usize,
+    data: Value,
+    keys: Keys,
+    /// The order status this event moves to (status flows only).
+    status: Option<String>,
 }
 
-/// Ends an attempt early in a settled state.
-enum Stop {
-    Settle(Reason, State),
-    Queue(QueueError),
-}
-
-impl From<QueueError> for Stop {
-    fn from(error: QueueError) -> Self {
-        Stop::Queue(error)
+impl Prepared {
+    fn mapping(&self) -> &Mapping {
+        &self.loaded.mappings[self.mapping_at]
     }
 }
 
-fn skip(code: &str, message: String) -> Stop {
-    Stop::Settle(Reason::new(code, message), State::Skipped)
+impl From<QueueError> for Outcome {
+    fn from(error: QueueError) -> Self {
+        Outcome::Store(error)
+    }
 }
 
-fn dead(code: &str, message: String) -> Stop {
-    Stop::Settle(Reason::new(code, message), State::Dead)
+fn reason(code: &str, message: impl Into<String>) -> Reason {
+    Reason::new(code, message)
 }
 
-async fn attempt(engine: &Engine, live: &Live, job: &mut Job) -> Result<Settled, Stop> {
-    let tree = engine.queue.tree();
-    let envelope = engine.journal.read(job.seq, job.at).map_err(|error| {
-        dead(
-            "fix_config",
-            format!("the journaled event is unreadable: {error}"),
-        )
-    })?;
-    let data = job.payload.clone().unwrap_or(envelope.data);
+/// Runs one leased job to its next state and stores it.
+pub async fn process(engine: &Engine, live: &Live, job: Job) -> Result<(), QueueError> {
+    let started = engine.queue.clock().now_ms();
+    let outcome = match attempt(engine, live, &job).await {
+        Ok(outcome) | Err(outcome) => outcome,
+    };
+    settle(engine, live, job, outcome, started)
+}
+
+async fn attempt(engine: &Engine, live: &Live, job: &Job) -> Stage<Outcome> {
+    let prepared = prepare(engine, job)?;
+    let context = resolve(engine, job, &prepared)?;
+    let document = map(live, &prepared, &context).await?;
+    let delivered = send(live, job, &document).await?;
+    Ok(record(engine, live, job, &prepared, document, delivered))
+}
+
+/// Reads the event (once), picks the flow's mapping and its keys, and skips what must not run.
+fn prepare(engine: &Engine, job: &Job) -> Stage<Prepared> {
+    let data = match &job.payload {
+        Some(payload) => payload.clone(),
+        None => {
+            let envelope = engine.journal.read(job.seq, job.at).map_err(|error| {
+                Outcome::Dead(reason(
+                    "fix_config",
+                    format!("the journaled event is unreadable: {error}"),
+                ))
+            })?;
+            envelope.data
+        }
+    };
     let loaded = engine.mappings.current();
-    let mapping = loaded
+    let mapping_at = loaded
         .mappings
         .iter()
-        .find(|m| m.flow == job.flow)
+        .position(|m| m.flow == job.flow)
         .ok_or_else(|| {
-            dead(
+            Outcome::Dead(reason(
                 "fix_config",
                 format!("no mapping for flow {:?} is loaded", job.flow),
-            )
+            ))
         })?;
-
-    let record = job.object_id.clone();
-    if let Some(record) = &record {
-        let applied = records::applied(tree, &job.flow, record)?;
-        if let (Some(applied), Some(version)) = (&applied, &job.version)
-            && let Some(last) = &applied.version
-            && super::version::older(version, last)
-        {
-            return Err(skip(
-                "stale",
-                format!("version {version} is older than {last}, already applied"),
-            ));
-        }
-        if job.payload.is_none()
-            && let Some(applied) = &applied
-            && applied.seq != job.seq
-            && let Some(echo) = records::echo(tree, record)?
-        {
-            let before = engine
-                .journal
-                .read(applied.seq, applied.at)
-                .map(|e| e.data)
-                .ok();
-            if let Some(before) = before
-                && super::echo::is_echo(&before, &data, &echo, &engine.config.echo_ignore_fields)
-            {
-                return Err(skip(
-                    "echo",
-                    "the event only repeats what handoff wrote to this record".into(),
-                ));
-            }
-        }
+    let mapping = &loaded.mappings[mapping_at];
+    if let Some(record) = &job.object_id {
+        not_stale_nor_echo(engine, job, record, &data)?;
     }
     let status = (mapping.schema_name == "order_status")
         .then(|| {
@@ -154,20 +122,63 @@ async fn attempt(engine: &Engine, live: &Live, job: &mut Job) -> Result<Settled,
         })
         .flatten();
     if let Some(next) = &status {
-        let last = records::status(tree, &job.order_key)?;
+        let last = engine.queue.status(&job.order_key)?;
         if !status::may_follow(last.as_deref(), next) {
-            return Err(skip(
+            return Err(Outcome::Skipped(reason(
                 "status_regression",
                 format!("{next} would overwrite {}", last.unwrap_or_default()),
-            ));
+            )));
         }
     }
+    let keys = mapping
+        .keys(&data, &loaded.lookups)
+        .map_err(|error| Outcome::Dead(reason("fix_data", error.to_string())))?;
+    Ok(Prepared {
+        loaded: loaded.clone(),
+        mapping_at,
+        data,
+        keys,
+        status,
+    })
+}
 
-    let fix_data = |error: crate::mapping::MappingError| dead("fix_data", error.to_string());
-    let keys = mapping.keys(&data, &loaded.lookups).map_err(fix_data)?;
+/// Skips an event older than the version already applied, or one that only repeats what
+/// handoff itself wrote to the record.
+fn not_stale_nor_echo(engine: &Engine, job: &Job, record: &str, data: &Value) -> Stage<()> {
+    let Some(applied) = engine.queue.applied(&job.flow, record)? else {
+        return Ok(());
+    };
+    if let (Some(version), Some(last)) = (&job.version, &applied.version)
+        && super::version::older(version, last)
+    {
+        return Err(Outcome::Skipped(reason(
+            "stale",
+            format!("version {version} is older than {last}, already applied"),
+        )));
+    }
+    if job.payload.is_some() || applied.seq == job.seq {
+        return Ok(());
+    }
+    let Some(echo) = engine.queue.echo(record)? else {
+        return Ok(());
+    };
+    let before = engine.journal.read(applied.seq, applied.at).map(|e| e.data);
+    if let Ok(before) = before
+        && super::echo::is_echo(&before, data, &echo, &engine.config.echo_ignore_fields)
+    {
+        return Err(Outcome::Skipped(reason(
+            "echo",
+            "the event only repeats what handoff wrote to this record",
+        )));
+    }
+    Ok(())
+}
+
+/// The target ids of the records the document refers to; parks when one is missing.
+fn resolve(engine: &Engine, job: &Job, prepared: &Prepared) -> Stage<Context> {
     let mut context = Context::default();
-    for (kind, id) in &keys.requires {
-        match records::xref(tree, &job.connector, kind, id)? {
+    for (kind, id) in &prepared.keys.requires {
+        match engine.queue.xref(&job.connector, kind, id)? {
             Some(xref) => {
                 context
                     .xrefs
@@ -176,43 +187,45 @@ async fn attempt(engine: &Engine, live: &Live, job: &mut Job) -> Result<Settled,
                     .insert(id.clone(), xref.external_id);
             }
             None => {
-                job.waits_for = Some((kind.clone(), id.clone()));
-                job.due_ms =
-                    Some(engine.queue.clock.now_ms() + secs(engine.config.park_timeout_secs));
-                return Err(Stop::Settle(
-                    Reason::new(
-                        "dependency",
-                        format!("waiting for {kind} {id} in {}", job.connector),
-                    ),
-                    State::Parked,
+                let message = format!("waiting for {kind} {id} in {}", job.connector);
+                return Err(Outcome::Parked(
+                    (kind.clone(), id.clone()),
+                    reason("dependency", message),
                 ));
             }
         }
     }
-    let hold = |job: &mut Job, message: String| {
-        job.due_ms = Some(engine.queue.clock.now_ms() + secs(engine.config.hold_recheck_secs));
-        Stop::Settle(Reason::new("hold", message), State::Held)
-    };
-    if let Some(reason) = mapping
-        .failed_hold(&data, &loaded.lookups)
+    Ok(context)
+}
+
+/// Checks the mapping's holds and maps the event.
+async fn map(live: &Live, prepared: &Prepared, context: &Context) -> Stage<Document> {
+    let (mapping, lookups) = (prepared.mapping(), &prepared.loaded.lookups);
+    let fix_data =
+        |error: crate::mapping::MappingError| Outcome::Dead(reason("fix_data", error.to_string()));
+    if let Some(held) = mapping
+        .failed_hold(&prepared.data, lookups)
         .map_err(fix_data)?
     {
-        return Err(hold(job, reason.to_owned()));
+        return Err(Outcome::Held(reason("hold", held)));
     }
     let document = mapping
-        .apply(&data, &loaded.lookups, &context)
+        .apply(&prepared.data, lookups, context)
         .map_err(fix_data)?;
-    job.document = Some(document.body.clone());
-    job.mapping_version = Some(document.mapping_version.clone());
     if mapping.holds_for_stock() {
-        let lines = order_lines(&document.body);
-        match live.adapter().shortages(&lines).await {
-            Ok(short) if !short.is_empty() => return Err(hold(job, shortage_text(&short))),
+        match live.adapter().shortages(&order_lines(&document.body)).await {
+            Ok(short) if !short.is_empty() => {
+                return Err(Outcome::Held(reason("hold", shortage_text(&short))));
+            }
             Ok(_) => {}
-            Err(failure) => return Ok(failed(engine, live, job, failure)),
+            Err(failure) => return Err(Outcome::Failed(failure)),
         }
     }
+    Ok(document)
+}
 
+/// Sends the document under the job's idempotency key.
+async fn send(live: &Live, job: &Job, document: &Document) -> Stage<Delivered> {
     let key = job.idempotency_key();
     let delivery = Delivery {
         operation: &job.operation,
@@ -221,18 +234,32 @@ async fn attempt(engine: &Engine, live: &Live, job: &mut Job) -> Result<Settled,
         match_key: document.match_key.as_deref(),
         in_doubt: job.in_doubt,
     };
-    let delivered = match live.adapter().send(delivery).await {
-        Ok(delivered) => delivered,
-        Err(failure) => return Ok(failed(engine, live, job, failure)),
-    };
+    let delivered = live
+        .adapter()
+        .send(delivery)
+        .await
+        .map_err(Outcome::Failed)?;
     live.success();
+    Ok(delivered)
+}
 
-    let now = engine.queue.clock.now_ms();
+/// What a delivery leaves behind: the cross-reference (which releases parked jobs), the
+/// applied version, the order status, and what was written to a CRM record.
+fn record(
+    engine: &Engine,
+    live: &Live,
+    job: &Job,
+    prepared: &Prepared,
+    document: Document,
+    delivered: Delivered,
+) -> Outcome {
+    let now = engine.queue.clock().now_ms();
+    let mapping = prepared.mapping();
     let mut effects = Vec::new();
     let mut releases = Vec::new();
-    let crm_id = document.match_key.clone().or_else(|| record.clone());
+    let crm_id = document.match_key.clone().or_else(|| job.object_id.clone());
     if let (Some(crm_id), Some(external_id)) = (&crm_id, &delivered.external_id) {
-        effects.extend(records::put_xref(&Xref {
+        effects.push(Effect::Xref(Xref {
             system: job.connector.clone(),
             kind: mapping.schema_name.clone(),
             crm_id: crm_id.clone(),
@@ -243,45 +270,118 @@ async fn attempt(engine: &Engine, live: &Live, job: &mut Job) -> Result<Settled,
         }));
         releases.push((mapping.schema_name.clone(), crm_id.clone()));
     }
-    if let Some(record) = &record {
-        let applied = Applied {
-            version: job.version.clone(),
-            seq: job.seq,
-            at: job.at,
-        };
-        effects.push(records::put_applied(&job.flow, record, &applied));
+    if let Some(record) = &job.object_id {
+        effects.push(Effect::Applied {
+            flow: job.flow.clone(),
+            record: record.clone(),
+            applied: Applied {
+                version: job.version.clone(),
+                seq: job.seq,
+                at: job.at,
+            },
+        });
     }
-    if let Some(status) = &status {
-        effects.push(records::put_status(&job.order_key, status));
+    if let Some(status) = &prepared.status {
+        effects.push(Effect::Status {
+            order: job.order_key.clone(),
+            status: status.clone(),
+        });
     }
     if live.writes_to_crm(mapping)
-        && let (Some(target), Value::Object(fields)) = (&crm_id, &document.body)
+        && let (Some(target), Value::Object(fields)) = (crm_id, document.body)
     {
-        effects.push(records::put_echo(
-            target,
-            &Echo {
-                fields: fields.clone(),
-                at_ms: now,
-            },
-        ));
+        effects.push(Effect::Echo {
+            record: target,
+            echo: Echo { fields, at_ms: now },
+        });
     }
-    job.state = State::Done;
-    job.in_doubt = false;
-    job.external_id = delivered.external_id.clone();
-    job.waits_for = None;
-    job.due_ms = None;
-    Ok(Settled {
-        job: job.clone(),
+    Outcome::Done {
+        delivered,
         effects,
         releases,
-        request: delivered.request,
-        response: delivered.response,
-    })
+    }
 }
 
-/// Settles a failed delivery by its class.
-fn failed(engine: &Engine, live: &Live, job: &mut Job, failure: Failure) -> Settled {
-    let now = engine.queue.clock.now_ms();
+/// Turns the outcome into the job's next state and stores it with its attempt and effects.
+pub fn settle(
+    engine: &Engine,
+    live: &Live,
+    mut job: Job,
+    outcome: Outcome,
+    started: i64,
+) -> Result<(), QueueError> {
+    let now = engine.queue.clock().now_ms();
+    let (mut effects, mut releases) = (Vec::new(), Vec::new());
+    let (mut request, mut response) = (String::new(), String::new());
+    job.reason = None;
+    job.waits_for = None;
+    job.due_ms = None;
+    match outcome {
+        Outcome::Done {
+            delivered,
+            effects: done_effects,
+            releases: done_releases,
+        } => {
+            job.state = State::Done;
+            job.in_doubt = false;
+            job.external_id = delivered.external_id;
+            (effects, releases) = (done_effects, done_releases);
+            (request, response) = (delivered.request, delivered.response);
+        }
+        Outcome::Skipped(why) => (job.state, job.reason) = (State::Skipped, Some(why)),
+        Outcome::Dead(why) => (job.state, job.reason) = (State::Dead, Some(why)),
+        Outcome::Parked(on, why) => {
+            job.state = State::Parked;
+            job.waits_for = Some(on);
+            job.due_ms = Some(now + secs(engine.config.park_timeout_secs));
+            job.reason = Some(why);
+        }
+        Outcome::Held(why) => {
+            job.state = State::Held;
+            job.due_ms = Some(now + secs(engine.config.hold_recheck_secs));
+            job.reason = Some(why);
+        }
+        Outcome::Store(error) => {
+            tracing::error!(job = job.id, error = %error, "the queue's store could not be read; retrying the job in 1 s");
+            job.state = State::Retrying;
+            job.due_ms = Some(now + 1000);
+            job.reason = Some(reason("transient", format!("handoff's store: {error}")));
+        }
+        Outcome::Failed(failure) => {
+            failed(live, &mut job, &failure, now);
+            request = failure.request;
+            response = match failure.response.is_empty() {
+                true => failure.message,
+                false => failure.response,
+            };
+        }
+    }
+    job.updated_ms = now;
+    let attempt = Attempt {
+        n: job.attempts,
+        started_ms: started,
+        duration_ms: u64::try_from(now - started).unwrap_or(0),
+        request,
+        response,
+        outcome: job.state,
+        reason: job.reason.clone(),
+    };
+    let (state, flow) = (job.state, job.flow.clone());
+    let took = std::time::Duration::from_millis(attempt.duration_ms);
+    engine.queue.settle(Settle {
+        job,
+        attempt: Some(attempt),
+        effects,
+        releases,
+    })?;
+    engine
+        .metrics
+        .delivery(&flow, live.name(), state.as_str(), took, now);
+    Ok(())
+}
+
+/// A failed delivery's next state, by its class.
+fn failed(live: &Live, job: &mut Job, failure: &Failure, now: i64) {
     let code = class_code(failure.class);
     live.note_error(now, &failure.message);
     match failure.class {
@@ -300,11 +400,11 @@ fn failed(engine: &Engine, live: &Live, job: &mut Job, failure: Failure) -> Sett
                     job.state = State::Retrying;
                     job.due_ms =
                         Some(now + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2));
-                    job.reason = Some(Reason::new(code, failure.message.clone()));
+                    job.reason = Some(reason(code, failure.message.clone()));
                 }
                 None => {
                     job.state = State::Dead;
-                    job.reason = Some(Reason::new(
+                    job.reason = Some(reason(
                         "retries_exhausted",
                         format!(
                             "gave up after {} attempts: {}",
@@ -317,27 +417,16 @@ fn failed(engine: &Engine, live: &Live, job: &mut Job, failure: Failure) -> Sett
         Class::FixData => {
             live.success();
             job.state = State::Dead;
-            job.reason = Some(Reason::new(code, failure.message.clone()));
+            job.reason = Some(reason(code, failure.message.clone()));
         }
         Class::FixConfig => {
             job.state = State::Dead;
-            job.reason = Some(Reason::new(code, failure.message.clone()));
+            job.reason = Some(reason(code, failure.message.clone()));
             live.pause(format!(
                 "paused after a configuration error: {}",
                 failure.message
             ));
         }
-    }
-    Settled {
-        job: job.clone(),
-        effects: Vec::new(),
-        releases: Vec::new(),
-        request: failure.request,
-        response: if failure.response.is_empty() {
-            failure.message
-        } else {
-            failure.response
-        },
     }
 }
 
@@ -383,25 +472,29 @@ fn secs(secs: u64) -> i64 {
 /// storing anything: the document, or why it cannot be made (the dashboard's preview).
 pub fn dry_run(engine: &Engine, job: &Job, data: &Value) -> Result<Value, String> {
     let loaded = engine.mappings.current();
-    let mapping = loaded
+    let mapping_at = loaded
         .mappings
         .iter()
-        .find(|m| m.flow == job.flow)
+        .position(|m| m.flow == job.flow)
         .ok_or_else(|| format!("no mapping for flow {:?} is loaded", job.flow))?;
+    let mapping = &loaded.mappings[mapping_at];
     let keys = mapping
         .keys(data, &loaded.lookups)
         .map_err(|e| e.to_string())?;
-    let mut context = Context::default();
-    for (kind, id) in &keys.requires {
-        let xref = records::xref(engine.queue.tree(), &job.connector, kind, id)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("would wait for {kind} {id}, not yet in {}", job.connector))?;
-        context
-            .xrefs
-            .entry(kind.clone())
-            .or_insert_with(HashMap::new)
-            .insert(id.clone(), xref.external_id);
-    }
+    let prepared = Prepared {
+        loaded: loaded.clone(),
+        mapping_at,
+        data: data.clone(),
+        keys,
+        status: None,
+    };
+    let context = resolve(engine, job, &prepared).map_err(|outcome| match outcome {
+        Outcome::Parked((kind, id), _) => {
+            format!("would wait for {kind} {id}, not yet in {}", job.connector)
+        }
+        Outcome::Store(error) => error.to_string(),
+        _ => "cannot resolve the record's references".to_owned(),
+    })?;
     let document = mapping
         .apply(data, &loaded.lookups, &context)
         .map_err(|e| e.to_string())?;

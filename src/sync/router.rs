@@ -1,6 +1,6 @@
 //! The router tails the journal and turns each accepted event into one job per flow that
-//! handles it. A slice of the journal and its jobs are stored in one batch with the cursor, so
-//! a crash either keeps both or routes the slice again. Records ignored on arrival are skipped
+//! handles it. A slice of the journal's jobs is stored together with the cursor after it, so a
+//! crash either keeps both or routes the slice again. Records ignored on arrival are skipped
 //! unread when nothing else follows them (`Journal::end`), and slices that make no jobs move
 //! the stored cursor at most once a second.
 
@@ -26,7 +26,7 @@ const PAUSE: Duration = Duration::from_millis(2);
 /// Routes journaled events into jobs, forever.
 pub async fn run(
     journal: Arc<Journal>,
-    queue: Arc<Queue>,
+    queue: Arc<dyn Queue>,
     mappings: Arc<crate::mapping::live::LiveMappings>,
 ) {
     let cursor = match queue.cursor() {
@@ -61,14 +61,14 @@ pub async fn run(
             }
             match Journal::decode(seq, &payload) {
                 Ok(envelope) => {
-                    jobs.extend(route(&loaded, &envelope, seq, at, queue.clock.now_ms()))
+                    jobs.extend(route(&loaded, &envelope, seq, at, queue.clock().now_ms()))
                 }
                 Err(error) => tracing::error!(error = %error, "journal record skipped"),
             }
         }
         let moved = tail.next_seq() > saved.1;
         if !jobs.is_empty() || (moved && saved.0.elapsed() >= CURSOR_LAG) {
-            if let Err(error) = store(&queue, jobs, &tail).await {
+            if let Err(error) = store(queue.as_ref(), jobs, &tail).await {
                 tracing::error!(error = %error, "the router stopped: the queue cannot write");
                 return;
             }
@@ -85,11 +85,7 @@ pub async fn run(
 }
 
 /// Stores the jobs with the cursor after the records they came from.
-async fn store(queue: &Queue, mut jobs: Vec<Job>, tail: &Tail) -> Result<(), QueueError> {
-    let first = queue.allocate_ids(jobs.len() as u64);
-    for (n, job) in jobs.iter_mut().enumerate() {
-        job.id = first + n as u64;
-    }
+async fn store(queue: &dyn Queue, jobs: Vec<Job>, tail: &Tail) -> Result<(), QueueError> {
     let cursor = Cursor {
         next_seq: tail.next_seq(),
         at: tail.position(),
@@ -97,12 +93,16 @@ async fn store(queue: &Queue, mut jobs: Vec<Job>, tail: &Tail) -> Result<(), Que
     enqueue_retrying(queue, jobs, cursor).await
 }
 
-async fn enqueue_retrying(queue: &Queue, jobs: Vec<Job>, cursor: Cursor) -> Result<(), QueueError> {
+async fn enqueue_retrying(
+    queue: &dyn Queue,
+    jobs: Vec<Job>,
+    cursor: Cursor,
+) -> Result<(), QueueError> {
     let mut delay = Duration::from_millis(100);
     loop {
         match queue.enqueue(jobs.clone(), cursor) {
-            Ok(()) => return Ok(()),
-            Err(QueueError::Store(error)) => {
+            Ok(_) => return Ok(()),
+            Err(error @ (QueueError::Store(_) | QueueError::Log(_))) => {
                 tracing::error!(error = %error, "the queue cannot write; retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(10));
@@ -178,7 +178,6 @@ pub fn route(loaded: &Loaded, envelope: &Envelope, seq: u64, at: Position, now: 
             in_doubt: false,
             resubmits: 0,
             payload: None,
-            document: None,
             mapping_version: Some(mapping.version.clone()),
             external_id: None,
         });

@@ -1,0 +1,936 @@
+//! The embedded backend: the queue log beside the journal for jobs and their state changes,
+//! sled for the small mutable indexes, and the schedule in memory.
+//!
+//! # Invariants
+//!
+//! - A job is written once: a `created` record that points at its journal record. Each state
+//!   change is one small `changed` record (log.rs, record.rs); nothing is rewritten.
+//! - Every change of the schedule and the records it appends happen under one lock, in the same
+//!   order, so the log replayed over a snapshot gives the schedule back (snapshot.rs).
+//! - A slice's `created` records count only once the router's cursor after them is read back:
+//!   a crash between them routes the slice again.
+//! - A settle writes its effects to sled before its record is appended; the log's committer
+//!   flushes sled before it writes, so a state change on disk has its effects on disk.
+//! - A lease lives in memory only. After a crash every ready or retrying job comes back in
+//!   doubt; a clean close leaves a marker with the snapshot it wrote, and nothing is in doubt.
+//! - Space: `upkeep` writes a snapshot now and then and deletes a log segment once no open job
+//!   or dead letter points into it and it lies before the snapshot; the jobs that hold an old
+//!   segment on their own are copied forward first. Settled jobs stay listable while their
+//!   records last (`recent`).
+//!
+//! ```text
+//! <data_dir>/queue/*.log           the queue log (log.rs, record.rs)
+//! <data_dir>/queue/schedule.snap   the schedule at one point of the log (snapshot.rs)
+//! <data_dir>/queue/clean           present between a clean shutdown and the next open
+//! <data_dir>/index (sled) queue    cross-references, versions, status, echo, pollers, records
+//!                                  (index.rs)
+//! ```
+
+mod index;
+pub mod log;
+mod record;
+mod snapshot;
+#[cfg(test)]
+mod tests;
+mod upgrade;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::sync::Notify;
+
+use super::lines::{Lines, Locs};
+use super::records::{Applied, Echo, Xref};
+use super::{
+    Action, Attempt, Cursor, Entry, Job, JobId, Page, Queue, QueueError, Reason, SCAN_BUDGET,
+    Scope, Settle, State, entry_of,
+};
+use crate::clock::Clock;
+use crate::store::Store;
+use index::Index;
+use log::{Log, Pos};
+use record::{Changed, Created, Payload, Record};
+
+/// Default size of a queue log segment.
+pub const SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
+/// A snapshot is written once this many records were appended since the last one…
+const SNAPSHOT_RECORDS: u64 = 200_000;
+/// …or this long after the last one, when anything was appended.
+const SNAPSHOT_EVERY: Duration = Duration::from_secs(30);
+/// An old segment held by at most this many jobs has them copied forward.
+const COPY_FORWARD_MAX: usize = 5_000;
+
+/// How the embedded queue is tuned (`[store]`).
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub segment_bytes: u64,
+    /// A snapshot is due after this many records…
+    pub snapshot_records: u64,
+    /// …or this long after the last one, when anything was appended.
+    pub snapshot_every: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            segment_bytes: SEGMENT_BYTES,
+            snapshot_records: SNAPSHOT_RECORDS,
+            snapshot_every: SNAPSHOT_EVERY,
+        }
+    }
+}
+
+struct Inner {
+    lines: Lines,
+    /// Settled jobs whose records are still in the log, for listings.
+    recent: BTreeMap<JobId, Locs>,
+    next_id: JobId,
+    cursor: Cursor,
+    /// The log seq and time of the last snapshot.
+    snapshot_at: (u64, Instant),
+}
+
+pub struct Embedded {
+    dir: PathBuf,
+    options: Options,
+    log: Log,
+    index: Index,
+    inner: Mutex<Inner>,
+    wake: Mutex<HashMap<String, Arc<Notify>>>,
+    timers_changed: Notify,
+    clock: Clock,
+}
+
+impl Embedded {
+    /// Opens the queue of `store`'s data directory: upgrades a release-1 store, reads the
+    /// snapshot and replays the log after it.
+    pub fn open(store: &Store, clock: Clock, options: Options) -> Result<Embedded, QueueError> {
+        let dir = store.dir.join("queue");
+        std::fs::create_dir_all(&dir)?;
+        let tree = store.db.open_tree("queue")?;
+        let upgraded = upgrade::prepare(store, &tree, &dir)?;
+        let clean = snapshot::take_clean(&dir)?;
+        let db = store.db.clone();
+        let dirty = Arc::new(AtomicBool::new(false));
+        let flag = dirty.clone();
+        let log = Log::open(&dir, options.segment_bytes, move || {
+            if flag.swap(false, Ordering::AcqRel) {
+                db.flush().map_err(std::io::Error::other)?;
+            }
+            Ok(())
+        })?;
+        let mut inner = recover(&dir, &log, clean, clock.now_ms())?;
+        if let Some(next_id) = upgraded {
+            inner.next_id = inner.next_id.max(next_id);
+        }
+        let queue = Embedded {
+            dir,
+            options,
+            log,
+            index: Index { tree, dirty },
+            inner: Mutex::new(inner),
+            wake: Mutex::new(HashMap::new()),
+            timers_changed: Notify::new(),
+            clock,
+        };
+        if upgraded.is_some() {
+            queue.write_snapshot(fastrand::u64(..))?;
+            upgrade::finish(store, &queue.index.tree)?;
+        }
+        Ok(queue)
+    }
+
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Bytes and records the log has written (benchmarks).
+    pub fn log_stats(&self) -> log::LogStats {
+        self.log.stats()
+    }
+
+    fn read_record(&self, at: Pos) -> Result<Record, QueueError> {
+        let bytes = self.log.read(at)?;
+        Record::decode(&bytes).ok_or_else(|| QueueError::Corrupt(format!("queue log at {at}")))
+    }
+
+    /// A job from its records.
+    fn read(&self, at: Locs) -> Result<Job, QueueError> {
+        let Record::Created(created) = self.read_record(at.created)? else {
+            return Err(QueueError::Corrupt(format!("queue log at {}", at.created)));
+        };
+        let mut job = created.job();
+        if at.last != 0
+            && let Record::Changed(changed) = self.read_record(at.last)?
+        {
+            changed.apply(&mut job);
+        }
+        if at.payload != 0
+            && let Record::Payload(payload) = self.read_record(at.payload)?
+        {
+            job.payload = Some(payload.data);
+        }
+        Ok(job)
+    }
+
+    /// Where a job's records are, and whether it is leased now.
+    fn locate(&self, id: JobId) -> Result<(Locs, bool), QueueError> {
+        let inner = self.inner();
+        match inner.lines.get(id) {
+            Some(entry) => Ok((entry.at, entry.state == State::Leased)),
+            None => inner
+                .recent
+                .get(&id)
+                .map(|at| (*at, false))
+                .ok_or(QueueError::NotFound(id)),
+        }
+    }
+
+    /// Appends a change of `job` (and `extra` records before it) and places the job by it.
+    fn record_change(
+        &self,
+        inner: &mut Inner,
+        job: &Job,
+        attempt: Option<Attempt>,
+        payload: Option<Value>,
+    ) {
+        let mut at = inner.lines.get(job.id).map(|e| e.at).unwrap_or_default();
+        let mut records = Vec::with_capacity(2);
+        if let Some(data) = payload {
+            records.push(Record::Payload(Payload { id: job.id, data }).encode());
+        }
+        let prev = (at.last != 0).then_some(at.last);
+        records.push(Record::Changed(Changed::of(job, prev, attempt)).encode());
+        let positions = self.log.append(records);
+        if positions.len() == 2 {
+            at.payload = positions[0];
+        }
+        at.last = *positions.last().expect("one record at least");
+        place(inner, job, at, self.clock.now_ms());
+    }
+
+    fn wake_all(&self) {
+        let wake = self.wake.lock().unwrap_or_else(|p| p.into_inner());
+        let inner = self.inner();
+        for (connector, notify) in wake.iter() {
+            if inner.lines.has_ready(connector) {
+                notify.notify_one();
+            }
+        }
+    }
+
+    fn change(
+        &self,
+        id: JobId,
+        action: &'static str,
+        payload: Option<Value>,
+        apply: impl FnOnce(&mut Job),
+    ) -> Result<Job, QueueError> {
+        let mut inner = self.inner();
+        let entry = inner.lines.get(id).cloned();
+        let Some(entry) = entry else {
+            let state = match inner.recent.contains_key(&id) {
+                true => self.read(inner.recent[&id])?.state.as_str(),
+                false => return Err(QueueError::NotFound(id)),
+            };
+            return Err(wrong_state(id, state, action));
+        };
+        if !matches!(entry.state, State::Dead | State::Parked | State::Held) {
+            return Err(wrong_state(id, entry.state.as_str(), action));
+        }
+        let mut job = self.read(entry.at)?;
+        apply(&mut job);
+        job.due_ms = None;
+        job.waits_for = None;
+        job.in_doubt = false;
+        job.updated_ms = self.clock.now_ms();
+        if payload.is_some() {
+            job.payload.clone_from(&payload);
+        }
+        self.record_change(&mut inner, &job, None, payload);
+        drop(inner);
+        // An operator's action is on disk before it is answered.
+        self.log.sync()?;
+        self.wake_all();
+        Ok(job)
+    }
+
+    /// Writes a snapshot of the schedule as it stands; returns the log seq it covers up to.
+    fn write_snapshot(&self, token: u64) -> Result<u64, QueueError> {
+        let mut inner = self.inner();
+        let replay_from = self.log.next_seq();
+        let header = snapshot::Header {
+            token,
+            replay_from,
+            next_id: inner.next_id,
+            cursor: inner.cursor,
+        };
+        let bytes = snapshot::encode(
+            header,
+            inner.lines.entries(),
+            inner.recent.iter().map(|(id, at)| (*id, *at)),
+        );
+        inner.snapshot_at = (replay_from, Instant::now());
+        drop(inner);
+        self.log.sync()?;
+        snapshot::write(&self.dir, bytes)?;
+        Ok(replay_from)
+    }
+
+    /// Copies the open jobs and dead letters whose records lie in `segments` to the end of the
+    /// log (created, last change, payload), so those segments can go.
+    fn copy_forward(&self, segments: &[u64]) -> Result<usize, QueueError> {
+        let mut inner = self.inner();
+        let ids: Vec<(JobId, Locs)> = inner
+            .lines
+            .entries()
+            .filter(|(_, e)| e.state != State::Leased && pins(e.at, segments))
+            .map(|(id, e)| (id, e.at))
+            .collect();
+        for (id, at) in &ids {
+            let mut records = Vec::with_capacity(3);
+            let Record::Created(mut created) = self.read_record(at.created)? else {
+                continue;
+            };
+            created.copied = true;
+            records.push(Record::Created(created).encode());
+            if at.last != 0
+                && let Record::Changed(mut changed) = self.read_record(at.last)?
+            {
+                changed.prev = None;
+                records.push(Record::Changed(changed).encode());
+            }
+            if at.payload != 0 {
+                records.push(self.log.read(at.payload)?);
+            }
+            let positions = self.log.append(records);
+            let locs = inner.lines.locs_mut(*id).expect("held above");
+            locs.created = positions[0];
+            let mut rest = positions[1..].iter();
+            if at.last != 0 {
+                locs.last = *rest.next().expect("copied");
+            }
+            if at.payload != 0 {
+                locs.payload = *rest.next().expect("copied");
+            }
+        }
+        Ok(ids.len())
+    }
+
+    /// Reads a job's event from the journal into a payload record of its own (before the
+    /// journal drops the segment that holds it).
+    fn adopt_events(
+        &self,
+        below_seq: u64,
+        read_event: &dyn Fn(&Job) -> Option<Value>,
+    ) -> Result<(), QueueError> {
+        let mut inner = self.inner();
+        let mut adopt = Vec::new();
+        for (id, entry) in inner.lines.entries() {
+            if entry.at.payload != 0 || entry.state == State::Leased {
+                continue;
+            }
+            let job = self.read(entry.at)?;
+            if job.seq >= below_seq {
+                break; // ids follow journal order
+            }
+            adopt.push((id, job));
+        }
+        for (id, job) in adopt {
+            let Some(data) = read_event(&job) else {
+                continue;
+            };
+            let record = Record::Payload(Payload { id, data }).encode();
+            let at = self.log.append(vec![record])[0];
+            inner.lines.locs_mut(id).expect("held above").payload = at;
+        }
+        Ok(())
+    }
+
+    /// The first journal seq an open job or dead letter still reads, or the router's cursor.
+    fn journal_needed_from(&self) -> Result<u64, QueueError> {
+        let inner = self.inner();
+        let mut needed = inner.cursor.next_seq;
+        for (_, entry) in inner.lines.entries() {
+            if entry.at.payload != 0 {
+                continue;
+            }
+            let job = self.read(entry.at)?;
+            needed = needed.min(job.seq);
+            break;
+        }
+        Ok(needed)
+    }
+}
+
+/// Whether a job's records lie in one of `segments`.
+fn pins(at: Locs, segments: &[u64]) -> bool {
+    [at.created, at.last, at.payload]
+        .into_iter()
+        .filter(|pos| *pos != 0)
+        .any(|pos| segments.contains(&log::segment_of(pos)))
+}
+
+fn wrong_state(id: JobId, state: &'static str, action: &'static str) -> QueueError {
+    QueueError::WrongState {
+        id,
+        state,
+        action,
+        needs: "dead, parked or held",
+    }
+}
+
+/// Places a job in the schedule by its state (settled jobs leave it for `recent`).
+fn place(inner: &mut Inner, job: &Job, at: Locs, now: i64) {
+    match job.state {
+        State::Done | State::Skipped => {
+            if let Some(entry) = inner.lines.remove(job.id) {
+                inner.lines.promote(&entry.key, now);
+            }
+            inner.recent.insert(job.id, at);
+        }
+        _ => {
+            let mut entry = entry_of(job);
+            entry.at = at;
+            inner.lines.insert(job.id, entry, now);
+        }
+    }
+}
+
+/// Rebuilds the schedule: the snapshot, then the log after it.
+fn recover(dir: &Path, log: &Log, clean: Option<u64>, now: i64) -> Result<Inner, QueueError> {
+    let mut inner = Inner {
+        lines: Lines::default(),
+        recent: BTreeMap::new(),
+        next_id: 1,
+        cursor: Cursor {
+            next_seq: 1,
+            at: None,
+        },
+        snapshot_at: (0, Instant::now()),
+    };
+    let mut recent = BTreeMap::new();
+    let header = snapshot::read(
+        dir,
+        |id, entry| inner.lines.insert(id, entry, now),
+        |id, at| {
+            recent.insert(id, at);
+        },
+    );
+    inner.recent = recent;
+    let replay_from = match header {
+        Some(header) => {
+            inner.next_id = header.next_id;
+            inner.cursor = header.cursor;
+            header.replay_from
+        }
+        None => {
+            inner.lines = Lines::default();
+            inner.recent.clear();
+            let first = log.segments()?.first().copied().unwrap_or(1);
+            if first > 1 {
+                return Err(QueueError::Corrupt(format!(
+                    "the queue's snapshot ({}) is missing or damaged and the log no longer starts at its beginning; \
+                     restore the data directory from a backup",
+                    snapshot::path(dir).display()
+                )));
+            }
+            1
+        }
+    };
+    let mut unconfirmed: Vec<JobId> = Vec::new();
+    let mut replayed = 0u64;
+    for record in log.replay(replay_from)? {
+        let (_, at, bytes) = record?;
+        replayed += 1;
+        let Some(record) = Record::decode(&bytes) else {
+            return Err(QueueError::Corrupt(format!("queue log at {at}")));
+        };
+        apply(&mut inner, &mut unconfirmed, record, at, now);
+    }
+    for id in unconfirmed {
+        // Created, but the cursor after them never reached the disk: the router routes the
+        // slice again.
+        inner.lines.remove(id);
+    }
+    if clean.is_none() || clean != header.map(|h| h.token) || replayed > 0 {
+        inner.lines.mark_in_doubt();
+    }
+    inner.lines.compact();
+    inner.snapshot_at = (replay_from, Instant::now());
+    Ok(inner)
+}
+
+/// Replays one record over the schedule.
+fn apply(inner: &mut Inner, unconfirmed: &mut Vec<JobId>, record: Record, at: Pos, now: i64) {
+    match record {
+        Record::Created(created) => {
+            let id = created.id;
+            let copied = created.copied;
+            let mut locs = inner.lines.get(id).map(|e| e.at).unwrap_or_default();
+            locs.created = at;
+            if copied {
+                if let Some(held) = inner.lines.locs_mut(id) {
+                    *held = locs;
+                }
+                return;
+            }
+            let mut entry = entry_of(&created.job());
+            entry.at = locs;
+            inner.lines.insert(id, entry, now);
+            inner.next_id = inner.next_id.max(id + 1);
+            unconfirmed.push(id);
+        }
+        Record::Changed(changed) => {
+            let Some(entry) = inner.lines.get(changed.id).cloned() else {
+                return;
+            };
+            let locs = Locs {
+                last: at,
+                ..entry.at
+            };
+            let state = changed.state;
+            let next = Entry {
+                state,
+                due: changed.due_ms,
+                waits_for: changed.waits_for.map(Box::new),
+                reason: changed.reason.map(|r| r.code.into_boxed_str()),
+                in_doubt: changed.in_doubt,
+                at: locs,
+                ..entry
+            };
+            if matches!(state, State::Done | State::Skipped) {
+                if let Some(entry) = inner.lines.remove(changed.id) {
+                    inner.lines.promote(&entry.key, now);
+                }
+                inner.recent.insert(changed.id, locs);
+            } else {
+                inner.lines.insert(changed.id, next, now);
+            }
+        }
+        Record::Payload(payload) => {
+            if let Some(locs) = inner.lines.locs_mut(payload.id) {
+                locs.payload = at;
+            }
+        }
+        Record::Cursor(cursor) => {
+            inner.cursor = cursor;
+            unconfirmed.clear();
+        }
+    }
+}
+
+impl Queue for Embedded {
+    fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    fn cursor(&self) -> Result<Cursor, QueueError> {
+        Ok(self.inner().cursor)
+    }
+
+    fn enqueue(&self, mut jobs: Vec<Job>, cursor: Cursor) -> Result<Vec<JobId>, QueueError> {
+        let now = self.clock.now_ms();
+        let mut inner = self.inner();
+        let mut records = Vec::with_capacity(jobs.len() + 1);
+        for job in &mut jobs {
+            job.id = inner.next_id;
+            inner.next_id += 1;
+            records.push(Record::Created(Created::of(job)).encode());
+        }
+        records.push(Record::Cursor(cursor).encode());
+        let positions = self.log.append(records);
+        for (job, at) in jobs.iter().zip(positions) {
+            let mut entry = entry_of(job);
+            entry.at.created = at;
+            inner.lines.insert(job.id, entry, now);
+        }
+        inner.cursor = cursor;
+        drop(inner);
+        let mut batch = sled::Batch::default();
+        for job in &jobs {
+            for record in job.object_id.iter().chain(std::iter::once(&job.order_key)) {
+                batch.insert(index::record(record, job.id), &[]);
+            }
+        }
+        self.index.apply(batch)?;
+        self.wake_all();
+        Ok(jobs.iter().map(|job| job.id).collect())
+    }
+
+    fn try_lease(&self, connector: &str) -> Result<Option<Job>, QueueError> {
+        let mut inner = self.inner();
+        let Some((id, in_doubt)) = inner.lines.pop_ready(connector) else {
+            return Ok(None);
+        };
+        let at = inner.lines.get(id).expect("just leased").at;
+        let more = inner.lines.has_ready(connector);
+        drop(inner);
+        if more {
+            // Pass the wake-up on: one worker per ready job, not every worker per change.
+            self.wake_of(connector).notify_one();
+        }
+        let mut job = self.read(at)?;
+        job.state = State::Leased;
+        job.in_doubt |= in_doubt;
+        job.due_ms = None;
+        job.attempts += 1;
+        job.updated_ms = self.clock.now_ms();
+        Ok(Some(job))
+    }
+
+    fn wake_of(&self, connector: &str) -> Arc<Notify> {
+        self.wake
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(connector.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    fn settle(&self, settle: Settle) -> Result<(), QueueError> {
+        let Settle {
+            job,
+            attempt,
+            effects,
+            releases,
+        } = settle;
+        let mut batch = sled::Batch::default();
+        for effect in &effects {
+            index::stage(&mut batch, effect);
+        }
+        if let Some(external_id) = &job.external_id {
+            batch.insert(index::record(external_id, job.id), &[]);
+        }
+        self.index.apply(batch)?;
+        let mut inner = self.inner();
+        let mut released = Vec::new();
+        if job.state == State::Done {
+            for (kind, id) in &releases {
+                for parked in inner.lines.parked_on(kind, id) {
+                    let at = inner.lines.get(parked).expect("parked").at;
+                    let mut waiting = self.read(at)?;
+                    waiting.state = State::Ready;
+                    waiting.due_ms = None;
+                    waiting.waits_for = None;
+                    waiting.reason = None;
+                    released.push(waiting);
+                }
+            }
+        }
+        self.record_change(&mut inner, &job, attempt, None);
+        for waiting in &released {
+            self.record_change(&mut inner, waiting, None, None);
+        }
+        drop(inner);
+        self.wake_all();
+        self.timers_changed.notify_one();
+        Ok(())
+    }
+
+    fn fire_timers(
+        &self,
+        parked_gave_up: &dyn Fn(&Job) -> Reason,
+    ) -> Result<Option<i64>, QueueError> {
+        let now = self.clock.now_ms();
+        let mut inner = self.inner();
+        let fired = inner.lines.fire(now);
+        for (id, state) in fired {
+            let at = inner.lines.get(id).expect("fired").at;
+            let mut job = self.read(at)?;
+            match state {
+                State::Held => job.state = State::Ready,
+                _ => {
+                    job.state = State::Dead;
+                    job.reason = Some(parked_gave_up(&job));
+                }
+            }
+            job.due_ms = None;
+            job.updated_ms = now;
+            self.record_change(&mut inner, &job, None, None);
+        }
+        let next = inner.lines.next_timer();
+        drop(inner);
+        self.wake_all();
+        Ok(next)
+    }
+
+    fn timers_changed(&self) -> &Notify {
+        &self.timers_changed
+    }
+
+    fn xref(&self, system: &str, kind: &str, crm_id: &str) -> Result<Option<Xref>, QueueError> {
+        self.index.xref(system, kind, crm_id)
+    }
+
+    fn xrefs(&self, filter: &str, limit: usize) -> Result<Vec<Xref>, QueueError> {
+        self.index.xrefs(filter, limit)
+    }
+
+    fn applied(&self, flow: &str, record: &str) -> Result<Option<Applied>, QueueError> {
+        self.index.applied(flow, record)
+    }
+
+    fn status(&self, order: &str) -> Result<Option<String>, QueueError> {
+        self.index.status(order)
+    }
+
+    fn echo(&self, record: &str) -> Result<Option<Echo>, QueueError> {
+        self.index.echo(record)
+    }
+
+    fn poll_cursor(&self, connector: &str) -> Result<Option<Value>, QueueError> {
+        self.index.poll_cursor(connector)
+    }
+
+    fn poll_emitted(&self, connector: &str, order: &str) -> Result<u64, QueueError> {
+        self.index.poll_emitted(connector, order)
+    }
+
+    fn save_poll(
+        &self,
+        connector: &str,
+        cursor: Option<&Value>,
+        emitted: &[(String, u64)],
+    ) -> Result<(), QueueError> {
+        self.index.save_poll(connector, cursor, emitted)
+    }
+
+    fn act(&self, id: JobId, action: Action) -> Result<Job, QueueError> {
+        let name = match action {
+            Action::Retry => "retry",
+            Action::Skip => "skip",
+        };
+        self.change(id, name, None, |job| match action {
+            Action::Retry => {
+                job.state = State::Ready;
+                job.reason = None;
+            }
+            Action::Skip => {
+                job.state = State::Skipped;
+                job.reason = Some(Reason::new("skipped_by_operator", "skipped by an operator"));
+            }
+        })
+    }
+
+    fn resubmit(&self, id: JobId, payload: Option<Value>) -> Result<Job, QueueError> {
+        self.change(id, "resubmit", payload, |job| {
+            job.state = State::Ready;
+            job.reason = None;
+            job.resubmits += 1;
+        })
+    }
+
+    fn get(&self, id: JobId) -> Result<Job, QueueError> {
+        let (at, leased) = self.locate(id)?;
+        let mut job = self.read(at).map_err(|_| QueueError::NotFound(id))?;
+        if leased {
+            job.state = State::Leased;
+        }
+        Ok(job)
+    }
+
+    fn attempts(&self, id: JobId) -> Result<Vec<Attempt>, QueueError> {
+        let (at, _) = self.locate(id)?;
+        let mut attempts = Vec::new();
+        let mut next = (at.last != 0).then_some(at.last);
+        while let Some(pos) = next {
+            let Ok(Record::Changed(changed)) = self.read_record(pos) else {
+                break; // the rest went with a deleted segment
+            };
+            attempts.extend(changed.attempt);
+            next = changed.prev;
+        }
+        attempts.reverse();
+        Ok(attempts)
+    }
+
+    fn list(
+        &self,
+        scope: Scope<'_>,
+        before: Option<JobId>,
+        limit: usize,
+        keep: &dyn Fn(&Job) -> bool,
+    ) -> Result<Page, QueueError> {
+        let before = before.unwrap_or(JobId::MAX);
+        let found: Box<dyn Iterator<Item = Result<JobId, QueueError>>> = match scope {
+            Scope::State(state) => Box::new(self.newest(before, Some(state))),
+            Scope::Record(record) => Box::new(self.index.jobs_of(record, before)),
+            Scope::All { .. } => Box::new(self.newest(before, None)),
+        };
+        let since_ms = match scope {
+            Scope::All { since_ms } => since_ms,
+            _ => None,
+        };
+        let mut page = Page::default();
+        for (scanned, found) in found.enumerate() {
+            let id = found?;
+            if scanned == SCAN_BUDGET {
+                page.next_before = Some(id + 1);
+                break;
+            }
+            let Ok(job) = self.get(id) else {
+                continue; // settled and its records reclaimed
+            };
+            if since_ms.is_some_and(|t| job.created_ms < t) {
+                break;
+            }
+            if keep(&job) {
+                page.jobs.push(job);
+                if page.jobs.len() == limit {
+                    page.next_before = Some(id);
+                    break;
+                }
+            }
+        }
+        Ok(page)
+    }
+
+    fn ids_in(&self, state: State) -> Vec<JobId> {
+        self.inner().lines.ids_in(state)
+    }
+
+    fn groups(&self, state: State, keep: usize) -> BTreeMap<String, (u64, Vec<JobId>)> {
+        self.inner().lines.groups(state, keep)
+    }
+
+    fn entry(&self, id: JobId) -> Option<Entry> {
+        self.inner().lines.get(id).cloned()
+    }
+
+    fn counts(&self) -> HashMap<(Arc<str>, State), u64> {
+        self.inner().lines.counts()
+    }
+
+    fn oldest_open(&self) -> Option<JobId> {
+        self.inner().lines.oldest_open()
+    }
+
+    fn upkeep(
+        &self,
+        below_seq: u64,
+        read_event: &dyn Fn(&Job) -> Option<Value>,
+    ) -> Result<u64, QueueError> {
+        self.adopt_events(below_seq, read_event)?;
+        let (snapshot_at, since) = self.inner().snapshot_at;
+        let appended = self.log.next_seq() - snapshot_at;
+        let segments = self.log.segments()?;
+        let old: Vec<u64> = segments
+            .iter()
+            .copied()
+            .filter(|first| {
+                segments
+                    .iter()
+                    .find(|next| *next > first)
+                    .is_some_and(|next| *next <= snapshot_at)
+            })
+            .collect();
+        let mut held: HashMap<u64, usize> = HashMap::new();
+        for (_, entry) in self.inner().lines.entries() {
+            for segment in old
+                .iter()
+                .filter(|s| pins(entry.at, std::slice::from_ref(s)))
+            {
+                *held.entry(*segment).or_default() += 1;
+            }
+        }
+        let few: Vec<u64> = held
+            .into_iter()
+            .filter(|(_, jobs)| *jobs <= COPY_FORWARD_MAX)
+            .map(|(segment, _)| segment)
+            .collect();
+        if !few.is_empty() {
+            let copied = self.copy_forward(&few)?;
+            tracing::info!(
+                copied,
+                segments = few.len(),
+                "jobs copied forward out of old queue log segments"
+            );
+        }
+        let due = appended >= self.options.snapshot_records
+            || (appended > 0 && since.elapsed() >= self.options.snapshot_every);
+        if due {
+            self.write_snapshot(fastrand::u64(..))?;
+        }
+        self.reclaim()?;
+        self.journal_needed_from()
+    }
+
+    fn close_clean(&self) -> Result<(), QueueError> {
+        let token = fastrand::u64(..);
+        self.write_snapshot(token)?;
+        snapshot::mark_clean(&self.dir, token)?;
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), QueueError> {
+        self.log.sync()?;
+        Ok(())
+    }
+}
+
+impl Embedded {
+    /// Ids below `before`, newest first, fetched a chunk at a time: of the jobs the schedule
+    /// holds in `state`, or of every job the queue knows (open, dead and recent).
+    fn newest(
+        &self,
+        mut before: JobId,
+        state: Option<State>,
+    ) -> impl Iterator<Item = Result<JobId, QueueError>> + '_ {
+        let mut chunk = Vec::new().into_iter();
+        let mut done = false;
+        std::iter::from_fn(move || {
+            if chunk.len() == 0 && !done {
+                let inner = self.inner();
+                let ids = match state {
+                    Some(state) => inner.lines.newest_in(state, before, 256),
+                    None => {
+                        let mut ids = inner.lines.newest(before, 256);
+                        let recent = inner.recent.range(..before).rev().take(256);
+                        ids.extend(recent.map(|(id, _)| *id));
+                        ids.sort_unstable_by(|a, b| b.cmp(a));
+                        ids.truncate(256);
+                        ids
+                    }
+                };
+                done = ids.is_empty();
+                chunk = ids.into_iter();
+            }
+            let id = chunk.next()?;
+            before = id;
+            Some(Ok(id))
+        })
+    }
+
+    /// Deletes the log segments before the last snapshot that no open job or dead letter
+    /// points into, and forgets the settled jobs whose records they held.
+    fn reclaim(&self) -> Result<(), QueueError> {
+        let mut inner = self.inner();
+        let snapshot_at = inner.snapshot_at.0;
+        let segments = self.log.segments()?;
+        let mut held = std::collections::HashSet::new();
+        for (_, entry) in inner.lines.entries() {
+            for pos in [entry.at.created, entry.at.last, entry.at.payload] {
+                if pos != 0 {
+                    held.insert(log::segment_of(pos));
+                }
+            }
+        }
+        let mut gone = Vec::new();
+        for (n, first) in segments.iter().enumerate() {
+            let ends_before_snapshot = segments.get(n + 1).is_some_and(|next| *next <= snapshot_at);
+            if ends_before_snapshot && !held.contains(first) {
+                self.log.remove_segment(*first)?;
+                gone.push(*first);
+            }
+        }
+        if !gone.is_empty() {
+            inner.recent.retain(|_, at| !pins(*at, &gone));
+        }
+        Ok(())
+    }
+}
