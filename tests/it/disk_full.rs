@@ -59,6 +59,7 @@ async fn a_full_disk_answers_503_stays_alive_and_recovers() {
         &[
             ("HANDOFF_DATA_DIR", data.to_str().unwrap()),
             ("HANDOFF_STORE__JOURNAL_SEGMENT_BYTES", "262144"),
+            ("HANDOFF_STORE__QUEUE_SEGMENT_BYTES", "262144"),
         ],
     )
     .await;

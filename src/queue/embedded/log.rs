@@ -12,8 +12,9 @@
 //!   flushes sled), so every record on disk has its sled effects on disk too. A crash loses at
 //!   most the last few milliseconds of state changes, which the journal and the idempotency
 //!   keys make good: the jobs run again, in doubt.
-//! - A failed write or fsync stops the log (as in the journal): later appends are refused by
-//!   `sync` and the next start reads what is on disk.
+//! - When no next segment can be made (a full disk) the records wait in memory and the
+//!   committer tries again every second. A failed write or fsync stops the log (as in the
+//!   journal): `sync` reports it from then on and the next start reads what is on disk.
 //!
 //! ```text
 //! <data_dir>/queue/<first seq, 20 digits>.log   segments of records (record.rs)
@@ -27,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::journal::segment::{self, Writer};
+use crate::journal::segment::{self, CommitError, Writer};
 
 /// How long appends gather before the committer writes them.
 pub const COMMIT_EVERY: Duration = Duration::from_millis(10);
@@ -80,6 +81,8 @@ struct State {
     failed: Option<String>,
     stopping: bool,
     stats: LogStats,
+    /// Where the records on disk end: (segment, offset).
+    end: (u64, u64),
 }
 
 pub struct Log {
@@ -112,6 +115,7 @@ impl Log {
                 failed: None,
                 stopping: false,
                 stats: LogStats::default(),
+                end: (next_seq, 0),
             }),
             Condvar::new(),
         ));
@@ -186,6 +190,11 @@ impl Log {
 
     pub fn stats(&self) -> LogStats {
         self.state().stats
+    }
+
+    /// Where the records on disk end: (segment, byte offset). For tests that tear the tail.
+    pub fn durable_end(&self) -> (u64, u64) {
+        self.state().end
     }
 
     /// The record at `at`: from memory while it waits for the committer, else from its file.
@@ -312,19 +321,33 @@ fn commit_loop(
         if batch.is_empty() && stopping {
             return;
         }
-        let result = before_commit().and_then(|()| write(&mut writer, &batch));
+        let flushed = before_commit().map_err(CommitError::Write);
+        let (written, result) = match flushed {
+            Ok(()) => write(&mut writer, &batch),
+            Err(error) => (0, Err(error)),
+        };
         let mut state = lock.lock().unwrap_or_else(|p| p.into_inner());
+        for (_, _, payload, at) in &batch[..written] {
+            state.pending.remove(at);
+            state.stats.bytes += segment::record_len(payload.len());
+        }
+        state.stats.records += written as u64;
+        let end = writer.end();
+        state.end = (end.segment, end.offset);
         match result {
-            Ok(bytes) => {
-                for (_, _, _, at) in &batch {
-                    state.pending.remove(at);
-                }
+            Ok(()) => {
                 state.durable = target;
                 state.stats.commits += 1;
-                state.stats.records += batch.len() as u64;
-                state.stats.bytes += bytes;
             }
-            Err(error) => {
+            Err(CommitError::RollOver(error)) => {
+                state.durable = batch.get(written).map_or(target, |(seq, ..)| *seq);
+                drop(state);
+                tracing::warn!(%error, "the queue log cannot start its next segment; trying again in 1 s");
+                changed.notify_all();
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            }
+            Err(CommitError::Write(error)) => {
                 tracing::error!(%error, "the queue log cannot write; state changes stay in memory until a restart");
                 state.failed = Some(error.to_string());
                 changed.notify_all();
@@ -335,22 +358,31 @@ fn commit_loop(
     }
 }
 
-/// Writes a batch (rolling over where the appends decided) and fsyncs; returns bytes written.
-fn write(writer: &mut Writer, batch: &[(u64, bool, Arc<[u8]>, Pos)]) -> io::Result<u64> {
+/// Writes a batch (rolling over where the appends decided) and fsyncs; returns how many of
+/// its records are on disk, and how it ended.
+fn write(
+    writer: &mut Writer,
+    batch: &[(u64, bool, Arc<[u8]>, Pos)],
+) -> (usize, Result<(), CommitError>) {
     let Some(&(first, ..)) = batch.first() else {
-        return Ok(0);
+        return (0, Ok(()));
     };
-    let mut start = first;
-    let mut bytes = 0;
-    for (seq, rolls, payload, _) in batch {
+    let (mut start, mut done) = (first, 0);
+    for (n, (seq, rolls, payload, _)) in batch.iter().enumerate() {
         if *rolls {
-            writer.commit(start).map_err(io::Error::other)?;
-            writer.roll_over(*seq)?;
+            if let Err(error) = writer.commit(start) {
+                return (done, Err(error));
+            }
+            done = n;
+            if let Err(error) = writer.roll_over(*seq) {
+                return (done, Err(CommitError::RollOver(error)));
+            }
             start = *seq;
         }
         writer.push(payload);
-        bytes += segment::record_len(payload.len());
     }
-    writer.commit(start).map_err(io::Error::other)?;
-    Ok(bytes)
+    match writer.commit(start) {
+        Ok(()) => (batch.len(), Ok(())),
+        Err(error) => (done, Err(error)),
+    }
 }

@@ -28,13 +28,15 @@
 
 mod index;
 pub mod log;
+#[cfg(test)]
+mod model_tests;
 mod record;
 mod snapshot;
 #[cfg(test)]
 mod tests;
 mod upgrade;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -54,6 +56,38 @@ use crate::store::Store;
 use index::Index;
 use log::{Log, Pos};
 use record::{Changed, Created, Payload, Record};
+
+/// State changes appended as one group (after a crash all of them are there, or none), then
+/// placed in the schedule.
+#[derive(Default)]
+struct Group {
+    records: Vec<Record>,
+    /// A changed job, where its records were, and the indexes of its new records.
+    jobs: Vec<(Job, Locs, usize, Option<usize>)>,
+}
+
+impl Group {
+    /// Adds a change of `job` (with new event data, when given).
+    fn change(
+        &mut self,
+        inner: &Inner,
+        job: Job,
+        attempt: Option<Attempt>,
+        payload: Option<Value>,
+    ) {
+        let at = inner.lines.get(job.id).map(|e| e.at).unwrap_or_default();
+        let payload_at = payload.map(|data| {
+            self.records
+                .push(Record::Payload(Payload { id: job.id, data }));
+            self.records.len() - 1
+        });
+        let prev = (at.last != 0).then_some(at.last);
+        self.records
+            .push(Record::Changed(Changed::of(&job, prev, attempt)));
+        self.jobs
+            .push((job, at, self.records.len() - 1, payload_at));
+    }
+}
 
 /// Default size of a queue log segment.
 pub const SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
@@ -92,6 +126,8 @@ struct Inner {
     cursor: Cursor,
     /// The log seq and time of the last snapshot.
     snapshot_at: (u64, Instant),
+    /// The log segments the last snapshot points into: none of them may go before the next.
+    snapshot_held: HashSet<u64>,
 }
 
 pub struct Embedded {
@@ -124,6 +160,7 @@ impl Embedded {
             Ok(())
         })?;
         let mut inner = recover(&dir, &log, clean, clock.now_ms())?;
+        log.append(record::group(vec![Record::Opened]));
         if let Some(next_id) = upgraded {
             inner.next_id = inner.next_id.max(next_id);
         }
@@ -155,7 +192,22 @@ impl Embedded {
 
     fn read_record(&self, at: Pos) -> Result<Record, QueueError> {
         let bytes = self.log.read(at)?;
-        Record::decode(&bytes).ok_or_else(|| QueueError::Corrupt(format!("queue log at {at}")))
+        Record::decode(&bytes)
+            .map(|(_, record)| record)
+            .ok_or_else(|| QueueError::Corrupt(format!("queue log at {at}")))
+    }
+
+    /// Appends a group and places its jobs by their new state.
+    fn append(&self, inner: &mut Inner, group: Group) {
+        let positions = self.log.append(record::group(group.records));
+        let now = self.clock.now_ms();
+        for (job, mut at, changed, payload) in group.jobs {
+            at.last = positions[changed];
+            if let Some(payload) = payload {
+                at.payload = positions[payload];
+            }
+            place(inner, &job, at, now);
+        }
     }
 
     /// A job from its records.
@@ -188,29 +240,6 @@ impl Embedded {
                 .map(|at| (*at, false))
                 .ok_or(QueueError::NotFound(id)),
         }
-    }
-
-    /// Appends a change of `job` (and `extra` records before it) and places the job by it.
-    fn record_change(
-        &self,
-        inner: &mut Inner,
-        job: &Job,
-        attempt: Option<Attempt>,
-        payload: Option<Value>,
-    ) {
-        let mut at = inner.lines.get(job.id).map(|e| e.at).unwrap_or_default();
-        let mut records = Vec::with_capacity(2);
-        if let Some(data) = payload {
-            records.push(Record::Payload(Payload { id: job.id, data }).encode());
-        }
-        let prev = (at.last != 0).then_some(at.last);
-        records.push(Record::Changed(Changed::of(job, prev, attempt)).encode());
-        let positions = self.log.append(records);
-        if positions.len() == 2 {
-            at.payload = positions[0];
-        }
-        at.last = *positions.last().expect("one record at least");
-        place(inner, job, at, self.clock.now_ms());
     }
 
     fn wake_all(&self) {
@@ -251,7 +280,9 @@ impl Embedded {
         if payload.is_some() {
             job.payload.clone_from(&payload);
         }
-        self.record_change(&mut inner, &job, None, payload);
+        let mut group = Group::default();
+        group.change(&inner, job.clone(), None, payload);
+        self.append(&mut inner, group);
         drop(inner);
         // An operator's action is on disk before it is answered.
         self.log.sync()?;
@@ -261,7 +292,7 @@ impl Embedded {
 
     /// Writes a snapshot of the schedule as it stands; returns the log seq it covers up to.
     fn write_snapshot(&self, token: u64) -> Result<u64, QueueError> {
-        let mut inner = self.inner();
+        let inner = self.inner();
         let replay_from = self.log.next_seq();
         let header = snapshot::Header {
             token,
@@ -274,10 +305,13 @@ impl Embedded {
             inner.lines.entries(),
             inner.recent.iter().map(|(id, at)| (*id, *at)),
         );
-        inner.snapshot_at = (replay_from, Instant::now());
+        let held = held_segments(&inner.lines);
         drop(inner);
         self.log.sync()?;
         snapshot::write(&self.dir, bytes)?;
+        let mut inner = self.inner();
+        inner.snapshot_at = (replay_from, Instant::now());
+        inner.snapshot_held = held;
         Ok(replay_from)
     }
 
@@ -297,17 +331,17 @@ impl Embedded {
                 continue;
             };
             created.copied = true;
-            records.push(Record::Created(created).encode());
+            records.push(Record::Created(created));
             if at.last != 0
                 && let Record::Changed(mut changed) = self.read_record(at.last)?
             {
                 changed.prev = None;
-                records.push(Record::Changed(changed).encode());
+                records.push(Record::Changed(changed));
             }
             if at.payload != 0 {
-                records.push(self.log.read(at.payload)?);
+                records.push(self.read_record(at.payload)?);
             }
-            let positions = self.log.append(records);
+            let positions = self.log.append(record::group(records));
             let locs = inner.lines.locs_mut(*id).expect("held above");
             locs.created = positions[0];
             let mut rest = positions[1..].iter();
@@ -344,8 +378,8 @@ impl Embedded {
             let Some(data) = read_event(&job) else {
                 continue;
             };
-            let record = Record::Payload(Payload { id, data }).encode();
-            let at = self.log.append(vec![record])[0];
+            let record = Record::Payload(Payload { id, data });
+            let at = self.log.append(record::group(vec![record]))[0];
             inner.lines.locs_mut(id).expect("held above").payload = at;
         }
         Ok(())
@@ -365,6 +399,19 @@ impl Embedded {
         }
         Ok(needed)
     }
+}
+
+/// The log segments the schedule's entries point into.
+fn held_segments(lines: &Lines) -> HashSet<u64> {
+    let mut held = HashSet::new();
+    for (_, entry) in lines.entries() {
+        for pos in [entry.at.created, entry.at.last, entry.at.payload] {
+            if pos != 0 {
+                held.insert(log::segment_of(pos));
+            }
+        }
+    }
+    held
 }
 
 /// Whether a job's records lie in one of `segments`.
@@ -412,6 +459,7 @@ fn recover(dir: &Path, log: &Log, clean: Option<u64>, now: i64) -> Result<Inner,
             at: None,
         },
         snapshot_at: (0, Instant::now()),
+        snapshot_held: HashSet::new(),
     };
     let mut recent = BTreeMap::new();
     let header = snapshot::read(
@@ -442,31 +490,39 @@ fn recover(dir: &Path, log: &Log, clean: Option<u64>, now: i64) -> Result<Inner,
             1
         }
     };
-    let mut unconfirmed: Vec<JobId> = Vec::new();
+    let mut group = Vec::new();
     let mut replayed = 0u64;
     for record in log.replay(replay_from)? {
         let (_, at, bytes) = record?;
         replayed += 1;
-        let Some(record) = Record::decode(&bytes) else {
+        let Some((following, record)) = Record::decode(&bytes) else {
             return Err(QueueError::Corrupt(format!("queue log at {at}")));
         };
-        apply(&mut inner, &mut unconfirmed, record, at, now);
+        if record == Record::Opened {
+            // A new run: a group before it that is not whole was cut short by a crash.
+            group.clear();
+            continue;
+        }
+        group.push((record, at));
+        if following == 0 {
+            for (record, at) in group.drain(..) {
+                apply(&mut inner, record, at, now);
+            }
+        }
     }
-    for id in unconfirmed {
-        // Created, but the cursor after them never reached the disk: the router routes the
-        // slice again.
-        inner.lines.remove(id);
-    }
+    // A group cut short by a crash was never acted on: it is dropped (a routed slice is routed
+    // again; a settle's job runs again, in doubt).
     if clean.is_none() || clean != header.map(|h| h.token) || replayed > 0 {
         inner.lines.mark_in_doubt();
     }
     inner.lines.compact();
     inner.snapshot_at = (replay_from, Instant::now());
+    inner.snapshot_held = held_segments(&inner.lines);
     Ok(inner)
 }
 
 /// Replays one record over the schedule.
-fn apply(inner: &mut Inner, unconfirmed: &mut Vec<JobId>, record: Record, at: Pos, now: i64) {
+fn apply(inner: &mut Inner, record: Record, at: Pos, now: i64) {
     match record {
         Record::Created(created) => {
             let id = created.id;
@@ -483,7 +539,6 @@ fn apply(inner: &mut Inner, unconfirmed: &mut Vec<JobId>, record: Record, at: Po
             entry.at = locs;
             inner.lines.insert(id, entry, now);
             inner.next_id = inner.next_id.max(id + 1);
-            unconfirmed.push(id);
         }
         Record::Changed(changed) => {
             let Some(entry) = inner.lines.get(changed.id).cloned() else {
@@ -517,10 +572,8 @@ fn apply(inner: &mut Inner, unconfirmed: &mut Vec<JobId>, record: Record, at: Po
                 locs.payload = at;
             }
         }
-        Record::Cursor(cursor) => {
-            inner.cursor = cursor;
-            unconfirmed.clear();
-        }
+        Record::Cursor(cursor) => inner.cursor = cursor,
+        Record::Opened => {}
     }
 }
 
@@ -540,10 +593,10 @@ impl Queue for Embedded {
         for job in &mut jobs {
             job.id = inner.next_id;
             inner.next_id += 1;
-            records.push(Record::Created(Created::of(job)).encode());
+            records.push(Record::Created(Created::of(job)));
         }
-        records.push(Record::Cursor(cursor).encode());
-        let positions = self.log.append(records);
+        records.push(Record::Cursor(cursor));
+        let positions = self.log.append(record::group(records));
         for (job, at) in jobs.iter().zip(positions) {
             let mut entry = entry_of(job);
             entry.at.created = at;
@@ -608,6 +661,7 @@ impl Queue for Embedded {
         }
         self.index.apply(batch)?;
         let mut inner = self.inner();
+        let mut group = Group::default();
         let mut released = Vec::new();
         if job.state == State::Done {
             for (kind, id) in &releases {
@@ -622,10 +676,11 @@ impl Queue for Embedded {
                 }
             }
         }
-        self.record_change(&mut inner, &job, attempt, None);
-        for waiting in &released {
-            self.record_change(&mut inner, waiting, None, None);
+        group.change(&inner, job, attempt, None);
+        for waiting in released {
+            group.change(&inner, waiting, None, None);
         }
+        self.append(&mut inner, group);
         drop(inner);
         self.wake_all();
         self.timers_changed.notify_one();
@@ -639,6 +694,7 @@ impl Queue for Embedded {
         let now = self.clock.now_ms();
         let mut inner = self.inner();
         let fired = inner.lines.fire(now);
+        let mut group = Group::default();
         for (id, state) in fired {
             let at = inner.lines.get(id).expect("fired").at;
             let mut job = self.read(at)?;
@@ -651,8 +707,9 @@ impl Queue for Embedded {
             }
             job.due_ms = None;
             job.updated_ms = now;
-            self.record_change(&mut inner, &job, None, None);
+            group.change(&inner, job, None, None);
         }
+        self.append(&mut inner, group);
         let next = inner.lines.next_timer();
         drop(inner);
         self.wake_all();
@@ -817,7 +874,6 @@ impl Queue for Embedded {
     ) -> Result<u64, QueueError> {
         self.adopt_events(below_seq, read_event)?;
         let (snapshot_at, since) = self.inner().snapshot_at;
-        let appended = self.log.next_seq() - snapshot_at;
         let segments = self.log.segments()?;
         let old: Vec<u64> = segments
             .iter()
@@ -851,6 +907,8 @@ impl Queue for Embedded {
                 "jobs copied forward out of old queue log segments"
             );
         }
+        // The copies count only once a snapshot holds them: a segment goes after that.
+        let appended = self.log.next_seq() - snapshot_at;
         let due = appended >= self.options.snapshot_records
             || (appended > 0 && since.elapsed() >= self.options.snapshot_every);
         if due {
@@ -906,24 +964,18 @@ impl Embedded {
         })
     }
 
-    /// Deletes the log segments before the last snapshot that no open job or dead letter
+    /// Deletes the log segments before the last snapshot that neither it nor the schedule
     /// points into, and forgets the settled jobs whose records they held.
     fn reclaim(&self) -> Result<(), QueueError> {
         let mut inner = self.inner();
         let snapshot_at = inner.snapshot_at.0;
         let segments = self.log.segments()?;
-        let mut held = std::collections::HashSet::new();
-        for (_, entry) in inner.lines.entries() {
-            for pos in [entry.at.created, entry.at.last, entry.at.payload] {
-                if pos != 0 {
-                    held.insert(log::segment_of(pos));
-                }
-            }
-        }
+        let held = held_segments(&inner.lines);
         let mut gone = Vec::new();
         for (n, first) in segments.iter().enumerate() {
             let ends_before_snapshot = segments.get(n + 1).is_some_and(|next| *next <= snapshot_at);
-            if ends_before_snapshot && !held.contains(first) {
+            if ends_before_snapshot && !held.contains(first) && !inner.snapshot_held.contains(first)
+            {
                 self.log.remove_segment(*first)?;
                 gone.push(*first);
             }

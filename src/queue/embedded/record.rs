@@ -1,4 +1,7 @@
-//! The records of the queue log: one byte for the kind, then JSON.
+//! The records of the queue log: how many records of its group follow it (u32 LE), one byte
+//! for the kind, then JSON. A group is what one operation appends (a routed slice and its
+//! cursor; a settle and the jobs it releases); replay applies whole groups only, so a torn
+//! tail never leaves half an operation.
 //!
 //! ```text
 //! C created   a job's fixed part: its journal record (seq, position), flow, connector,
@@ -8,8 +11,8 @@
 //!             that led to it with request and response cut short                 (~100–600 B)
 //! P payload   event data for a job: an operator's edit, or the event copied out of a
 //!             journal segment that is being deleted
-//! R cursor    where the router is in the journal; it confirms the created records before it
-//!             (a slice's jobs and its cursor are appended together, the cursor last)
+//! R cursor    where the router is in the journal (appended with the slice's created records)
+//! O opened    the first record of each run: a group the crash cut short before it is dropped
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -91,30 +94,51 @@ pub enum Record {
     Changed(Changed),
     Payload(Payload),
     Cursor(Cursor),
+    Opened,
+}
+
+/// The records of one group, encoded.
+pub fn group(records: Vec<Record>) -> Vec<Vec<u8>> {
+    let count = records.len();
+    records
+        .into_iter()
+        .enumerate()
+        .map(|(n, record)| {
+            let following = u32::try_from(count - 1 - n).expect("groups are small");
+            let mut out = following.to_le_bytes().to_vec();
+            record.write(&mut out);
+            out
+        })
+        .collect()
 }
 
 impl Record {
-    pub fn encode(&self) -> Vec<u8> {
+    fn write(&self, out: &mut Vec<u8>) {
         let (tag, json) = match self {
             Record::Created(r) => (b'C', serde_json::to_vec(r)),
             Record::Changed(r) => (b'S', serde_json::to_vec(r)),
             Record::Payload(r) => (b'P', serde_json::to_vec(r)),
             Record::Cursor(r) => (b'R', serde_json::to_vec(r)),
+            Record::Opened => (b'O', Ok(b"{}".to_vec())),
         };
-        let mut out = vec![tag];
+        out.push(tag);
         out.extend(json.expect("queue records serialize"));
-        out
     }
 
-    pub fn decode(bytes: &[u8]) -> Option<Record> {
-        let (tag, json) = bytes.split_first()?;
-        Some(match tag {
+    /// A record, and how many records of its group follow it.
+    pub fn decode(bytes: &[u8]) -> Option<(u32, Record)> {
+        let (following, rest) = bytes.split_at_checked(4)?;
+        let following = u32::from_le_bytes(following.try_into().ok()?);
+        let (tag, json) = rest.split_first()?;
+        let record = match tag {
             b'C' => Record::Created(serde_json::from_slice(json).ok()?),
             b'S' => Record::Changed(serde_json::from_slice(json).ok()?),
             b'P' => Record::Payload(serde_json::from_slice(json).ok()?),
             b'R' => Record::Cursor(serde_json::from_slice(json).ok()?),
+            b'O' => Record::Opened,
             _ => return None,
-        })
+        };
+        Some((following, record))
     }
 }
 
@@ -237,10 +261,11 @@ mod tests {
                 attempt: None,
             }),
         ];
-        for record in records {
-            assert_eq!(Record::decode(&record.encode()), Some(record));
+        let encoded = group(records.to_vec());
+        for (n, (bytes, record)) in encoded.iter().zip(records).enumerate() {
+            assert_eq!(Record::decode(bytes), Some((2 - n as u32, record)));
         }
-        assert_eq!(Record::decode(b"Z{}"), None);
+        assert_eq!(Record::decode(b"\0\0\0\0Z{}"), None);
         assert_eq!(Record::decode(b""), None);
     }
 
@@ -260,6 +285,6 @@ mod tests {
             prev: None,
             attempt: None,
         };
-        assert!(Record::Changed(change).encode().len() < 100);
+        assert!(group(vec![Record::Changed(change)])[0].len() < 100);
     }
 }

@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use super::log::Log;
-use super::record::{Changed, Created, Payload, Record};
+use super::record::{self, Changed, Created, Payload, Record};
 use crate::queue::{Attempt, Cursor, Job, JobId, QueueError, State};
 use crate::store::Store;
 
@@ -73,10 +73,10 @@ pub fn prepare(store: &Store, tree: &sled::Tree, dir: &Path) -> Result<Option<Jo
         if let Some(data) = job.payload.take() {
             records.push(Record::Payload(Payload { id, data }));
         }
-        log.append(records.iter().map(Record::encode).collect());
+        log.append(record::group(records));
         moved += 1;
     }
-    log.append(vec![Record::Cursor(cursor).encode()]);
+    log.append(record::group(vec![Record::Cursor(cursor)]));
     log.sync()?;
     tracing::info!(
         jobs = moved,
