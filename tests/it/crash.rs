@@ -1,4 +1,4 @@
-//! Crash safety of the real binary: under load it is SIGKILLed ten times at random moments and
+//! Crash safety of the real binary: under load it is SIGKILLed twenty times at random moments and
 //! restarted. Every event that got a 2xx is delivered, per record in version order (updates
 //! replayed under the same idempotency key do not take effect twice), and the ERP holds no
 //! duplicate order.
@@ -15,7 +15,7 @@ use crate::support::*;
 const CRM: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const ACCOUNTS: usize = 12;
 const VERSIONS: usize = 8;
-const KILLS: usize = 10;
+const KILLS: usize = 20;
 
 struct Service {
     child: Child,

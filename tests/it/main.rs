@@ -18,3 +18,4 @@ mod reference;
 mod reload;
 mod support;
 mod tryton;
+mod upgrade;

@@ -422,3 +422,82 @@ fn after_a_crash_the_log_after_the_snapshot_is_replayed_and_a_damaged_snapshot_i
     let queue = open(dir.path());
     assert_eq!(schedule(&queue).len(), expected.len());
 }
+
+#[test]
+fn drained_segments_go_and_an_old_dead_letter_is_copied_forward_and_can_be_resubmitted() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options {
+        segment_bytes: 4096,
+        snapshot_records: 1,
+        snapshot_every: std::time::Duration::ZERO,
+    };
+    let segments = |dir: &std::path::Path| -> Vec<u64> {
+        crate::journal::segment::list(&dir.join("queue"))
+            .unwrap()
+            .into_iter()
+            .map(|(_, first)| first)
+            .collect()
+    };
+    let queue = open_with(dir.path(), options);
+    // The first job becomes a dead letter in the first segment.
+    let dead = enqueue(&queue, &["Z"])[0];
+    let mut leased = queue.try_lease("erp").unwrap().unwrap();
+    leased.state = State::Dead;
+    leased.reason = Some(Reason::new("fix_data", "bad"));
+    settle(&queue, leased);
+    let first_segment = segments(dir.path())[0];
+    // A backlog that spans many segments, then drains.
+    let keys: Vec<String> = (0..300).map(|n| format!("K{n}")).collect();
+    let backlog = keys.iter().map(|key| job(key, "erp")).collect();
+    let cursor = Cursor {
+        next_seq: 400,
+        at: None,
+    };
+    queue.enqueue(backlog, cursor).unwrap();
+    while let Some(job) = queue.try_lease("erp").unwrap() {
+        done(&queue, job);
+    }
+    assert!(
+        segments(dir.path()).len() > 10,
+        "the backlog filled many segments"
+    );
+    for _ in 0..3 {
+        queue.upkeep(0, &|_| None).unwrap();
+    }
+    let left = segments(dir.path());
+    assert!(
+        left.len() <= 2,
+        "a drained queue keeps at most two segments: {left:?}"
+    );
+    assert!(
+        !left.contains(&first_segment),
+        "the dead letter's segment is gone"
+    );
+    assert_eq!(queue.get(dead).unwrap().state, State::Dead);
+
+    // The journal is about to drop the dead letter's event: the queue copies it first.
+    let needed = queue
+        .upkeep(u64::MAX, &|job| {
+            Some(serde_json::json!({"copied": job.seq}))
+        })
+        .unwrap();
+    assert!(
+        needed > 1,
+        "the journal may drop the event now (needs {needed})"
+    );
+    assert_eq!(
+        queue.get(dead).unwrap().payload,
+        Some(serde_json::json!({"copied": 1}))
+    );
+    drop(queue);
+
+    // After a crash it is still there, and an operator can resubmit it.
+    let queue = open_with(dir.path(), options);
+    assert_eq!(queue.ids_in(State::Dead), vec![dead]);
+    queue
+        .resubmit(dead, Some(serde_json::json!({"fixed": true})))
+        .unwrap();
+    let again = queue.try_lease("erp").unwrap().unwrap();
+    assert_eq!((again.id, again.resubmits), (dead, 1));
+    assert_eq!(again.payload, Some(serde_json::json!({"fixed": true})));
+}

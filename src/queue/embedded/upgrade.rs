@@ -99,5 +99,7 @@ pub fn finish(store: &Store, tree: &sled::Tree) -> Result<(), QueueError> {
     tree.apply_batch(batch)?;
     store.set_schema_version(2)?;
     store.db.flush()?;
+    // Release 1's schedule snapshot, beside the store.
+    let _ = std::fs::remove_file(store.dir.join("schedule.snap"));
     Ok(())
 }

@@ -1,0 +1,131 @@
+//! A data directory written by release 1 (jobs and their states in sled) opens with this build:
+//! its open jobs and dead letters move into the queue log once, keep their states, and are
+//! delivered or can be acted on; nothing acknowledged is lost and ids are not reused.
+
+use std::process::Command;
+
+use serde_json::json;
+
+use crate::delivery::{account, crm};
+use crate::fake_erp::{self, Fake};
+use crate::support::*;
+
+fn unpack(into: &std::path::Path) {
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/release1/release1-store.tar.gz"
+    );
+    let status = Command::new("tar")
+        .args(["xzf", fixture, "-C"])
+        .arg(into)
+        .status()
+        .expect("run tar");
+    assert!(status.success());
+}
+
+async fn start(data: &std::path::Path, connectors: &std::path::Path) -> TestApp {
+    TestApp::start_with(
+        CONFIG,
+        &[
+            ("HANDOFF_DATA_DIR", data.to_str().unwrap()),
+            ("HANDOFF_CONNECTORS_DIR", connectors.to_str().unwrap()),
+        ],
+    )
+    .await
+}
+
+fn state_of(jobs: &[serde_json::Value], id: u64) -> (String, String) {
+    let job = jobs
+        .iter()
+        .find(|j| j["id"] == id)
+        .expect("the job is listed");
+    (
+        job["state"].as_str().unwrap().to_owned(),
+        job["reason"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_1_store_is_upgraded_and_its_jobs_go_on() {
+    let (fake, addr) = Fake::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    unpack(dir.path());
+    let data = dir.path().join("data");
+    let connectors = dir.path().join("connectors");
+    std::fs::create_dir(&connectors).unwrap();
+    fake_erp::connectors(&connectors, addr, 5);
+    let app = start(&data, &connectors).await;
+
+    let listed = jobs(&app, "").await;
+    assert_eq!(
+        listed.len(),
+        4,
+        "every open job and dead letter moved: {listed:?}"
+    );
+    assert_eq!(state_of(&listed, 3), ("parked".into(), "dependency".into()));
+    assert_eq!(state_of(&listed, 4), ("dead".into(), "fix_data".into()));
+    assert!(data.join("queue").is_dir());
+    assert!(
+        !data.join("schedule.snap").exists(),
+        "release 1's snapshot is gone"
+    );
+
+    // The retrying customer and the order behind it are delivered (the ERP answers now).
+    eventually(
+        30,
+        "the release-1 customer and order in the ERP",
+        async || {
+            let books = fake.books();
+            (books.customers.contains_key("001UPG1") && books.orders.contains_key("006UPG1"))
+                .then_some(())
+        },
+    )
+    .await;
+
+    // The parked order runs once its customer arrives; the dead letter can be resubmitted.
+    crm(
+        &app,
+        "upg-acc-2",
+        &account("001UPG2", "2026-11-20T10:00:00Z", "Late"),
+    )
+    .await;
+    let (status, reply) = api_post(
+        &app,
+        "/api/v1/jobs/4/resubmit",
+        json!({"payload": {"type": "opportunity.won", "object": "Opportunity", "data": {
+            "Id": "006UPG3", "AccountId": "001UPG1", "Name": "Restock", "StageName": "Closed Won",
+            "CloseDate": "2026-11-20", "Amount": "58.47", "CurrencyIsoCode": "EUR",
+            "LastModifiedDate": "2026-11-20T11:00:00Z",
+            "OpportunityLineItems": [{"ProductCode": "SKU-1", "Name": "Widget", "Quantity": 3, "UnitPrice": "19.49"}]
+        }}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+    eventually(
+        30,
+        "the parked and the resubmitted order in the ERP",
+        async || {
+            let books = fake.books();
+            (books.orders.contains_key("006UPG2") && books.orders.contains_key("006UPG3"))
+                .then_some(())
+        },
+    )
+    .await;
+    let newest = jobs(&app, "").await;
+    let ids: Vec<u64> = newest.iter().map(|j| j["id"].as_u64().unwrap()).collect();
+    assert!(
+        ids.iter().any(|id| *id > 4),
+        "new jobs get new ids: {ids:?}"
+    );
+    assert_eq!(fake.books().duplicate_orders, 0);
+    drop(app);
+
+    // Opened again, it is an ordinary store: nothing is moved twice.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let app = start(&data, &connectors).await;
+    let again = jobs(&app, "state=dead").await;
+    assert!(again.is_empty(), "{again:?}");
+}
