@@ -27,17 +27,20 @@
 //! ```
 
 mod index;
+mod listing;
 pub mod log;
 #[cfg(test)]
 mod model_tests;
 mod record;
+mod recover;
 mod snapshot;
+mod space;
 #[cfg(test)]
 mod tests;
 mod upgrade;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -48,8 +51,8 @@ use tokio::sync::Notify;
 use super::lines::{Lines, Locs};
 use super::records::{Applied, Echo, Xref};
 use super::{
-    Action, Attempt, Cursor, Entry, Job, JobId, Page, Queue, QueueError, Reason, SCAN_BUDGET,
-    Scope, Settle, State, entry_of,
+    Action, Attempt, Cursor, Entry, Job, JobId, Page, Queue, QueueError, Reason, Scope, Settle,
+    State, entry_of,
 };
 use crate::clock::Clock;
 use crate::store::Store;
@@ -159,7 +162,7 @@ impl Embedded {
             }
             Ok(())
         })?;
-        let mut inner = recover(&dir, &log, clean, clock.now_ms())?;
+        let mut inner = recover::recover(&dir, &log, clean, clock.now_ms())?;
         log.append(record::group(vec![Record::Opened]));
         if let Some(next_id) = upgraded {
             inner.next_id = inner.next_id.max(next_id);
@@ -289,137 +292,6 @@ impl Embedded {
         self.wake_all();
         Ok(job)
     }
-
-    /// Writes a snapshot of the schedule as it stands; returns the log seq it covers up to.
-    fn write_snapshot(&self, token: u64) -> Result<u64, QueueError> {
-        let inner = self.inner();
-        let replay_from = self.log.next_seq();
-        let header = snapshot::Header {
-            token,
-            replay_from,
-            next_id: inner.next_id,
-            cursor: inner.cursor,
-        };
-        let bytes = snapshot::encode(
-            header,
-            inner.lines.entries(),
-            inner.recent.iter().map(|(id, at)| (*id, *at)),
-        );
-        let held = held_segments(&inner.lines);
-        drop(inner);
-        self.log.sync()?;
-        snapshot::write(&self.dir, bytes)?;
-        let mut inner = self.inner();
-        inner.snapshot_at = (replay_from, Instant::now());
-        inner.snapshot_held = held;
-        Ok(replay_from)
-    }
-
-    /// Copies the open jobs and dead letters whose records lie in `segments` to the end of the
-    /// log (created, last change, payload), so those segments can go.
-    fn copy_forward(&self, segments: &[u64]) -> Result<usize, QueueError> {
-        let mut inner = self.inner();
-        let ids: Vec<(JobId, Locs)> = inner
-            .lines
-            .entries()
-            .filter(|(_, e)| e.state != State::Leased && pins(e.at, segments))
-            .map(|(id, e)| (id, e.at))
-            .collect();
-        for (id, at) in &ids {
-            let mut records = Vec::with_capacity(3);
-            let Record::Created(mut created) = self.read_record(at.created)? else {
-                continue;
-            };
-            created.copied = true;
-            records.push(Record::Created(created));
-            if at.last != 0
-                && let Record::Changed(mut changed) = self.read_record(at.last)?
-            {
-                changed.prev = None;
-                records.push(Record::Changed(changed));
-            }
-            if at.payload != 0 {
-                records.push(self.read_record(at.payload)?);
-            }
-            let positions = self.log.append(record::group(records));
-            let locs = inner.lines.locs_mut(*id).expect("held above");
-            locs.created = positions[0];
-            let mut rest = positions[1..].iter();
-            if at.last != 0 {
-                locs.last = *rest.next().expect("copied");
-            }
-            if at.payload != 0 {
-                locs.payload = *rest.next().expect("copied");
-            }
-        }
-        Ok(ids.len())
-    }
-
-    /// Reads a job's event from the journal into a payload record of its own (before the
-    /// journal drops the segment that holds it).
-    fn adopt_events(
-        &self,
-        below_seq: u64,
-        read_event: &dyn Fn(&Job) -> Option<Value>,
-    ) -> Result<(), QueueError> {
-        let mut inner = self.inner();
-        let mut adopt = Vec::new();
-        for (id, entry) in inner.lines.entries() {
-            if entry.at.payload != 0 || entry.state == State::Leased {
-                continue;
-            }
-            let job = self.read(entry.at)?;
-            if job.seq >= below_seq {
-                break; // ids follow journal order
-            }
-            adopt.push((id, job));
-        }
-        for (id, job) in adopt {
-            let Some(data) = read_event(&job) else {
-                continue;
-            };
-            let record = Record::Payload(Payload { id, data });
-            let at = self.log.append(record::group(vec![record]))[0];
-            inner.lines.locs_mut(id).expect("held above").payload = at;
-        }
-        Ok(())
-    }
-
-    /// The first journal seq an open job or dead letter still reads, or the router's cursor.
-    fn journal_needed_from(&self) -> Result<u64, QueueError> {
-        let inner = self.inner();
-        let mut needed = inner.cursor.next_seq;
-        for (_, entry) in inner.lines.entries() {
-            if entry.at.payload != 0 {
-                continue;
-            }
-            let job = self.read(entry.at)?;
-            needed = needed.min(job.seq);
-            break;
-        }
-        Ok(needed)
-    }
-}
-
-/// The log segments the schedule's entries point into.
-fn held_segments(lines: &Lines) -> HashSet<u64> {
-    let mut held = HashSet::new();
-    for (_, entry) in lines.entries() {
-        for pos in [entry.at.created, entry.at.last, entry.at.payload] {
-            if pos != 0 {
-                held.insert(log::segment_of(pos));
-            }
-        }
-    }
-    held
-}
-
-/// Whether a job's records lie in one of `segments`.
-fn pins(at: Locs, segments: &[u64]) -> bool {
-    [at.created, at.last, at.payload]
-        .into_iter()
-        .filter(|pos| *pos != 0)
-        .any(|pos| segments.contains(&log::segment_of(pos)))
 }
 
 fn wrong_state(id: JobId, state: &'static str, action: &'static str) -> QueueError {
@@ -445,135 +317,6 @@ fn place(inner: &mut Inner, job: &Job, at: Locs, now: i64) {
             entry.at = at;
             inner.lines.insert(job.id, entry, now);
         }
-    }
-}
-
-/// Rebuilds the schedule: the snapshot, then the log after it.
-fn recover(dir: &Path, log: &Log, clean: Option<u64>, now: i64) -> Result<Inner, QueueError> {
-    let mut inner = Inner {
-        lines: Lines::default(),
-        recent: BTreeMap::new(),
-        next_id: 1,
-        cursor: Cursor {
-            next_seq: 1,
-            at: None,
-        },
-        snapshot_at: (0, Instant::now()),
-        snapshot_held: HashSet::new(),
-    };
-    let mut recent = BTreeMap::new();
-    let header = snapshot::read(
-        dir,
-        |id, entry| inner.lines.insert(id, entry, now),
-        |id, at| {
-            recent.insert(id, at);
-        },
-    );
-    inner.recent = recent;
-    let replay_from = match header {
-        Some(header) => {
-            inner.next_id = header.next_id;
-            inner.cursor = header.cursor;
-            header.replay_from
-        }
-        None => {
-            inner.lines = Lines::default();
-            inner.recent.clear();
-            let first = log.segments()?.first().copied().unwrap_or(1);
-            if first > 1 {
-                return Err(QueueError::Corrupt(format!(
-                    "the queue's snapshot ({}) is missing or damaged and the log no longer starts at its beginning; \
-                     restore the data directory from a backup",
-                    snapshot::path(dir).display()
-                )));
-            }
-            1
-        }
-    };
-    let mut group = Vec::new();
-    let mut replayed = 0u64;
-    for record in log.replay(replay_from)? {
-        let (_, at, bytes) = record?;
-        replayed += 1;
-        let Some((following, record)) = Record::decode(&bytes) else {
-            return Err(QueueError::Corrupt(format!("queue log at {at}")));
-        };
-        if record == Record::Opened {
-            // A new run: a group before it that is not whole was cut short by a crash.
-            group.clear();
-            continue;
-        }
-        group.push((record, at));
-        if following == 0 {
-            for (record, at) in group.drain(..) {
-                apply(&mut inner, record, at, now);
-            }
-        }
-    }
-    // A group cut short by a crash was never acted on: it is dropped (a routed slice is routed
-    // again; a settle's job runs again, in doubt).
-    if clean.is_none() || clean != header.map(|h| h.token) || replayed > 0 {
-        inner.lines.mark_in_doubt();
-    }
-    inner.lines.compact();
-    inner.snapshot_at = (replay_from, Instant::now());
-    inner.snapshot_held = held_segments(&inner.lines);
-    Ok(inner)
-}
-
-/// Replays one record over the schedule.
-fn apply(inner: &mut Inner, record: Record, at: Pos, now: i64) {
-    match record {
-        Record::Created(created) => {
-            let id = created.id;
-            let copied = created.copied;
-            let mut locs = inner.lines.get(id).map(|e| e.at).unwrap_or_default();
-            locs.created = at;
-            if copied {
-                if let Some(held) = inner.lines.locs_mut(id) {
-                    *held = locs;
-                }
-                return;
-            }
-            let mut entry = entry_of(&created.job());
-            entry.at = locs;
-            inner.lines.insert(id, entry, now);
-            inner.next_id = inner.next_id.max(id + 1);
-        }
-        Record::Changed(changed) => {
-            let Some(entry) = inner.lines.get(changed.id).cloned() else {
-                return;
-            };
-            let locs = Locs {
-                last: at,
-                ..entry.at
-            };
-            let state = changed.state;
-            let next = Entry {
-                state,
-                due: changed.due_ms,
-                waits_for: changed.waits_for.map(Box::new),
-                reason: changed.reason.map(|r| r.code.into_boxed_str()),
-                in_doubt: changed.in_doubt,
-                at: locs,
-                ..entry
-            };
-            if matches!(state, State::Done | State::Skipped) {
-                if let Some(entry) = inner.lines.remove(changed.id) {
-                    inner.lines.promote(&entry.key, now);
-                }
-                inner.recent.insert(changed.id, locs);
-            } else {
-                inner.lines.insert(changed.id, next, now);
-            }
-        }
-        Record::Payload(payload) => {
-            if let Some(locs) = inner.lines.locs_mut(payload.id) {
-                locs.payload = at;
-            }
-        }
-        Record::Cursor(cursor) => inner.cursor = cursor,
-        Record::Opened => {}
     }
 }
 
@@ -792,18 +535,7 @@ impl Queue for Embedded {
     }
 
     fn attempts(&self, id: JobId) -> Result<Vec<Attempt>, QueueError> {
-        let (at, _) = self.locate(id)?;
-        let mut attempts = Vec::new();
-        let mut next = (at.last != 0).then_some(at.last);
-        while let Some(pos) = next {
-            let Ok(Record::Changed(changed)) = self.read_record(pos) else {
-                break; // the rest went with a deleted segment
-            };
-            attempts.extend(changed.attempt);
-            next = changed.prev;
-        }
-        attempts.reverse();
-        Ok(attempts)
+        self.attempts_of(id)
     }
 
     fn list(
@@ -813,40 +545,8 @@ impl Queue for Embedded {
         limit: usize,
         keep: &dyn Fn(&Job) -> bool,
     ) -> Result<Page, QueueError> {
-        let before = before.unwrap_or(JobId::MAX);
-        let found: Box<dyn Iterator<Item = Result<JobId, QueueError>>> = match scope {
-            Scope::State(state) => Box::new(self.newest(before, Some(state))),
-            Scope::Record(record) => Box::new(self.index.jobs_of(record, before)),
-            Scope::All { .. } => Box::new(self.newest(before, None)),
-        };
-        let since_ms = match scope {
-            Scope::All { since_ms } => since_ms,
-            _ => None,
-        };
-        let mut page = Page::default();
-        for (scanned, found) in found.enumerate() {
-            let id = found?;
-            if scanned == SCAN_BUDGET {
-                page.next_before = Some(id + 1);
-                break;
-            }
-            let Ok(job) = self.get(id) else {
-                continue; // settled and its records reclaimed
-            };
-            if since_ms.is_some_and(|t| job.created_ms < t) {
-                break;
-            }
-            if keep(&job) {
-                page.jobs.push(job);
-                if page.jobs.len() == limit {
-                    page.next_before = Some(id);
-                    break;
-                }
-            }
-        }
-        Ok(page)
+        self.list_jobs(scope, before, limit, keep)
     }
-
     fn ids_in(&self, state: State) -> Vec<JobId> {
         self.inner().lines.ids_in(state)
     }
@@ -872,52 +572,8 @@ impl Queue for Embedded {
         below_seq: u64,
         read_event: &dyn Fn(&Job) -> Option<Value>,
     ) -> Result<u64, QueueError> {
-        self.adopt_events(below_seq, read_event)?;
-        let (snapshot_at, since) = self.inner().snapshot_at;
-        let segments = self.log.segments()?;
-        let old: Vec<u64> = segments
-            .iter()
-            .copied()
-            .filter(|first| {
-                segments
-                    .iter()
-                    .find(|next| *next > first)
-                    .is_some_and(|next| *next <= snapshot_at)
-            })
-            .collect();
-        let mut held: HashMap<u64, usize> = HashMap::new();
-        for (_, entry) in self.inner().lines.entries() {
-            for segment in old
-                .iter()
-                .filter(|s| pins(entry.at, std::slice::from_ref(s)))
-            {
-                *held.entry(*segment).or_default() += 1;
-            }
-        }
-        let few: Vec<u64> = held
-            .into_iter()
-            .filter(|(_, jobs)| *jobs <= COPY_FORWARD_MAX)
-            .map(|(segment, _)| segment)
-            .collect();
-        if !few.is_empty() {
-            let copied = self.copy_forward(&few)?;
-            tracing::info!(
-                copied,
-                segments = few.len(),
-                "jobs copied forward out of old queue log segments"
-            );
-        }
-        // The copies count only once a snapshot holds them: a segment goes after that.
-        let appended = self.log.next_seq() - snapshot_at;
-        let due = appended >= self.options.snapshot_records
-            || (appended > 0 && since.elapsed() >= self.options.snapshot_every);
-        if due {
-            self.write_snapshot(fastrand::u64(..))?;
-        }
-        self.reclaim()?;
-        self.journal_needed_from()
+        self.upkeep_round(below_seq, read_event)
     }
-
     fn close_clean(&self) -> Result<(), QueueError> {
         let token = fastrand::u64(..);
         self.write_snapshot(token)?;
@@ -931,58 +587,4 @@ impl Queue for Embedded {
     }
 }
 
-impl Embedded {
-    /// Ids below `before`, newest first, fetched a chunk at a time: of the jobs the schedule
-    /// holds in `state`, or of every job the queue knows (open, dead and recent).
-    fn newest(
-        &self,
-        mut before: JobId,
-        state: Option<State>,
-    ) -> impl Iterator<Item = Result<JobId, QueueError>> + '_ {
-        let mut chunk = Vec::new().into_iter();
-        let mut done = false;
-        std::iter::from_fn(move || {
-            if chunk.len() == 0 && !done {
-                let inner = self.inner();
-                let ids = match state {
-                    Some(state) => inner.lines.newest_in(state, before, 256),
-                    None => {
-                        let mut ids = inner.lines.newest(before, 256);
-                        let recent = inner.recent.range(..before).rev().take(256);
-                        ids.extend(recent.map(|(id, _)| *id));
-                        ids.sort_unstable_by(|a, b| b.cmp(a));
-                        ids.truncate(256);
-                        ids
-                    }
-                };
-                done = ids.is_empty();
-                chunk = ids.into_iter();
-            }
-            let id = chunk.next()?;
-            before = id;
-            Some(Ok(id))
-        })
-    }
-
-    /// Deletes the log segments before the last snapshot that neither it nor the schedule
-    /// points into, and forgets the settled jobs whose records they held.
-    fn reclaim(&self) -> Result<(), QueueError> {
-        let mut inner = self.inner();
-        let snapshot_at = inner.snapshot_at.0;
-        let segments = self.log.segments()?;
-        let held = held_segments(&inner.lines);
-        let mut gone = Vec::new();
-        for (n, first) in segments.iter().enumerate() {
-            let ends_before_snapshot = segments.get(n + 1).is_some_and(|next| *next <= snapshot_at);
-            if ends_before_snapshot && !held.contains(first) && !inner.snapshot_held.contains(first)
-            {
-                self.log.remove_segment(*first)?;
-                gone.push(*first);
-            }
-        }
-        if !gone.is_empty() {
-            inner.recent.retain(|_, at| !pins(*at, &gone));
-        }
-        Ok(())
-    }
-}
+impl Embedded {}

@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::journal::Position;
-use crate::queue::{Queue, Scope};
+use crate::queue::{Queue, SCAN_BUDGET, Scope};
 
 fn job(key: &str, connector: &str) -> Job {
     Job {
