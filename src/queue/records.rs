@@ -36,7 +36,8 @@ pub struct Echo {
 }
 
 /// What a successful delivery leaves behind, stored with the job's settle.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "effect", rename_all = "snake_case")]
 pub enum Effect {
     Xref(Xref),
     Applied {

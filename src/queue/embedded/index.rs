@@ -1,35 +1,38 @@
 //! The small mutable indexes, in the `queue` sled tree: cross-references, applied versions,
-//! order status, echo records, pollers' cursors, and the jobs of each record for the
-//! dashboard's search. Job bodies and states are not here (the journal and the queue log).
+//! order status, echo records, pollers' cursors. Job bodies and states are not here (the
+//! journal and the queue log).
+//!
+//! A settle's effects are written first in its `changed` record in the queue log and kept in
+//! memory (`overlay`, read before sled); `apply` moves them to sled in one large batch (a
+//! small sled write costs ~6 KB and ~150 µs; in batches of thousands ~1–1.5 KB and ~10 µs,
+//! BENCHMARKS.md). A snapshot applies and flushes them first, so after a crash the effects
+//! of the records after the snapshot are all that recovery puts back.
 //!
 //! ```text
 //! x/<system>\0<kind>\0<crm id>        the id the record has in <system> (JSON Xref)
-//! y/<system>\0<kind>\0<external id>   the CRM id, the other way round
 //! v/<flow>\0<record id>               last applied version of a record through a flow
 //! s/<order key>                       furthest order status written back for that order
 //! e/<record id>                       fields handoff itself wrote to a CRM record
 //! p/<connector>[\0<order>]            a status poller's cursor, and milestones emitted per order
-//! r/<record id>\0<id u64 BE>          the jobs of a record (CRM id, order key, id in the target)
 //! ```
 //!
 //! A store written by release 1 also holds `c`, `n`, `k`, `j/`, `o/` and `a/` (jobs and their
-//! schedule); `upgrade.rs` moves what is open into the queue log and removes them.
+//! schedule), `y/` (cross-references by target id, never read) and `r/` (jobs by record);
+//! `upgrade.rs` moves what is open into the queue log and removes them.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
+use crate::queue::QueueError;
 use crate::queue::records::{Applied, Echo, Effect, Xref};
-use crate::queue::{JobId, QueueError};
 
 pub const XREF: &[u8] = b"x/";
-pub const XREF_BACK: &[u8] = b"y/";
 pub const VERSION: &[u8] = b"v/";
 pub const STATUS: &[u8] = b"s/";
 pub const ECHO: &[u8] = b"e/";
 pub const POLL: &[u8] = b"p/";
-pub const RECORD: &[u8] = b"r/";
 
 /// A key under `prefix` made of text parts joined by NUL.
 pub fn text(prefix: &[u8], parts: &[&str]) -> Vec<u8> {
@@ -43,36 +46,73 @@ pub fn text(prefix: &[u8], parts: &[&str]) -> Vec<u8> {
     key
 }
 
-/// The index entry of a job under one of its record ids.
-pub fn record(record: &str, id: JobId) -> Vec<u8> {
-    let mut key = record_prefix(record);
-    key.extend_from_slice(&id.to_be_bytes());
-    key
-}
-
-/// Where a record's index entries start.
-pub fn record_prefix(record: &str) -> Vec<u8> {
-    let mut key = text(RECORD, &[record]);
-    key.push(0);
-    key
-}
-
 pub struct Index {
     pub tree: sled::Tree,
-    /// Set by every write; the queue log's committer flushes sled when it is set.
-    pub dirty: Arc<AtomicBool>,
+    /// Effects not yet in sled, newest value per key.
+    overlay: Mutex<HashMap<Vec<u8>, Arc<[u8]>>>,
 }
 
 impl Index {
-    /// Applies a batch of writes (made durable by the log's next commit).
-    pub fn apply(&self, batch: sled::Batch) -> Result<(), QueueError> {
-        self.tree.apply_batch(batch)?;
-        self.dirty.store(true, Ordering::Release);
+    pub fn new(tree: sled::Tree) -> Index {
+        Index {
+            tree,
+            overlay: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn overlay(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, Arc<[u8]>>> {
+        self.overlay.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes a settle's effects (already in, or about to be in, the queue log).
+    pub fn stage(&self, effects: &[Effect]) {
+        if effects.is_empty() {
+            return;
+        }
+        let mut overlay = self.overlay();
+        for effect in effects {
+            let (key, value) = write_of(effect);
+            overlay.insert(key, value.into());
+        }
+    }
+
+    /// Moves the staged effects to sled in one batch; `flush` also makes sled durable.
+    pub fn apply(&self, flush: bool) -> Result<(), QueueError> {
+        let staged: Vec<(Vec<u8>, Arc<[u8]>)> = self
+            .overlay()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if !staged.is_empty() {
+            let mut batch = sled::Batch::default();
+            for (key, value) in &staged {
+                batch.insert(key.as_slice(), value.as_ref());
+            }
+            self.tree.apply_batch(batch)?;
+            // Only what was applied leaves the overlay; a newer value stays.
+            let mut overlay = self.overlay();
+            for (key, value) in staged {
+                if overlay
+                    .get(&key)
+                    .is_some_and(|now| Arc::ptr_eq(now, &value))
+                {
+                    overlay.remove(&key);
+                }
+            }
+        }
+        if flush {
+            self.tree.flush()?;
+        }
         Ok(())
     }
 
     fn read<T: for<'de> Deserialize<'de>>(&self, key: &[u8]) -> Result<Option<T>, QueueError> {
-        match self.tree.get(key)? {
+        let staged = self.overlay().get(key).cloned();
+        let raw = match staged {
+            Some(value) => Some(value.to_vec()),
+            None => self.tree.get(key)?.map(|raw| raw.to_vec()),
+        };
+        match raw {
             Some(raw) => serde_json::from_slice(&raw)
                 .map(Some)
                 .map_err(|e| QueueError::Corrupt(format!("{}: {e}", String::from_utf8_lossy(key)))),
@@ -86,6 +126,7 @@ impl Index {
 
     /// Cross-references in key order whose CRM or target id is `filter` (all when empty).
     pub fn xrefs(&self, filter: &str, limit: usize) -> Result<Vec<Xref>, QueueError> {
+        self.apply(false)?;
         let mut out = Vec::new();
         for item in self.tree.scan_prefix(XREF) {
             let (key, value) = item?;
@@ -142,47 +183,24 @@ impl Index {
         if let Some(cursor) = cursor {
             batch.insert(text(POLL, &[connector]), json(cursor));
         }
-        self.apply(batch)
-    }
-
-    /// Ids of `record`'s jobs below `before`, newest first.
-    pub fn jobs_of(
-        &self,
-        record: &str,
-        before: JobId,
-    ) -> impl Iterator<Item = Result<JobId, QueueError>> + use<> {
-        let prefix = record_prefix(record);
-        let mut end = prefix.clone();
-        end.extend_from_slice(&before.to_be_bytes());
-        let len = prefix.len();
-        self.tree.range(prefix..end).rev().map(move |item| {
-            let (key, _) = item?;
-            let bytes: [u8; 8] = key[len..].try_into().expect("u64 id");
-            Ok(JobId::from_be_bytes(bytes))
-        })
+        Ok(self.tree.apply_batch(batch)?)
     }
 }
 
-/// Adds an effect's writes to a batch.
-pub fn stage(batch: &mut sled::Batch, effect: &Effect) {
+/// An effect's key and value.
+fn write_of(effect: &Effect) -> (Vec<u8>, Vec<u8>) {
     match effect {
-        Effect::Xref(xref) => {
-            batch.insert(
-                text(XREF, &[&xref.system, &xref.kind, &xref.crm_id]),
-                json(xref),
-            );
-            batch.insert(
-                text(XREF_BACK, &[&xref.system, &xref.kind, &xref.external_id]),
-                json(xref),
-            );
-        }
+        Effect::Xref(xref) => (
+            text(XREF, &[&xref.system, &xref.kind, &xref.crm_id]),
+            json(xref),
+        ),
         Effect::Applied {
             flow,
             record,
             applied,
-        } => batch.insert(text(VERSION, &[flow, record]), json(applied)),
-        Effect::Status { order, status } => batch.insert(text(STATUS, &[order]), json(status)),
-        Effect::Echo { record, echo } => batch.insert(text(ECHO, &[record]), json(echo)),
+        } => (text(VERSION, &[flow, record]), json(applied)),
+        Effect::Status { order, status } => (text(STATUS, &[order]), json(status)),
+        Effect::Echo { record, echo } => (text(ECHO, &[record]), json(echo)),
     }
 }
 

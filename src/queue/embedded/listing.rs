@@ -33,8 +33,8 @@ impl Embedded {
         let before = before.unwrap_or(JobId::MAX);
         let found: Box<dyn Iterator<Item = Result<JobId, QueueError>>> = match scope {
             Scope::State(state) => Box::new(self.newest(before, Some(state))),
-            Scope::Record(record) => Box::new(self.index.jobs_of(record, before)),
-            Scope::All { .. } => Box::new(self.newest(before, None)),
+            // The listing's filter picks the record's jobs out of every job the queue knows.
+            Scope::Record(_) | Scope::All { .. } => Box::new(self.newest(before, None)),
         };
         let since_ms = match scope {
             Scope::All { since_ms } => since_ms,
@@ -53,7 +53,15 @@ impl Embedded {
             if since_ms.is_some_and(|t| job.created_ms < t) {
                 break;
             }
-            if keep(&job) {
+            let of_record = match scope {
+                Scope::Record(record) => {
+                    job.order_key == record
+                        || job.object_id.as_deref() == Some(record)
+                        || job.external_id.as_deref() == Some(record)
+                }
+                _ => true,
+            };
+            if of_record && keep(&job) {
                 page.jobs.push(job);
                 if page.jobs.len() == limit {
                     page.next_before = Some(id);

@@ -8,10 +8,9 @@
 //!   where segments end (`Writer::open_manual`), so the schedule can point at a record at once.
 //!   Until the committer has written it, a read finds it in memory.
 //! - Appends do not wait for the disk. The committer writes and fsyncs what is pending every
-//!   [`COMMIT_EVERY`] (or at once when asked, `sync`), after calling `before_commit` (which
-//!   flushes sled), so every record on disk has its sled effects on disk too. A crash loses at
-//!   most the last few milliseconds of state changes, which the journal and the idempotency
-//!   keys make good: the jobs run again, in doubt.
+//!   [`COMMIT_EVERY`] (or at once when asked, `sync`). A crash loses at most the last few
+//!   milliseconds of state changes, which the journal and the idempotency keys make good: the
+//!   jobs run again, in doubt.
 //! - When no next segment can be made (a full disk) the records wait in memory and the
 //!   committer tries again every second. A failed write or fsync stops the log (as in the
 //!   journal): `sync` reports it from then on and the next start reads what is on disk.
@@ -95,12 +94,8 @@ pub struct Log {
 
 impl Log {
     /// Opens the log in `dir` (its torn tail cut, a new segment started) and starts the
-    /// committer, which calls `before_commit` before each write.
-    pub fn open(
-        dir: &Path,
-        segment_bytes: u64,
-        before_commit: impl Fn() -> io::Result<()> + Send + 'static,
-    ) -> io::Result<Log> {
+    /// committer.
+    pub fn open(dir: &Path, segment_bytes: u64) -> io::Result<Log> {
         let segment_bytes = segment_bytes.clamp(4096, MAX_SEGMENT_BYTES);
         let writer = Writer::open_manual(dir, segment_bytes)?;
         let next_seq = writer.next_seq();
@@ -122,7 +117,7 @@ impl Log {
         let shared = state.clone();
         let thread = std::thread::Builder::new()
             .name("queue-log".into())
-            .spawn(move || commit_loop(writer, &shared, before_commit))?;
+            .spawn(move || commit_loop(writer, &shared))?;
         Ok(Log {
             dir: dir.to_owned(),
             segment_bytes,
@@ -291,11 +286,7 @@ impl Drop for Log {
     }
 }
 
-fn commit_loop(
-    mut writer: Writer,
-    shared: &(Mutex<State>, Condvar),
-    before_commit: impl Fn() -> io::Result<()>,
-) {
+fn commit_loop(mut writer: Writer, shared: &(Mutex<State>, Condvar)) {
     let (lock, changed) = shared;
     loop {
         let mut state = lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -321,11 +312,7 @@ fn commit_loop(
         if batch.is_empty() && stopping {
             return;
         }
-        let flushed = before_commit().map_err(CommitError::Write);
-        let (written, result) = match flushed {
-            Ok(()) => write(&mut writer, &batch),
-            Err(error) => (0, Err(error)),
-        };
+        let (written, result) = write(&mut writer, &batch);
         let mut state = lock.lock().unwrap_or_else(|p| p.into_inner());
         for (_, _, payload, at) in &batch[..written] {
             state.pending.remove(at);

@@ -41,7 +41,6 @@ mod upgrade;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -49,7 +48,7 @@ use serde_json::Value;
 use tokio::sync::Notify;
 
 use super::lines::{Lines, Locs};
-use super::records::{Applied, Echo, Xref};
+use super::records::{Applied, Echo, Effect, Xref};
 use super::{
     Action, Attempt, Cursor, Entry, Job, JobId, Page, Queue, QueueError, Reason, Scope, Settle,
     State, entry_of,
@@ -77,6 +76,7 @@ impl Group {
         job: Job,
         attempt: Option<Attempt>,
         payload: Option<Value>,
+        effects: Vec<Effect>,
     ) {
         let at = inner.lines.get(job.id).map(|e| e.at).unwrap_or_default();
         let payload_at = payload.map(|data| {
@@ -86,7 +86,7 @@ impl Group {
         });
         let prev = (at.last != 0).then_some(at.last);
         self.records
-            .push(Record::Changed(Changed::of(&job, prev, attempt)));
+            .push(Record::Changed(Changed::of(&job, prev, attempt, effects)));
         self.jobs
             .push((job, at, self.records.len() - 1, payload_at));
     }
@@ -153,16 +153,9 @@ impl Embedded {
         let tree = store.db.open_tree("queue")?;
         let upgraded = upgrade::prepare(store, &tree, &dir)?;
         let clean = snapshot::take_clean(&dir)?;
-        let db = store.db.clone();
-        let dirty = Arc::new(AtomicBool::new(false));
-        let flag = dirty.clone();
-        let log = Log::open(&dir, options.segment_bytes, move || {
-            if flag.swap(false, Ordering::AcqRel) {
-                db.flush().map_err(std::io::Error::other)?;
-            }
-            Ok(())
-        })?;
-        let mut inner = recover::recover(&dir, &log, clean, clock.now_ms())?;
+        let log = Log::open(&dir, options.segment_bytes)?;
+        let index = Index::new(tree);
+        let mut inner = recover::recover(&dir, &log, &index, clean, clock.now_ms())?;
         log.append(record::group(vec![Record::Opened]));
         if let Some(next_id) = upgraded {
             inner.next_id = inner.next_id.max(next_id);
@@ -171,7 +164,7 @@ impl Embedded {
             dir,
             options,
             log,
-            index: Index { tree, dirty },
+            index,
             inner: Mutex::new(inner),
             wake: Mutex::new(HashMap::new()),
             timers_changed: Notify::new(),
@@ -284,7 +277,7 @@ impl Embedded {
             job.payload.clone_from(&payload);
         }
         let mut group = Group::default();
-        group.change(&inner, job.clone(), None, payload);
+        group.change(&inner, job.clone(), None, payload, Vec::new());
         self.append(&mut inner, group);
         drop(inner);
         // An operator's action is on disk before it is answered.
@@ -347,13 +340,6 @@ impl Queue for Embedded {
         }
         inner.cursor = cursor;
         drop(inner);
-        let mut batch = sled::Batch::default();
-        for job in &jobs {
-            for record in job.object_id.iter().chain(std::iter::once(&job.order_key)) {
-                batch.insert(index::record(record, job.id), &[]);
-            }
-        }
-        self.index.apply(batch)?;
         self.wake_all();
         Ok(jobs.iter().map(|job| job.id).collect())
     }
@@ -395,14 +381,7 @@ impl Queue for Embedded {
             effects,
             releases,
         } = settle;
-        let mut batch = sled::Batch::default();
-        for effect in &effects {
-            index::stage(&mut batch, effect);
-        }
-        if let Some(external_id) = &job.external_id {
-            batch.insert(index::record(external_id, job.id), &[]);
-        }
-        self.index.apply(batch)?;
+        self.index.stage(&effects);
         let mut inner = self.inner();
         let mut group = Group::default();
         let mut released = Vec::new();
@@ -419,9 +398,9 @@ impl Queue for Embedded {
                 }
             }
         }
-        group.change(&inner, job, attempt, None);
+        group.change(&inner, job, attempt, None, effects);
         for waiting in released {
-            group.change(&inner, waiting, None, None);
+            group.change(&inner, waiting, None, None, Vec::new());
         }
         self.append(&mut inner, group);
         drop(inner);
@@ -450,7 +429,7 @@ impl Queue for Embedded {
             }
             job.due_ms = None;
             job.updated_ms = now;
-            group.change(&inner, job, None, None);
+            group.change(&inner, job, None, None, Vec::new());
         }
         self.append(&mut inner, group);
         let next = inner.lines.next_timer();
@@ -582,6 +561,7 @@ impl Queue for Embedded {
     }
 
     fn flush(&self) -> Result<(), QueueError> {
+        self.index.apply(true)?;
         self.log.sync()?;
         Ok(())
     }

@@ -20,6 +20,7 @@ use serde_json::Value;
 
 use super::log::Pos;
 use crate::journal::Position;
+use crate::queue::records::Effect;
 use crate::queue::{Attempt, Cursor, Job, JobId, Reason, State};
 
 /// Longest request or response text kept with an attempt.
@@ -76,6 +77,10 @@ pub struct Changed {
     pub prev: Option<Pos>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt: Option<Attempt>,
+    /// What the delivery left behind (cross-reference, version…): the queue log is where they
+    /// are first written; sled gets them in batches (index.rs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub effects: Vec<Effect>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -196,7 +201,12 @@ impl Created {
 
 impl Changed {
     /// The change that brings a job to its present state; `prev` is its last change.
-    pub fn of(job: &Job, prev: Option<Pos>, attempt: Option<Attempt>) -> Changed {
+    pub fn of(
+        job: &Job,
+        prev: Option<Pos>,
+        attempt: Option<Attempt>,
+        effects: Vec<Effect>,
+    ) -> Changed {
         Changed {
             id: job.id,
             state: job.state,
@@ -214,6 +224,7 @@ impl Changed {
                 attempt.response = crate::adapters::cut(&attempt.response, ATTEMPT_TEXT);
                 attempt
             }),
+            effects,
         }
     }
 
@@ -259,6 +270,7 @@ mod tests {
                 external_id: None,
                 prev: Some(1 << 30),
                 attempt: None,
+                effects: Vec::new(),
             }),
         ];
         let encoded = group(records.to_vec());
@@ -284,6 +296,7 @@ mod tests {
             external_id: Some("SO-123456".into()),
             prev: None,
             attempt: None,
+            effects: Vec::new(),
         };
         assert!(group(vec![Record::Changed(change)])[0].len() < 100);
     }

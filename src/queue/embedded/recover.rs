@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::time::Instant;
 
+use super::index::Index;
 use super::log::{Log, Pos};
 use super::record::Record;
 use super::space::held_segments;
@@ -15,6 +16,7 @@ use crate::queue::{Cursor, Entry, QueueError, State, entry_of};
 pub(super) fn recover(
     dir: &Path,
     log: &Log,
+    index: &Index,
     clean: Option<u64>,
     now: i64,
 ) -> Result<Inner, QueueError> {
@@ -74,6 +76,10 @@ pub(super) fn recover(
         group.push((record, at));
         if following == 0 {
             for (record, at) in group.drain(..) {
+                if let Record::Changed(changed) = &record {
+                    // The snapshot's effects are in sled; these are after it.
+                    index.stage(&changed.effects);
+                }
                 apply(&mut inner, record, at, now);
             }
         }

@@ -22,6 +22,7 @@ impl Embedded {
         below_seq: u64,
         read_event: &dyn Fn(&Job) -> Option<Value>,
     ) -> Result<u64, QueueError> {
+        self.index.apply(false)?;
         self.adopt_events(below_seq, read_event)?;
         let (snapshot_at, since) = self.inner().snapshot_at;
         let segments = self.log.segments()?;
@@ -85,6 +86,9 @@ impl Embedded {
         );
         let held = held_segments(&inner.lines);
         drop(inner);
+        // Every effect of the records before `replay_from` is in sled, on disk, before the
+        // snapshot says recovery may start after them.
+        self.index.apply(true)?;
         self.log.sync()?;
         snapshot::write(&self.dir, bytes)?;
         let mut inner = self.inner();

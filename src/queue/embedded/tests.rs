@@ -457,6 +457,7 @@ fn drained_segments_go_and_an_old_dead_letter_is_copied_forward_and_can_be_resub
     while let Some(job) = queue.try_lease("erp").unwrap() {
         done(&queue, job);
     }
+    queue.flush().unwrap();
     assert!(
         segments(dir.path()).len() > 10,
         "the backlog filled many segments"

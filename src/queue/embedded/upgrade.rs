@@ -1,6 +1,7 @@
 //! Opening a data directory written by release 1, whose jobs lived in sled (`j/`, `o/`, `a/`,
-//! the cursor `c`, the next id `n`, the clean marker `k`): the open jobs and dead letters are
-//! written to the queue log once, with the router's cursor, and the old keys removed.
+//! the cursor `c`, the next id `n`, the clean marker `k`, and the indexes `y/` and `r/`): the
+//! open jobs and dead letters are written to the queue log once, with the router's cursor, and
+//! the old keys removed.
 //!
 //! The move is done in two steps so a crash cannot lose or double it: `prepare` writes the
 //! log (starting from an empty queue directory) while the store still says version 1; the
@@ -14,7 +15,7 @@ use super::record::{self, Changed, Created, Payload, Record};
 use crate::queue::{Attempt, Cursor, Job, JobId, QueueError, State};
 use crate::store::Store;
 
-const OLD_PREFIXES: [&[u8]; 3] = [b"j/", b"o/", b"a/"];
+const OLD_PREFIXES: [&[u8]; 5] = [b"j/", b"o/", b"a/", b"y/", b"r/"];
 const OLD_KEYS: [&[u8]; 3] = [b"c", b"n", b"k"];
 
 /// Moves a release-1 queue into the log in `dir`; returns the next job id it had, or `None`
@@ -40,7 +41,7 @@ pub fn prepare(store: &Store, tree: &sled::Tree, dir: &Path) -> Result<Option<Jo
             at: None,
         },
     };
-    let log = Log::open(dir, super::SEGMENT_BYTES, || Ok(()))?;
+    let log = Log::open(dir, super::SEGMENT_BYTES)?;
     let mut moved = 0u64;
     for item in tree.scan_prefix(b"o/") {
         let (key, _) = item?;
@@ -68,7 +69,7 @@ pub fn prepare(store: &Store, tree: &sled::Tree, dir: &Path) -> Result<Option<Jo
                 reason: None,
                 ..job.clone()
             })),
-            Record::Changed(Changed::of(&job, None, last_attempt)),
+            Record::Changed(Changed::of(&job, None, last_attempt, Vec::new())),
         ];
         if let Some(data) = job.payload.take() {
             records.push(Record::Payload(Payload { id, data }));
