@@ -1,4 +1,5 @@
-//! Upkeep, every [`EVERY`]: the queue writes a snapshot when one is due and deletes the log
+//! Upkeep, every [`EVERY`]: the queue moves the effects of recent settles to sled in one
+//! batch, writes a snapshot when one is due and deletes the log
 //! segments nothing points into; the journal deletes the segments that lie wholly before its
 //! retention window and that neither the router nor any open job or dead letter still reads
 //! (the queue copies the events of the few that would otherwise hold an old segment).
@@ -9,7 +10,7 @@ use std::time::Duration;
 use crate::journal::Journal;
 use crate::queue::{Queue, QueueError};
 
-pub const EVERY: Duration = Duration::from_secs(5);
+pub const EVERY: Duration = Duration::from_secs(1);
 
 pub async fn run(journal: Arc<Journal>, queue: Arc<dyn Queue>, retention_secs: u64) {
     loop {

@@ -348,9 +348,11 @@ pub fn print_memory(name: &str, handoff: &Spawned) {
 
 pub async fn orders(args: &Args) -> anyhow::Result<()> {
     let (bench, handoff, opportunities) = Bench::start(args).await?;
+    let before = handoff.usage();
     let report = send_for_the_run(args, &handoff.base(), &opportunities, "orders").await?;
+    let at_last_ack = bench.sink_stats().await?;
     let stats = bench
-        .wait_for("orders", report.ok as u64, Duration::from_secs(300))
+        .wait_for("orders", report.ok as u64, Duration::from_secs(900))
         .await;
     let stats = match stats {
         Ok(stats) => stats,
@@ -360,13 +362,42 @@ pub async fn orders(args: &Args) -> anyhow::Result<()> {
         }
     };
     print_delivery(&stats, report.ok);
+    print_drain(&at_last_ack, &stats);
+    let delivered = stats["orders"].as_u64().unwrap_or(0);
+    handoff
+        .usage()
+        .print_since(&before, delivered, "delivered order");
     print_memory("end of run", &handoff);
+    // Upkeep runs every 5 s: give it a few rounds to snapshot and reclaim, then look.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    println!(
+        "  data dir after the backlog drained: {:.1} MiB (journal {:.1}, queue log {:.1}, sled {:.1})",
+        servers::du_mib(&bench.dir.join("data")),
+        servers::du_mib(&bench.dir.join("data/journal")),
+        servers::du_mib(&bench.dir.join("data/queue")),
+        servers::du_mib(&bench.dir.join("data/index")),
+    );
     handoff.stop();
     bench.finish();
     if args.compare_bare {
         relay_baseline(args, &opportunities).await?;
     }
     Ok(())
+}
+
+/// How fast the backlog left at the last ack drained (from the sink's own clock).
+fn print_drain(at_last_ack: &Value, end: &Value) {
+    let then = at_last_ack["orders"].as_u64().unwrap_or(0);
+    let now = end["orders"].as_u64().unwrap_or(0);
+    let from_ms = at_last_ack["now_ms"].as_u64().unwrap_or(0);
+    let to_ms = end["last_ms"].as_u64().unwrap_or(0);
+    if now > then && to_ms > from_ms {
+        println!(
+            "  backlog at the last ack: {} orders; it drained at {:.0} orders/s",
+            now - then,
+            (now - then) as f64 * 1000.0 / (to_ms - from_ms) as f64
+        );
+    }
 }
 
 /// The floor under the orders flow: the same bodies through a relay that answers 202 and posts
@@ -384,6 +415,7 @@ async fn relay_baseline(args: &Args, opportunities: &[Signed]) -> anyhow::Result
             &concurrency,
         ],
     )?;
+    let before = relay.usage();
     let report = send_for_the_run(args, &relay.base(), opportunities, "relay").await?;
     let http = reqwest::Client::new();
     let stats = wait_for(
@@ -395,6 +427,10 @@ async fn relay_baseline(args: &Args, opportunities: &[Signed]) -> anyhow::Result
     )
     .await?;
     print_delivery(&stats, report.ok);
+    let delivered = stats["orders"].as_u64().unwrap_or(0);
+    relay
+        .usage()
+        .print_since(&before, delivered, "relayed order");
     relay.stop();
     sink.stop();
     Ok(())

@@ -79,12 +79,16 @@ impl Spawned {
 
     /// Bytes the server has written to storage, from /proc (MiB).
     pub fn written_mib(&self) -> f64 {
-        std::fs::read_to_string(format!("/proc/{}/io", self.child.id()))
-            .unwrap_or_default()
-            .lines()
-            .find_map(|line| line.strip_prefix("write_bytes: "))
-            .and_then(|n| n.trim().parse::<f64>().ok())
-            .map_or(0.0, |bytes| bytes / 1_048_576.0)
+        written_bytes(self.child.id()) as f64 / 1_048_576.0
+    }
+
+    /// The server's CPU time and bytes written so far.
+    pub fn usage(&self) -> Usage {
+        let pid = self.child.id();
+        Usage {
+            cpu: cpu_secs(pid),
+            written: written_bytes(pid),
+        }
     }
 
     /// Stops the server with SIGTERM and prints its closing report, if it has one.
@@ -98,6 +102,54 @@ impl Spawned {
             println!("  server: {line}");
         }
     }
+}
+
+/// What a server has used so far: CPU time and bytes written to storage.
+#[derive(Clone, Copy)]
+pub struct Usage {
+    cpu: Cpu,
+    written: u64,
+}
+
+impl Usage {
+    /// Prints what the server used since `earlier` per unit of `n` (delivered orders).
+    pub fn print_since(&self, earlier: &Usage, n: u64, what: &str) {
+        let (user, system) = self.cpu - earlier.cpu;
+        let n = n.max(1) as f64;
+        println!(
+            "     per {what}: {:.0} µs of CPU (user {:.0}, system {:.0}), {:.2} KB written to disk",
+            (user + system) * 1e6 / n,
+            user * 1e6 / n,
+            system * 1e6 / n,
+            (self.written - earlier.written) as f64 / 1024.0 / n
+        );
+    }
+}
+
+fn written_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix("write_bytes: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Disk space a directory tree takes (allocated blocks, as `du` counts), in MiB.
+pub fn du_mib(dir: &Path) -> f64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut bytes = 0u64;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            match entry.metadata() {
+                Ok(meta) if meta.is_dir() => stack.push(entry.path()),
+                Ok(meta) => bytes += meta.blocks() * 512,
+                Err(_) => {}
+            }
+        }
+    }
+    bytes as f64 / 1_048_576.0
 }
 
 /// CPU time process `pid` has used so far, user and system, in seconds (from /proc).

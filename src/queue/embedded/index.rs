@@ -50,14 +50,35 @@ pub struct Index {
     pub tree: sled::Tree,
     /// Effects not yet in sled, newest value per key.
     overlay: Mutex<HashMap<Vec<u8>, Arc<[u8]>>>,
+    /// When they last went to sled.
+    applied_at: Mutex<std::time::Instant>,
 }
+
+/// Effects go to sled once this many wait…
+const APPLY_AT: usize = 16_384;
+/// …or this long after the last batch.
+const APPLY_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Index {
     pub fn new(tree: sled::Tree) -> Index {
         Index {
             tree,
             overlay: Mutex::new(HashMap::new()),
+            applied_at: Mutex::new(std::time::Instant::now()),
         }
+    }
+
+    /// Moves the staged effects to sled when enough wait, or long enough.
+    pub fn apply_if_due(&self) -> Result<(), QueueError> {
+        let waited = self
+            .applied_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed();
+        if self.overlay().len() >= APPLY_AT || waited >= APPLY_EVERY {
+            self.apply(false)?;
+        }
+        Ok(())
     }
 
     fn overlay(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, Arc<[u8]>>> {
@@ -100,6 +121,7 @@ impl Index {
                 }
             }
         }
+        *self.applied_at.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
         if flush {
             self.tree.flush()?;
         }

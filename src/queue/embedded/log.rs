@@ -134,6 +134,9 @@ impl Log {
     /// Appends records; returns their positions. They reach the disk with the next commit.
     pub fn append(&self, records: Vec<Vec<u8>>) -> Vec<Pos> {
         let mut state = self.state();
+        // The committer sleeps while nothing is pending, and gathers for `COMMIT_EVERY` once
+        // something is: only the first record of a batch wakes it.
+        let wake = state.pending.is_empty();
         let mut positions = Vec::with_capacity(records.len());
         for bytes in records {
             let len = segment::record_len(bytes.len());
@@ -158,7 +161,9 @@ impl Log {
             positions.push(at);
         }
         drop(state);
-        self.state.1.notify_all();
+        if wake {
+            self.state.1.notify_all();
+        }
         positions
     }
 

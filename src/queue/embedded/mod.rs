@@ -366,12 +366,11 @@ impl Queue for Embedded {
     }
 
     fn wake_of(&self, connector: &str) -> Arc<Notify> {
-        self.wake
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(connector.to_owned())
-            .or_default()
-            .clone()
+        let mut wake = self.wake.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(notify) = wake.get(connector) {
+            return notify.clone();
+        }
+        wake.entry(connector.to_owned()).or_default().clone()
     }
 
     fn settle(&self, settle: Settle) -> Result<(), QueueError> {

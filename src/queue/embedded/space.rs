@@ -10,6 +10,11 @@ use serde_json::Value;
 use super::log;
 use super::record::{self, Payload, Record};
 use super::{COPY_FORWARD_MAX, Embedded, snapshot};
+
+/// A snapshot is written early once it would let this many segments go.
+const FREE_SEGMENTS: usize = 2;
+/// …but not sooner than this after the last one.
+const FREE_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 use crate::queue::lines::{Lines, Locs};
 use crate::queue::{Job, JobId, QueueError, State};
 
@@ -22,7 +27,7 @@ impl Embedded {
         below_seq: u64,
         read_event: &dyn Fn(&Job) -> Option<Value>,
     ) -> Result<u64, QueueError> {
-        self.index.apply(false)?;
+        self.index.apply_if_due()?;
         self.adopt_events(below_seq, read_event)?;
         let (snapshot_at, since) = self.inner().snapshot_at;
         let segments = self.log.segments()?;
@@ -61,7 +66,8 @@ impl Embedded {
         // The copies count only once a snapshot holds them: a segment goes after that.
         let appended = self.log.next_seq() - snapshot_at;
         let due = appended >= self.options.snapshot_records
-            || (appended > 0 && since.elapsed() >= self.options.snapshot_every);
+            || (appended > 0 && since.elapsed() >= self.options.snapshot_every)
+            || (since.elapsed() >= FREE_AFTER && self.freeable_after_snapshot()? >= FREE_SEGMENTS);
         if due {
             self.write_snapshot(fastrand::u64(..))?;
         }
@@ -180,6 +186,17 @@ impl Embedded {
             break;
         }
         Ok(needed)
+    }
+
+    /// How many whole segments no open job points into: a snapshot now would let them go.
+    fn freeable_after_snapshot(&self) -> Result<usize, QueueError> {
+        let segments = self.log.segments()?;
+        let held = held_segments(&self.inner().lines);
+        let closed = segments.len().saturating_sub(1);
+        Ok(segments[..closed]
+            .iter()
+            .filter(|first| !held.contains(first))
+            .count())
     }
 
     /// Deletes the log segments before the last snapshot that neither it nor the schedule
