@@ -90,6 +90,10 @@ pub struct Args {
     /// so the store stays nearly full for the next run).
     #[arg(long)]
     store: Option<PathBuf>,
+    /// Restart: stop handoff with SIGKILL instead of SIGTERM before the timed start, so the
+    /// start is a recovery after a crash.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    kill: bool,
     /// The repository, for its mappings/ and schemas/.
     #[arg(long, default_value = ".")]
     repo: PathBuf,

@@ -471,9 +471,20 @@ pub async fn restart(args: &Args) -> anyhow::Result<()> {
         print_delivery(&stats, acked);
         print_memory("all delivered", &handoff);
     }
-    handoff.stop();
+    stop(handoff, args);
     bench.finish();
     Ok(())
+}
+
+/// Stops handoff cleanly, or with SIGKILL when the run asks for a crash (`--kill`).
+fn stop(handoff: Spawned, args: &Args) {
+    match args.kill {
+        true => {
+            println!("  handoff killed (SIGKILL)");
+            handoff.kill();
+        }
+        false => handoff.stop(),
+    }
 }
 
 /// Delivers the accounts, pauses the ERP, sends the opportunities, waits until every acked one
@@ -493,7 +504,7 @@ async fn queue_behind_paused_erp(args: &Args) -> anyhow::Result<(Bench, usize, u
         .await?;
     println!("  {queued} jobs queued for the paused ERP");
     print_memory("all queued", &handoff);
-    handoff.stop();
+    stop(handoff, args);
     Ok((bench, report.ok, queued))
 }
 

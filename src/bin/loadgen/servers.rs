@@ -91,6 +91,12 @@ impl Spawned {
         }
     }
 
+    /// Stops the server with SIGKILL: a crash, with no clean shutdown.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Stops the server with SIGTERM and prints its closing report, if it has one.
     pub fn stop(mut self) {
         let _ = Command::new("kill")

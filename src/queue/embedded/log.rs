@@ -331,6 +331,13 @@ fn commit_loop(mut writer: Writer, shared: &(Mutex<State>, Condvar)) {
                 state.durable = target;
                 state.stats.commits += 1;
             }
+            Err(CommitError::RollOver(error)) if stopping => {
+                // Closing: what is not written is what a crash would have lost.
+                tracing::error!(%error, "the queue log cannot start its next segment; closing without the last state changes");
+                state.failed = Some(error.to_string());
+                changed.notify_all();
+                return;
+            }
             Err(CommitError::RollOver(error)) => {
                 state.durable = batch.get(written).map_or(target, |(seq, ..)| *seq);
                 drop(state);
