@@ -16,6 +16,7 @@
 
 mod client;
 mod dashboard;
+mod nodered;
 mod orders;
 mod servers;
 mod tryton;
@@ -69,6 +70,11 @@ pub struct Args {
     /// (no journal, queue or mapping).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     compare_bare: bool,
+    /// Orders: also run the same orders through the same flow built in Node-RED (installed
+    /// from npm into target/nodered on first use; benches/nodered/), with the same bodies and
+    /// sink.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    compare_nodered: bool,
     /// Acks: also route the events through the repo's mappings (the engine then works beside
     /// ingest, as in the orders flow); without it the server has no mappings and only journals.
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]

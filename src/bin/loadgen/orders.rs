@@ -180,7 +180,7 @@ async fn sink_stats(http: &reqwest::Client, sink: &Spawned) -> anyhow::Result<Va
 }
 
 /// Polls `sink` until `field` reaches `count`, printing progress every 5 s.
-async fn wait_for(
+pub async fn wait_for(
     http: &reqwest::Client,
     sink: &Spawned,
     field: &str,
@@ -207,7 +207,7 @@ async fn wait_for(
 }
 
 /// Sends `bodies` to `base` for the run's length at its concurrency; prints the report.
-async fn send_for_the_run(
+pub async fn send_for_the_run(
     args: &Args,
     base: &str,
     bodies: &[Signed],
@@ -239,7 +239,7 @@ pub fn write_config(
         format!(
             "listen = \"127.0.0.1:0\"\ndata_dir = {data:?}\nmappings_dir = {mappings:?}\n\
              connectors_dir = {connectors:?}\nschemas_dir = {schemas:?}\n\
-             [log]\nformat = \"json\"\nlevel = \"warn,handoff::cli=info,handoff::journal=info,handoff::app=info\"\n\
+             [log]\nformat = \"json\"\nlevel = \"warn,handoff::cli=info,handoff::journal=info,handoff::app=info,handoff::queue=info\"\n\
              [sources.crm]\npreset = \"standard_webhooks\"\nsecret_env = \"LOADGEN_SECRET\"\n\
              tolerance_secs = 3600\nobject_id = \"/data/Id\"\nversion = \"/data/LastModifiedDate\"\n\
              [[sources.crm.events]]\ntype = \"opportunity.won\"\nobject = \"Opportunity\"\n\
@@ -323,7 +323,7 @@ fn sustained(stats: &Value) -> (u64, u64, u64) {
     }
 }
 
-fn print_delivery(stats: &Value, acked: usize) {
+pub fn print_delivery(stats: &Value, acked: usize) {
     let orders = stats["orders"].as_u64().unwrap_or(0);
     let first = stats["first_ms"].as_u64().unwrap_or(0);
     let last = stats["last_ms"].as_u64().unwrap_or(0);
@@ -381,6 +381,9 @@ pub async fn orders(args: &Args) -> anyhow::Result<()> {
     bench.finish();
     if args.compare_bare {
         relay_baseline(args, &opportunities).await?;
+    }
+    if args.compare_nodered {
+        crate::nodered::run(args, &opportunities).await?;
     }
     Ok(())
 }

@@ -35,6 +35,15 @@ impl Drop for Spawned {
 }
 
 impl Spawned {
+    /// A server this binary did not write (Node-RED), already listening on `addr`.
+    pub fn external(child: Child, addr: String) -> Spawned {
+        Spawned {
+            child,
+            addr,
+            report: None,
+        }
+    }
+
     pub fn base(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -262,11 +271,13 @@ fn read_listen_line(stdout: std::process::ChildStdout) -> anyhow::Result<(String
         }
         if let Some(rest) = line.split("\"listen\":\"").nth(1) {
             let addr = rest.split('"').next().unwrap_or_default().to_owned();
-            // Keep the server's closing report (journal batch statistics).
+            // Keep the server's closing report (queue log and journal statistics).
             let report = std::thread::spawn(move || {
-                lines
+                let closing: Vec<String> = lines
                     .map_while(Result::ok)
-                    .find(|line| line.contains("journal closed"))
+                    .filter(|line| line.contains("journal closed") || line.contains("queue closed"))
+                    .collect();
+                (!closing.is_empty()).then(|| closing.join("\n  server: "))
             });
             return Ok((addr, report));
         }

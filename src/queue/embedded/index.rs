@@ -54,10 +54,10 @@ pub struct Index {
     applied_at: Mutex<std::time::Instant>,
 }
 
-/// Effects go to sled once this many wait…
-const APPLY_AT: usize = 16_384;
+/// Effects go to sled once this many wait (~20 MB)…
+const APPLY_AT: usize = 50_000;
 /// …or this long after the last batch.
-const APPLY_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+const APPLY_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Index {
     pub fn new(tree: sled::Tree) -> Index {

@@ -131,6 +131,8 @@ struct Inner {
     snapshot_at: (u64, Instant),
     /// The log segments the last snapshot points into: none of them may go before the next.
     snapshot_held: HashSet<u64>,
+    /// Snapshots written since the start, and their bytes.
+    snapshots: (u64, u64),
 }
 
 pub struct Embedded {
@@ -556,6 +558,16 @@ impl Queue for Embedded {
         let token = fastrand::u64(..);
         self.write_snapshot(token)?;
         snapshot::mark_clean(&self.dir, token)?;
+        let stats = self.log.stats();
+        let (snapshots, snapshot_bytes) = self.inner().snapshots;
+        tracing::info!(
+            records = stats.records,
+            bytes = stats.bytes,
+            commits = stats.commits,
+            snapshots,
+            snapshot_bytes,
+            "queue closed"
+        );
         Ok(())
     }
 

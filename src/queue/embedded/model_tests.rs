@@ -11,7 +11,6 @@ use proptest::prelude::*;
 use serde_json::json;
 
 use super::*;
-use crate::journal::Position;
 use crate::journal::segment::segment_path;
 
 const KEYS: [&str; 4] = ["A", "B", "C", "D"];
@@ -108,34 +107,7 @@ impl World {
 }
 
 fn new_job(key: usize, connector: usize) -> Job {
-    Job {
-        id: 0,
-        seq: 1,
-        at: Position {
-            segment: 1,
-            offset: 0,
-        },
-        source: "crm".into(),
-        event_id: "e".into(),
-        flow: "f".into(),
-        connector: CONNECTORS[connector].into(),
-        operation: "op".into(),
-        order_key: KEYS[key].into(),
-        object_id: Some(KEYS[key].into()),
-        version: None,
-        state: State::Ready,
-        attempts: 0,
-        created_ms: 0,
-        updated_ms: 0,
-        due_ms: None,
-        reason: None,
-        waits_for: None,
-        in_doubt: false,
-        resubmits: 0,
-        payload: None,
-        mapping_version: None,
-        external_id: None,
-    }
+    super::tests::job(KEYS[key], CONNECTORS[connector])
 }
 
 fn options() -> Options {

@@ -24,7 +24,7 @@ use crate::queue::records::Effect;
 use crate::queue::{Attempt, Cursor, Job, JobId, Reason, State};
 
 /// Longest request or response text kept with an attempt.
-const ATTEMPT_TEXT: usize = 512;
+const ATTEMPT_TEXT: usize = 256;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Created {

@@ -13,6 +13,8 @@ use super::{COPY_FORWARD_MAX, Embedded, snapshot};
 
 /// A snapshot is written early once it would let this many segments go.
 const FREE_SEGMENTS: usize = 2;
+/// About what one schedule entry takes in a snapshot.
+const SNAPSHOT_ENTRY_BYTES: u64 = 40;
 /// …but not sooner than this after the last one.
 const FREE_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 use crate::queue::lines::{Lines, Locs};
@@ -67,7 +69,7 @@ impl Embedded {
         let appended = self.log.next_seq() - snapshot_at;
         let due = appended >= self.options.snapshot_records
             || (appended > 0 && since.elapsed() >= self.options.snapshot_every)
-            || (since.elapsed() >= FREE_AFTER && self.freeable_after_snapshot()? >= FREE_SEGMENTS);
+            || (since.elapsed() >= FREE_AFTER && self.snapshot_frees_more_than_it_writes()?);
         if due {
             self.write_snapshot(fastrand::u64(..))?;
         }
@@ -96,8 +98,11 @@ impl Embedded {
         // snapshot says recovery may start after them.
         self.index.apply(true)?;
         self.log.sync()?;
+        let size = bytes.len() as u64;
         snapshot::write(&self.dir, bytes)?;
         let mut inner = self.inner();
+        inner.snapshots.0 += 1;
+        inner.snapshots.1 += size;
         inner.snapshot_at = (replay_from, Instant::now());
         inner.snapshot_held = held;
         Ok(replay_from)
@@ -188,15 +193,21 @@ impl Embedded {
         Ok(needed)
     }
 
-    /// How many whole segments no open job points into: a snapshot now would let them go.
-    fn freeable_after_snapshot(&self) -> Result<usize, QueueError> {
+    /// Whether a snapshot now would let at least [`FREE_SEGMENTS`] segments go, and more bytes
+    /// than it writes (at a large backlog a snapshot is tens of MB).
+    fn snapshot_frees_more_than_it_writes(&self) -> Result<bool, QueueError> {
         let segments = self.log.segments()?;
-        let held = held_segments(&self.inner().lines);
+        let inner = self.inner();
+        let held = held_segments(&inner.lines);
+        let snapshot_bytes = (inner.lines.entries().len() as u64) * SNAPSHOT_ENTRY_BYTES;
+        drop(inner);
         let closed = segments.len().saturating_sub(1);
-        Ok(segments[..closed]
+        let freeable = segments[..closed]
             .iter()
             .filter(|first| !held.contains(first))
-            .count())
+            .count();
+        Ok(freeable >= FREE_SEGMENTS
+            && freeable as u64 * self.options.segment_bytes >= 2 * snapshot_bytes)
     }
 
     /// Deletes the log segments before the last snapshot that neither it nor the schedule

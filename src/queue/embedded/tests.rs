@@ -4,7 +4,8 @@ use super::*;
 use crate::journal::Position;
 use crate::queue::{Queue, SCAN_BUDGET, Scope};
 
-fn job(key: &str, connector: &str) -> Job {
+/// A ready job of `key` on `connector` (the queue gives it its id).
+pub(super) fn job(key: &str, connector: &str) -> Job {
     Job {
         id: 0,
         seq: 1,
