@@ -7,12 +7,13 @@
 //! - `app`      wiring: mappings → store → journal → sources → HTTP server, mapping reloads
 //! - `config`   typed TOML config, `HANDOFF_*` overrides, validation
 //! - `check`    `handoff check`: every config and file problem, with file:line:col
-//! - `store`    the embedded sled database and its trees
+//! - `store`    the data directory's sled database (small indexes, sandboxes) and its layout version
 //! - `journal`  durable, deduplicated journal of accepted events; group commit
 //! - `envelope` the canonical form of one accepted event
 //! - `ingest`   `POST /hooks/{source}`: verify, parse, type, journal, answer
 //! - `mapping`  YAML mappings: spec → compile (problems with file:line:col) → apply; reload; `expr`
-//! - `queue`    durable jobs in sled: order per key, retries, parking, holds, dead letters
+//! - `queue`    the storage seam (`Queue`) and the embedded backend: the queue log beside the
+//!   journal, order per key, retries, parking, holds, dead letters, snapshots, reclamation
 //! - `sync`     the engine: router (journal → jobs), workers per connector, breaker, status back
 //! - `adapters` the systems handoff talks to: REST connectors, the sandbox
 //! - `dashboard` the operator's JSON API
