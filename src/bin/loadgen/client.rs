@@ -84,6 +84,18 @@ pub async fn load(
     concurrency: usize,
     duration: Duration,
 ) -> anyhow::Result<Report> {
+    load_at(base, requests, concurrency, duration, None).await
+}
+
+/// Like [`load`], at most `rate` requests per second in all when given (each connection keeps
+/// its share of the pace).
+pub async fn load_at(
+    base: &str,
+    requests: &[Signed],
+    concurrency: usize,
+    duration: Duration,
+    rate: Option<f64>,
+) -> anyhow::Result<Report> {
     let authority = base
         .trim_start_matches("http://")
         .trim_end_matches('/')
@@ -95,8 +107,9 @@ pub async fn load(
     for chunk in requests.chunks(per_worker) {
         let chunk = chunk.to_vec();
         let authority = authority.clone();
+        let every = rate.map(|rate| Duration::from_secs_f64(concurrency as f64 / rate));
         workers.push(tokio::spawn(async move {
-            worker(&authority, chunk, deadline).await
+            worker(&authority, chunk, deadline, every).await
         }));
     }
     let mut report = Report {
@@ -122,14 +135,19 @@ async fn worker(
     authority: &str,
     requests: Vec<Signed>,
     deadline: Instant,
+    every: Option<Duration>,
 ) -> anyhow::Result<(usize, usize, Vec<u32>)> {
+    let paced_from = tokio::time::Instant::now();
     let mut stream = TcpStream::connect(authority).await?;
     stream.set_nodelay(true)?;
     let (mut ok, mut failed) = (0, 0);
     let mut latencies = Vec::with_capacity(requests.len());
     let mut out = Vec::new();
     let mut input = BytesMut::with_capacity(16 * 1024);
-    for (headers, body) in requests {
+    for (n, (headers, body)) in requests.into_iter().enumerate() {
+        if let Some(every) = every {
+            tokio::time::sleep_until(paced_from + every * n as u32).await;
+        }
         if Instant::now() >= deadline {
             break;
         }

@@ -59,6 +59,10 @@ pub struct Args {
     /// Upper bound on requests sent (each body is distinct).
     #[arg(long, default_value_t = 400_000)]
     requests: usize,
+    /// Orders: offer at most this many requests per second (a steady load) instead of as many
+    /// as the server answers.
+    #[arg(long)]
+    rate: Option<f64>,
     /// Upper bound on the run's length.
     #[arg(long, default_value_t = 20)]
     duration_secs: u64,

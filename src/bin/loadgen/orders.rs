@@ -214,7 +214,7 @@ pub async fn send_for_the_run(
     name: &str,
 ) -> anyhow::Result<client::Report> {
     let duration = Duration::from_secs(args.duration_secs);
-    let report = client::load(base, bodies, args.concurrency, duration).await?;
+    let report = client::load_at(base, bodies, args.concurrency, duration, args.rate).await?;
     report.print(name);
     Ok(report)
 }
@@ -351,6 +351,13 @@ pub async fn orders(args: &Args) -> anyhow::Result<()> {
     let before = handoff.usage();
     let report = send_for_the_run(args, &handoff.base(), &opportunities, "orders").await?;
     let at_last_ack = bench.sink_stats().await?;
+    println!(
+        "  delivered while acks flowed: {} of {} ({:.0} orders/s)",
+        at_last_ack["orders"].as_u64().unwrap_or(0),
+        report.ok,
+        at_last_ack["orders"].as_u64().unwrap_or(0) as f64
+            / report.elapsed.as_secs_f64().max(0.001)
+    );
     let stats = bench
         .wait_for("orders", report.ok as u64, Duration::from_secs(900))
         .await;
