@@ -10,15 +10,15 @@ use serde_json::Value;
 use super::log;
 use super::record::{self, Payload, Record};
 use super::{COPY_FORWARD_MAX, Embedded, snapshot};
-
-/// A snapshot is written early once it would let this many segments go.
-const FREE_SEGMENTS: usize = 2;
-/// About what one schedule entry takes in a snapshot.
-const SNAPSHOT_ENTRY_BYTES: u64 = 40;
-/// …but not sooner than this after the last one.
-const FREE_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 use crate::queue::lines::{Lines, Locs};
 use crate::queue::{Job, JobId, QueueError, State};
+
+/// A snapshot is written early once it would let this many segments go…
+const FREE_SEGMENTS: usize = 2;
+/// …but not sooner than this after the last one.
+const FREE_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+/// About what one schedule entry takes in a snapshot.
+const SNAPSHOT_ENTRY_BYTES: u64 = 40;
 
 impl Embedded {
     /// One round of upkeep (`Queue::upkeep`): events the journal is about to drop are copied,
@@ -181,16 +181,13 @@ impl Embedded {
     /// The first journal seq an open job or dead letter still reads, or the router's cursor.
     fn journal_needed_from(&self) -> Result<u64, QueueError> {
         let inner = self.inner();
-        let mut needed = inner.cursor.next_seq;
-        for (_, entry) in inner.lines.entries() {
-            if entry.at.payload != 0 {
-                continue;
-            }
-            let job = self.read(entry.at)?;
-            needed = needed.min(job.seq);
-            break;
-        }
-        Ok(needed)
+        // Ids follow journal order: the first job that reads the journal reads the oldest record.
+        let first = inner.lines.entries().find(|(_, e)| e.at.payload == 0);
+        let oldest = match first {
+            Some((_, entry)) => self.read(entry.at)?.seq,
+            None => u64::MAX,
+        };
+        Ok(inner.cursor.next_seq.min(oldest))
     }
 
     /// Whether a snapshot now would let at least [`FREE_SEGMENTS`] segments go, and more bytes
