@@ -4,6 +4,9 @@
 //! cargo build --release
 //! target/release/loadgen                    # acks: durable webhook acks, and a bare axum baseline
 //! target/release/loadgen --flow orders      # won opportunities → sales orders at a loopback ERP
+//! target/release/loadgen --flow orders --compare-nodered true   # + the same flow in Node-RED
+//! target/release/loadgen --flow orders --rate 3500              # a steady offered load
+//! target/release/loadgen --flow restart --store /tmp/r1m --kill true   # restart after SIGKILL
 //! target/release/loadgen --flow restart     # restart with every order still queued
 //! target/release/loadgen --flow dashboard --requests 1000000 --duration-secs 300
 //! target/release/loadgen --flow tryton --requests 200 --accounts 8 --erp-concurrency 4
