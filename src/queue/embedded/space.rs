@@ -30,6 +30,7 @@ impl Embedded {
         read_event: &dyn Fn(&Job) -> Option<Value>,
     ) -> Result<u64, QueueError> {
         self.index.apply_if_due()?;
+        self.inner().lines.compact_if_grown();
         self.adopt_events(below_seq, read_event)?;
         let (snapshot_at, since) = self.inner().snapshot_at;
         let segments = self.log.segments()?;
