@@ -11,7 +11,6 @@ use anyhow::{Context, bail};
 
 use crate::Args;
 use crate::client::Signed;
-use crate::orders::{print_delivery, send_for_the_run, wait_for};
 use crate::servers::{self, Spawned};
 
 const VERSION: &str = "node-red@4.1.8";
@@ -59,22 +58,7 @@ pub async fn run(args: &Args, opportunities: &[Signed]) -> anyhow::Result<()> {
     let addr = format!("127.0.0.1:{port}");
     let nodered = Spawned::external(child, addr.clone());
     wait_listening(&addr, Duration::from_secs(60))?;
-    let before = nodered.usage();
-    let report = send_for_the_run(args, &nodered.base(), opportunities, "node-red").await?;
-    let http = reqwest::Client::new();
-    let stats = wait_for(
-        &http,
-        &sink,
-        "orders",
-        report.ok as u64,
-        Duration::from_secs(300),
-    )
-    .await?;
-    print_delivery(&stats, report.ok);
-    let delivered = stats["orders"].as_u64().unwrap_or(0);
-    nodered
-        .usage()
-        .print_since(&before, delivered, "delivered order");
+    crate::orders::through(args, &nodered, &sink, opportunities, "node-red").await?;
     let (rss, peak) = nodered.memory_mib();
     println!(
         "  memory (node-red): RSS {rss:.0} MiB, peak RSS {peak:.0} MiB; its user dir holds {:.1} MiB",

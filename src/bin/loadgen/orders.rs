@@ -180,7 +180,7 @@ async fn sink_stats(http: &reqwest::Client, sink: &Spawned) -> anyhow::Result<Va
 }
 
 /// Polls `sink` until `field` reaches `count`, printing progress every 5 s.
-pub async fn wait_for(
+async fn wait_for(
     http: &reqwest::Client,
     sink: &Spawned,
     field: &str,
@@ -207,7 +207,7 @@ pub async fn wait_for(
 }
 
 /// Sends `bodies` to `base` for the run's length at its concurrency; prints the report.
-pub async fn send_for_the_run(
+async fn send_for_the_run(
     args: &Args,
     base: &str,
     bodies: &[Signed],
@@ -323,7 +323,7 @@ fn sustained(stats: &Value) -> (u64, u64, u64) {
     }
 }
 
-pub fn print_delivery(stats: &Value, acked: usize) {
+fn print_delivery(stats: &Value, acked: usize) {
     let orders = stats["orders"].as_u64().unwrap_or(0);
     let first = stats["first_ms"].as_u64().unwrap_or(0);
     let last = stats["last_ms"].as_u64().unwrap_or(0);
@@ -425,12 +425,28 @@ async fn relay_baseline(args: &Args, opportunities: &[Signed]) -> anyhow::Result
             &concurrency,
         ],
     )?;
-    let before = relay.usage();
-    let report = send_for_the_run(args, &relay.base(), opportunities, "relay").await?;
+    through(args, &relay, &sink, opportunities, "relay").await?;
+    relay.stop();
+    sink.stop();
+    Ok(())
+}
+
+/// Sends the opportunities through `server` (a relay or another tool in handoff's place), waits
+/// until `sink` has every acked order, and prints the delivery and the server's CPU and bytes
+/// written per order.
+pub async fn through(
+    args: &Args,
+    server: &Spawned,
+    sink: &Spawned,
+    opportunities: &[Signed],
+    name: &str,
+) -> anyhow::Result<()> {
+    let before = server.usage();
+    let report = send_for_the_run(args, &server.base(), opportunities, name).await?;
     let http = reqwest::Client::new();
     let stats = wait_for(
         &http,
-        &sink,
+        sink,
         "orders",
         report.ok as u64,
         Duration::from_secs(300),
@@ -438,11 +454,9 @@ async fn relay_baseline(args: &Args, opportunities: &[Signed]) -> anyhow::Result
     .await?;
     print_delivery(&stats, report.ok);
     let delivered = stats["orders"].as_u64().unwrap_or(0);
-    relay
+    server
         .usage()
-        .print_since(&before, delivered, "relayed order");
-    relay.stop();
-    sink.stop();
+        .print_since(&before, delivered, "delivered order");
     Ok(())
 }
 
