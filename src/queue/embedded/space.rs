@@ -195,11 +195,18 @@ impl Embedded {
     /// than it writes (at a large backlog a snapshot is tens of MB).
     fn snapshot_frees_more_than_it_writes(&self) -> Result<bool, QueueError> {
         let segments = self.log.segments()?;
-        let inner = self.inner();
-        let held = held_segments(&inner.lines);
-        let snapshot_bytes = (inner.lines.entries().len() as u64) * SNAPSHOT_ENTRY_BYTES;
-        drop(inner);
         let closed = segments.len().saturating_sub(1);
+        let inner = self.inner();
+        let snapshot_bytes = (inner.lines.entries().len() as u64) * SNAPSHOT_ENTRY_BYTES;
+        // Even if every closed segment could go, would it be worth a snapshot? (Cheap bounds
+        // first: the walk over every entry below runs once a second.)
+        if closed < FREE_SEGMENTS
+            || (closed as u64) * self.options.segment_bytes < 2 * snapshot_bytes
+        {
+            return Ok(false);
+        }
+        let held = held_segments(&inner.lines);
+        drop(inner);
         let freeable = segments[..closed]
             .iter()
             .filter(|first| !held.contains(first))
