@@ -78,7 +78,7 @@ impl App {
             );
             let connectors = connector::load_dir(&config.connectors_dir, secrets, Some(&store))
                 .map_err(|problems| problems_error("connectors", &problems))?;
-            let unknown = crate::check::unknown_connectors(
+            let unknown = crate::check::connector_problems(
                 &mappings.current().mappings,
                 &connectors,
                 &config.connectors_dir,

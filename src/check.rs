@@ -68,7 +68,7 @@ pub fn run(config_path: Option<&Path>) -> Vec<Problem> {
         Vec::new()
     });
     match crate::mapping::load_dir(&config.mappings_dir, &config.schemas_dir) {
-        Ok((mappings, _)) => problems.extend(unknown_connectors(
+        Ok((mappings, _)) => problems.extend(connector_problems(
             &mappings,
             &connectors,
             &config.connectors_dir,
@@ -78,27 +78,44 @@ pub fn run(config_path: Option<&Path>) -> Vec<Problem> {
     problems
 }
 
-/// Mappings whose target connector has no file in the connectors directory.
-pub fn unknown_connectors(
+/// Mappings whose target connector has no file in the connectors directory, or cannot do
+/// what the mapping asks of it (a stock hold on a connector with no availability check would
+/// silently never hold).
+pub fn connector_problems(
     mappings: &[crate::mapping::Mapping],
     connectors: &[crate::adapters::connector::Connector],
     dir: &Path,
 ) -> Vec<Problem> {
     let known: Vec<&str> = connectors.iter().map(|c| c.name.as_str()).collect();
-    mappings
-        .iter()
-        .filter(|m| !known.contains(&m.connector.as_str()))
-        .map(|m| Problem {
-            location: format!("mapping {}", m.flow),
-            message: format!(
-                "target.connector {:?} has no file {}/{}.yaml (known: {})",
-                m.connector,
-                dir.display(),
-                m.connector,
-                known.join(", ")
-            ),
-        })
-        .collect()
+    let mut problems = Vec::new();
+    for mapping in mappings {
+        let location = format!("mapping {}", mapping.flow);
+        let Some(connector) = connectors.iter().find(|c| c.name == mapping.connector) else {
+            problems.push(Problem {
+                location,
+                message: format!(
+                    "target.connector {:?} has no file {}/{}.yaml (known: {})",
+                    mapping.connector,
+                    dir.display(),
+                    mapping.connector,
+                    known.join(", ")
+                ),
+            });
+            continue;
+        };
+        if mapping.holds_for_stock() && !connector.adapter.checks_stock() {
+            problems.push(Problem {
+                location,
+                message: format!(
+                    "holds: stock needs a connector that can check stock, but {:?} ({}) cannot; \
+                     remove the hold or target a connector that can (tryton)",
+                    mapping.connector,
+                    connector.adapter.kind()
+                ),
+            });
+        }
+    }
+    problems
 }
 
 #[cfg(test)]

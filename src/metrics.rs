@@ -87,9 +87,11 @@ impl Metrics {
             }
         }
         let last = minutes.back_mut().expect("pushed");
+        // Held, parked and skipped jobs wait or were not needed: no failure.
         match outcome {
             "done" => last.delivered += 1,
-            _ => last.failed += 1,
+            "retrying" | "dead" => last.failed += 1,
+            _ => {}
         }
     }
 

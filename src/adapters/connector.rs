@@ -6,7 +6,7 @@
 //! description: Our ERP
 //! concurrency: 8                 # deliveries in flight at once
 //! retry: { schedule_secs: [5, 300, 1800], max_retry_after_secs: 3600 }
-//! breaker: { failures: 5, open_secs: 30 }
+//! breaker: { failures: 5, open_secs: 5, max_open_secs: 60 }
 //! base_url: http://127.0.0.1:9000
 //! auth: { bearer_env: ERP_TOKEN }          # or { basic: { user_env, password_env } },
 //!   # or { header: { name: Authorization, value_env: ERP_KEY, prefix: "token " } },
@@ -116,8 +116,8 @@ impl Default for BreakerSpec {
     fn default() -> Self {
         BreakerSpec {
             failures: 5,
-            open_secs: 30,
-            max_open_secs: 300,
+            open_secs: 5,
+            max_open_secs: 60,
         }
     }
 }

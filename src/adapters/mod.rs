@@ -95,6 +95,11 @@ pub trait Adapter: Send + Sync {
         Box::pin(async { Ok(Vec::new()) })
     }
 
+    /// Whether [`Adapter::shortages`] really asks the target (a `stock` hold needs it).
+    fn checks_stock(&self) -> bool {
+        false
+    }
+
     /// A harmless request that proves the target answers (the dashboard's "test connection").
     fn probe(&self) -> BoxFuture<'_, Result<String, Failure>>;
 }

@@ -33,6 +33,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/api/v1/connectors/{name}/pause", post(pause))
         .route("/api/v1/connectors/{name}/resume", post(resume))
         .route("/api/v1/connectors/{name}/test", post(test_connector))
+        .route("/api/v1/connectors/{name}/retry-now", post(retry_now))
         .route("/api/v1/xrefs", get(xrefs))
         .route(
             "/api/v1/sandbox/{name}/records/{operation}",
@@ -358,6 +359,15 @@ async fn resume(State(engine): Shared, Path(name): Path<String>) -> Answer {
     live.resume();
     engine.queue.wake(&name);
     Ok(Json(json!({ "connector": live.status() })))
+}
+
+/// Every retrying job of the connector runs now instead of at its scheduled time.
+async fn retry_now(State(engine): Shared, Path(name): Path<String>) -> Answer {
+    engine
+        .connector(&name)
+        .ok_or_else(|| not_found("such connector"))?;
+    let released = engine.queue.release_retrying(&name, usize::MAX)?;
+    Ok(Json(json!({ "released": released })))
 }
 
 async fn test_connector(State(engine): Shared, Path(name): Path<String>) -> Answer {

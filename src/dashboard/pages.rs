@@ -364,6 +364,20 @@ async fn events(
     page("Events", &who, &body).into_response()
 }
 
+/// "Next recheck: …" for a held job, "Next attempt: …" for a retrying one.
+fn next_time(state: &str, due_ms: &Value) -> String {
+    let label = match state {
+        "held" => "Next recheck",
+        "retrying" => "Next attempt",
+        "parked" => "Gives up waiting",
+        _ => return String::new(),
+    };
+    match due_ms.is_i64() {
+        true => format!("<p id=next-time>{label}: {}</p>", time(due_ms)),
+        false => String::new(),
+    }
+}
+
 async fn detail(
     State(ui): Shared,
     Extension(who): Extension<Who>,
@@ -377,7 +391,7 @@ async fn detail(
     let current = text(&job["state"]);
     let mut body = format!(
         "<p>{} flow <b>{}</b> → connector <b>{}</b> ({}) · record {} · order {} · mapping version {} · \
-         idempotency key <code>{}</code></p><p id=reason>{}</p><p>",
+         idempotency key <code>{}</code></p><p id=reason>{}</p>{}<p>",
         state(&current),
         esc(&text(&job["flow"])),
         esc(&text(&job["connector"])),
@@ -387,6 +401,7 @@ async fn detail(
         esc(&text(&job["mapping_version"])),
         esc(&text(&data["idempotency_key"])),
         esc(&text(&job["reason"]["message"])),
+        next_time(&current, &job["due_ms"]),
     );
     if matches!(current.as_str(), "dead" | "parked" | "held" | "retrying") {
         body.push_str(&button(
@@ -679,7 +694,12 @@ async fn connectors(
                 status.circuit.to_string(),
                 esc(status.paused.as_deref().unwrap_or("")),
                 format!(
-                    "{toggle}{}",
+                    "{toggle}{}{}",
+                    button(
+                        &who,
+                        &format!("/ui/connectors/{name}/retry-now"),
+                        "Retry waiting jobs now"
+                    ),
                     button(
                         &who,
                         &format!("/ui/connectors/{name}/test"),
@@ -716,6 +736,11 @@ async fn connector_action(
         "resume" => {
             live.resume();
             ui.engine.queue.wake(&name);
+        }
+        "retry-now" => {
+            if let Err(error) = ui.engine.queue.release_retrying(&name, usize::MAX) {
+                return failed(error.into());
+            }
         }
         "test" => {
             let result = match live.adapter().probe().await {

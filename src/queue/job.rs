@@ -129,6 +129,9 @@ pub struct Job {
     pub in_doubt: bool,
     /// How many times an operator resubmitted it (part of the idempotency key).
     pub resubmits: u32,
+    /// Since when and how often it has failed (rate limits do not count): the retry budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing: Option<Failing>,
     /// The event data as edited by an operator (or copied out of the journal before its
     /// segment was deleted); replaces the journaled data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -153,6 +156,14 @@ impl Job {
         }
         key
     }
+}
+
+/// A job's run of failures: how many (the step of the retry schedule) and since when (the
+/// retry budget is a span of time from the first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failing {
+    pub failures: u32,
+    pub since_ms: i64,
 }
 
 /// One delivery attempt, stored with the state change it led to.

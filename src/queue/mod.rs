@@ -157,8 +157,11 @@ pub trait Queue: Send + Sync {
     ) -> Result<(), QueueError>;
 
     // Operators.
-    /// Retry runs a dead, parked or held job now; skip settles it.
+    /// Retry runs a dead, parked, held or retrying job now; skip settles it.
     fn act(&self, id: JobId, action: Action) -> Result<Job, QueueError>;
+    /// Makes up to `limit` retrying jobs of `connector` runnable now, oldest first (its target
+    /// answers again, or an operator said "retry now"); returns how many.
+    fn release_retrying(&self, connector: &str, limit: usize) -> Result<usize, QueueError>;
     /// Edit-and-resubmit: the job runs again on `payload` (or on the data it has), re-mapped,
     /// under a new idempotency key.
     fn resubmit(&self, id: JobId, payload: Option<Value>) -> Result<Job, QueueError>;

@@ -28,8 +28,9 @@ pub struct Applied {
     pub at: Position,
 }
 
-/// Fields handoff wrote to a CRM record, with their values.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Fields handoff wrote to a CRM record, with their values (every write-back's, until the CRM
+/// changes them).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Echo {
     pub fields: serde_json::Map<String, Value>,
     pub at_ms: i64,

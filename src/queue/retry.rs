@@ -1,5 +1,7 @@
-//! When a failed delivery runs again: a persisted schedule with full jitter, `Retry-After`
-//! honoured up to a cap, and a limit after which the job is a dead letter.
+//! When a failed delivery runs again: a persisted schedule with full jitter, and a retry
+//! budget that is a span of time, after which the job is a dead letter. Waiting for a rate
+//! limit is not a failure: it neither takes a step nor spends the budget (sync/breaker.rs
+//! pauses the whole connector instead).
 
 use std::time::Duration;
 
@@ -9,9 +11,12 @@ use serde::Deserialize;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryPolicy {
-    /// Delay before each retry, in seconds; the job is dead after the last. Each delay is drawn
-    /// uniformly from zero to the step (full jitter).
+    /// Delay before each retry, in seconds; after the last step, the last step repeats. Each
+    /// delay is drawn uniformly from zero to the step (full jitter).
     pub schedule_secs: Vec<u64>,
+    /// How long a job may go on failing, from its first failure, before it is a dead letter
+    /// (`retries_exhausted`). Default: the span of the schedule.
+    pub give_up_after_secs: Option<u64>,
     /// The longest `Retry-After` honoured; a longer one is cut to this.
     pub max_retry_after_secs: u64,
 }
@@ -22,28 +27,42 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
             schedule_secs: vec![5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400],
+            give_up_after_secs: None,
             max_retry_after_secs: 3600,
         }
     }
 }
 
 impl RetryPolicy {
-    /// The delay before the retry that follows attempt `attempts` (1 = the first attempt), or
-    /// `None` when the schedule is used up. `retry_after` is what the target asked for.
-    pub fn delay(
-        &self,
-        attempts: u32,
-        retry_after: Option<Duration>,
-        jitter: impl FnOnce(u64) -> u64,
-    ) -> Option<Duration> {
-        let step = *self
+    /// The delay before the retry that follows the job's `failures`-th failure (1 = first).
+    pub fn delay(&self, failures: u32, jitter: impl FnOnce(u64) -> u64) -> Duration {
+        let at = usize::try_from(failures.max(1) - 1).unwrap_or(usize::MAX);
+        let step = self
             .schedule_secs
-            .get(usize::try_from(attempts).ok()?.checked_sub(1)?)?;
-        if let Some(asked) = retry_after {
-            return Some(asked.min(Duration::from_secs(self.max_retry_after_secs)));
-        }
-        let step_ms = step.saturating_mul(1000);
-        Some(Duration::from_millis(jitter(step_ms)))
+            .get(at)
+            .or(self.schedule_secs.last())
+            .copied()
+            .unwrap_or(1);
+        Duration::from_millis(jitter(step.saturating_mul(1000)))
+    }
+
+    /// The retry budget: how long a job may go on failing.
+    pub fn budget(&self) -> Duration {
+        Duration::from_secs(
+            self.give_up_after_secs
+                .unwrap_or_else(|| self.schedule_secs.iter().sum()),
+        )
+    }
+
+    /// Whether a job failing since `since_ms` has used up its budget at `now_ms`.
+    pub fn gives_up(&self, since_ms: i64, now_ms: i64) -> bool {
+        let spent = u128::try_from(now_ms.saturating_sub(since_ms)).unwrap_or(0);
+        spent >= self.budget().as_millis()
+    }
+
+    /// How long to honour a target's `Retry-After`.
+    pub fn retry_after(&self, asked: Duration) -> Duration {
+        asked.min(Duration::from_secs(self.max_retry_after_secs))
     }
 }
 
@@ -57,34 +76,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn steps_follow_the_schedule_with_jitter_and_end() {
+    fn steps_follow_the_schedule_with_jitter_and_the_last_repeats() {
         let policy = RetryPolicy::default();
         let top = |max| max;
-        assert_eq!(policy.delay(1, None, top), Some(Duration::from_secs(5)));
-        assert_eq!(policy.delay(2, None, top), Some(Duration::from_secs(300)));
-        assert_eq!(policy.delay(9, None, top), Some(Duration::from_secs(86400)));
-        assert_eq!(policy.delay(10, None, top), None);
-        let total: u64 = policy.schedule_secs.iter().sum();
-        assert!(
-            (70 * 3600..=84 * 3600).contains(&total),
-            "about three days: {total}"
-        );
+        assert_eq!(policy.delay(1, top), Duration::from_secs(5));
+        assert_eq!(policy.delay(2, top), Duration::from_secs(300));
+        assert_eq!(policy.delay(9, top), Duration::from_secs(86400));
+        assert_eq!(policy.delay(40, top), Duration::from_secs(86400));
         for _ in 0..100 {
-            let delay = policy.delay(2, None, full_jitter).unwrap();
-            assert!(delay <= Duration::from_secs(300));
+            assert!(policy.delay(2, full_jitter) <= Duration::from_secs(300));
         }
+    }
+
+    #[test]
+    fn the_budget_is_a_span_of_time_about_three_days_by_default() {
+        let policy = RetryPolicy::default();
+        let budget = policy.budget().as_secs();
+        assert!((70 * 3600..=84 * 3600).contains(&budget), "{budget}");
+        let budget_ms = i64::try_from(policy.budget().as_millis()).unwrap();
+        assert!(!policy.gives_up(0, 2 * 86_400_000));
+        assert!(!policy.gives_up(0, budget_ms - 1));
+        assert!(policy.gives_up(0, budget_ms));
+        let own = RetryPolicy {
+            give_up_after_secs: Some(60),
+            ..RetryPolicy::default()
+        };
+        assert!(!own.gives_up(1_000, 60_999));
+        assert!(own.gives_up(1_000, 61_000));
     }
 
     #[test]
     fn retry_after_is_honoured_up_to_the_cap() {
         let policy = RetryPolicy::default();
-        let asked = Some(Duration::from_secs(42));
-        assert_eq!(policy.delay(1, asked, |_| 0), Some(Duration::from_secs(42)));
-        let too_long = Some(Duration::from_secs(86400));
+        let asked = Duration::from_secs(42);
+        assert_eq!(policy.retry_after(asked), asked);
         assert_eq!(
-            policy.delay(1, too_long, |_| 0),
-            Some(Duration::from_secs(3600))
+            policy.retry_after(Duration::from_secs(86400)),
+            Duration::from_secs(3600)
         );
-        assert_eq!(policy.delay(10, asked, |_| 0), None);
     }
 }

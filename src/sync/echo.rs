@@ -14,6 +14,42 @@ pub fn is_echo(before: &Value, after: &Value, echo: &Echo, ignore: &[String]) ->
         .all(|field| echo.fields.contains_key(*field) || ignore.iter().any(|i| i == field))
 }
 
+/// The echo record without the fields this CRM event holds with another value than handoff
+/// wrote (the CRM changed them since); `None` when nothing changed.
+pub fn changed_by_crm(echo: &Echo, event: &Value) -> Option<Echo> {
+    let mut leaves = Vec::new();
+    leaves_of(event, None, &mut leaves);
+    let mut kept = echo.clone();
+    kept.fields.retain(|field, written| {
+        leaves
+            .iter()
+            .filter(|(name, _)| name == field)
+            .all(|(_, value)| same(value, written))
+    });
+    (kept.fields.len() != echo.fields.len()).then_some(kept)
+}
+
+fn leaves_of<'a>(value: &'a Value, name: Option<&'a str>, out: &mut Vec<(&'a str, &'a Value)>) {
+    match value {
+        Value::Object(map) => {
+            for (key, value) in map {
+                leaves_of(value, Some(key), out);
+            }
+        }
+        leaf => out.extend(name.map(|name| (name, leaf))),
+    }
+}
+
+/// Equal, taking `"12.50"` and `12.5` as the same (CRMs give numbers back as text).
+fn same(a: &Value, b: &Value) -> bool {
+    let number = |v: &Value| match v {
+        Value::Number(n) => crate::mapping::expr::parse_decimal(&n.to_string()),
+        Value::String(s) => crate::mapping::expr::parse_decimal(s),
+        _ => None,
+    };
+    a == b || matches!((number(a), number(b)), (Some(x), Some(y)) if x == y)
+}
+
 /// The names of the leaf fields that differ (the last key on the path).
 fn diff<'a>(before: &'a Value, after: &'a Value, name: Option<&'a str>, out: &mut Vec<&'a str>) {
     match (before, after) {
@@ -52,5 +88,25 @@ mod tests {
         assert!(is_echo(&before, &echoed, &echo, &ignore));
         let real = json!({"data": {"Id": "006A", "Amount": "12", "LastModifiedDate": "2", "ERP_Status__c": "Shipped"}});
         assert!(!is_echo(&before, &real, &echo, &ignore));
+    }
+
+    #[test]
+    fn fields_the_crm_changed_since_leave_the_echo_record() {
+        let echo = Echo {
+            fields: json!({"ERP_Status__c": "Shipped", "Invoice_Amount__c": 12.5})
+                .as_object()
+                .unwrap()
+                .clone(),
+            at_ms: 0,
+        };
+        let same = json!({"data": {"ERP_Status__c": "Shipped", "Invoice_Amount__c": "12.50"}});
+        assert_eq!(changed_by_crm(&echo, &same), None);
+        let changed =
+            json!({"data": {"ERP_Status__c": "Closed by hand", "Invoice_Amount__c": "12.5"}});
+        let kept = changed_by_crm(&echo, &changed).unwrap();
+        assert_eq!(
+            kept.fields.keys().collect::<Vec<_>>(),
+            ["Invoice_Amount__c"]
+        );
     }
 }

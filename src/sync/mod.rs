@@ -98,25 +98,50 @@ impl Live {
         self.connector.role == Role::Crm
     }
 
-    pub fn success(&self) {
-        let was_probe = !matches!(self.breaker().circuit, breaker::Circuit::Closed { .. });
-        self.breaker().success();
-        if was_probe {
+    /// The target answered: a probe that succeeds closes the circuit. Returns true when it
+    /// did (the caller releases the connector's retrying jobs).
+    pub fn success(&self) -> bool {
+        let closed = self.breaker().success();
+        if closed {
             tracing::info!(
                 connector = self.name(),
                 "circuit closed: the connector answers again"
             );
             self.changed.notify_waiters();
         }
+        closed
     }
 
-    pub fn transient_failure(&self, now: i64) {
-        if self.breaker().failure(now) {
+    /// A transient failure; `probe` says whether it answered the circuit's probe.
+    pub fn transient_failure(&self, now: i64, probe: bool) {
+        if self.breaker().failure(now, probe) {
             tracing::warn!(
                 connector = self.name(),
                 "circuit open: deliveries pause, then one probes"
             );
         }
+        self.changed.notify_waiters();
+    }
+
+    /// A rate-limit answer: the whole connector waits; returns until when.
+    pub fn rate_limited(&self, now: i64, asked: Option<Duration>) -> i64 {
+        let asked = asked.map(|wait| {
+            let wait = self.connector.retry.retry_after(wait);
+            i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 4)
+        });
+        let until = self.breaker().rate_limited(now, asked);
+        tracing::warn!(
+            connector = self.name(),
+            wait_ms = until - now,
+            "rate limited: the connector waits, then restarts with one request"
+        );
+        self.changed.notify_waiters();
+        until
+    }
+
+    /// The probe's job ended without an answer from the target: another job probes.
+    pub fn probe_done(&self, now: i64) {
+        self.breaker().probe_done(now);
         self.changed.notify_waiters();
     }
 
@@ -378,6 +403,12 @@ async fn worker(engine: Arc<Engine>, live: Arc<Live>, mut stop: watch::Receiver<
         let admit = live.breaker().admit(now);
         match admit {
             Admit::Go => {}
+            Admit::Probe => {
+                // The retrying jobs wait for their own time; one of them probes now.
+                if let Err(error) = engine.queue.release_retrying(live.name(), 1) {
+                    tracing::error!(connector = live.name(), error = %error, "could not release a job to probe");
+                }
+            }
             Admit::WaitUntil(until) => {
                 tokio::select! {
                     () = tokio::time::sleep(engine.queue.clock().until(until)) => {}
@@ -395,16 +426,30 @@ async fn worker(engine: Arc<Engine>, live: Arc<Live>, mut stop: watch::Receiver<
                 continue;
             }
         }
-        // A pause or an opening circuit wakes a waiting worker before it takes a job.
-        let job = tokio::select! {
-            job = engine.queue.lease(live.name()) => job,
-            () = changed => continue,
-            _ = stop.changed() => return,
+        let probe = admit == Admit::Probe;
+        // A pause or an opening circuit wakes a waiting worker before it takes a job (a probe
+        // waits for a job: nothing else may go before it).
+        let job = match probe {
+            true => tokio::select! {
+                job = engine.queue.lease(live.name()) => job,
+                _ = stop.changed() => {
+                    live.probe_done(now);
+                    return;
+                }
+            },
+            false => tokio::select! {
+                job = engine.queue.lease(live.name()) => job,
+                () = changed => continue,
+                _ = stop.changed() => return,
+            },
         };
         let result = match job {
-            Ok(job) => process::process(&engine, &live, job).await,
+            Ok(job) => process::process(&engine, &live, job, probe).await,
             Err(error) => Err(error),
         };
+        if probe {
+            live.probe_done(engine.queue.clock().now_ms());
+        }
         if let Err(error) = result {
             tracing::error!(connector = live.name(), error = %error, "the queue cannot write; pausing 1 s");
             tokio::time::sleep(Duration::from_secs(1)).await;

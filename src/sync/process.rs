@@ -15,6 +15,7 @@ use super::{Engine, Live, status};
 use crate::adapters::{Delivered, Delivery, Failure, Shortage};
 use crate::mapping::live::Loaded;
 use crate::mapping::{Context, Document, Keys, Mapping};
+use crate::queue::job::Failing;
 use crate::queue::records::{Applied, Echo, Effect, Xref};
 use crate::queue::{Attempt, Class, Job, QueueError, Reason, Settle, State};
 
@@ -69,19 +70,25 @@ fn reason(code: &str, message: impl Into<String>) -> Reason {
 }
 
 /// Runs one leased job to its next state and stores it.
-pub async fn process(engine: &Engine, live: &Live, job: Job) -> Result<(), QueueError> {
+/// `probe` says whether this attempt is the circuit breaker's probe.
+pub async fn process(
+    engine: &Engine,
+    live: &Live,
+    job: Job,
+    probe: bool,
+) -> Result<(), QueueError> {
     let started = engine.queue.clock().now_ms();
     let outcome = match attempt(engine, live, &job).await {
         Ok(outcome) | Err(outcome) => outcome,
     };
-    settle(engine, live, job, outcome, started)
+    settle(engine, live, job, outcome, started, probe)
 }
 
 async fn attempt(engine: &Engine, live: &Live, job: &Job) -> Stage<Outcome> {
     let prepared = prepare(engine, job)?;
     let context = resolve(engine, job, &prepared)?;
     let document = map(live, &prepared, &context).await?;
-    let delivered = send(live, job, &document).await?;
+    let delivered = send(engine, live, job, &document).await?;
     Ok(record(engine, live, job, &prepared, document, delivered))
 }
 
@@ -203,11 +210,14 @@ async fn map(live: &Live, prepared: &Prepared, context: &Context) -> Stage<Docum
     let (mapping, lookups) = (prepared.mapping(), &prepared.loaded.lookups);
     let fix_data =
         |error: crate::mapping::MappingError| Outcome::Dead(reason("fix_data", error.to_string()));
-    if let Some(held) = mapping
-        .failed_hold(&prepared.data, lookups)
-        .map_err(fix_data)?
-    {
-        return Err(Outcome::Held(reason("hold", held)));
+    // A hold whose rule cannot be checked on this event holds too: it never fails open.
+    match mapping.failed_hold(&prepared.data, lookups) {
+        Ok(None) => {}
+        Ok(Some(held)) => return Err(Outcome::Held(reason("hold", held))),
+        Err(error) => {
+            let message = format!("the hold cannot be checked: {error}");
+            return Err(Outcome::Held(reason("hold", message)));
+        }
     }
     let document = mapping
         .apply(&prepared.data, lookups, context)
@@ -225,7 +235,7 @@ async fn map(live: &Live, prepared: &Prepared, context: &Context) -> Stage<Docum
 }
 
 /// Sends the document under the job's idempotency key.
-async fn send(live: &Live, job: &Job, document: &Document) -> Stage<Delivered> {
+async fn send(engine: &Engine, live: &Live, job: &Job, document: &Document) -> Stage<Delivered> {
     let key = job.idempotency_key();
     let delivery = Delivery {
         operation: &job.operation,
@@ -239,8 +249,25 @@ async fn send(live: &Live, job: &Job, document: &Document) -> Stage<Delivered> {
         .send(delivery)
         .await
         .map_err(Outcome::Failed)?;
-    live.success();
+    target_answered(engine, live);
     Ok(delivered)
+}
+
+/// The target answered: when that closed the circuit, the connector's retrying jobs run now,
+/// in order (paced by the connector's rate limit), instead of at their scheduled time.
+fn target_answered(engine: &Engine, live: &Live) {
+    if live.success() {
+        match engine.queue.release_retrying(live.name(), usize::MAX) {
+            Ok(released) => tracing::info!(
+                connector = live.name(),
+                released,
+                "retrying jobs released after recovery"
+            ),
+            Err(error) => {
+                tracing::error!(connector = live.name(), error = %error, "could not release the retrying jobs");
+            }
+        }
+    }
 }
 
 /// What a delivery leaves behind: the cross-reference (which releases parked jobs), the
@@ -290,9 +317,25 @@ fn record(
     if live.writes_to_crm(mapping)
         && let (Some(target), Value::Object(fields)) = (crm_id, document.body)
     {
+        // Every field handoff wrote to the record counts, not only this write's.
+        let mut echo = match engine.queue.echo(&target) {
+            Ok(Some(echo)) => echo,
+            _ => Echo::default(),
+        };
+        echo.fields.extend(fields);
+        echo.at_ms = now;
         effects.push(Effect::Echo {
             record: target,
-            echo: Echo { fields, at_ms: now },
+            echo,
+        });
+    } else if let Some(record) = &job.object_id
+        && let Ok(Some(echo)) = engine.queue.echo(record)
+        && let Some(pruned) = super::echo::changed_by_crm(&echo, &prepared.data)
+    {
+        // The CRM changed fields handoff had written: they are no longer handoff's.
+        effects.push(Effect::Echo {
+            record: record.clone(),
+            echo: pruned,
         });
     }
     Outcome::Done {
@@ -309,10 +352,14 @@ pub fn settle(
     mut job: Job,
     outcome: Outcome,
     started: i64,
+    probe: bool,
 ) -> Result<(), QueueError> {
     let now = engine.queue.clock().now_ms();
     let (mut effects, mut releases) = (Vec::new(), Vec::new());
     let (mut request, mut response) = (String::new(), String::new());
+    // A recheck that finds the same hold is no attempt and no failure: nothing is recorded
+    // but the next recheck's time.
+    let same_hold = matches!(&outcome, Outcome::Held(why) if job.reason.as_ref() == Some(why));
     job.reason = None;
     job.waits_for = None;
     job.due_ms = None;
@@ -348,7 +395,7 @@ pub fn settle(
             job.reason = Some(reason("transient", format!("handoff's store: {error}")));
         }
         Outcome::Failed(failure) => {
-            failed(live, &mut job, &failure, now);
+            failed(engine, live, &mut job, &failure, now, probe);
             request = failure.request;
             response = match failure.response.is_empty() {
                 true => failure.message,
@@ -357,6 +404,15 @@ pub fn settle(
         }
     }
     job.updated_ms = now;
+    if same_hold {
+        job.attempts = job.attempts.saturating_sub(1);
+        return engine.queue.settle(Settle {
+            job,
+            attempt: None,
+            effects,
+            releases,
+        });
+    }
     let attempt = Attempt {
         n: job.attempts,
         started_ms: started,
@@ -380,42 +436,49 @@ pub fn settle(
     Ok(())
 }
 
-/// A failed delivery's next state, by its class.
-fn failed(live: &Live, job: &mut Job, failure: &Failure, now: i64) {
+/// A failed delivery's next state, by its class. A rate limit pauses the connector and does
+/// not count as a failure; other transient failures take the next step of the schedule until
+/// the retry budget (a span of time) is spent.
+fn failed(engine: &Engine, live: &Live, job: &mut Job, failure: &Failure, now: i64, probe: bool) {
     let code = class_code(failure.class);
     live.note_error(now, &failure.message);
     match failure.class {
-        Class::Transient | Class::InDoubt | Class::RateLimited => {
-            if failure.class != Class::RateLimited {
-                live.transient_failure(now);
-            }
+        Class::RateLimited => {
+            let until = live.rate_limited(now, failure.retry_after);
+            job.state = State::Retrying;
+            job.due_ms = Some(until);
+            job.reason = Some(reason(code, failure.message.clone()));
+        }
+        Class::Transient | Class::InDoubt => {
+            live.transient_failure(now, probe);
             job.in_doubt |= failure.class == Class::InDoubt;
-            let delay = live.retry().delay(
-                job.attempts,
-                failure.retry_after,
-                crate::queue::retry::full_jitter,
-            );
-            match delay {
-                Some(delay) => {
-                    job.state = State::Retrying;
-                    job.due_ms =
-                        Some(now + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2));
-                    job.reason = Some(reason(code, failure.message.clone()));
-                }
-                None => {
-                    job.state = State::Dead;
-                    job.reason = Some(reason(
-                        "retries_exhausted",
-                        format!(
-                            "gave up after {} attempts: {}",
-                            job.attempts, failure.message
-                        ),
-                    ));
-                }
+            let failing = job.failing.get_or_insert(Failing {
+                failures: 0,
+                since_ms: now,
+            });
+            failing.failures += 1;
+            let (failures, since_ms) = (failing.failures, failing.since_ms);
+            if live.retry().gives_up(since_ms, now) {
+                job.state = State::Dead;
+                job.reason = Some(reason(
+                    "retries_exhausted",
+                    format!(
+                        "gave up after {failures} failures in {}: {}",
+                        span(now - since_ms),
+                        failure.message
+                    ),
+                ));
+                return;
             }
+            let delay = live
+                .retry()
+                .delay(failures, crate::queue::retry::full_jitter);
+            job.state = State::Retrying;
+            job.due_ms = Some(now + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2));
+            job.reason = Some(reason(code, failure.message.clone()));
         }
         Class::FixData => {
-            live.success();
+            target_answered(engine, live);
             job.state = State::Dead;
             job.reason = Some(reason(code, failure.message.clone()));
         }
@@ -427,6 +490,16 @@ fn failed(live: &Live, job: &mut Job, failure: &Failure, now: i64) {
                 failure.message
             ));
         }
+    }
+}
+
+/// "3 h 20 min", "45 s": a span for people.
+fn span(ms: i64) -> String {
+    let secs = ms.max(0) / 1000;
+    match secs {
+        0..=119 => format!("{secs} s"),
+        120..=7199 => format!("{} min", secs / 60),
+        _ => format!("{} h {} min", secs / 3600, secs % 3600 / 60),
     }
 }
 

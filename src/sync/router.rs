@@ -177,6 +177,7 @@ pub fn route(loaded: &Loaded, envelope: &Envelope, seq: u64, at: Position, now: 
             waits_for: None,
             in_doubt: false,
             resubmits: 0,
+            failing: None,
             payload: None,
             mapping_version: Some(mapping.version.clone()),
             external_id: None,

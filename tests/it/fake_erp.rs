@@ -268,11 +268,19 @@ async fn patch_opportunity(
 
 /// Connector files for an ERP and a CRM at `addr`, with a quick retry schedule.
 pub fn connectors(dir: &std::path::Path, addr: SocketAddr, request_secs: u64) {
-    let common = format!(
-        "kind: rest\nbase_url: http://{addr}\nidempotency_header: Idempotency-Key\n\
-         retry: {{ schedule_secs: [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], max_retry_after_secs: 5 }}\n\
+    let policy = format!(
+        "retry: {{ schedule_secs: [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], max_retry_after_secs: 5 }}\n\
          breaker: {{ failures: 5, open_secs: 1, max_open_secs: 2 }}\n\
          timeouts: {{ connect_secs: 2, request_secs: {request_secs} }}\n"
+    );
+    connectors_with(dir, addr, &policy);
+}
+
+/// Connector files for an ERP and a CRM at `addr` with `policy` (retry, breaker, timeouts,
+/// concurrency lines) in both.
+pub fn connectors_with(dir: &std::path::Path, addr: SocketAddr, policy: &str) {
+    let common = format!(
+        "kind: rest\nbase_url: http://{addr}\nidempotency_header: Idempotency-Key\n{policy}"
     );
     std::fs::write(
         dir.join("erp.yaml"),

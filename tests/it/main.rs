@@ -14,6 +14,7 @@ mod holds;
 mod ingest;
 mod isolation;
 mod operate;
+mod outage;
 mod reference;
 mod reload;
 mod support;

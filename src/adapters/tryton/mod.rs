@@ -414,6 +414,10 @@ impl Adapter for Tryton {
         })
     }
 
+    fn checks_stock(&self) -> bool {
+        true
+    }
+
     fn shortages<'a>(
         &'a self,
         lines: &'a [(String, Decimal)],

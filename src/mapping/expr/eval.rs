@@ -119,8 +119,8 @@ fn binary<'a>(
     }
     let (l, r) = (left.eval(scope)?, right.eval(scope)?);
     Ok(match op {
-        BinOp::Eq => Val::Bool(equal(&l, &r)),
-        BinOp::Ne => Val::Bool(!equal(&l, &r)),
+        BinOp::Eq => Val::Bool(equal(&l, &r, span)?),
+        BinOp::Ne => Val::Bool(!equal(&l, &r, span)?),
         BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
             let ordering = match (&l, &r) {
                 (Val::Num(a), Val::Num(b)) => a.cmp(b),
@@ -171,11 +171,46 @@ fn binary<'a>(
     })
 }
 
-fn equal(l: &Val<'_>, r: &Val<'_>) -> bool {
-    match (l, r) {
+/// Equality with the coercions CRMs need, and no silent answer otherwise: text `"true"` /
+/// `"false"` equals the boolean (HubSpot sends booleans as text), text that holds a number
+/// equals the number; any other text compared with a boolean or a number, or a boolean with a
+/// number, is a `type_mismatch`. `null` equals only `null`.
+fn equal(l: &Val<'_>, r: &Val<'_>, span: Span) -> Result<bool, EvalError> {
+    let mismatch = || {
+        EvalError::new(
+            "type_mismatch",
+            format!(
+                "cannot compare {} {} with {} {}",
+                l.kind(),
+                l.preview(),
+                r.kind(),
+                r.preview()
+            ),
+            span,
+        )
+    };
+    Ok(match (l, r) {
         (Val::Num(a), Val::Num(b)) => a == b,
         (Val::Str(a), Val::Str(b)) => a == b,
+        (Val::Bool(a), Val::Bool(b)) => a == b,
+        (Val::Null, other) | (other, Val::Null) => other.is_null(),
+        (Val::Str(text), Val::Bool(b)) | (Val::Bool(b), Val::Str(text)) => {
+            text_bool(text).ok_or_else(mismatch)? == *b
+        }
+        (Val::Str(text), Val::Num(n)) | (Val::Num(n), Val::Str(text)) => {
+            super::value::parse_decimal(text).ok_or_else(mismatch)? == *n
+        }
+        (Val::Bool(_), Val::Num(_)) | (Val::Num(_), Val::Bool(_)) => return Err(mismatch()),
         _ => l.clone().into_json() == r.clone().into_json(),
+    })
+}
+
+/// `"true"` or `"false"` (any case) as a boolean.
+fn text_bool(text: &str) -> Option<bool> {
+    match text.trim() {
+        t if t.eq_ignore_ascii_case("true") => Some(true),
+        t if t.eq_ignore_ascii_case("false") => Some(false),
+        _ => None,
     }
 }
 
@@ -211,6 +246,7 @@ fn truthy(value: &Val<'_>, span: Span) -> Result<bool, EvalError> {
     match value {
         Val::Bool(b) => Ok(*b),
         Val::Null => Ok(false),
+        Val::Str(text) if text_bool(text).is_some() => Ok(text_bool(text) == Some(true)),
         other => Err(EvalError::new(
             "type_mismatch",
             format!(

@@ -266,14 +266,17 @@ impl Embedded {
             };
             return Err(wrong_state(id, state, action));
         };
-        if !matches!(entry.state, State::Dead | State::Parked | State::Held) {
+        if !matches!(
+            entry.state,
+            State::Dead | State::Parked | State::Held | State::Retrying
+        ) {
             return Err(wrong_state(id, entry.state.as_str(), action));
         }
         let mut job = self.read(entry.at)?;
         apply(&mut job);
+        // An in-doubt job stays in doubt: the adapter checks before it creates again.
         job.due_ms = None;
         job.waits_for = None;
-        job.in_doubt = false;
         job.updated_ms = self.clock.now_ms();
         if payload.is_some() {
             job.payload.clone_from(&payload);
@@ -294,7 +297,7 @@ fn wrong_state(id: JobId, state: &'static str, action: &'static str) -> QueueErr
         id,
         state,
         action,
-        needs: "dead, parked or held",
+        needs: "dead, parked, held or retrying",
     }
 }
 
@@ -487,6 +490,10 @@ impl Queue for Embedded {
         };
         self.change(id, name, None, |job| match action {
             Action::Retry => {
+                // A fresh retry budget, unless it is only brought forward.
+                if job.state != State::Retrying {
+                    job.failing = None;
+                }
                 job.state = State::Ready;
                 job.reason = None;
             }
@@ -495,6 +502,41 @@ impl Queue for Embedded {
                 job.reason = Some(Reason::new("skipped_by_operator", "skipped by an operator"));
             }
         })
+    }
+
+    fn release_retrying(&self, connector: &str, limit: usize) -> Result<usize, QueueError> {
+        let is_ours = |inner: &Inner, id: JobId| {
+            inner.lines.get(id).is_some_and(|entry| {
+                entry.state == State::Retrying && &*entry.connector == connector
+            })
+        };
+        let ids: Vec<JobId> = {
+            let inner = self.inner();
+            let ids = inner.lines.ids_in(State::Retrying);
+            ids.into_iter()
+                .filter(|id| is_ours(&inner, *id))
+                .take(limit)
+                .collect()
+        };
+        let mut released = 0;
+        // In groups of a few hundred, so workers lease between them.
+        for chunk in ids.chunks(256) {
+            let mut inner = self.inner();
+            let now = self.clock.now_ms();
+            let mut group = Group::default();
+            for &id in chunk.iter().filter(|id| is_ours(&inner, **id)) {
+                let mut job = self.read(inner.lines.get(id).expect("listed").at)?;
+                job.state = State::Ready;
+                job.due_ms = None;
+                job.updated_ms = now;
+                group.change(&inner, job, None, None, Vec::new());
+                released += 1;
+            }
+            self.append(&mut inner, group);
+            drop(inner);
+            self.wake_of(connector).notify_waiters();
+        }
+        Ok(released)
     }
 
     fn resubmit(&self, id: JobId, payload: Option<Value>) -> Result<Job, QueueError> {

@@ -20,6 +20,7 @@ use serde_json::Value;
 
 use super::log::Pos;
 use crate::journal::Position;
+use crate::queue::job::Failing;
 use crate::queue::records::Effect;
 use crate::queue::{Attempt, Cursor, Job, JobId, Reason, State};
 
@@ -70,6 +71,8 @@ pub struct Changed {
     pub in_doubt: bool,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub resubmits: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing: Option<Failing>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_id: Option<String>,
     /// The job's previous change (its attempts are listed by following these).
@@ -192,6 +195,7 @@ impl Created {
             waits_for: None,
             in_doubt: false,
             resubmits: 0,
+            failing: None,
             payload: None,
             mapping_version: self.mapping_version,
             external_id: None,
@@ -217,6 +221,7 @@ impl Changed {
             waits_for: job.waits_for.clone(),
             in_doubt: job.in_doubt,
             resubmits: job.resubmits,
+            failing: job.failing,
             external_id: job.external_id.clone(),
             prev,
             attempt: attempt.map(|mut attempt| {
@@ -238,6 +243,7 @@ impl Changed {
         job.waits_for = self.waits_for;
         job.in_doubt = self.in_doubt;
         job.resubmits = self.resubmits;
+        job.failing = self.failing;
         job.external_id = self.external_id;
     }
 }
@@ -267,6 +273,10 @@ mod tests {
                 waits_for: None,
                 in_doubt: true,
                 resubmits: 0,
+                failing: Some(Failing {
+                    failures: 2,
+                    since_ms: 3,
+                }),
                 external_id: None,
                 prev: Some(1 << 30),
                 attempt: None,
@@ -293,6 +303,7 @@ mod tests {
             waits_for: None,
             in_doubt: false,
             resubmits: 0,
+            failing: None,
             external_id: Some("SO-123456".into()),
             prev: None,
             attempt: None,

@@ -30,6 +30,7 @@ pub(super) fn job(key: &str, connector: &str) -> Job {
         waits_for: None,
         in_doubt: false,
         resubmits: 0,
+        failing: None,
         payload: None,
         mapping_version: None,
         external_id: None,
