@@ -24,7 +24,7 @@ impl Clock {
 
     /// How long from now until `at_ms` (zero if it has passed).
     pub fn until(&self, at_ms: i64) -> Duration {
-        Duration::from_millis(u64::try_from(at_ms - self.now_ms()).unwrap_or(0))
+        Duration::from_millis(u64::try_from(at_ms.saturating_sub(self.now_ms())).unwrap_or(0))
     }
 }
 

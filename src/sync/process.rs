@@ -215,7 +215,7 @@ async fn map(live: &Live, prepared: &Prepared, context: &Context) -> Stage<Docum
         Ok(None) => {}
         Ok(Some(held)) => return Err(Outcome::Held(reason("hold", held))),
         Err(error) => {
-            let message = format!("the hold cannot be checked: {error}");
+            let message = format!("the hold cannot be checked ({}): {error}", error.code);
             return Err(Outcome::Held(reason("hold", message)));
         }
     }

@@ -198,3 +198,34 @@ fn mapping_run(event: &str) -> (bool, String) {
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     (output.status.success(), stdout)
 }
+
+/// A stock hold on a connector that cannot check stock would never hold: `check` refuses it.
+#[test]
+fn check_refuses_a_stock_hold_on_a_connector_without_a_stock_view() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let mappings = dir.path().join("mappings");
+    crate::support::copy_dir(&root.join("mappings"), &mappings);
+    let path = mappings.join("opportunity_to_sales_order.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let held = text.replacen("holds:\n", "holds:\n  - { stock: true }\n", 1);
+    assert_ne!(held, text, "the shipped mapping has a holds list");
+    std::fs::write(&path, held).unwrap();
+    let config = dir.path().join("handoff.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "mappings_dir = {:?}\nconnectors_dir = {:?}\nschemas_dir = {:?}\n",
+            mappings.display().to_string(),
+            root.join("connectors").display().to_string(),
+            root.join("schemas").display().to_string(),
+        ),
+    )
+    .unwrap();
+    let (passed, stdout) = check(&config);
+    assert!(!passed, "{stdout}");
+    assert!(
+        stdout.contains("holds: stock needs a connector that can check stock"),
+        "{stdout}"
+    );
+}

@@ -151,6 +151,42 @@ async fn an_order_waits_for_its_customer_and_status_flows_back_forward_only() {
         .filter(|r| r.method == "POST")
         .count();
     assert_eq!(posts, 1, "one order, never re-sent");
+
+    // Third write-back: invoiced. The CRM's webhook for it carries every field handoff wrote
+    // so far (the tracking number came with "shipped"): still an echo.
+    let mut invoiced = status(4, "invoiced");
+    invoiced["invoice_number"] = json!("INV-7");
+    invoiced["invoice_amount"] = json!("58.47");
+    erp_status(&app, "st-4", invoiced).await;
+    eventually(10, "the third CRM update", async || {
+        (fake.books().opportunities.get("006A").map_or(0, Vec::len) == 3).then_some(())
+    })
+    .await;
+    let mut echoed: Value =
+        serde_json::from_str(&won("006A", "001A", "2026-11-21T08:00:09Z")).unwrap();
+    for (field, value) in [
+        ("ERP_Status__c", json!("Invoiced")),
+        ("Tracking_Number__c", json!("1Z999")),
+        ("ERP_Order_Number__c", json!("SO0001")),
+        ("Invoice_Number__c", json!("INV-7")),
+        ("Invoice_Amount__c", json!(58.47)),
+        ("ERP_Status_Date__c", json!("2026-11-21")),
+    ] {
+        echoed["data"][field] = value;
+    }
+    crm(&app, "evt-opp-echo-3", &echoed.to_string()).await;
+    eventually(10, "the third echo to be skipped", async || {
+        let skipped = jobs(&app, "state=skipped&reason=echo").await;
+        (skipped.len() == 2).then_some(())
+    })
+    .await;
+    let posts = fake
+        .books()
+        .received
+        .iter()
+        .filter(|r| r.method == "POST")
+        .count();
+    assert_eq!(posts, 1, "the echo of an older write-back is no change");
 }
 
 #[tokio::test]
