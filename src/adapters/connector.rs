@@ -34,7 +34,7 @@
 //! ```
 //!
 //! A Tryton ERP (adapters/tryton): `kind: tryton`, `base_url`, `auth: { basic: … }` (its login)
-//! and `tryton: { database: crm, confirm: true, poll_every_secs: 10 }`.
+//! and `tryton: { database: crm, confirm: true, poll_every_secs: 10, poll_from: now }`.
 //!
 //! The connector's name is the file name without `.yaml`; mappings name it in `target.connector`.
 
@@ -327,6 +327,13 @@ fn build(
                     .ok_or_else(|| problem(format!("environment variable {name} is not set")))
             };
             let login = (secret(user_env)?, secret(password_env)?);
+            let from = tryton.poll_from.as_str();
+            if !matches!(from, "now" | "all") && chrono::DateTime::parse_from_rfc3339(from).is_err()
+            {
+                return Err(problem(format!(
+                    "tryton.poll_from {from:?} is not `now`, `all` or an RFC 3339 time"
+                )));
+            }
             let rpc = Rpc::new(&base_url, &tryton.database, login, timeouts);
             let every = tryton.poll_every_secs;
             let built = Arc::new(Tryton::new(rpc, tryton));

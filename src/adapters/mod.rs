@@ -119,6 +119,8 @@ pub fn cut(text: &str, max: usize) -> String {
 pub struct OrderProgress {
     pub order_id: String,
     pub reference: String,
+    /// When the ERP last changed the order (the poller's cursor format).
+    pub changed_at: String,
     pub reached: Vec<Value>,
 }
 
@@ -132,6 +134,8 @@ pub struct Polled {
 /// An ERP that is asked for changes (it sends no webhooks).
 pub trait Poller: Send + Sync {
     fn every(&self) -> Duration;
+    /// The cursor of the very first poll, given the time now (None: from the beginning).
+    fn first_cursor(&self, now: chrono::DateTime<chrono::Utc>) -> Option<Value>;
     /// Changes since `cursor` (None: from the beginning).
     fn poll(&self, cursor: Option<Value>) -> BoxFuture<'_, Result<Polled, Failure>>;
 }

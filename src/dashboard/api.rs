@@ -34,7 +34,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/api/v1/connectors/{name}/resume", post(resume))
         .route("/api/v1/connectors/{name}/test", post(test_connector))
         .route("/api/v1/connectors/{name}/retry-now", post(retry_now))
-        .route("/api/v1/xrefs", get(xrefs))
+        .route("/api/v1/xrefs", get(xrefs).post(link))
         .route(
             "/api/v1/sandbox/{name}/records/{operation}",
             get(sandbox_records),
@@ -392,6 +392,47 @@ async fn xrefs(State(engine): Shared, Query(filter): Query<XrefFilter>) -> Answe
         .queue
         .xrefs(filter.id.as_deref().unwrap_or(""), limit)?;
     Ok(Json(json!({ "xrefs": list })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Link {
+    /// The connector the record is in (`erp`).
+    system: String,
+    /// The kind of record (`sales_order`, `customer`: a mapping's target schema).
+    kind: String,
+    crm_id: String,
+    external_id: String,
+}
+
+/// An operator links a CRM record to a record already in a target (an order typed in by hand,
+/// or made before handoff was connected): its status flows back from then on.
+async fn link(State(engine): Shared, Json(link): Json<Link>) -> Answer {
+    engine
+        .connector(&link.system)
+        .ok_or_else(|| not_found("such connector (system)"))?;
+    let blank = [&link.kind, &link.crm_id, &link.external_id]
+        .iter()
+        .any(|v| v.trim().is_empty());
+    if blank {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "kind, crm_id and external_id must not be empty".into(),
+        ));
+    }
+    let xref = crate::queue::records::Xref {
+        system: link.system,
+        kind: link.kind,
+        crm_id: link.crm_id,
+        external_id: link.external_id,
+        flow: "linked_by_operator".into(),
+        job: 0,
+        at_ms: engine.queue.clock().now_ms(),
+    };
+    engine.queue.link(xref.clone())?;
+    tracing::info!(system = %xref.system, kind = %xref.kind, crm_id = %xref.crm_id, external_id = %xref.external_id, "cross-reference linked by an operator");
+    Ok(Json(json!({ "xref": xref })))
 }
 
 fn sandbox_of(

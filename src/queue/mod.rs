@@ -143,6 +143,9 @@ pub trait Queue: Send + Sync {
     // What sync remembers (stored by `settle`'s effects).
     fn xref(&self, system: &str, kind: &str, crm_id: &str) -> Result<Option<Xref>, QueueError>;
     fn xrefs(&self, filter: &str, limit: usize) -> Result<Vec<Xref>, QueueError>;
+    /// An operator links a CRM record to a record in a target (durable when it returns): its
+    /// status then flows back as if handoff had created it.
+    fn link(&self, xref: Xref) -> Result<(), QueueError>;
     fn applied(&self, flow: &str, record: &str) -> Result<Option<Applied>, QueueError>;
     fn status(&self, order: &str) -> Result<Option<String>, QueueError>;
     fn echo(&self, record: &str) -> Result<Option<Echo>, QueueError>;

@@ -63,7 +63,20 @@ pub struct Live {
     last_error: Mutex<Option<(i64, String)>>,
     /// The status poller's last success (ms) and last error, when the connector has one.
     polled: Mutex<(Option<i64>, Option<String>)>,
+    /// Orders the poller saw that handoff neither created nor linked (never written back).
+    not_ours: Mutex<NotOurs>,
 }
+
+/// Orders not ours: how many distinct ones were seen, and the newest few ids.
+#[derive(Debug, Default)]
+struct NotOurs {
+    seen: std::collections::HashSet<String>,
+    count: u64,
+    newest: std::collections::VecDeque<String>,
+}
+
+/// Distinct "not ours" order ids remembered, at most (beyond it each sighting counts).
+const NOT_OURS_KEPT: usize = 100_000;
 
 impl Live {
     pub fn new(connector: Connector) -> Live {
@@ -74,6 +87,7 @@ impl Live {
             changed: Notify::new(),
             last_error: Mutex::new(None),
             polled: Mutex::new((None, None)),
+            not_ours: Mutex::new(NotOurs::default()),
         }
     }
 
@@ -179,6 +193,21 @@ impl Live {
         }
     }
 
+    /// Counts orders the poller saw that are not handoff's.
+    pub fn note_not_ours<'a>(&self, orders: impl Iterator<Item = &'a str>) {
+        let mut not_ours = self.not_ours.lock().unwrap_or_else(|p| p.into_inner());
+        for order in orders {
+            let full = not_ours.seen.len() >= NOT_OURS_KEPT;
+            if full || not_ours.seen.insert(order.to_owned()) {
+                not_ours.count += 1;
+                not_ours.newest.push_back(order.to_owned());
+                if not_ours.newest.len() > 10 {
+                    not_ours.newest.pop_front();
+                }
+            }
+        }
+    }
+
     pub fn status(&self) -> ConnectorStatus {
         let last_error = self
             .last_error
@@ -192,10 +221,13 @@ impl Live {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone();
+            let not_ours = self.not_ours.lock().unwrap_or_else(|p| p.into_inner());
             PollerStatus {
                 every_secs: poller.every().as_secs(),
                 last_ok_ms,
                 last_error,
+                not_ours: not_ours.count,
+                not_ours_newest: not_ours.newest.iter().cloned().collect(),
             }
         });
         ConnectorStatus {
@@ -239,6 +271,10 @@ pub struct PollerStatus {
     pub every_secs: u64,
     pub last_ok_ms: Option<i64>,
     pub last_error: Option<String>,
+    /// Orders seen that handoff neither created nor linked: never written back.
+    pub not_ours: u64,
+    /// Their ids in the ERP, newest last (up to ten).
+    pub not_ours_newest: Vec<String>,
 }
 
 pub struct Engine {

@@ -19,4 +19,5 @@ mod reference;
 mod reload;
 mod support;
 mod tryton;
+mod tryton_ours;
 mod upgrade;

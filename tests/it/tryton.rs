@@ -14,11 +14,11 @@ use crate::delivery::crm;
 use crate::fake_erp::{self, Fake};
 use crate::support::*;
 
-const DB: &str = "crm";
+pub const DB: &str = "crm";
 
 /// The Tryton server's base URL, starting the project's server if none answers. Once per test
 /// process: two tests starting servers at once would leave one running without its pidfile.
-fn tryton_url() -> String {
+pub fn tryton_url() -> String {
     static URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     URL.get_or_init(find_or_start_tryton).clone()
 }
@@ -84,7 +84,7 @@ fn stop_when_tests_end(data: &str) {
         .expect("start the watcher that stops Tryton");
 }
 
-fn rpc(url: &str) -> Rpc {
+pub fn rpc(url: &str) -> Rpc {
     Rpc::new(
         url,
         DB,
@@ -93,7 +93,7 @@ fn rpc(url: &str) -> Rpc {
     )
 }
 
-async fn call(rpc: &Rpc, method: &str, params: Vec<Value>) -> Value {
+pub async fn call(rpc: &Rpc, method: &str, params: Vec<Value>) -> Value {
     rpc.call(method, params)
         .await
         .unwrap_or_else(|f| panic!("{method}: {}", f.message))

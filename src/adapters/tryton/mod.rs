@@ -39,6 +39,14 @@ pub struct TrytonSpec {
     /// How often the status poller asks for changed sales; 0 turns it off.
     #[serde(default = "ten")]
     pub poll_every_secs: u64,
+    /// Where the first poll starts: `now` (default: sales changed before handoff was
+    /// connected are not reported), `all` (back-fill the whole history) or an RFC 3339 time.
+    #[serde(default = "now")]
+    pub poll_from: String,
+}
+
+fn now() -> String {
+    "now".into()
 }
 
 fn yes() -> bool {

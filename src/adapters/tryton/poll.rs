@@ -17,6 +17,16 @@ impl Poller for Tryton {
         std::time::Duration::from_secs(self.spec.poll_every_secs)
     }
 
+    fn first_cursor(&self, now: chrono::DateTime<chrono::Utc>) -> Option<Value> {
+        match self.spec.poll_from.as_str() {
+            "all" => None,
+            "now" => Some(json!(stamp(now))),
+            from => chrono::DateTime::parse_from_rfc3339(from)
+                .ok()
+                .map(|at| json!(stamp(at.to_utc()))),
+        }
+    }
+
     fn poll(&self, cursor: Option<Value>) -> BoxFuture<'_, Result<Polled, Failure>> {
         Box::pin(async move {
             let since = cursor
@@ -74,6 +84,11 @@ impl Poller for Tryton {
             })
         })
     }
+}
+
+/// A time as the cursor holds it (the form `rpc::plain` gives Tryton's datetimes).
+pub fn stamp(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
 impl Tryton {
@@ -138,6 +153,7 @@ impl Tryton {
         Ok(Some(OrderProgress {
             order_id: sale["id"].to_string(),
             reference: reference.to_owned(),
+            changed_at: changed.to_owned(),
             reached,
         }))
     }

@@ -165,6 +165,15 @@ impl Index {
         Ok(out)
     }
 
+    /// Stores a cross-reference an operator made, durably, ahead of any staged one.
+    pub fn link(&self, xref: &Xref) -> Result<(), QueueError> {
+        let key = text(XREF, &[&xref.system, &xref.kind, &xref.crm_id]);
+        self.overlay().remove(&key);
+        self.tree.insert(key, json(xref))?;
+        self.tree.flush()?;
+        Ok(())
+    }
+
     pub fn applied(&self, flow: &str, record: &str) -> Result<Option<Applied>, QueueError> {
         self.read(&text(VERSION, &[flow, record]))
     }

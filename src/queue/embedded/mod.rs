@@ -454,6 +454,10 @@ impl Queue for Embedded {
         self.index.xrefs(filter, limit)
     }
 
+    fn link(&self, xref: Xref) -> Result<(), QueueError> {
+        self.index.link(&xref)
+    }
+
     fn applied(&self, flow: &str, record: &str) -> Result<Option<Applied>, QueueError> {
         self.index.applied(flow, record)
     }
