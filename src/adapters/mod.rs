@@ -38,6 +38,8 @@ pub struct Delivery<'a> {
     pub match_key: Option<&'a str>,
     /// An earlier attempt may have taken effect.
     pub in_doubt: bool,
+    /// An operator accepted the target's own figures where they differ from the document's.
+    pub accept_amounts: bool,
 }
 
 /// A delivery that took effect (or had already).

@@ -27,6 +27,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/api/v1/jobs/{id}", get(show_job))
         .route("/api/v1/jobs/{id}/retry", post(retry))
         .route("/api/v1/jobs/{id}/skip", post(skip))
+        .route("/api/v1/jobs/{id}/accept", post(accept))
         .route("/api/v1/jobs/{id}/resubmit", post(resubmit))
         .route("/api/v1/dead-letters", get(dead_letters))
         .route("/api/v1/connectors", get(connectors))
@@ -257,6 +258,13 @@ async fn retry(State(engine): Shared, Path(id): Path<JobId>) -> Answer {
 
 async fn skip(State(engine): Shared, Path(id): Path<JobId>) -> Answer {
     Ok(Json(json!({ "job": engine.queue.act(id, Action::Skip)? })))
+}
+
+/// A job held as `amount_mismatch` goes through with the target's own figures.
+async fn accept(State(engine): Shared, Path(id): Path<JobId>) -> Answer {
+    Ok(Json(
+        json!({ "job": engine.queue.act(id, Action::Accept)? }),
+    ))
 }
 
 #[derive(Debug, Default, Deserialize)]

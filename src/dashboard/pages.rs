@@ -411,6 +411,13 @@ async fn detail(
         ));
         body.push_str(&button(&who, &format!("/ui/events/{id}/skip"), "Skip"));
     }
+    if current == "held" && job["reason"]["code"] == "amount_mismatch" {
+        body.push_str(&button(
+            &who,
+            &format!("/ui/events/{id}/accept"),
+            "Accept the ERP's figures",
+        ));
+    }
     if who.may_act() {
         body.push_str(&format!(
             "<a id=edit href=/ui/events/{id}/edit>Edit and resubmit</a>"
@@ -584,6 +591,7 @@ async fn act(State(ui): Shared, Path((id, action)): Path<(JobId, String)>) -> Re
     let action = match action.as_str() {
         "retry" => Action::Retry,
         "skip" => Action::Skip,
+        "accept" => Action::Accept,
         _ => {
             return failed(ApiError(
                 StatusCode::NOT_FOUND,

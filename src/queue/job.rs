@@ -78,6 +78,9 @@ pub enum Class {
     InDoubt,
     /// The data cannot be delivered as it is (mapping error, 4xx validation): dead letter.
     FixData,
+    /// The target has the record, but its own amounts differ from the document's beyond the
+    /// currency's precision: held (`amount_mismatch`) until an operator accepts or fixes it.
+    AmountMismatch,
     /// The connector is misconfigured (401, 403, unknown operation): pause it, dead letter.
     FixConfig,
 }
@@ -129,6 +132,9 @@ pub struct Job {
     pub in_doubt: bool,
     /// How many times an operator resubmitted it (part of the idempotency key).
     pub resubmits: u32,
+    /// An operator accepted the target's figures where they differ (`amount_mismatch`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub accepted: bool,
     /// Since when and how often it has failed (rate limits do not count): the retry budget.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failing: Option<Failing>,

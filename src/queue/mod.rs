@@ -78,6 +78,8 @@ pub struct Cursor {
 pub enum Action {
     Retry,
     Skip,
+    /// A held job runs again with the target's own figures accepted (`amount_mismatch`).
+    Accept,
 }
 
 /// How a leased job's attempt ended, to be stored.
@@ -160,7 +162,8 @@ pub trait Queue: Send + Sync {
     ) -> Result<(), QueueError>;
 
     // Operators.
-    /// Retry runs a dead, parked, held or retrying job now; skip settles it.
+    /// Retry runs a dead, parked, held or retrying job now; skip settles it; accept runs a
+    /// held job again, accepting the target's own figures.
     fn act(&self, id: JobId, action: Action) -> Result<Job, QueueError>;
     /// Makes up to `limit` retrying jobs of `connector` runnable now, oldest first (its target
     /// answers again, or an operator said "retry now"); returns how many.

@@ -243,6 +243,7 @@ async fn send(engine: &Engine, live: &Live, job: &Job, document: &Document) -> S
         idempotency_key: &key,
         match_key: document.match_key.as_deref(),
         in_doubt: job.in_doubt,
+        accept_amounts: job.accepted,
     };
     let delivered = live
         .adapter()
@@ -359,8 +360,7 @@ pub fn settle(
     let (mut request, mut response) = (String::new(), String::new());
     // A recheck that finds the same hold is no attempt and no failure: nothing is recorded
     // but the next recheck's time.
-    let same_hold = matches!(&outcome, Outcome::Held(why) if job.reason.as_ref() == Some(why));
-    job.reason = None;
+    let before = job.reason.take();
     job.waits_for = None;
     job.due_ms = None;
     match outcome {
@@ -404,7 +404,7 @@ pub fn settle(
         }
     }
     job.updated_ms = now;
-    if same_hold {
+    if job.state == State::Held && before.is_some() && before == job.reason {
         job.attempts = job.attempts.saturating_sub(1);
         return engine.queue.settle(Settle {
             job,
@@ -482,6 +482,12 @@ fn failed(engine: &Engine, live: &Live, job: &mut Job, failure: &Failure, now: i
             job.state = State::Dead;
             job.reason = Some(reason(code, failure.message.clone()));
         }
+        Class::AmountMismatch => {
+            target_answered(engine, live);
+            job.state = State::Held;
+            job.due_ms = Some(now + secs(engine.config.hold_recheck_secs));
+            job.reason = Some(reason(code, failure.message.clone()));
+        }
         Class::FixConfig => {
             job.state = State::Dead;
             job.reason = Some(reason(code, failure.message.clone()));
@@ -510,6 +516,7 @@ pub fn class_code(class: Class) -> &'static str {
         Class::InDoubt => "in_doubt",
         Class::FixData => "fix_data",
         Class::FixConfig => "fix_config",
+        Class::AmountMismatch => "amount_mismatch",
     }
 }
 

@@ -178,6 +178,7 @@ pub fn route(loaded: &Loaded, envelope: &Envelope, seq: u64, at: Position, now: 
             in_doubt: false,
             resubmits: 0,
             failing: None,
+            accepted: false,
             payload: None,
             mapping_version: Some(mapping.version.clone()),
             external_id: None,

@@ -187,6 +187,7 @@ fn send<'a>(case: &'a Case<'a>, document: &'a Value, key: &'a str, in_doubt: boo
         idempotency_key: key,
         match_key: Some(key),
         in_doubt,
+        accept_amounts: false,
     }
 }
 

@@ -19,5 +19,6 @@ mod reference;
 mod reload;
 mod support;
 mod tryton;
+mod tryton_money;
 mod tryton_ours;
 mod upgrade;

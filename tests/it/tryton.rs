@@ -333,6 +333,7 @@ async fn tryton_passes_the_conformance_harness() {
             idempotency_key: &code,
             match_key: Some(&code),
             in_doubt: false,
+            accept_amounts: false,
         })
         .await
         .unwrap()

@@ -2,6 +2,7 @@
 //! sale confirmed before handoff was connected is not back-filled, a sale typed in by hand is
 //! counted as "not ours" and never written, and once linked its status flows.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use handoff::adapters::Delivery;
@@ -41,11 +42,30 @@ async fn confirmed_sale(hand: &Connector, party: &str, reference: &str) -> Strin
             idempotency_key: reference,
             match_key: Some(reference),
             in_doubt: false,
+            accept_amounts: false,
         })
         .await
         .unwrap()
         .external_id
         .unwrap()
+}
+
+/// The service with a Tryton ERP (polled every second) and the recording CRM.
+pub async fn start_on_tryton(url: &str) -> (Arc<Fake>, TestApp, tempfile::TempDir) {
+    let (fake, fake_addr) = Fake::start().await;
+    let connectors = tempfile::tempdir().unwrap();
+    fake_erp::connectors(connectors.path(), fake_addr, 5);
+    std::fs::write(
+        connectors.path().join("erp.yaml"),
+        format!(
+            "kind: tryton\nrole: erp\nbase_url: {url}\n\
+             auth: {{ basic: {{ user_env: TRYTON_USER, password_env: TRYTON_PASSWORD }} }}\n\
+             tryton: {{ database: {DB}, confirm: true, poll_every_secs: 1 }}\n"
+        ),
+    )
+    .unwrap();
+    let app = TestApp::with_connectors(connectors.path()).await;
+    (fake, app, connectors)
 }
 
 async fn poller_status(app: &TestApp) -> Value {
@@ -76,6 +96,7 @@ async fn only_sales_handoff_made_or_an_operator_linked_report_back() {
             idempotency_key: &code,
             match_key: Some(&code),
             in_doubt: false,
+            accept_amounts: false,
         })
         .await
         .unwrap()
@@ -85,19 +106,7 @@ async fn only_sales_handoff_made_or_an_operator_linked_report_back() {
     let before = format!("006NB{run:08X}");
     confirmed_sale(&hand, &party, &before).await;
 
-    let (fake, fake_addr) = Fake::start().await;
-    let connectors = tempfile::tempdir().unwrap();
-    fake_erp::connectors(connectors.path(), fake_addr, 5);
-    std::fs::write(
-        connectors.path().join("erp.yaml"),
-        format!(
-            "kind: tryton\nrole: erp\nbase_url: {url}\n\
-             auth: {{ basic: {{ user_env: TRYTON_USER, password_env: TRYTON_PASSWORD }} }}\n\
-             tryton: {{ database: {DB}, confirm: true, poll_every_secs: 1 }}\n"
-        ),
-    )
-    .unwrap();
-    let app = TestApp::with_connectors(connectors.path()).await;
+    let (fake, app, _connectors) = start_on_tryton(&url).await;
     eventually(30, "a first poll", async || {
         poller_status(&app).await["last_ok_ms"].as_i64()
     })

@@ -377,6 +377,7 @@ mod tests {
             idempotency_key: "k",
             match_key: Some("a&b"),
             in_doubt: false,
+            accept_amounts: false,
         };
         assert_eq!(
             fill("/o/{/id}?m={match}&n={/n}", &delivery, None).unwrap(),

@@ -10,9 +10,13 @@
 //! - status poller (`poll.rs`): sales whose `write_date` or `create_date` moved.
 //!
 //! Raw `create` runs no on_change, so every value the Tryton client would fill in is sent:
-//! addresses, currency, company, unit. A discount is folded into the line's unit price (Tryton's
-//! sale has no discount field without an extra module).
+//! addresses, currency, company, unit. A discount is sent as Tryton computes it: with the
+//! `sale_discount` module the line keeps its `base_price` and the discounted `unit_price` (cut
+//! to 4 decimals as Tryton does); without it, the discount is folded into the unit price. Then
+//! Tryton's own amounts are compared with the document's (`amounts.rs`): a difference holds the
+//! job as `amount_mismatch` and the sale stays a draft until an operator accepts or fixes it.
 
+mod amounts;
 mod poll;
 pub mod rpc;
 
@@ -62,6 +66,8 @@ pub struct Tryton {
     spec: TrytonSpec,
     /// (model, code) → id, for countries, currencies, products (and products' units).
     ids: Mutex<HashMap<(&'static str, String), i64>>,
+    /// Whether sale lines have a `base_price` (the `sale_discount` module is active).
+    discounts: tokio::sync::OnceCell<bool>,
 }
 
 impl Tryton {
@@ -70,6 +76,7 @@ impl Tryton {
             rpc,
             spec,
             ids: Mutex::new(HashMap::new()),
+            discounts: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -223,7 +230,54 @@ impl Tryton {
         ))
     }
 
-    async fn create_sales_order(&self, document: &Value) -> Result<Delivered, Failure> {
+    /// Whether sale lines keep a base price and discount (`sale_discount`).
+    async fn has_discounts(&self) -> Result<bool, Failure> {
+        let has = self
+            .discounts
+            .get_or_try_init(|| async {
+                let fields = self
+                    .rpc
+                    .call("model.sale.line.fields_get", vec![json!(["base_price"])])
+                    .await?;
+                Ok::<_, Failure>(fields.get("base_price").is_some())
+            })
+            .await?;
+        Ok(*has)
+    }
+
+    /// Compares Tryton's amounts for sale `id` with the document's; unless the operator accepted
+    /// Tryton's figures, a difference holds the job (the sale stays as it is, unconfirmed).
+    async fn amounts_agree(
+        &self,
+        id: i64,
+        delivery: &Delivery<'_>,
+        request: &str,
+    ) -> Result<Option<String>, Failure> {
+        let figures = self.figures(id).await?;
+        let found = amounts::differences(delivery.document, &figures);
+        if found.is_empty() {
+            return Ok(None);
+        }
+        let text = found.join("; ");
+        if delivery.accept_amounts {
+            return Ok(Some(format!(
+                "amounts differ, accepted by an operator: {text}"
+            )));
+        }
+        Err(Failure {
+            class: Class::AmountMismatch,
+            message: format!(
+                "Tryton's amounts differ from the CRM's: {text}. Sale {id} stays unconfirmed until \
+                 an operator accepts Tryton's figures or fixes the sale and retries"
+            ),
+            retry_after: None,
+            request: request.to_owned(),
+            response: text,
+        })
+    }
+
+    async fn create_sales_order(&self, delivery: &Delivery<'_>) -> Result<Delivered, Failure> {
+        let document = delivery.document;
         let reference = text(document, "reference")?;
         let found = self
             .rpc
@@ -241,12 +295,12 @@ impl Tryton {
         if let Some(sale) = found.get(0) {
             let id = sale["id"].as_i64().unwrap_or_default();
             let state = sale["state"].as_str().unwrap_or_default().to_owned();
+            let request = format!("sale.sale.search reference={reference}");
+            let accepted = self.amounts_agree(id, delivery, &request).await?;
             self.confirm(id, &state).await?;
-            return Ok(delivered(
-                id,
-                format!("sale.sale.search reference={reference}"),
-                &format!("found existing sale {id} ({state}); not created again"),
-            ));
+            let mut response = format!("found existing sale {id} ({state}); not created again");
+            response.extend(accepted.map(|text| format!("; {text}")));
+            return Ok(delivered(id, request, &response));
         }
         let party: i64 = text(document, "customer")?
             .parse()
@@ -281,23 +335,23 @@ impl Tryton {
                 .id_by_code("product.product", "code", code, "product")
                 .await?;
             let unit = self.unit_of(product).await?;
-            let price = decimal_of(line, "unit_price")?;
+            let base = decimal_of(line, "unit_price")?;
             let discount = line
                 .get("discount_percent")
+                .filter(|d| !d.is_null())
                 .map(|_| decimal_of(line, "discount_percent"))
                 .transpose()?;
-            let price = match discount {
-                Some(discount) => {
-                    (price * (Decimal::ONE_HUNDRED - discount) / Decimal::ONE_HUNDRED).round_dp(4)
-                }
-                None => price,
-            };
-            lines.push(json!({
+            let price = discount.map_or(base, |d| amounts::discounted(base, d));
+            let mut values = json!({
                 "type": "line", "product": product, "unit": unit,
                 "quantity": line.get("quantity").cloned().unwrap_or(json!(1)),
                 "unit_price": decimal(&price.normalize().to_string()),
                 "description": line.get("description").and_then(Value::as_str).unwrap_or(code),
-            }));
+            });
+            if self.has_discounts().await? {
+                values["base_price"] = decimal(&base.normalize().to_string());
+            }
+            lines.push(values);
         }
         let context = self.rpc.context().await?;
         let mut values = json!({
@@ -328,12 +382,14 @@ impl Tryton {
             .call("model.sale.sale.create", vec![json!([values])])
             .await?;
         let id = created.get(0).and_then(Value::as_i64).unwrap_or_default();
+        let request = format!("sale.sale.create reference={reference}");
+        let accepted = self.amounts_agree(id, delivery, &request).await?;
         self.confirm(id, "draft").await?;
-        Ok(delivered(
-            id,
-            format!("sale.sale.create reference={reference}"),
-            "created",
-        ))
+        let response = match accepted {
+            Some(text) => format!("created; {text}"),
+            None => "created".to_owned(),
+        };
+        Ok(delivered(id, request, &response))
     }
 
     /// Quotes and confirms a sale still in `state`, when the connector asks for it.
@@ -411,7 +467,7 @@ impl Adapter for Tryton {
         Box::pin(async move {
             match delivery.operation {
                 "upsert_customer" => self.upsert_customer(delivery.document).await,
-                "create_sales_order" => self.create_sales_order(delivery.document).await,
+                "create_sales_order" => self.create_sales_order(&delivery).await,
                 other => Err(Failure::new(
                     Class::FixConfig,
                     format!(

@@ -69,6 +69,22 @@ fn money_is_decimal_to_the_cent() {
     assert_eq!(ok("0.1 + 0.2 == 0.3"), json!(true));
     assert_eq!(ok("round(2.5, 0)").to_string(), "3");
     assert_eq!(ok("round(10, 2)").to_string(), "10.00");
+    // 1 × 1299.00 at 12.5%: half up as the CRM, half to even as Tryton.
+    assert_eq!(
+        ok("round(1299.00 * (1 - 12.5 / 100), 2)").to_string(),
+        "1136.63"
+    );
+    assert_eq!(
+        ok("round(1299.00 * (1 - 12.5 / 100), 2, 'half_up')").to_string(),
+        "1136.63"
+    );
+    assert_eq!(
+        ok("round(1299.00 * (1 - 12.5 / 100), 2, 'half_even')").to_string(),
+        "1136.62"
+    );
+    assert_eq!(ok("round(-2.5, 0, 'half_even')").to_string(), "-2");
+    assert_eq!(ok("round(0.125, 2, 'half_even')").to_string(), "0.12");
+    assert_eq!(ok("round(0.135, 2, 'half_even')").to_string(), "0.14");
     assert_eq!(ok("decimal($.AmountText) * 2").to_string(), "199.90");
 }
 
@@ -131,6 +147,16 @@ fn run_time_errors_are_typed_and_point_at_the_text() {
     assert_eq!(err.span, Span { start: 11, end: 17 });
     assert_eq!(eval("1 / (2 - 2)").unwrap_err().code, "division_by_zero");
     assert_eq!(
+        eval("round(1.5, 0, 'up')").unwrap_err().code,
+        "bad_argument"
+    );
+    // Text compared with a boolean: "true"/"false" coerce, anything else is an error.
+    assert_eq!(ok("'false' == false"), json!(true));
+    assert_eq!(ok("'TRUE' != true"), json!(false));
+    assert_eq!(eval("'maybe' != false").unwrap_err().code, "type_mismatch");
+    assert_eq!(eval("1 == true").unwrap_err().code, "type_mismatch");
+    assert_eq!(ok("'12.50' == 12.5"), json!(true));
+    assert_eq!(
         eval("xref('customer', 'unknown')").unwrap_err().code,
         "missing_xref"
     );
@@ -163,7 +189,7 @@ fn parse_errors_name_the_problem_and_its_place() {
             0,
             15,
         ),
-        ("round(1)", "round takes 2 argument(s), given 1", 0, 8),
+        ("round(1)", "round takes 2 to 3 arguments, given 1", 0, 8),
         ("$.Name +", "the expression ends too early", 8, 8),
         ("Name", "unknown name 'Name'", 0, 4),
         ("'open", "unclosed string", 0, 5),

@@ -491,7 +491,19 @@ impl Queue for Embedded {
         let name = match action {
             Action::Retry => "retry",
             Action::Skip => "skip",
+            Action::Accept => "accept",
         };
+        if action == Action::Accept
+            && let Some(entry) = self.entry(id)
+            && entry.state != State::Held
+        {
+            return Err(QueueError::WrongState {
+                id,
+                state: entry.state.as_str(),
+                action: name,
+                needs: "held",
+            });
+        }
         self.change(id, name, None, |job| match action {
             Action::Retry => {
                 // A fresh retry budget, unless it is only brought forward.
@@ -500,6 +512,11 @@ impl Queue for Embedded {
                 }
                 job.state = State::Ready;
                 job.reason = None;
+            }
+            Action::Accept => {
+                job.state = State::Ready;
+                job.reason = None;
+                job.accepted = true;
             }
             Action::Skip => {
                 job.state = State::Skipped;

@@ -73,6 +73,8 @@ pub struct Changed {
     pub resubmits: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failing: Option<Failing>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub accepted: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_id: Option<String>,
     /// The job's previous change (its attempts are listed by following these).
@@ -196,6 +198,7 @@ impl Created {
             in_doubt: false,
             resubmits: 0,
             failing: None,
+            accepted: false,
             payload: None,
             mapping_version: self.mapping_version,
             external_id: None,
@@ -222,6 +225,7 @@ impl Changed {
             in_doubt: job.in_doubt,
             resubmits: job.resubmits,
             failing: job.failing,
+            accepted: job.accepted,
             external_id: job.external_id.clone(),
             prev,
             attempt: attempt.map(|mut attempt| {
@@ -244,6 +248,7 @@ impl Changed {
         job.in_doubt = self.in_doubt;
         job.resubmits = self.resubmits;
         job.failing = self.failing;
+        job.accepted = self.accepted;
         job.external_id = self.external_id;
     }
 }
@@ -277,6 +282,7 @@ mod tests {
                     failures: 2,
                     since_ms: 3,
                 }),
+                accepted: true,
                 external_id: None,
                 prev: Some(1 << 30),
                 attempt: None,
@@ -304,6 +310,7 @@ mod tests {
             in_doubt: false,
             resubmits: 0,
             failing: None,
+            accepted: false,
             external_id: Some("SO-123456".into()),
             prev: None,
             attempt: None,

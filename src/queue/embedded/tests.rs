@@ -31,6 +31,7 @@ pub(super) fn job(key: &str, connector: &str) -> Job {
         in_doubt: false,
         resubmits: 0,
         failing: None,
+        accepted: false,
         payload: None,
         mapping_version: None,
         external_id: None,

@@ -17,6 +17,7 @@ fn update<'a>(document: &'a Value, key: &'a str) -> Delivery<'a> {
         idempotency_key: key,
         match_key: Some(key),
         in_doubt: false,
+        accept_amounts: false,
     }
 }
 

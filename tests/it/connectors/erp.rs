@@ -14,6 +14,7 @@ fn delivery<'a>(operation: &'a str, document: &'a Value, key: &'a str) -> Delive
         idempotency_key: key,
         match_key: Some(key),
         in_doubt: false,
+        accept_amounts: false,
     }
 }
 

@@ -198,9 +198,9 @@ pub static FUNCTIONS: &[Function] = &[
     function(
         "round",
         2,
-        Some(2),
-        "round(number, places)",
-        "rounded to `places` decimals, halves away from zero; null stays null",
+        Some(3),
+        "round(number, places, mode?)",
+        "rounded to `places` decimals; `mode` is `half_up` (default: halves away from zero, as most CRMs) or `half_even` (halves to the even digit, as Tryton and banker's rounding); null stays null",
         number::round,
     ),
     function(

@@ -18,16 +18,34 @@ pub fn decimal<'a>(args: Args<'a>, _: &Scope<'a>, span: Span) -> Result<Val<'a>,
 }
 
 pub fn round<'a>(args: Args<'a>, _: &Scope<'a>, span: Span) -> Result<Val<'a>, EvalError> {
-    let [value, places] = take::<2>(args);
+    let mut args = args.into_iter();
+    let (value, places) = (args.next().expect("arity"), args.next().expect("arity"));
     let places = u32::try_from(whole(places, span)?)
         .ok()
         .filter(|p| *p <= 28)
         .ok_or_else(|| EvalError::new("bad_argument", "round takes 0 to 28 places", span))?;
+    let strategy = match args
+        .next()
+        .map(|mode| text(mode, span))
+        .transpose()?
+        .flatten()
+    {
+        None => RoundingStrategy::MidpointAwayFromZero,
+        Some(mode) if mode == "half_up" => RoundingStrategy::MidpointAwayFromZero,
+        Some(mode) if mode == "half_even" => RoundingStrategy::MidpointNearestEven,
+        Some(mode) => {
+            return Err(EvalError::new(
+                "bad_argument",
+                format!("round's mode is 'half_up' or 'half_even', not {mode:?}"),
+                span,
+            ));
+        }
+    };
     if value.is_null() {
         return Ok(Val::Null);
     }
     let value = number(value, span)?;
-    let mut rounded = value.round_dp_with_strategy(places, RoundingStrategy::MidpointAwayFromZero);
+    let mut rounded = value.round_dp_with_strategy(places, strategy);
     rounded.rescale(places);
     Ok(Val::Num(rounded))
 }
