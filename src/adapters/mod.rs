@@ -97,6 +97,14 @@ pub trait Adapter: Send + Sync {
         Box::pin(async { Ok(Vec::new()) })
     }
 
+    /// Whether `operation` changes a record it finds already there (an upsert, or a find with
+    /// an update). When it does not, a newer version of a record that handoff already created
+    /// in the target would be dropped: the engine holds it as `order_changed` instead.
+    fn updates_found(&self, operation: &str) -> bool {
+        let _ = operation;
+        true
+    }
+
     /// Whether [`Adapter::shortages`] really asks the target (a `stock` hold needs it).
     fn checks_stock(&self) -> bool {
         false

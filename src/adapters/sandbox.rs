@@ -251,6 +251,10 @@ impl Adapter for Sandbox {
         Box::pin(async move { self.write(delivery) })
     }
 
+    fn updates_found(&self, operation: &str) -> bool {
+        operation != "create_sales_order"
+    }
+
     fn probe(&self) -> BoxFuture<'_, Result<String, Failure>> {
         Box::pin(async move {
             self.tree()?;

@@ -8,6 +8,8 @@
 //!   `Outcome`, settled once
 //! - `upkeep`   snapshots and space: the queue's segments and the journal's retention
 //! - `breaker`  the per-connector circuit breaker
+//! - `changed`  a newer version of a record already created that the target would not change:
+//!   held as `order_changed` with what differs
 //! - `poll`     status pollers (Tryton): changed orders → `order_status.changed` events in the journal
 //! - `status`, `version`, `echo`  the small rules process applies
 //!
@@ -26,6 +28,7 @@
 //!   stop every open job comes back in doubt.
 
 mod breaker;
+mod changed;
 mod echo;
 pub mod poll;
 pub mod process;

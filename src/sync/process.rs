@@ -88,6 +88,16 @@ async fn attempt(engine: &Engine, live: &Live, job: &Job) -> Stage<Outcome> {
     let prepared = prepare(engine, job)?;
     let context = resolve(engine, job, &prepared)?;
     let document = map(live, &prepared, &context).await?;
+    if let Some(why) = super::changed::check(
+        engine,
+        job,
+        prepared.mapping(),
+        &prepared.loaded,
+        &context,
+        &document,
+    ) {
+        return Err(Outcome::Held(why));
+    }
     let delivered = send(engine, live, job, &document).await?;
     Ok(record(engine, live, job, &prepared, document, delivered))
 }

@@ -412,3 +412,49 @@ async fn a_rate_limited_delivery_waits_as_long_as_asked() {
     })
     .await;
 }
+
+/// A won opportunity whose lines change after its order exists is not dropped as "found
+/// existing": the ERP connector leaves a found order as it is, so the job is held as
+/// `order_changed`, naming what differs.
+#[tokio::test]
+async fn a_change_after_the_order_exists_is_held_with_what_differs() {
+    let (fake, addr) = Fake::start().await;
+    let (app, _connectors) = start(addr, 5).await;
+    crm(
+        &app,
+        "acc-c",
+        &account("001C", "2026-11-20T09:00:00Z", "Change AG"),
+    )
+    .await;
+    crm(&app, "opp-c1", &won("006C", "001C", "2026-11-20T10:00:00Z")).await;
+    eventually(10, "the order", async || {
+        fake.books().orders.get("006C").cloned()
+    })
+    .await;
+    let mut changed: Value =
+        serde_json::from_str(&won("006C", "001C", "2026-11-20T11:00:00Z")).unwrap();
+    changed["data"]["OpportunityLineItems"][0]["Quantity"] = json!(5);
+    changed["data"]["Amount"] = json!("97.45");
+    crm(&app, "opp-c2", &changed.to_string()).await;
+    let held = eventually(10, "the change held", async || {
+        jobs(&app, "state=held").await.into_iter().next()
+    })
+    .await;
+    assert_eq!(held["reason"]["code"], "order_changed", "{held}");
+    let message = held["reason"]["message"].as_str().unwrap();
+    assert!(message.contains("lines[0].quantity: 3 → 5"), "{message}");
+    assert!(message.contains("total: 58.47 → 97.45"), "{message}");
+    // Only the date changed: not a change to the order, it goes through as found.
+    let mut same: Value =
+        serde_json::from_str(&won("006C", "001C", "2026-11-20T12:00:00Z")).unwrap();
+    same["data"]["Name"] = json!("Restock");
+    crm(&app, "opp-c3", &same.to_string()).await;
+    eventually(10, "the unchanged version done", async || {
+        let done = jobs(&app, "state=done&flow=opportunity_to_sales_order").await;
+        (done.len() == 2).then_some(())
+    })
+    .await;
+    let books = fake.books();
+    assert_eq!(books.orders.len(), 1);
+    assert_eq!(books.orders["006C"].1["total"].to_string(), "58.47");
+}

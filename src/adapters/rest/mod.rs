@@ -268,6 +268,13 @@ impl Adapter for Rest {
         Box::pin(self.deliver(delivery))
     }
 
+    fn updates_found(&self, operation: &str) -> bool {
+        self.operations
+            .get(operation)
+            .and_then(|op| op.find.as_ref())
+            .is_none_or(|find| find.update.is_some())
+    }
+
     fn probe(&self) -> BoxFuture<'_, Result<String, Failure>> {
         Box::pin(async move {
             let summary = format!("GET {}", self.probe_path);

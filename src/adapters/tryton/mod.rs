@@ -482,6 +482,10 @@ impl Adapter for Tryton {
         true
     }
 
+    fn updates_found(&self, operation: &str) -> bool {
+        operation != "create_sales_order"
+    }
+
     fn shortages<'a>(
         &'a self,
         lines: &'a [(String, Decimal)],
