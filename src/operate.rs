@@ -51,10 +51,12 @@ pub enum JobsCommand {
     },
     /// Show one job: the event, the mapped document, every attempt, cross-references.
     Show { id: u64 },
-    /// Run a dead, parked or held job again now.
+    /// Run a dead, parked, held or retrying job again now.
     Retry { id: u64 },
-    /// Settle a dead, parked or held job as skipped.
+    /// Settle a dead, parked, held or retrying job as skipped.
     Skip { id: u64 },
+    /// Let a job held as `amount_mismatch` through with the ERP's own figures.
+    Accept { id: u64 },
     /// Run a job again on corrected event data (or on its data as it is, after a mapping fix),
     /// re-mapped with the current mapping, under a new idempotency key.
     Resubmit {
@@ -90,6 +92,8 @@ pub enum ConnectorsCommand {
     Resume { name: String },
     /// Ask the connector's system whether it answers.
     Test { name: String },
+    /// Run every retrying job of the connector now instead of at its scheduled time.
+    RetryNow { name: String },
 }
 
 pub fn jobs(command: JobsCommand, target: Target) -> anyhow::Result<()> {
@@ -125,6 +129,7 @@ pub fn jobs(command: JobsCommand, target: Target) -> anyhow::Result<()> {
         JobsCommand::Show { id } => api.get(&format!("/api/v1/jobs/{id}"), &[])?,
         JobsCommand::Retry { id } => api.post(&format!("/api/v1/jobs/{id}/retry"), None)?,
         JobsCommand::Skip { id } => api.post(&format!("/api/v1/jobs/{id}/skip"), None)?,
+        JobsCommand::Accept { id } => api.post(&format!("/api/v1/jobs/{id}/accept"), None)?,
         JobsCommand::Resubmit { id, payload } => {
             let body = match payload {
                 Some(path) => {
@@ -184,6 +189,9 @@ pub fn connectors(command: ConnectorsCommand, target: Target) -> anyhow::Result<
         ConnectorsCommand::Test { name } => {
             api.post(&format!("/api/v1/connectors/{name}/test"), None)?
         }
+        ConnectorsCommand::RetryNow { name } => {
+            api.post(&format!("/api/v1/connectors/{name}/retry-now"), None)?
+        }
     };
     if target.json {
         println!("{}", serde_json::to_string_pretty(&answer)?);
@@ -199,6 +207,10 @@ pub fn connectors(command: ConnectorsCommand, target: Target) -> anyhow::Result<
         if verdict == "FAILED" {
             bail!("{name} did not answer as expected");
         }
+        return Ok(());
+    }
+    if let ConnectorsCommand::RetryNow { name } = &command {
+        println!("{name}: {} retrying job(s) released", answer["released"]);
         return Ok(());
     }
     let list = match answer.get("connectors") {
