@@ -6,7 +6,7 @@
 //! description: Our ERP
 //! concurrency: 8                 # deliveries in flight at once
 //! retry: { schedule_secs: [5, 300, 1800], max_retry_after_secs: 3600 }
-//! breaker: { failures: 5, open_secs: 5, max_open_secs: 60 }
+//! breaker: { failures: 5, open_secs: 5, max_open_secs: 30 }
 //! base_url: http://127.0.0.1:9000
 //! auth: { bearer_env: ERP_TOKEN }          # or { basic: { user_env, password_env } },
 //!   # or { header: { name: Authorization, value_env: ERP_KEY, prefix: "token " } },
@@ -117,7 +117,7 @@ impl Default for BreakerSpec {
         BreakerSpec {
             failures: 5,
             open_secs: 5,
-            max_open_secs: 60,
+            max_open_secs: 30,
         }
     }
 }
