@@ -207,12 +207,22 @@ fn live_html(engine: &Engine) -> String {
             let waiting = &data["waiting"][&name];
             let outcomes = &data["outcomes_since_start"][&name];
             let poller = match c["poller"].as_object() {
-                Some(p) => match p["last_ok_ms"].as_i64() {
-                    Some(at) => {
-                        format!("{} s", (data["now_ms"].as_i64().unwrap_or(at) - at) / 1000)
+                Some(p) => {
+                    let lag = match p["last_ok_ms"].as_i64() {
+                        Some(at) => {
+                            format!("{} s", (data["now_ms"].as_i64().unwrap_or(at) - at) / 1000)
+                        }
+                        None => "not yet".into(),
+                    };
+                    // Orders in the ERP handoff neither made nor linked: never written back.
+                    match p["not_ours"].as_u64().filter(|n| *n > 0) {
+                        Some(n) => format!(
+                            "{lag} · <span title='orders handoff neither created nor linked; never written back (newest: {})'>{n} not ours</span>",
+                            esc(&p["not_ours_newest"].to_string())
+                        ),
+                        None => lag,
                     }
-                    None => "not yet".into(),
-                },
+                }
                 None => "—".into(),
             };
             vec![
