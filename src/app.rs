@@ -132,8 +132,17 @@ impl App {
         let auth = crate::dashboard::auth::Auth::new(&config.dashboard, secrets)?;
         let mut warnings = warnings;
         if auth.is_open() && !config.listen.ip().is_loopback() {
+            if !config.dashboard.open_access {
+                anyhow::bail!(
+                    "listen = {} is not a loopback address and [dashboard] has no users or tokens: \
+                     anyone who reaches it could act on jobs and connectors. Add [[dashboard.users]] \
+                     or [[dashboard.tokens]], listen on 127.0.0.1, or set [dashboard] open_access = true \
+                     if your own access control stands in front",
+                    config.listen
+                );
+            }
             warnings.push(format!(
-                "the dashboard and the API are open to anyone who reaches {}: add [dashboard] users or tokens",
+                "the dashboard and the API are open to anyone who reaches {} (open_access = true)",
                 config.listen
             ));
         }

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 
 use crate::app::App;
-use crate::config::{Config, LogFormat};
+use crate::config::Config;
 use crate::mapping::{Lookups, Mapping};
 use crate::operate::{ConnectorsCommand, JobsCommand, Target};
 
@@ -138,7 +138,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
     let (config, origin) = Config::load(path.as_deref())?;
-    init_logging(&config);
+    crate::logging::init(&config);
     let engine = crate::sync::runtime(config.sync.engine_nice)?;
     let served = runtime()?.block_on(async {
         let (app, warnings) = App::build(&config, &origin, &crate::config::env_secrets)?;
@@ -308,16 +308,6 @@ fn healthcheck(url: Option<String>, path: Option<PathBuf>) -> anyhow::Result<()>
         println!("ready");
         Ok(())
     })
-}
-
-fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match config.log.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Pretty => builder.init(),
-    }
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -25,8 +25,9 @@ pub const EMBEDDED_DEFAULTS: &str = include_str!("../config.example.toml");
 
 /// Environment variables with this prefix override config keys.
 const ENV_PREFIX: &str = "HANDOFF_";
-/// `HANDOFF_CONFIG` names the config file (read by the CLI), not a key.
-const ENV_NOT_A_KEY: &[&str] = &["HANDOFF_CONFIG"];
+/// The CLI's own variables (the config file, the API token), not config keys: an override
+/// never reads them.
+pub const ENV_NOT_A_KEY: &[&str] = &["HANDOFF_CONFIG", "HANDOFF_API_TOKEN"];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -74,6 +75,9 @@ pub struct DashboardConfig {
     pub secure_cookies: bool,
     /// A session ends this long after login.
     pub session_hours: u64,
+    /// Serve the dashboard and the API without login on a non-loopback address (only behind
+    /// access control of your own). Without it handoff refuses to start that way.
+    pub open_access: bool,
 }
 
 impl Default for DashboardConfig {
@@ -83,6 +87,7 @@ impl Default for DashboardConfig {
             tokens: Vec::new(),
             secure_cookies: false,
             session_hours: 12,
+            open_access: false,
         }
     }
 }
@@ -483,6 +488,29 @@ impl Default for IngestConfig {
 }
 
 /// Where the configuration came from; embedded defaults are a demo and tolerate missing secrets.
+/// Names the environment variable behind a config error when the file alone is fine.
+fn blame(
+    base: &toml::Table,
+    overrides: &[(String, String)],
+    error: toml::de::Error,
+) -> anyhow::Error {
+    if base.clone().try_into::<Config>().is_ok() {
+        for (name, value) in overrides {
+            let mut alone = base.clone();
+            if override_key(&mut alone, &name[ENV_PREFIX.len()..], value).is_ok()
+                && let Err(own) = alone.try_into::<Config>()
+            {
+                return anyhow::anyhow!(
+                    "environment variable {name}: {} (HANDOFF_* variables override config keys; \
+                     unset it or fix its name)",
+                    own.message()
+                );
+            }
+        }
+    }
+    error.into()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
     Embedded,
@@ -504,8 +532,12 @@ impl Config {
             Origin::File(path) => path.display().to_string(),
             Origin::Embedded => "embedded defaults (config.example.toml)".to_owned(),
         };
-        let config = Self::parse(&text, std::env::vars())
-            .with_context(|| format!("invalid configuration in {name}"))?;
+        let config = Self::parse(&text, std::env::vars()).map_err(|error| {
+            match error.to_string().starts_with("environment variable") {
+                true => error,
+                false => error.context(format!("invalid configuration in {name}")),
+            }
+        })?;
         Ok((config, origin))
     }
 
@@ -514,17 +546,22 @@ impl Config {
         text: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> anyhow::Result<Config> {
-        let mut table: toml::Table = toml::from_str(text)?;
-        for (name, value) in env {
-            if let Some(path) = name.strip_prefix(ENV_PREFIX) {
-                if ENV_NOT_A_KEY.contains(&name.as_str()) {
-                    continue;
-                }
-                override_key(&mut table, path, &value)
-                    .with_context(|| format!("environment variable {name}"))?;
-            }
+        let base: toml::Table = toml::from_str(text)?;
+        let overrides: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(name, _)| {
+                name.starts_with(ENV_PREFIX) && !ENV_NOT_A_KEY.contains(&name.as_str())
+            })
+            .collect();
+        let mut table = base.clone();
+        for (name, value) in &overrides {
+            override_key(&mut table, &name[ENV_PREFIX.len()..], value)
+                .with_context(|| format!("environment variable {name}"))?;
         }
-        let config: Config = table.try_into()?;
+        let config: Config = match table.try_into() {
+            Ok(config) => config,
+            Err(error) => return Err(blame(&base, &overrides, error)),
+        };
         config.validate()?;
         Ok(config)
     }
@@ -716,6 +753,43 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("colour"), "{err}");
+        assert!(
+            err.starts_with("environment variable HANDOFF_LOG__COLOUR"),
+            "the variable is named: {err}"
+        );
+    }
+
+    #[test]
+    fn the_clis_own_variables_are_never_config_overrides() {
+        let config = Config::parse(
+            crate::config::EMBEDDED_DEFAULTS,
+            env(&[
+                ("HANDOFF_API_TOKEN", "s3cret"),
+                ("HANDOFF_CONFIG", "x.toml"),
+            ]),
+        );
+        assert!(config.is_ok(), "{:?}", config.err());
+        // Every variable a CLI argument reads is one of them.
+        use clap::CommandFactory;
+        fn walk(command: &clap::Command, out: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                if let Some(env) = arg.get_env() {
+                    out.push(env.to_string_lossy().into_owned());
+                }
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, out);
+            }
+        }
+        let mut used = Vec::new();
+        walk(&crate::cli::Cli::command(), &mut used);
+        assert!(used.iter().any(|v| v == "HANDOFF_API_TOKEN"), "{used:?}");
+        for name in used.iter().filter(|v| v.starts_with(ENV_PREFIX)) {
+            assert!(
+                ENV_NOT_A_KEY.contains(&name.as_str()),
+                "{name} would be read as a config key"
+            );
+        }
     }
 
     #[test]

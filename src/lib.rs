@@ -9,6 +9,7 @@
 //! - `check`    `handoff check`: every config and file problem, with file:line:col
 //! - `store`    the data directory's sled database (small indexes, sandboxes) and its layout version
 //! - `journal`  durable, deduplicated journal of accepted events; group commit
+//! - `logging`  log setup; request values escaped in the text format
 //! - `envelope` the canonical form of one accepted event
 //! - `ingest`   `POST /hooks/{source}`: verify, parse, type, journal, answer
 //! - `mapping`  YAML mappings: spec → compile (problems with file:line:col) → apply; reload; `expr`
@@ -30,6 +31,7 @@ pub mod dashboard;
 pub mod envelope;
 pub mod ingest;
 pub mod journal;
+pub mod logging;
 pub mod mapping;
 pub mod metrics;
 pub mod operate;

@@ -219,12 +219,19 @@ pub async fn guard(State(auth): State<Arc<Auth>>, request: Request, next: Next) 
     }
     let Some(who) = auth.identify(request.headers()) else {
         return match api {
-            true => refuse(
-                true,
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                "log in or send a bearer token",
-            ),
+            true => {
+                let mut response = refuse(
+                    true,
+                    StatusCode::UNAUTHORIZED,
+                    "unauthenticated",
+                    "log in or send a bearer token",
+                );
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer realm=\"handoff\""),
+                );
+                response
+            }
             false => Redirect::to("/ui/login").into_response(),
         };
     };
@@ -234,7 +241,13 @@ pub async fn guard(State(auth): State<Arc<Auth>>, request: Request, next: Next) 
         request.extensions_mut().insert(who);
         return next.run(request).await;
     }
-    if !who.may_act() {
+    // In every mode: a browser on another site may not make this one act.
+    if let Some(why) = cross_site(request.headers()) {
+        tracing::warn!(path = %path, why, "cross-site request refused");
+        return refuse(api, StatusCode::FORBIDDEN, "cross_site", why);
+    }
+    // Everyone may log out (a viewer's session must not outlive their wish to end it).
+    if !who.may_act() && path != "/ui/logout" {
         return refuse(
             api,
             StatusCode::FORBIDDEN,
@@ -242,8 +255,23 @@ pub async fn guard(State(auth): State<Arc<Auth>>, request: Request, next: Next) 
             "your role may look but not act",
         );
     }
-    // Open mode's API is for local scripts and the CLI; its pages still check the token.
-    let needs_csrf = !(who.by_token || (api && auth.is_open()));
+    // Open mode's API is for local scripts and the CLI; its pages still check the token. A
+    // form or text body (what a page elsewhere can send without asking) needs it there too.
+    let simple = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            let v = v.to_ascii_lowercase();
+            [
+                "application/x-www-form-urlencoded",
+                "multipart/form-data",
+                "text/plain",
+            ]
+            .iter()
+            .any(|simple| v.starts_with(simple))
+        });
+    let needs_csrf = !(who.by_token || (api && auth.is_open() && !simple));
     let (parts, body) = request.into_parts();
     let mut sent = parts
         .headers
@@ -276,6 +304,25 @@ pub async fn guard(State(auth): State<Arc<Auth>>, request: Request, next: Next) 
     let mut request = Request::from_parts(parts, Body::from(bytes));
     request.extensions_mut().insert(who);
     next.run(request).await
+}
+
+/// Why a request comes from another site, if it does: the browser's `Sec-Fetch-Site`, or an
+/// `Origin` whose host is not the one asked.
+fn cross_site(headers: &HeaderMap) -> Option<&'static str> {
+    let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    if matches!(fetch_site, Some("cross-site" | "same-site")) {
+        return Some("the request comes from another site (Sec-Fetch-Site)");
+    }
+    let origin = headers.get(header::ORIGIN)?.to_str().ok()?;
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let origin_host = origin
+        .split_once("://")
+        .map_or(origin, |(_, rest)| rest)
+        .trim_end_matches('/');
+    match host {
+        Some(host) if host.eq_ignore_ascii_case(origin_host) => None,
+        _ => Some("the request comes from another origin"),
+    }
 }
 
 /// A field of an `application/x-www-form-urlencoded` body.
