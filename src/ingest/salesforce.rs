@@ -94,16 +94,30 @@ fn child<'a, 'i>(node: Node<'a, 'i>, name: &str) -> Option<Node<'a, 'i>> {
         .find(|n| n.is_element() && n.tag_name().name() == name)
 }
 
-/// The raw body with the `SessionId` value replaced, so no credential is stored.
+/// The raw body with every `SessionId` element's content replaced, whatever its namespace
+/// prefix (`<SessionId>`, `<out:SessionId>`), so no credential is stored. The elements are
+/// found by parsing, not by matching text.
 pub fn redact_session_id(xml: &str) -> String {
-    let Some(open) = xml.find("<SessionId>") else {
-        return xml.to_owned();
+    let Ok(doc) = Document::parse(xml) else {
+        return xml.to_owned(); // unparsable bodies are refused before they are stored
     };
-    let start = open + "<SessionId>".len();
-    let Some(len) = xml[start..].find("</SessionId>") else {
-        return xml.to_owned();
-    };
-    format!("{}[redacted]{}", &xml[..start], &xml[start + len..])
+    let mut inner: Vec<std::ops::Range<usize>> = doc
+        .descendants()
+        .filter(|n| n.is_element() && n.tag_name().name() == "SessionId")
+        .filter_map(|n| {
+            let range = n.range();
+            let raw = &xml[range.clone()];
+            let open_end = range.start + raw.find('>')? + 1;
+            let close_start = range.start + raw.rfind("</")?;
+            (open_end <= close_start).then_some(open_end..close_start)
+        })
+        .collect();
+    inner.sort_by_key(|r| std::cmp::Reverse(r.start));
+    let mut out = xml.to_owned();
+    for range in inner {
+        out.replace_range(range, "[redacted]");
+    }
+    out
 }
 
 #[cfg(test)]
@@ -130,6 +144,29 @@ mod tests {
         let redacted = redact_session_id(TWO);
         assert!(!redacted.contains("00D000000000062!AQ0AQ"));
         assert!(redacted.contains("<SessionId>[redacted]</SessionId>"));
+        // With a namespace prefix, and in CDATA: found by parsing, whatever the spelling.
+        let prefixed = TWO
+            .replace(
+                "<notifications xmlns=\"http://soap.sforce.com/2005/09/outbound\">",
+                "<notifications xmlns=\"http://soap.sforce.com/2005/09/outbound\" \
+                 xmlns:out=\"http://soap.sforce.com/2005/09/outbound\">",
+            )
+            .replace("<SessionId>", "<out:SessionId>")
+            .replace("</SessionId>", "</out:SessionId>");
+        assert!(parse(&prefixed).is_ok());
+        assert!(
+            prefixed.contains("<out:SessionId>00D000000000062!AQ0AQ"),
+            "the fixture has one"
+        );
+        let redacted = redact_session_id(&prefixed);
+        assert!(!redacted.contains("00D000000000062!AQ0AQ"), "{redacted}");
+        assert!(redacted.contains("<out:SessionId>[redacted]</out:SessionId>"));
+        let cdata = TWO.replace(
+            "<SessionId>00D000000000062!AQ0AQ",
+            "<SessionId><![CDATA[00D000000000062!AQ0AQ",
+        );
+        let cdata = cdata.replacen("</SessionId>", "]]></SessionId>", 1);
+        assert!(!redact_session_id(&cdata).contains("AQ0AQ"));
     }
 
     #[test]

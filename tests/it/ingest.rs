@@ -310,6 +310,35 @@ async fn salesforce_outbound_message_with_two_notifications() {
         (403, "organization_not_allowed".into())
     );
     assert_eq!(app.journal.len(), 2);
+
+    // The same with a namespace prefix on the session id (as some SOAP stacks write it): it is
+    // still removed.
+    let prefixed = xml
+        .replace(
+            "<notifications xmlns=\"http://soap.sforce.com/2005/09/outbound\">",
+            "<notifications xmlns=\"http://soap.sforce.com/2005/09/outbound\" \
+             xmlns:out=\"http://soap.sforce.com/2005/09/outbound\">",
+        )
+        .replace("<SessionId>", "<out:SessionId>")
+        .replace("</SessionId>", "</out:SessionId>")
+        .replace("04l000000000001AAA", "04l000000000003AAA")
+        .replace("04l000000000002AAA", "04l000000000004AAA");
+    assert!(prefixed.contains("<out:SessionId>"), "{prefixed}");
+    let (status, reply) = app.post("/hooks/salesforce", &headers, &prefixed).await;
+    assert_eq!(status, 200, "{reply}");
+    let stored = app.envelopes();
+    assert_eq!(
+        stored.len(),
+        4,
+        "both notifications of the prefixed message were stored"
+    );
+    for envelope in &stored[2..] {
+        assert!(
+            !envelope.raw_body.contains("secretsessiontoken"),
+            "{}",
+            envelope.raw_body
+        );
+    }
 }
 
 #[tokio::test]
