@@ -32,6 +32,8 @@ pub struct App {
     pub engine: Arc<Engine>,
     /// Who may use the dashboard and the API.
     pub auth: Arc<crate::dashboard::auth::Auth>,
+    /// Limits on HTTP clients.
+    pub http: crate::config::HttpConfig,
 }
 
 /// How often the mapping files are checked for changes.
@@ -152,6 +154,7 @@ impl App {
             mappings,
             engine,
             auth: Arc::new(auth),
+            http: config.http.clone(),
         };
         Ok((app, warnings))
     }
@@ -207,9 +210,7 @@ impl App {
     ) -> anyhow::Result<()> {
         let watcher = tokio::spawn(watch_mappings(self.mappings.clone()));
         let workers = self.engine.spawn_on(engine);
-        let result = axum::serve(listener, self.router())
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let result = crate::serve::serve(listener, self.router(), &self.http, shutdown).await;
         watcher.abort();
         self.engine.shutdown(workers).await;
         Ok(result?)

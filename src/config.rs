@@ -58,9 +58,34 @@ pub struct Config {
     /// Who may use the dashboard and the API.
     #[serde(default)]
     pub dashboard: DashboardConfig,
+    /// Limits on HTTP connections (slow or greedy clients).
+    #[serde(default)]
+    pub http: HttpConfig,
     /// Webhook senders, by the name used in `POST /hooks/{name}`.
     #[serde(default)]
     pub sources: BTreeMap<String, SourceConfig>,
+}
+
+/// How long a client may take and how many connections it may hold (`[http]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// A request's headers must arrive within this long, or the connection is closed.
+    pub header_read_timeout_secs: u64,
+    /// A whole request (body included) must be read and answered within this long (408).
+    pub request_timeout_secs: u64,
+    /// Open connections from one client address, at most; more are closed at once.
+    pub max_connections_per_address: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            header_read_timeout_secs: 10,
+            request_timeout_secs: 30,
+            max_connections_per_address: 256,
+        }
+    }
 }
 
 /// Dashboard and API access. With no users and no tokens both are open (fine on loopback only).

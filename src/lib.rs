@@ -15,6 +15,7 @@
 //! - `mapping`  YAML mappings: spec → compile (problems with file:line:col) → apply; reload; `expr`
 //! - `queue`    the storage seam (`Queue`) and the embedded backend: the queue log beside the
 //!   journal, order per key, retries, parking, holds, dead letters, snapshots, reclamation
+//! - `serve`    the HTTP server loop: header and request timeouts, connections per address
 //! - `sync`     the engine: router (journal → jobs), workers per connector, breaker, status back
 //! - `adapters` the systems handoff talks to: REST connectors, the sandbox
 //! - `dashboard` the operator's JSON API
@@ -36,5 +37,6 @@ pub mod mapping;
 pub mod metrics;
 pub mod operate;
 pub mod queue;
+pub mod serve;
 pub mod store;
 pub mod sync;

@@ -54,6 +54,8 @@ pub struct Auth {
     sessions: Mutex<HashMap<String, Session>>,
     /// The CSRF token of open mode.
     open_csrf: String,
+    /// Wrong passwords per login name and client address.
+    pub throttle: super::throttle::Throttle,
 }
 
 /// 32 random bytes from the OS, hex.
@@ -101,6 +103,7 @@ impl Auth {
             lifetime: Duration::from_secs(config.session_hours.max(1) * 3600),
             sessions: Mutex::new(HashMap::new()),
             open_csrf: random_token(),
+            throttle: Default::default(),
         })
     }
 

@@ -1,10 +1,12 @@
 //! What operators and their tools see: the HTML dashboard (`pages`, framed by `html`), the JSON
-//! API (`api`, described by `openapi.json`), Prometheus metrics, and who may use them (`auth`).
+//! API (`api`, described by `openapi.json`), Prometheus metrics, and who may use them (`auth`,
+//! with login throttling in `throttle`).
 
 pub mod api;
 pub mod auth;
 pub mod html;
 pub mod pages;
+pub mod throttle;
 
 #[cfg(test)]
 mod tests {

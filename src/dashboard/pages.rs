@@ -79,20 +79,41 @@ fn login_page(message: &str) -> Html<String> {
     ))
 }
 
-async fn login(State(ui): Shared, body: axum::body::Bytes) -> Response {
+async fn login(
+    State(ui): Shared,
+    peer: Option<Extension<crate::serve::Peer>>,
+    body: axum::body::Bytes,
+) -> Response {
     let name = auth::form_field(&body, "name").unwrap_or_default();
     let password = auth::form_field(&body, "password").unwrap_or_default();
-    match ui.auth.login(&name, &password) {
-        Some((id, _)) => (
-            StatusCode::SEE_OTHER,
-            [
-                (header::SET_COOKIE, ui.auth.cookie(&id)),
-                (header::LOCATION, "/ui".to_owned()),
-            ],
+    let address = peer.map_or("unknown".to_owned(), |Extension(p)| p.0.ip().to_string());
+    let keys = [format!("user:{name}"), format!("addr:{address}")];
+    let now = std::time::Instant::now();
+    if let Some(wait) = ui.auth.throttle.wait(&keys, now) {
+        let secs = wait.as_secs().max(1);
+        tracing::warn!(user = %name, client = %address, retry_after_secs = secs, "dashboard login throttled");
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, secs.to_string())],
+            login_page(&format!("Too many wrong passwords: try again in {secs} s.")),
         )
-            .into_response(),
+            .into_response();
+    }
+    match ui.auth.login(&name, &password) {
+        Some((id, _)) => {
+            ui.auth.throttle.succeeded(&keys[0]);
+            (
+                StatusCode::SEE_OTHER,
+                [
+                    (header::SET_COOKIE, ui.auth.cookie(&id)),
+                    (header::LOCATION, "/ui".to_owned()),
+                ],
+            )
+                .into_response()
+        }
         None => {
-            tracing::warn!(user = %name, "dashboard login refused");
+            ui.auth.throttle.failed(&keys, now);
+            tracing::warn!(user = %name, client = %address, "dashboard login refused");
             tokio::time::sleep(Duration::from_millis(300)).await;
             (
                 StatusCode::UNAUTHORIZED,

@@ -230,7 +230,7 @@ impl Browser {
     }
 }
 
-fn hash(password: &str) -> String {
+pub fn hash(password: &str) -> String {
     let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
     argon2::Argon2::default()
         .hash_password(password.as_bytes(), &salt)

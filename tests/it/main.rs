@@ -17,6 +17,7 @@ mod operate;
 mod outage;
 mod reference;
 mod reload;
+mod security;
 mod support;
 mod tryton;
 mod tryton_money;
