@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::config::{Config, Origin};
+use crate::config::Config;
 
 /// One problem, printed as `location: message`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,9 +21,10 @@ impl Problem {
             Some(at) => format!("{file}:{}:{}", at.line(), at.column()),
             None => file.to_owned(),
         };
+        // The parser's snippet names its input `<input>`: name the file instead.
         Problem {
             location,
-            message: error.to_string(),
+            message: error.to_string().replace("<input>", file),
         }
     }
 }
@@ -34,48 +35,133 @@ impl std::fmt::Display for Problem {
     }
 }
 
-/// Every problem in the config and the files it points to; empty means all is well.
-pub fn run(config_path: Option<&Path>) -> Vec<Problem> {
+/// What `check` found: problems (nothing runs until they are fixed) and warnings (it runs,
+/// but probably not as meant).
+#[derive(Debug, Default)]
+pub struct Report {
+    pub problems: Vec<Problem>,
+    pub warnings: Vec<Problem>,
+}
+
+/// Every problem in the config and the files it points to; no problems means all is well.
+pub fn run(config_path: Option<&Path>) -> Report {
+    let mut report = Report::default();
     let (config, origin) = match Config::load(config_path) {
         Ok(loaded) => loaded,
         Err(error) => {
-            let location = config_path.map_or("config".to_owned(), |p| p.display().to_string());
-            return vec![Problem {
-                location,
-                message: format!("{error:#}"),
-            }];
+            let message = format!("{error:#}");
+            let location = match message.strip_prefix("environment variable ") {
+                Some(_) => "environment".to_owned(),
+                None => config_path.map_or("config".to_owned(), |p| p.display().to_string()),
+            };
+            report.problems.push(Problem { location, message });
+            return report;
         }
     };
-    let mut problems = Vec::new();
-    for (name, source) in &config.sources {
-        if let Err(error) = source.secret_env.resolve(&crate::config::env_secrets) {
-            if origin == Origin::Embedded {
-                continue; // a demo source without a secret is disabled, not broken
-            }
-            problems.push(Problem {
+    let problems = &mut report.problems;
+    problems.extend(
+        crate::ingest::source_problems(&config, &origin, &crate::config::env_secrets)
+            .into_iter()
+            .map(|(name, message)| Problem {
                 location: format!("sources.{name}"),
-                message: error.to_string(),
-            });
-        }
-    }
-    let connectors = crate::adapters::connector::load_dir(
+                message,
+            }),
+    );
+    let loaded = crate::adapters::connector::load_dir(
         &config.connectors_dir,
         &crate::config::env_secrets,
         None,
-    )
-    .unwrap_or_else(|found| {
-        problems.extend(found);
-        Vec::new()
-    });
+    );
+    let (connectors, all_loaded) = match loaded {
+        Ok(connectors) => (connectors, true),
+        Err(found) => {
+            problems.extend(found);
+            (Vec::new(), false)
+        }
+    };
     match crate::mapping::load_dir(&config.mappings_dir, &config.schemas_dir) {
-        Ok((mappings, _)) => problems.extend(connector_problems(
-            &mappings,
-            &connectors,
-            &config.connectors_dir,
-        )),
+        Ok((mappings, _)) => {
+            let found = connector_problems(&mappings, &connectors, &config.connectors_dir);
+            // A connector whose file is there but broken was reported above: no echo of it
+            // for every mapping that targets it.
+            let files = connector_files(&config.connectors_dir);
+            problems.extend(found.into_iter().filter(|problem| {
+                all_loaded
+                    || !files
+                        .iter()
+                        .any(|f| problem.message.contains(&format!("{f:?}")))
+            }));
+            if all_loaded {
+                report
+                    .warnings
+                    .extend(events_nobody_sends(&config, &connectors, &mappings));
+            }
+        }
         Err(found) => problems.extend(found),
     }
-    problems
+    report
+}
+
+/// The names of the connector files in `dir` (`erp` for `erp.yaml`).
+fn connector_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let path = entry.path();
+            (path.extension()? == "yaml").then(|| path.file_stem()?.to_str().map(str::to_owned))?
+        })
+        .collect()
+}
+
+/// Mappings that wait for an event no source produces (a typo in `on.event` or `on.source`):
+/// they would never run. Status events come from an ERP's poller or a sandbox ERP too.
+fn events_nobody_sends(
+    config: &Config,
+    connectors: &[crate::adapters::connector::Connector],
+    mappings: &[crate::mapping::Mapping],
+) -> Vec<Problem> {
+    let mut produced: Vec<(String, String)> = config
+        .sources
+        .iter()
+        .flat_map(|(name, source)| {
+            source
+                .events
+                .iter()
+                .map(move |rule| (name.clone(), rule.event_type.clone()))
+        })
+        .collect();
+    for connector in connectors {
+        let erp_sandbox =
+            connector.sandbox.is_some() && connector.role == crate::adapters::connector::Role::Erp;
+        if connector.poller.is_some() || erp_sandbox {
+            produced.push((connector.name.clone(), "order_status.changed".into()));
+        }
+    }
+    let mut known: Vec<&str> = produced.iter().map(|(_, t)| t.as_str()).collect();
+    known.sort_unstable();
+    known.dedup();
+    mappings
+        .iter()
+        .filter(|m| {
+            !produced.iter().any(|(source, event)| {
+                *event == m.event && m.source.as_deref().is_none_or(|s| s == source)
+            })
+        })
+        .map(|m| Problem {
+            location: format!("mapping {}", m.flow),
+            message: format!(
+                "waits for event {:?}{} that no source produces, so it never runs (events: {})",
+                m.event,
+                m.source
+                    .as_deref()
+                    .map(|s| format!(" from source {s:?}"))
+                    .unwrap_or_default(),
+                known.join(", ")
+            ),
+        })
+        .collect()
 }
 
 /// Mappings whose target connector has no file in the connectors directory, or cannot do

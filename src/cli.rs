@@ -165,7 +165,11 @@ fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
 }
 
 fn check(path: Option<PathBuf>) -> ExitCode {
-    let problems = crate::check::run(path.as_deref());
+    let report = crate::check::run(path.as_deref());
+    for warning in &report.warnings {
+        println!("warning: {warning}");
+    }
+    let problems = report.problems;
     for problem in &problems {
         println!("{problem}");
     }

@@ -271,9 +271,21 @@ fn build(
     store: Option<&Store>,
 ) -> Result<Connector, Problem> {
     let at = spec.kind.referenced;
-    let problem = |message: String| Problem {
-        location: format!("{file}:{}:{}", at.line(), at.column()),
-        message,
+    // A missing secret is the `auth:` entry's problem: point there, not at `kind:`.
+    let auth_line = std::fs::read_to_string(file).ok().and_then(|text| {
+        text.lines()
+            .position(|line| line.starts_with("auth:"))
+            .map(|n| n + 1)
+    });
+    let problem = |message: String| match auth_line {
+        Some(line) if message.starts_with("environment variable") => Problem {
+            location: format!("{file}:{line}:1"),
+            message: format!("auth: {message}"),
+        },
+        _ => Problem {
+            location: format!("{file}:{}:{}", at.line(), at.column()),
+            message,
+        },
     };
     let mut sandbox = None;
     let mut poller: Option<Arc<dyn Poller>> = None;

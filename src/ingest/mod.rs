@@ -185,6 +185,23 @@ impl Ingest {
     }
 }
 
+/// The sources `serve` would refuse, and why (for `handoff check`: the same rules, so the two
+/// always agree). An embedded default without its secret is disabled, not refused.
+pub fn source_problems(
+    config: &Config,
+    origin: &Origin,
+    secrets: &SecretLookup,
+) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    for (name, source) in &config.sources {
+        let mut warnings = Vec::new();
+        if let Err(error) = compile(name, source, config, origin, secrets, &mut warnings) {
+            problems.push((name.clone(), format!("{error:#}")));
+        }
+    }
+    problems
+}
+
 fn compile(
     name: &str,
     config: &SourceConfig,

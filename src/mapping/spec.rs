@@ -85,11 +85,50 @@ pub struct HoldSpec {
 }
 
 /// A field rule: an expression, or an expression with a value map, default and flags.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 pub enum FieldSpec {
     Expr(String),
     Rule(FieldRule),
+}
+
+/// By hand rather than `untagged`, so that a mistake inside a rule (`requird: true`) is named,
+/// with its file, line and column, instead of "did not match any variant".
+impl<'de> Deserialize<'de> for FieldSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Rule;
+        impl<'de> serde::de::Visitor<'de> for Rule {
+            type Value = FieldSpec;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an expression, or { value, map, default, required, when }")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<FieldSpec, E> {
+                Ok(FieldSpec::Expr(text.to_owned()))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<FieldSpec, E> {
+                Ok(FieldSpec::Expr(n.to_string()))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<FieldSpec, E> {
+                Ok(FieldSpec::Expr(n.to_string()))
+            }
+
+            fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<FieldSpec, E> {
+                Ok(FieldSpec::Expr(b.to_string()))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<FieldSpec, A::Error> {
+                FieldRule::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(FieldSpec::Rule)
+            }
+        }
+        deserializer.deserialize_any(Rule)
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -229,3 +229,131 @@ fn check_refuses_a_stock_hold_on_a_connector_without_a_stock_view() {
         "{stdout}"
     );
 }
+
+/// `check` with a copy of the shipped config and every secret set passes, as `serve` does.
+#[test]
+fn check_passes_on_a_copy_of_the_example_config_with_its_secrets() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("handoff.toml");
+    std::fs::copy(root.join("config.example.toml"), &config).unwrap();
+    let mut command = handoff();
+    command
+        .current_dir(root)
+        .arg("check")
+        .arg("--config")
+        .arg(&config);
+    for name in [
+        "CRM_WEBHOOK_SECRET",
+        "HUBSPOT_CLIENT_SECRET",
+        "STRIPE_WEBHOOK_SECRET",
+        "GITHUB_WEBHOOK_SECRET",
+        "SHOPIFY_WEBHOOK_SECRET",
+        "ERP_WEBHOOK_SECRET",
+    ] {
+        command.env(name, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+    }
+    // The CLI's own token variable is not a config key.
+    command.env("HANDOFF_API_TOKEN", "a-token-for-the-cli");
+    let output = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(!stdout.contains("warning"), "{stdout}");
+}
+
+/// Mistakes are named where they are: a typo in a rule's key, an event no source sends, a
+/// connector secret that is not set (at its `auth:` line, without false alarms for the
+/// mappings that use the connector), an unknown override variable.
+#[test]
+fn check_names_each_mistake_where_it_is() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let mappings = dir.path().join("mappings");
+    crate::support::copy_dir(&root.join("mappings"), &mappings);
+    let orders = mappings.join("opportunity_to_sales_order.yaml");
+    let text = std::fs::read_to_string(&orders).unwrap();
+    std::fs::write(&orders, text.replacen("required: true", "requird: true", 1)).unwrap();
+    let accounts = mappings.join("account_to_customer.yaml");
+    let text = std::fs::read_to_string(&accounts).unwrap();
+    std::fs::write(
+        &accounts,
+        text.replace("event: account.updated", "event: acount.updated"),
+    )
+    .unwrap();
+    let connectors = dir.path().join("connectors");
+    std::fs::create_dir(&connectors).unwrap();
+    std::fs::write(
+        connectors.join("erp.yaml"),
+        "kind: rest\nrole: erp\nbase_url: http://127.0.0.1:9\nauth: { bearer_env: SURELY_UNSET_ERP_TOKEN }\noperations: {}\n",
+    )
+    .unwrap();
+    std::fs::copy(
+        root.join("connectors/crm.yaml"),
+        connectors.join("crm.yaml"),
+    )
+    .unwrap();
+    let config = dir.path().join("handoff.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "mappings_dir = {:?}\nconnectors_dir = {:?}\nschemas_dir = {:?}\n\
+             [sources.crm]\npreset = \"standard_webhooks\"\nsecret_env = \"CRM_SECRET_FOR_CHECK\"\n\
+             [[sources.crm.events]]\ntype = \"account.updated\"\nobject = \"Account\"\n",
+            mappings.display().to_string(),
+            connectors.display().to_string(),
+            root.join("schemas").display().to_string(),
+        ),
+    )
+    .unwrap();
+    let run = |extra: &[(&str, &str)]| {
+        let mut command = handoff();
+        command.arg("check").arg("--config").arg(&config).env(
+            "CRM_SECRET_FOR_CHECK",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        );
+        for (k, v) in extra {
+            command.env(k, v);
+        }
+        let output = command.output().unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let stdout = run(&[]);
+    let orders_file = orders.display().to_string();
+    assert!(
+        stdout.contains(&format!("{orders_file}:"))
+            && stdout.contains("unknown field `requird`")
+            && !stdout.contains("<input>"),
+        "{stdout}"
+    );
+    let auth_at = format!(
+        "{}:4:1: auth: environment variable SURELY_UNSET_ERP_TOKEN",
+        connectors.join("erp.yaml").display()
+    );
+    assert!(stdout.contains(&auth_at), "{stdout}");
+    assert!(!stdout.contains("has no file"), "false alarms: {stdout}");
+    // The typo'd event only shows once the mapping file parses: fix the rule's key first.
+    std::fs::write(
+        &orders,
+        std::fs::read_to_string(&orders)
+            .unwrap()
+            .replace("requird", "required"),
+    )
+    .unwrap();
+    let stdout = run(&[("SURELY_UNSET_ERP_TOKEN", "t")]);
+    assert!(
+        stdout.contains("warning: mapping account_to_customer: waits for event \"acount.updated\""),
+        "{stdout}"
+    );
+    let stdout = run(&[
+        ("SURELY_UNSET_ERP_TOKEN", "t"),
+        ("HANDOFF_LOG__COLOUR", "red"),
+    ]);
+    assert!(
+        stdout.contains("environment variable HANDOFF_LOG__COLOUR"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("handoff.toml"),
+        "blamed on the file: {stdout}"
+    );
+}
