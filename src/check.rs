@@ -96,10 +96,74 @@ pub fn run(config_path: Option<&Path>) -> Report {
                     .warnings
                     .extend(events_nobody_sends(&config, &connectors, &mappings));
             }
+            report
+                .warnings
+                .extend(events_nobody_reads(&config, &mappings));
         }
         Err(found) => problems.extend(found),
     }
     report
+}
+
+/// Mappings that handle a source's events but read none of the places its events carry data:
+/// the first steps of the mapping's `$.…` paths against the containers the source's own
+/// pointers name (`object_id`, `version`, `when`: `/sObject/Id` names `sObject`). A mapping reading `$.data.*` for events whose
+/// fields sit under `/sObject` maps nothing but errors.
+fn events_nobody_reads(config: &Config, mappings: &[crate::mapping::Mapping]) -> Vec<Problem> {
+    let step = regex::Regex::new(r"\$\.([A-Za-z_][A-Za-z0-9_]*)").expect("a valid pattern");
+    let mut warnings = Vec::new();
+    for (name, source) in &config.sources {
+        let mut carries: Vec<&str> = [&source.object_id, &source.version]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .chain(source.events.iter().flat_map(|rule| {
+                rule.when
+                    .keys()
+                    .map(String::as_str)
+                    .chain(rule.object_id.as_deref())
+                    .chain(rule.version.as_deref())
+            }))
+            // Only pointers that name a container (`/sObject/Id`): flat events say nothing.
+            .filter(|pointer| pointer.matches('/').count() >= 2)
+            .filter_map(|pointer| pointer.split('/').nth(1))
+            .filter(|first| !first.is_empty())
+            .collect();
+        carries.sort_unstable();
+        carries.dedup();
+        if carries.is_empty() {
+            continue;
+        }
+        let types: Vec<&str> = source
+            .events
+            .iter()
+            .map(|r| r.event_type.as_str())
+            .collect();
+        for mapping in mappings.iter().filter(|m| {
+            types.contains(&m.event.as_str()) && m.source.as_deref().is_none_or(|s| s == name)
+        }) {
+            let mut reads: Vec<&str> = mapping
+                .fields
+                .iter()
+                .flat_map(|field| step.captures_iter(&field.text))
+                .filter_map(|c| c.get(1).map(|m| m.as_str()))
+                .collect();
+            reads.sort_unstable();
+            reads.dedup();
+            if !reads.is_empty() && !reads.iter().any(|r| carries.contains(r)) {
+                warnings.push(Problem {
+                    location: format!("mapping {}", mapping.flow),
+                    message: format!(
+                        "reads $.{} but events from source {name:?} carry their data under /{}: \
+                         it would map nothing from them",
+                        reads.join(", $."),
+                        carries.join(", /")
+                    ),
+                });
+            }
+        }
+    }
+    warnings
 }
 
 /// The names of the connector files in `dir` (`erp` for `erp.yaml`).

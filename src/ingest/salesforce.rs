@@ -2,8 +2,9 @@
 //!
 //! There is no signature; the `OrganizationId` must be on the source's allow-list. Each
 //! notification becomes one event whose data is
-//! `{"OrganizationId", "ActionId", "NotificationId", "object", "sObject": {field: value}}` and whose
-//! id is the notification `Id`. The optional `SessionId` is a credential: it is dropped from the
+//! `{"OrganizationId", "ActionId", "NotificationId", "object", "data": {field: value}}` (the
+//! sObject's fields under `data`, where the shipped mappings read them) and whose id is the
+//! notification `Id`. The optional `SessionId` is a credential: it is dropped from the
 //! data and redacted from the stored raw body. Salesforce redelivers for 24 h until it gets the
 //! `Ack` below.
 
@@ -73,7 +74,7 @@ pub fn parse(xml: &str) -> Result<Message, IngestError> {
             "ActionId": action_id,
             "NotificationId": id,
             "object": object,
-            "sObject": fields,
+            "data": fields,
         });
         notifications.push((id.to_owned(), data));
     }
@@ -134,8 +135,8 @@ mod tests {
         let (id, data) = &message.notifications[0];
         assert_eq!(id, "04l000000000001AAA");
         assert_eq!(data["object"], "Opportunity");
-        assert_eq!(data["sObject"]["StageName"], "Closed Won");
-        assert_eq!(data["sObject"]["Amount"], "15000.50");
+        assert_eq!(data["data"]["StageName"], "Closed Won");
+        assert_eq!(data["data"]["Amount"], "15000.50");
         assert!(data.get("SessionId").is_none());
     }
 

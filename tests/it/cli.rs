@@ -357,3 +357,32 @@ fn check_names_each_mistake_where_it_is() {
         "blamed on the file: {stdout}"
     );
 }
+
+/// A source whose events carry their fields where no mapping reads them is found by `check`
+/// (the Salesforce events used to carry `/sObject/*` while the shipped mappings read `$.data`).
+#[test]
+fn check_finds_a_source_whose_events_no_mapping_can_read() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("handoff.toml");
+    std::fs::write(
+        &config,
+        "[sources.salesforce]\npreset = \"salesforce_outbound\"\norganization_ids = [\"00D000000000062EAA\"]\n\
+         object_id = \"/sObject/Id\"\n[[sources.salesforce.events]]\ntype = \"opportunity.won\"\n\
+         object = \"Opportunity\"\nwhen = { \"/sObject/StageName\" = \"Closed Won\" }\n",
+    )
+    .unwrap();
+    let output = handoff()
+        .current_dir(root)
+        .arg("check")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("warning: mapping opportunity_to_sales_order: reads $.data")
+            && stdout.contains("carry their data under /sObject"),
+        "{stdout}"
+    );
+}

@@ -383,3 +383,38 @@ async fn a_typed_event_that_no_mapping_handles_is_stored_as_ignored() {
     assert_eq!(stored[1].event_type.as_deref(), Some("payment.succeeded"));
     assert!(stored[1].is_ignored(), "kept as a record, marked ignored");
 }
+
+/// What ships works together: on the embedded defaults, a Salesforce outbound message's
+/// account becomes a customer in the sandbox ERP and its won opportunity is handled by the
+/// shipped order mapping (not silently ignored).
+#[tokio::test]
+async fn salesforce_events_reach_the_shipped_mappings_on_the_embedded_defaults() {
+    let app = TestApp::start_with(handoff::config::EMBEDDED_DEFAULTS, &[]).await;
+    let xml = include_str!("../fixtures/salesforce_two_notifications.xml");
+    let headers = vec![
+        (
+            "content-type".to_owned(),
+            "text/xml; charset=utf-8".to_owned(),
+        ),
+        ("SOAPAction".to_owned(), "\"\"".to_owned()),
+    ];
+    let (status, reply) = app.post("/hooks/salesforce", &headers, xml).await;
+    assert_eq!(status, 200, "{reply}");
+    let customer = eventually(10, "the customer", async || {
+        let job = jobs(&app, "flow=account_to_customer")
+            .await
+            .into_iter()
+            .next()?;
+        (job["state"] != "ready" && job["state"] != "leased").then_some(job)
+    })
+    .await;
+    assert_eq!(customer["state"], "done", "{customer}");
+    let order = eventually(10, "the order job", async || {
+        jobs(&app, "flow=opportunity_to_sales_order")
+            .await
+            .into_iter()
+            .next()
+    })
+    .await;
+    assert_eq!(order["object_id"], "006000000000001AAA", "{order}");
+}

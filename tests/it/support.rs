@@ -26,6 +26,16 @@ pub fn secrets() -> HashMap<String, String> {
         ("GITHUB_SECRET", "It's a Secret to Everybody"),
         ("SHOPIFY_SECRET", "shpss_test_secret"),
         ("ERP_SECRET", "erp-shared-secret"),
+        // The secrets `config.example.toml` names, for tests of what ships.
+        (
+            "CRM_WEBHOOK_SECRET",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        ),
+        ("HUBSPOT_CLIENT_SECRET", "hubspot-app-client-secret"),
+        ("STRIPE_WEBHOOK_SECRET", "whsec_test_stripe_secret"),
+        ("GITHUB_WEBHOOK_SECRET", "It's a Secret to Everybody"),
+        ("SHOPIFY_WEBHOOK_SECRET", "shpss_test_secret"),
+        ("ERP_WEBHOOK_SECRET", "erp-shared-secret"),
         ("TRYTON_USER", "admin"),
         ("TRYTON_PASSWORD", "admin-secret"),
         ("SALESFORCE_CLIENT_ID", crate::fakes::salesforce::CLIENT_ID),
