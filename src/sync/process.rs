@@ -480,9 +480,13 @@ fn failed(engine: &Engine, live: &Live, job: &mut Job, failure: &Failure, now: i
                 ));
                 return;
             }
-            let delay = live
-                .retry()
-                .delay(failures, crate::queue::retry::full_jitter);
+            // A `Retry-After` on a 503 is honoured as it is; otherwise the schedule's step.
+            let delay = match failure.retry_after {
+                Some(asked) => live.retry().retry_after(asked),
+                None => live
+                    .retry()
+                    .delay(failures, crate::queue::retry::full_jitter),
+            };
             job.state = State::Retrying;
             job.due_ms = Some(now + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2));
             job.reason = Some(reason(code, failure.message.clone()));
