@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use thiserror::Error;
 
 use super::Span;
-use super::parser::{BinOp, Expr, Node};
+use super::parser::{BinOp, Expr, Node, Step};
 use super::value::Val;
 
 /// What an expression can see. Lookups and cross-references are data here: the mapping does no
@@ -57,16 +57,24 @@ impl Expr {
             Node::Str(s) => Val::Str(Cow::Borrowed(s)),
             Node::Root => Val::from_json(scope.root),
             Node::Item => scope.item.map_or(Val::Null, Val::from_json),
-            Node::Field(base, name) => match base.eval(scope)? {
-                Val::Json(Value::Object(map)) => map.get(name).map_or(Val::Null, Val::from_json),
-                _ => Val::Null,
-            },
-            Node::Index(base, index) => match base.eval(scope)? {
-                Val::Json(Value::Array(items)) => {
-                    items.get(*index).map_or(Val::Null, Val::from_json)
-                }
-                Val::List(mut items) if *index < items.len() => items.swap_remove(*index),
-                _ => Val::Null,
+            Node::Path(base, steps) => match &base.node {
+                // The common case: straight down the event (or the line) without a value per step.
+                Node::Root => walk(Some(scope.root), steps),
+                Node::Item => walk(scope.item, steps),
+                _ => match base.eval(scope)? {
+                    Val::Json(value) => walk(Some(value), steps),
+                    Val::List(mut items) => match steps.split_first() {
+                        Some((Step::Index(n), rest)) if *n < items.len() => {
+                            match (items.swap_remove(*n), rest.is_empty()) {
+                                (value, true) => value,
+                                (Val::Json(value), false) => walk(Some(value), rest),
+                                _ => Val::Null,
+                            }
+                        }
+                        _ => Val::Null,
+                    },
+                    _ => Val::Null,
+                },
             },
             Node::Call(function, args) => {
                 let mut values = super::functions::Args::new();
@@ -97,6 +105,19 @@ impl Expr {
             Node::Binary(op, left, right) => binary(*op, left, right, scope, span)?,
         })
     }
+}
+
+/// Follows `steps` down from `value`; a step that leads nowhere is `null`.
+fn walk<'a>(value: Option<&'a Value>, steps: &'a [Step]) -> Val<'a> {
+    let mut at = value;
+    for step in steps {
+        at = match (at, step) {
+            (Some(Value::Object(map)), Step::Field(name)) => map.get(name),
+            (Some(Value::Array(items)), Step::Index(n)) => items.get(*n),
+            _ => None,
+        };
+    }
+    at.map_or(Val::Null, Val::from_json)
 }
 
 fn binary<'a>(

@@ -14,6 +14,13 @@ pub struct Expr {
     pub span: Span,
 }
 
+/// One step of a path: a field of an object or an element of a list.
+#[derive(Debug, Clone)]
+pub enum Step {
+    Field(String),
+    Index(usize),
+}
+
 #[derive(Debug, Clone)]
 pub enum Node {
     Null,
@@ -24,8 +31,8 @@ pub enum Node {
     Root,
     /// `item`: the current element inside `lines`.
     Item,
-    Field(Box<Expr>, String),
-    Index(Box<Expr>, usize),
+    /// `base.name[2].other`: the steps into a value, walked in one go.
+    Path(Box<Expr>, Box<[Step]>),
     Call(&'static Function, Vec<Expr>),
     /// `if(cond, then, else)`: only the branch taken is evaluated.
     If(Box<[Expr; 3]>),
@@ -41,9 +48,7 @@ impl Expr {
     pub fn visit(&self, f: &mut impl FnMut(&Expr)) {
         f(self);
         match &self.node {
-            Node::Field(inner, _) | Node::Index(inner, _) | Node::Neg(inner) | Node::Not(inner) => {
-                inner.visit(f)
-            }
+            Node::Path(inner, _) | Node::Neg(inner) | Node::Not(inner) => inner.visit(f),
             Node::Call(_, args) | Node::Coalesce(args) => args.iter().for_each(|a| a.visit(f)),
             Node::If(parts) => parts.iter().for_each(|a| a.visit(f)),
             Node::Binary(_, l, r) => {
@@ -310,10 +315,7 @@ impl Parser {
                     ));
                 };
                 let span = join(expr.span, span);
-                expr = Expr {
-                    node: Node::Field(Box::new(expr), name),
-                    span,
-                };
+                expr = step(expr, Step::Field(name), span);
             } else if self.eat(&Token::LBracket) {
                 let (token, span) = self.next()?;
                 let index = match token {
@@ -329,10 +331,7 @@ impl Parser {
                 };
                 let close = self.expect(Token::RBracket, "']'")?;
                 let span = join(expr.span, close);
-                expr = Expr {
-                    node: Node::Index(Box::new(expr), index),
-                    span,
-                };
+                expr = step(expr, Step::Index(index), span);
             } else {
                 return Ok(expr);
             }
@@ -419,4 +418,23 @@ impl Parser {
         };
         Ok(Expr { node, span })
     }
+}
+
+/// `expr` with one more step: a path grows instead of nesting (`$.a.b` is one path of two steps).
+fn step(expr: Expr, next: Step, span: Span) -> Expr {
+    let node = match expr.node {
+        Node::Path(base, steps) => {
+            let mut steps = steps.into_vec();
+            steps.push(next);
+            Node::Path(base, steps.into_boxed_slice())
+        }
+        node => Node::Path(
+            Box::new(Expr {
+                node,
+                span: expr.span,
+            }),
+            Box::new([next]),
+        ),
+    };
+    Expr { node, span }
 }

@@ -88,8 +88,42 @@ pub fn parse_decimal(text: &str) -> Option<Decimal> {
         .or_else(|| Decimal::from_scientific(text).ok())
 }
 
-/// A decimal as a JSON number with exactly its text.
+/// A decimal as a JSON number with exactly its text. A decimal's text (`-12.50`, `0`) is always
+/// a valid JSON number, so it is not parsed again (`decimal_text_is_json` checks that).
 pub fn decimal_to_json(d: Decimal) -> Value {
-    let text = d.to_string();
-    serde_json::Number::from_str(&text).map_or(Value::String(text), Value::Number)
+    Value::Number(serde_json::Number::from_string_unchecked(d.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_text_is_json() {
+        for text in [
+            "0",
+            "-0.00",
+            "12.50",
+            "-1136.625",
+            "79228162514264337593543950335",
+            "0.0000000000000000000000000001",
+        ] {
+            let d = Decimal::from_str(text).unwrap();
+            let checked = serde_json::Number::from_str(&d.to_string()).unwrap();
+            assert_eq!(decimal_to_json(d), Value::Number(checked), "{text}");
+        }
+        let mut runner = proptest::test_runner::TestRunner::default();
+        runner
+            .run(&(any_decimal()), |d| {
+                let checked = serde_json::Number::from_str(&d.to_string()).unwrap();
+                proptest::prop_assert_eq!(decimal_to_json(d), Value::Number(checked));
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    fn any_decimal() -> impl proptest::strategy::Strategy<Value = Decimal> {
+        use proptest::prelude::*;
+        (any::<i64>(), 0u32..28).prop_map(|(n, scale)| Decimal::new(n, scale))
+    }
 }
