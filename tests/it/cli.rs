@@ -386,3 +386,50 @@ fn check_finds_a_source_whose_events_no_mapping_can_read() {
         "{stdout}"
     );
 }
+
+/// `handoff mapping bench FILE --event EVENT.json --seconds N` prints the rate and µs per mapping.
+#[test]
+fn mapping_bench_measures_an_integrators_mapping() {
+    let dir = tempfile::tempdir().unwrap();
+    let event = dir.path().join("event.json");
+    std::fs::write(&event, r#"{"data": {"Id": "001X", "Name": "Zeta"}}"#).unwrap();
+    let output = handoff()
+        .args([
+            "mapping",
+            "bench",
+            "mappings/account_to_customer.yaml",
+            "--seconds",
+            "1",
+            "--event",
+        ])
+        .arg(&event)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    let rate: f64 = stdout
+        .split("account_to_customer: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(rate > 100.0, "{stdout}");
+    assert!(stdout.contains("µs per mapping"), "{stdout}");
+    // An event the mapping refuses has no figure.
+    std::fs::write(&event, r#"{"data": {"Id": "001Y", "Name": " "}}"#).unwrap();
+    let output = handoff()
+        .args([
+            "mapping",
+            "bench",
+            "mappings/account_to_customer.yaml",
+            "--seconds",
+            "1",
+            "--event",
+        ])
+        .arg(&event)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+}
