@@ -55,7 +55,20 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
-    /// Read a password from standard input and print its Argon2 hash, for `[dashboard] users`.
+    /// Sign an event file as the source's sender does and post it to a running handoff.
+    Send {
+        /// The source, as in `POST /hooks/{source}` (`crm`, `salesforce`, …).
+        source: String,
+        /// The request body: JSON (or the SOAP XML of a Salesforce outbound message).
+        file: PathBuf,
+        /// Base URL of the service; defaults to the configured listen address.
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long, env = "HANDOFF_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Read a password (8 characters or more) from standard input and print its Argon2 hash,
+    /// for `[dashboard] users`.
     HashPassword,
     /// Ask a running handoff whether it is ready (for container health checks). Exits 0 if so.
     Healthcheck {
@@ -135,6 +148,21 @@ pub fn main() -> ExitCode {
         Command::Mapping { command } => return mapping(command),
         Command::Healthcheck { url, config } => healthcheck(url, config),
         Command::HashPassword => hash_password(),
+        Command::Send {
+            source,
+            file,
+            url,
+            config,
+        } => {
+            return match crate::send::send(&source, &file, url, config.as_deref()) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(error) => {
+                    eprintln!("error: {error:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Command::Jobs { command, target } => crate::operate::jobs(command, target),
         Command::Connectors { command, target } => crate::operate::connectors(command, target),
     };

@@ -15,6 +15,7 @@
 //! - `mapping`  YAML mappings: spec → compile (problems with file:line:col) → apply; reload; `expr`
 //! - `queue`    the storage seam (`Queue`) and the embedded backend: the queue log beside the
 //!   journal, order per key, retries, parking, holds, dead letters, snapshots, reclamation
+//! - `send`     `handoff send SOURCE FILE`: sign an event file as its sender would and post it
 //! - `serve`    the HTTP server loop: header and request timeouts, connections per address
 //! - `sync`     the engine: router (journal → jobs), workers per connector, breaker, status back
 //! - `adapters` the systems handoff talks to: REST connectors, the sandbox
@@ -37,6 +38,7 @@ pub mod mapping;
 pub mod metrics;
 pub mod operate;
 pub mod queue;
+pub mod send;
 pub mod serve;
 pub mod store;
 pub mod sync;

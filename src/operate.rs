@@ -159,10 +159,14 @@ pub fn jobs(command: JobsCommand, target: Target) -> anyhow::Result<()> {
     }
     match command {
         JobsCommand::List { .. } => print_jobs(&answer),
-        JobsCommand::Show { .. } => println!("{}", serde_json::to_string_pretty(&answer)?),
+        JobsCommand::Show { .. } => print_job(&answer)?,
         JobsCommand::Bulk { .. } => println!("{} job(s) changed", answer["count"]),
         JobsCommand::Dead => {
-            for group in answer["groups"].as_array().into_iter().flatten() {
+            let groups = answer["groups"].as_array().cloned().unwrap_or_default();
+            if groups.is_empty() {
+                println!("no dead letters");
+            }
+            for group in &groups {
                 println!(
                     "{:<22} {:>6}  e.g. {}",
                     text(&group["reason"]),
@@ -234,6 +238,58 @@ pub fn connectors(command: ConnectorsCommand, target: Target) -> anyhow::Result<
     Ok(())
 }
 
+/// One job for people: what it is, where it stands and what comes next, its attempts, and the
+/// document as mapped now (`--json` prints everything).
+fn print_job(answer: &Value) -> anyhow::Result<()> {
+    let job = &answer["job"];
+    println!(
+        "job {}  {}  {} → {} ({})",
+        job["id"],
+        text(&job["state"]),
+        text(&job["flow"]),
+        text(&job["connector"]),
+        text(&job["operation"])
+    );
+    println!(
+        "record {}  order {}",
+        text(&job["object_id"]),
+        text(&job["order_key"])
+    );
+    if !job["reason"].is_null() {
+        println!(
+            "reason {}: {}",
+            text(&job["reason"]["code"]),
+            text(&job["reason"]["message"])
+        );
+    }
+    if let Some(due) = job["due_ms"].as_i64() {
+        let at = chrono::DateTime::from_timestamp_millis(due).unwrap_or_default();
+        println!("next   {}", at.format("%Y-%m-%d %H:%M:%S UTC"));
+    }
+    println!("idempotency key {}", text(&answer["idempotency_key"]));
+    for attempt in answer["attempts"].as_array().into_iter().flatten() {
+        let at =
+            chrono::DateTime::from_timestamp_millis(attempt["started_ms"].as_i64().unwrap_or(0))
+                .unwrap_or_default();
+        println!(
+            "  #{} {}  {} ms  {}  → {}  {}",
+            attempt["n"],
+            at.format("%H:%M:%S"),
+            attempt["duration_ms"],
+            text(&attempt["outcome"]),
+            text(&attempt["request"]),
+            text(&attempt["response"])
+        );
+    }
+    if !answer["document"].is_null() {
+        println!(
+            "document\n{}",
+            serde_json::to_string_pretty(&answer["document"])?
+        );
+    }
+    Ok(())
+}
+
 fn print_jobs(answer: &Value) {
     println!(
         "{:>8}  {:<9} {:<28} {:<20} reason",
@@ -246,7 +302,7 @@ fn print_jobs(answer: &Value) {
         };
         println!(
             "{:>8}  {:<9} {:<28} {:<20} {}",
-            job["id"],
+            job["id"].to_string(),
             text(&job["state"]),
             text(&job["flow"]),
             text(&job["object_id"]),

@@ -35,7 +35,7 @@ if ! command -v chromedriver >/dev/null || [ ! -x /usr/bin/chromium ]; then
 fi
 chromedriver --version
 
-step "Tryton ERP (PyPI: trytond 8.2 + sale; SQLite) on 127.0.0.1:8069"
+step "Tryton ERP (PyPI: trytond 8.2 + sale, sale_discount; SQLite) on 127.0.0.1:8069"
 tryton_data="$PWD/target/tryton/data"
 bash tests/tryton/stop_tryton.sh "$tryton_data"   # a server left by an interrupted run
 trap 'bash tests/tryton/stop_tryton.sh "$tryton_data"' EXIT

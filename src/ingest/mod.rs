@@ -16,6 +16,7 @@ pub mod error;
 pub mod event;
 pub mod preset;
 pub mod salesforce;
+pub mod sign;
 pub mod template;
 pub mod verify;
 

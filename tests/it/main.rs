@@ -15,6 +15,7 @@ mod ingest;
 mod isolation;
 mod operate;
 mod outage;
+mod quick_start;
 mod reference;
 mod reload;
 mod security;

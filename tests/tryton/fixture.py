@@ -21,6 +21,7 @@ from trytond.modules.account.tests.tools import (
 from trytond.modules.account_invoice.tests.tools import (
     create_payment_term, set_fiscalyear_invoice_sequences)
 from trytond.modules.company.tests.tools import create_company
+from trytond.modules.currency.tests.tools import get_currency
 
 
 def main(dbname):
@@ -29,6 +30,7 @@ def main(dbname):
     company_party = Party(name='Probe Company', code='COMPANY')
     company_party.save()
     create_company(party=company_party, currency='USD')
+    get_currency('EUR')  # the shipped mapping's default currency
     create_chart()
     fiscalyear = set_fiscalyear_invoice_sequences(create_fiscalyear())
     fiscalyear.click('create_period')
