@@ -7,6 +7,7 @@ mod connectors;
 mod crash;
 mod delivery;
 mod disk_full;
+mod docker;
 mod durability;
 mod fake_erp;
 mod fakes;
