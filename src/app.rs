@@ -34,6 +34,8 @@ pub struct App {
     pub auth: Arc<crate::dashboard::auth::Auth>,
     /// Limits on HTTP clients.
     pub http: crate::config::HttpConfig,
+    /// Where the outcome counts are kept across restarts.
+    pub data_dir: std::path::PathBuf,
 }
 
 /// How often the mapping files are checked for changes.
@@ -155,7 +157,12 @@ impl App {
             engine,
             auth: Arc::new(auth),
             http: config.http.clone(),
+            data_dir: config.data_dir.clone(),
         };
+        app.engine.metrics.resume(
+            crate::metrics::Totals::load(&config.data_dir),
+            chrono::Utc::now().timestamp_millis(),
+        );
         Ok((app, warnings))
     }
 
@@ -210,10 +217,27 @@ impl App {
     ) -> anyhow::Result<()> {
         let watcher = tokio::spawn(watch_mappings(self.mappings.clone()));
         let workers = self.engine.spawn_on(engine);
+        let totals = tokio::spawn(keep_totals(self.engine.clone(), self.data_dir.clone()));
         let result = crate::serve::serve(listener, self.router(), &self.http, shutdown).await;
         watcher.abort();
         self.engine.shutdown(workers).await;
+        totals.abort();
+        save_totals(&self.engine, &self.data_dir);
         Ok(result?)
+    }
+}
+
+/// Saves the outcome counts every few seconds, so the dashboard's counts survive a restart.
+async fn keep_totals(engine: Arc<Engine>, dir: std::path::PathBuf) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        save_totals(&engine, &dir);
+    }
+}
+
+fn save_totals(engine: &Engine, dir: &std::path::Path) {
+    if let Err(error) = engine.metrics.totals().save(dir) {
+        tracing::warn!(error = %error, "could not save the outcome counts");
     }
 }
 

@@ -47,6 +47,35 @@ pub struct Metrics {
     /// (flow, connector, outcome) → delivery attempt latency.
     deliveries: Mutex<BTreeMap<(String, String, &'static str), Histogram>>,
     minutes: Mutex<VecDeque<Minute>>,
+    /// Settled attempts counted before this process started (`outcomes.json` in the data dir),
+    /// and since when they are counted.
+    earlier: Mutex<Totals>,
+}
+
+/// Where the totals are kept in the data dir.
+pub const TOTALS_FILE: &str = "outcomes.json";
+
+impl Totals {
+    /// The totals an earlier run saved in `dir`, if any.
+    pub fn load(dir: &std::path::Path) -> Option<Totals> {
+        let text = std::fs::read(dir.join(TOTALS_FILE)).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
+    /// Saves them in `dir` (written aside, then renamed: never half a file).
+    pub fn save(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        let aside = dir.join(format!("{TOTALS_FILE}.new"));
+        std::fs::write(&aside, serde_json::to_vec(self).expect("totals serialize"))?;
+        std::fs::rename(aside, dir.join(TOTALS_FILE))
+    }
+}
+
+/// Settled attempts per (flow, connector, outcome) since `since_ms`: what the dashboard's
+/// counts show, kept across restarts.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Totals {
+    pub since_ms: i64,
+    pub counts: Vec<(String, String, String, u64)>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -105,22 +134,63 @@ impl Metrics {
             .collect()
     }
 
-    /// Settled attempts per (connector, outcome) since start.
-    pub fn outcomes(&self) -> BTreeMap<(String, &'static str), u64> {
+    /// Every settled attempt per (flow, connector, outcome), earlier runs included.
+    fn all_outcomes(&self) -> BTreeMap<(String, String, &'static str), u64> {
         let mut out = BTreeMap::new();
-        for ((_, connector, outcome), histogram) in lock(&self.deliveries).iter() {
-            *out.entry((connector.clone(), *outcome)).or_default() += histogram.count;
+        for (flow, connector, outcome, n) in &lock(&self.earlier).counts {
+            if let Some(state) = crate::queue::State::parse(outcome) {
+                *out.entry((flow.clone(), connector.clone(), state.as_str()))
+                    .or_default() += n;
+            }
+        }
+        for ((flow, connector, outcome), histogram) in lock(&self.deliveries).iter() {
+            *out.entry((flow.clone(), connector.clone(), *outcome))
+                .or_default() += histogram.count;
         }
         out
     }
 
-    /// Settled attempts per (flow, outcome) since start.
-    pub fn flow_outcomes(&self) -> BTreeMap<(String, &'static str), u64> {
+    /// Settled attempts per (connector, outcome) since [`Metrics::counted_since`].
+    pub fn outcomes(&self) -> BTreeMap<(String, &'static str), u64> {
         let mut out = BTreeMap::new();
-        for ((flow, _, outcome), histogram) in lock(&self.deliveries).iter() {
-            *out.entry((flow.clone(), *outcome)).or_default() += histogram.count;
+        for ((_, connector, outcome), n) in self.all_outcomes() {
+            *out.entry((connector, outcome)).or_default() += n;
         }
         out
+    }
+
+    /// Settled attempts per (flow, outcome) since [`Metrics::counted_since`].
+    pub fn flow_outcomes(&self) -> BTreeMap<(String, &'static str), u64> {
+        let mut out = BTreeMap::new();
+        for ((flow, _, outcome), n) in self.all_outcomes() {
+            *out.entry((flow, outcome)).or_default() += n;
+        }
+        out
+    }
+
+    /// Since when the outcome counts run (the first start with this data dir).
+    pub fn counted_since(&self) -> i64 {
+        lock(&self.earlier).since_ms
+    }
+
+    /// Takes up the counts an earlier run saved (or starts counting at `now_ms`).
+    pub fn resume(&self, saved: Option<Totals>, now_ms: i64) {
+        *lock(&self.earlier) = saved.unwrap_or(Totals {
+            since_ms: now_ms,
+            counts: Vec::new(),
+        });
+    }
+
+    /// The counts to save, earlier runs included.
+    pub fn totals(&self) -> Totals {
+        Totals {
+            since_ms: self.counted_since(),
+            counts: self
+                .all_outcomes()
+                .into_iter()
+                .map(|((flow, connector, outcome), n)| (flow, connector, outcome.to_owned(), n))
+                .collect(),
+        }
     }
 
     /// The Prometheus text format, with `gauges` (name, help, labelled values) appended.

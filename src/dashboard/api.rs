@@ -121,6 +121,7 @@ pub fn overview_data(engine: &Engine) -> Value {
         "connectors": engine.connectors.values().map(|c| c.status()).collect::<Vec<_>>(),
         "last_hour": engine.metrics.last_hour(now),
         "now_ms": now,
+        "counted_since_ms": engine.metrics.counted_since(),
     })
 }
 
@@ -220,7 +221,12 @@ pub fn job_data(engine: &Engine, id: JobId) -> Result<Value, ApiError> {
         .clone()
         .or_else(|| envelope.as_ref().map(|e| e.data.clone()));
     // What the mapping in force makes of it (the queue keeps no documents).
-    let document = data.and_then(|data| crate::sync::process::dry_run(engine, &job, &data).ok());
+    let mapped = data.map(|data| crate::sync::process::dry_run(engine, &job, &data));
+    let (document, document_error) = match mapped {
+        Some(Ok(document)) => (Some(document), None),
+        Some(Err(why)) => (None, Some(why)),
+        None => (None, Some("the event is no longer kept".to_owned())),
+    };
     let event = envelope.map(event_json);
     let xrefs = match &job.object_id {
         Some(record) => engine.queue.xrefs(record, 20)?,
@@ -233,6 +239,7 @@ pub fn job_data(engine: &Engine, id: JobId) -> Result<Value, ApiError> {
         "attempts": attempts,
         "event": event,
         "document": document,
+        "document_error": document_error,
         "xrefs": xrefs,
         "order_status": order_status,
     }))

@@ -169,15 +169,20 @@ fn live_html(engine: &Engine) -> String {
             .map(|(_, v)| count(v, state))
             .sum()
     };
+    let since = time(&data["counted_since_ms"]);
     let mut out = format!(
         "<div class=cards><div class=card>received<b id=received>{}</b></div>\
          <div class=card>delivered<b id=delivered>{}</b></div><div class=card>retrying<b>{}</b></div>\
-         <div class=card>parked<b>{}</b></div><div class=card>dead<b id=dead-count>{}</b></div>\
-         <div class=card>skipped<b>{}</b></div></div>",
+         <div class=card>parked<b>{}</b></div><div class=card>held<b id=held-count>{}</b></div>\
+         <div class=card>dead<b id=dead-count>{}</b></div>\
+         <div class=card>skipped<b>{}</b></div></div>\
+         <p class=note>Received: events in the journal. Delivered and skipped: since {since}. \
+         Retrying, parked, held and dead: waiting now.</p>",
         data["journal"]["events"],
         sum("outcomes_since_start", "done"),
         sum("waiting", "retrying"),
         sum("waiting", "parked"),
+        sum("waiting", "held"),
         sum("waiting", "dead"),
         sum("outcomes_since_start", "skipped"),
     );
@@ -195,7 +200,7 @@ fn live_html(engine: &Engine) -> String {
             esc(&text(&oldest["reason"]["message"]))
         ));
     }
-    out.push_str("<h2>Flows (since start)</h2>");
+    out.push_str(&format!("<h2>Flows (since {since})</h2>"));
     let flows: Vec<Vec<String>> = data["flows_since_start"]
         .as_object()
         .into_iter()
@@ -246,8 +251,12 @@ fn live_html(engine: &Engine) -> String {
                 }
                 None => "—".into(),
             };
+            let sandbox = match c["sandbox"].as_bool() {
+                Some(true) => " <small>(sandbox)</small>",
+                _ => "",
+            };
             vec![
-                format!("<a href='/ui/events?connector={0}'>{0}</a>", esc(&name)),
+                format!("<a href='/ui/events?connector={0}'>{0}</a>{sandbox}", esc(&name)),
                 format!(
                     "{}{}",
                     esc(&text(&c["circuit"])),
@@ -395,6 +404,45 @@ async fn events(
     page("Events", &who, &body).into_response()
 }
 
+/// What happens next to a job and what an operator can do, in the README's terms.
+fn next_step(state: &str, code: &str) -> String {
+    let what = match (state, code) {
+        ("done", _) => "Delivered. Nothing to do.",
+        ("skipped", _) => "Not needed (stale, an echo, a status that would go back, or skipped).",
+        ("ready" | "leased", _) => "Being delivered now.",
+        ("retrying", "rate_limited") => {
+            "The target asked to slow down: the connector waits, then goes on by itself."
+        }
+        ("retrying", _) => {
+            "The target failed or did not answer: retried on the connector's schedule, and at \
+             once when the connector answers again. Retry now if you fixed the target."
+        }
+        ("parked", _) => {
+            "Waits for a record the target does not have yet; runs by itself when it arrives."
+        }
+        ("held", "amount_mismatch") => {
+            "The ERP's amounts differ from the CRM's: accept the ERP's figures, or fix the order \
+             in the ERP and retry."
+        }
+        ("held", "order_changed") => {
+            "The record changed after its order was created: carry the change over in the ERP, \
+             then skip this job."
+        }
+        ("held", _) => "Waits until its hold no longer applies; rechecked by itself.",
+        ("dead", "fix_data") => {
+            "The data cannot be delivered as it is: fix it in the CRM (a new event follows), or \
+             edit and resubmit, or fix the mapping and resubmit as it was."
+        }
+        ("dead", "fix_config") => {
+            "The connector is misconfigured and paused: fix its credentials or file, resume it, \
+             then retry."
+        }
+        ("dead", _) => "Gave up: check the target, then retry, or skip it.",
+        _ => "",
+    };
+    what.to_owned()
+}
+
 /// "Next recheck: …" for a held job, "Next attempt: …" for a retrying one.
 fn next_time(state: &str, due_ms: &Value) -> String {
     let label = match state {
@@ -422,7 +470,7 @@ async fn detail(
     let current = text(&job["state"]);
     let mut body = format!(
         "<p>{} flow <b>{}</b> → connector <b>{}</b> ({}) · record {} · order {} · mapping version {} · \
-         idempotency key <code>{}</code></p><p id=reason>{}</p>{}<p>",
+         idempotency key <code>{}</code></p><p id=reason>{}{}</p>{}<p>",
         state(&current),
         esc(&text(&job["flow"])),
         esc(&text(&job["connector"])),
@@ -431,15 +479,28 @@ async fn detail(
         esc(&text(&job["order_key"])),
         esc(&text(&job["mapping_version"])),
         esc(&text(&data["idempotency_key"])),
+        match job["reason"]["code"].as_str() {
+            Some(code) => format!("<code>{}</code> ", esc(code)),
+            None => String::new(),
+        },
         esc(&text(&job["reason"]["message"])),
         next_time(&current, &job["due_ms"]),
     );
-    if matches!(current.as_str(), "dead" | "parked" | "held" | "retrying") {
+    let code = text(&job["reason"]["code"]);
+    body.push_str(&format!(
+        "<p id=next-step>{}</p>",
+        esc(&next_step(&current, &code))
+    ));
+    // Retrying a fix_data letter as it is fails the same way: it needs an edit or a mapping fix.
+    let retry_helps = !(current == "dead" && code == "fix_data");
+    if matches!(current.as_str(), "dead" | "parked" | "held" | "retrying") && retry_helps {
         body.push_str(&button(
             &who,
             &format!("/ui/events/{id}/retry"),
             "Retry now",
         ));
+    }
+    if matches!(current.as_str(), "dead" | "parked" | "held" | "retrying") {
         body.push_str(&button(&who, &format!("/ui/events/{id}/skip"), "Skip"));
     }
     if current == "held" && job["reason"]["code"] == "amount_mismatch" {
@@ -472,7 +533,13 @@ async fn detail(
         &attempts,
     ));
     body.push_str("<h2>Mapped document (by the mapping in force)</h2>");
-    body.push_str(&html::json_block(&data["document"]));
+    match data["document_error"].as_str() {
+        Some(why) => body.push_str(&format!(
+            "<p class=bad id=document-error>It cannot be mapped now: {}</p>",
+            esc(why)
+        )),
+        None => body.push_str(&html::json_block(&data["document"])),
+    }
     body.push_str("<h2>Event</h2>");
     body.push_str(&html::json_block(&data["event"]["data"]));
     if !job["payload"].is_null() {

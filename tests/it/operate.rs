@@ -171,3 +171,49 @@ async fn after_the_mapping_is_fixed_a_resubmit_delivers_the_event_as_it_was() {
         "the event itself was not edited"
     );
 }
+
+/// The dashboard's counts come back after a restart: delivered stays delivered, and the window
+/// they count over is named.
+#[tokio::test]
+async fn the_overview_counts_survive_a_restart() {
+    let (fake, addr) = crate::fake_erp::Fake::start().await;
+    let connectors = tempfile::tempdir().unwrap();
+    crate::fake_erp::connectors(connectors.path(), addr, 5);
+    let data = tempfile::tempdir().unwrap();
+    let env = [
+        (
+            "HANDOFF_CONNECTORS_DIR",
+            connectors.path().to_str().unwrap(),
+        ),
+        ("HANDOFF_DATA_DIR", data.path().to_str().unwrap()),
+    ];
+    let app = TestApp::start_with(CONFIG, &env).await;
+    crate::delivery::crm(
+        &app,
+        "acc-restart",
+        &crate::delivery::account("001RS", "2026-11-20T09:00:00Z", "Restart AG"),
+    )
+    .await;
+    eventually(10, "the customer", async || {
+        fake.books().customers.get("001RS").cloned()
+    })
+    .await;
+    let before = api(&app, "/api/v1/overview").await;
+    assert_eq!(before["outcomes_since_start"]["erp"]["done"], 1, "{before}");
+    app.stop().await;
+    let app = TestApp::start_with(CONFIG, &env).await;
+    let after = api(&app, "/api/v1/overview").await;
+    assert_eq!(after["outcomes_since_start"]["erp"]["done"], 1, "{after}");
+    assert_eq!(after["counted_since_ms"], before["counted_since_ms"]);
+    let page = app
+        .client
+        .get(app.url("/ui"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("<b id=delivered>1</b>"), "{page}");
+    assert!(page.contains("since "), "the window is named");
+}

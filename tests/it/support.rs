@@ -55,6 +55,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     _dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 impl TestApp {
@@ -82,7 +83,7 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(app.serve(listener, async {
+        let served = tokio::spawn(app.serve(listener, async {
             let _ = stopped.await;
         }));
         TestApp {
@@ -91,6 +92,7 @@ impl TestApp {
             client: reqwest::Client::new(),
             _dir: dir,
             stop: Some(stop),
+            served: Some(served),
         }
     }
 
@@ -124,6 +126,18 @@ impl TestApp {
             .unwrap()
             .map(|r| r.unwrap().1)
             .collect()
+    }
+}
+
+impl TestApp {
+    /// Stops the service and waits until it has closed its store (a restart may follow).
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(served) = self.served.take() {
+            served.await.unwrap().unwrap();
+        }
     }
 }
 
