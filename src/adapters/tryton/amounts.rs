@@ -20,32 +20,26 @@ pub struct Figures {
 }
 
 impl Tryton {
-    /// Tryton's figures for sale `id`.
+    /// Tryton's figures for sale `id`, in one read (related fields by dotted names).
     pub(super) async fn figures(&self, id: i64) -> Result<Figures, Failure> {
         let sale = self
             .rpc
             .call(
                 "model.sale.sale.read",
-                vec![json!([id]), json!(["untaxed_amount", "lines", "currency"])],
+                vec![
+                    json!([id]),
+                    json!([
+                        "untaxed_amount",
+                        "lines.type",
+                        "lines.amount",
+                        "currency.digits"
+                    ]),
+                ],
             )
             .await?;
         let sale = &sale[0];
-        let lines = self
-            .rpc
-            .call(
-                "model.sale.line.read",
-                vec![sale["lines"].clone(), json!(["type", "amount"])],
-            )
-            .await?;
-        let currency = self
-            .rpc
-            .call(
-                "model.currency.currency.read",
-                vec![json!([sale["currency"]]), json!(["digits"])],
-            )
-            .await?;
         Ok(Figures {
-            lines: lines
+            lines: sale["lines."]
                 .as_array()
                 .into_iter()
                 .flatten()
@@ -53,7 +47,7 @@ impl Tryton {
                 .map(|line| number(&line["amount"]))
                 .collect(),
             untaxed: number(&sale["untaxed_amount"]),
-            digits: currency[0]["digits"]
+            digits: sale["currency."]["digits"]
                 .as_u64()
                 .and_then(|d| u32::try_from(d).ok())
                 .unwrap_or(2),
