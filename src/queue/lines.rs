@@ -348,6 +348,11 @@ impl Lines {
     }
 
     /// Ids of entries in `state` (dead letters, parked, held…), in id order.
+    /// Whether any entry is in `state` (cheap: one step into the state index).
+    pub fn any_in(&self, state: State) -> bool {
+        !self.newest_in(state, JobId::MAX, 1).is_empty()
+    }
+
     pub fn ids_in(&self, state: State) -> Vec<JobId> {
         self.newest_in(state, JobId::MAX, usize::MAX)
             .into_iter()

@@ -165,6 +165,9 @@ pub trait Queue: Send + Sync {
     /// Retry runs a dead, parked, held or retrying job now; skip settles it; accept runs a
     /// held job again, accepting the target's own figures.
     fn act(&self, id: JobId, action: Action) -> Result<Job, QueueError>;
+    /// Settles the dead letters of `flow` and `record` older than job `by` (which delivered a
+    /// later version) as skipped, `superseded`; returns how many.
+    fn supersede(&self, flow: &str, record: &str, by: JobId) -> Result<usize, QueueError>;
     /// Makes up to `limit` retrying jobs of `connector` runnable now, oldest first (its target
     /// answers again, or an operator said "retry now"); returns how many.
     fn release_retrying(&self, connector: &str, limit: usize) -> Result<usize, QueueError>;

@@ -433,6 +433,7 @@ pub fn settle(
         reason: job.reason.clone(),
     };
     let (state, flow) = (job.state, job.flow.clone());
+    let delivered = (state == State::Done).then(|| (job.object_id.clone(), job.id));
     let took = std::time::Duration::from_millis(attempt.duration_ms);
     engine.queue.settle(Settle {
         job,
@@ -443,6 +444,10 @@ pub fn settle(
     engine
         .metrics
         .delivery(&flow, live.name(), state.as_str(), took, now);
+    // Older dead letters of the record are moot now: they no longer count as open.
+    if let Some((Some(record), id)) = delivered {
+        engine.queue.supersede(&flow, &record, id)?;
+    }
     Ok(())
 }
 

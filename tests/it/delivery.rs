@@ -458,3 +458,39 @@ async fn a_change_after_the_order_exists_is_held_with_what_differs() {
     assert_eq!(books.orders.len(), 1);
     assert_eq!(books.orders["006C"].1["total"].to_string(), "58.47");
 }
+
+/// A dead letter that a later version of the same record made moot is settled as superseded:
+/// it no longer counts as dead.
+#[tokio::test]
+async fn a_later_delivery_supersedes_the_records_dead_letter() {
+    let (fake, addr) = Fake::start().await;
+    let (app, _connectors) = start(addr, 5).await;
+    let mut broken: Value =
+        serde_json::from_str(&account("001SUP", "2026-11-20T09:00:00Z", "Old")).unwrap();
+    broken["data"]["Name"] = json!(" ");
+    crm(&app, "acc-sup-1", &broken.to_string()).await;
+    let dead = eventually(10, "the dead letter", async || {
+        jobs(&app, "state=dead").await.into_iter().next()
+    })
+    .await;
+    crm(
+        &app,
+        "acc-sup-2",
+        &account("001SUP", "2026-11-20T10:00:00Z", "Fixed in the CRM"),
+    )
+    .await;
+    eventually(10, "the customer", async || {
+        fake.books().customers.get("001SUP").cloned()
+    })
+    .await;
+    let superseded = eventually(10, "the dead letter superseded", async || {
+        let job = api(&app, &format!("/api/v1/jobs/{}", dead["id"])).await;
+        (job["job"]["state"] == "skipped").then_some(job)
+    })
+    .await;
+    assert_eq!(
+        superseded["job"]["reason"]["code"], "superseded",
+        "{superseded}"
+    );
+    assert!(jobs(&app, "state=dead").await.is_empty());
+}

@@ -35,6 +35,7 @@ mod record;
 mod recover;
 mod snapshot;
 mod space;
+mod superseded;
 #[cfg(test)]
 mod tests;
 mod upgrade;
@@ -133,6 +134,8 @@ struct Inner {
     snapshot_held: HashSet<u64>,
     /// Snapshots written since the start, and their bytes.
     snapshots: (u64, u64),
+    /// Dead letters by (flow, record), once something asked (superseded.rs).
+    dead_by_record: Option<superseded::DeadByRecord>,
 }
 
 pub struct Embedded {
@@ -303,6 +306,9 @@ fn wrong_state(id: JobId, state: &'static str, action: &'static str) -> QueueErr
 
 /// Places a job in the schedule by its state (settled jobs leave it for `recent`).
 fn place(inner: &mut Inner, job: &Job, at: Locs, now: i64) {
+    if let Some(index) = &mut inner.dead_by_record {
+        index.note(job);
+    }
     match job.state {
         State::Done | State::Skipped => {
             if let Some(entry) = inner.lines.remove(job.id) {
@@ -523,6 +529,10 @@ impl Queue for Embedded {
                 job.reason = Some(Reason::new("skipped_by_operator", "skipped by an operator"));
             }
         })
+    }
+
+    fn supersede(&self, flow: &str, record: &str, by: JobId) -> Result<usize, QueueError> {
+        self.supersede_dead(flow, record, by)
     }
 
     fn release_retrying(&self, connector: &str, limit: usize) -> Result<usize, QueueError> {

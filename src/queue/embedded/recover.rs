@@ -31,6 +31,7 @@ pub(super) fn recover(
         snapshot_at: (0, Instant::now()),
         snapshot_held: HashSet::new(),
         snapshots: (0, 0),
+        dead_by_record: None,
     };
     let mut recent = BTreeMap::new();
     let header = snapshot::read(
