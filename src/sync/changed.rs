@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::Engine;
 use crate::mapping::live::Loaded;
 use crate::mapping::{Context, Document, Mapping};
+use crate::queue::records::Applied;
 use crate::queue::{Job, Reason};
 
 /// Why the job must wait for an operator, when it changes a record already created.
@@ -18,9 +19,15 @@ pub fn check(
     job: &Job,
     mapping: &Mapping,
     loaded: &Loaded,
+    applied: Option<&Applied>,
     context: &Context,
     document: &Document,
 ) -> Option<Reason> {
+    // A record never applied through this flow has nothing to change (no read needed).
+    let applied = applied?;
+    if applied.seq == job.seq {
+        return None;
+    }
     let live = engine.connector(&job.connector)?;
     if live.adapter().updates_found(&job.operation) {
         return None;
@@ -32,11 +39,6 @@ pub fn check(
         .ok()??;
     if xref.job == job.id {
         return None; // its own earlier attempt made it
-    }
-    let record = job.object_id.as_deref()?;
-    let applied = engine.queue.applied(&job.flow, record).ok()??;
-    if applied.seq == job.seq {
-        return None;
     }
     let target = format!(
         "{} {} in {}",

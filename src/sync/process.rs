@@ -51,6 +51,15 @@ struct Prepared {
     keys: Keys,
     /// The order status this event moves to (status flows only).
     status: Option<String>,
+    /// What is stored of the record already: the version applied through this flow and what
+    /// handoff wrote to it (read once here, used again by `changed` and `record`).
+    seen: Seen,
+}
+
+#[derive(Default)]
+struct Seen {
+    applied: Option<Applied>,
+    echo: Option<Echo>,
 }
 
 impl Prepared {
@@ -93,6 +102,7 @@ async fn attempt(engine: &Engine, live: &Live, job: &Job) -> Stage<Outcome> {
         job,
         prepared.mapping(),
         &prepared.loaded,
+        prepared.seen.applied.as_ref(),
         &context,
         &document,
     ) {
@@ -128,9 +138,10 @@ fn prepare(engine: &Engine, job: &Job) -> Stage<Prepared> {
             ))
         })?;
     let mapping = &loaded.mappings[mapping_at];
-    if let Some(record) = &job.object_id {
-        not_stale_nor_echo(engine, job, record, &data)?;
-    }
+    let seen = match &job.object_id {
+        Some(record) => not_stale_nor_echo(engine, job, record, &data)?,
+        None => Seen::default(),
+    };
     let status = (mapping.schema_name == "order_status")
         .then(|| {
             data.get("status")
@@ -156,14 +167,15 @@ fn prepare(engine: &Engine, job: &Job) -> Stage<Prepared> {
         data,
         keys,
         status,
+        seen,
     })
 }
 
 /// Skips an event older than the version already applied, or one that only repeats what
 /// handoff itself wrote to the record.
-fn not_stale_nor_echo(engine: &Engine, job: &Job, record: &str, data: &Value) -> Stage<()> {
+fn not_stale_nor_echo(engine: &Engine, job: &Job, record: &str, data: &Value) -> Stage<Seen> {
     let Some(applied) = engine.queue.applied(&job.flow, record)? else {
-        return Ok(());
+        return Ok(Seen::default());
     };
     if let (Some(version), Some(last)) = (&job.version, &applied.version)
         && super::version::older(version, last)
@@ -174,10 +186,16 @@ fn not_stale_nor_echo(engine: &Engine, job: &Job, record: &str, data: &Value) ->
         )));
     }
     if job.payload.is_some() || applied.seq == job.seq {
-        return Ok(());
+        return Ok(Seen {
+            applied: Some(applied),
+            echo: None,
+        });
     }
     let Some(echo) = engine.queue.echo(record)? else {
-        return Ok(());
+        return Ok(Seen {
+            applied: Some(applied),
+            echo: None,
+        });
     };
     let before = engine.journal.read(applied.seq, applied.at).map(|e| e.data);
     if let Ok(before) = before
@@ -188,7 +206,10 @@ fn not_stale_nor_echo(engine: &Engine, job: &Job, record: &str, data: &Value) ->
             "the event only repeats what handoff wrote to this record",
         )));
     }
-    Ok(())
+    Ok(Seen {
+        applied: Some(applied),
+        echo: Some(echo),
+    })
 }
 
 /// The target ids of the records the document refers to; parks when one is missing.
@@ -340,8 +361,8 @@ fn record(
             echo,
         });
     } else if let Some(record) = &job.object_id
-        && let Ok(Some(echo)) = engine.queue.echo(record)
-        && let Some(pruned) = super::echo::changed_by_crm(&echo, &prepared.data)
+        && let Some(echo) = &prepared.seen.echo
+        && let Some(pruned) = super::echo::changed_by_crm(echo, &prepared.data)
     {
         // The CRM changed fields handoff had written: they are no longer handoff's.
         effects.push(Effect::Echo {
@@ -586,6 +607,7 @@ pub fn dry_run(engine: &Engine, job: &Job, data: &Value) -> Result<Value, String
         data: data.clone(),
         keys,
         status: None,
+        seen: Seen::default(),
     };
     let context = resolve(engine, job, &prepared).map_err(|outcome| match outcome {
         Outcome::Parked((kind, id), _) => {
