@@ -327,6 +327,22 @@ fn event_and_context(
     Ok((data, context))
 }
 
+/// One mapping file with its lookups, and the event and context to map (None: the file has
+/// problems, printed).
+fn one_mapping(
+    file: &PathBuf,
+    event: &PathBuf,
+    context: Option<PathBuf>,
+    config: Option<PathBuf>,
+) -> anyhow::Result<Option<(Mapping, Lookups, serde_json::Value, crate::mapping::Context)>> {
+    let (data, context) = event_and_context(event, context.as_ref())?;
+    let Some((mappings, lookups)) = load_mappings(std::slice::from_ref(file), config)? else {
+        return Ok(None);
+    };
+    let mapping = mappings.into_iter().next().expect("one file, one mapping");
+    Ok(Some((mapping, lookups, data, context)))
+}
+
 fn mapping_bench(
     file: PathBuf,
     event: PathBuf,
@@ -334,11 +350,11 @@ fn mapping_bench(
     seconds: u64,
     config: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    let (data, context) = event_and_context(&event, context.as_ref())?;
-    let Some((mappings, lookups)) = load_mappings(std::slice::from_ref(&file), config)? else {
+    let Some((mapping, lookups, data, context)) = one_mapping(&file, &event, context, config)?
+    else {
         return Ok(ExitCode::FAILURE);
     };
-    let mapping = &mappings[0];
+    let mapping = &mapping;
     let duration = std::time::Duration::from_secs(seconds.max(1));
     match crate::mapping::bench::bench(mapping, &lookups, &data, &context, duration) {
         Ok(measured) => {
@@ -370,11 +386,10 @@ fn mapping_run(
     context: Option<PathBuf>,
     config: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    let (data, context) = event_and_context(&event, context.as_ref())?;
-    let Some((mappings, lookups)) = load_mappings(std::slice::from_ref(&file), config)? else {
+    let Some((mapping, lookups, data, context)) = one_mapping(&file, &event, context, config)?
+    else {
         return Ok(ExitCode::FAILURE);
     };
-    let mapping = &mappings[0];
     match mapping.apply(&data, &lookups, &context) {
         Ok(document) => {
             println!("{}", serde_json::to_string_pretty(&document.body)?);

@@ -387,25 +387,24 @@ fn check_finds_a_source_whose_events_no_mapping_can_read() {
     );
 }
 
+/// `handoff mapping bench` of the shipped account mapping on `event` for a second.
+fn mapping_bench(event: &str) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("event.json");
+    std::fs::write(&path, event).unwrap();
+    let mapping = "mappings/account_to_customer.yaml";
+    handoff()
+        .args(["mapping", "bench", mapping, "--seconds", "1", "--event"])
+        .arg(&path)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap()
+}
+
 /// `handoff mapping bench FILE --event EVENT.json --seconds N` prints the rate and µs per mapping.
 #[test]
 fn mapping_bench_measures_an_integrators_mapping() {
-    let dir = tempfile::tempdir().unwrap();
-    let event = dir.path().join("event.json");
-    std::fs::write(&event, r#"{"data": {"Id": "001X", "Name": "Zeta"}}"#).unwrap();
-    let output = handoff()
-        .args([
-            "mapping",
-            "bench",
-            "mappings/account_to_customer.yaml",
-            "--seconds",
-            "1",
-            "--event",
-        ])
-        .arg(&event)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
+    let output = mapping_bench(r#"{"data": {"Id": "001X", "Name": "Zeta"}}"#);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}");
     let rate: f64 = stdout
@@ -417,19 +416,6 @@ fn mapping_bench_measures_an_integrators_mapping() {
     assert!(rate > 100.0, "{stdout}");
     assert!(stdout.contains("µs per mapping"), "{stdout}");
     // An event the mapping refuses has no figure.
-    std::fs::write(&event, r#"{"data": {"Id": "001Y", "Name": " "}}"#).unwrap();
-    let output = handoff()
-        .args([
-            "mapping",
-            "bench",
-            "mappings/account_to_customer.yaml",
-            "--seconds",
-            "1",
-            "--event",
-        ])
-        .arg(&event)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
+    let refused = mapping_bench(r#"{"data": {"Id": "001Y", "Name": " "}}"#);
+    assert!(!refused.status.success());
 }

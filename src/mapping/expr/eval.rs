@@ -147,17 +147,7 @@ fn binary<'a>(
                 (Val::Num(a), Val::Num(b)) => a.cmp(b),
                 (Val::Str(a), Val::Str(b)) => a.cmp(b),
                 _ => {
-                    return Err(EvalError::new(
-                        "type_mismatch",
-                        format!(
-                            "cannot compare {} {} with {} {}",
-                            l.kind(),
-                            l.preview(),
-                            r.kind(),
-                            r.preview()
-                        ),
-                        span,
-                    ));
+                    return Err(cannot_compare(&l, &r, span));
                 }
             };
             Val::Bool(match op {
@@ -197,19 +187,7 @@ fn binary<'a>(
 /// equals the number; any other text compared with a boolean or a number, or a boolean with a
 /// number, is a `type_mismatch`. `null` equals only `null`.
 fn equal(l: &Val<'_>, r: &Val<'_>, span: Span) -> Result<bool, EvalError> {
-    let mismatch = || {
-        EvalError::new(
-            "type_mismatch",
-            format!(
-                "cannot compare {} {} with {} {}",
-                l.kind(),
-                l.preview(),
-                r.kind(),
-                r.preview()
-            ),
-            span,
-        )
-    };
+    let mismatch = || cannot_compare(l, r, span);
     Ok(match (l, r) {
         (Val::Num(a), Val::Num(b)) => a == b,
         (Val::Str(a), Val::Str(b)) => a == b,
@@ -224,6 +202,21 @@ fn equal(l: &Val<'_>, r: &Val<'_>, span: Span) -> Result<bool, EvalError> {
         (Val::Bool(_), Val::Num(_)) | (Val::Num(_), Val::Bool(_)) => return Err(mismatch()),
         _ => l.clone().into_json() == r.clone().into_json(),
     })
+}
+
+/// `cannot compare string "maybe" with boolean false` (a `type_mismatch`).
+fn cannot_compare(l: &Val<'_>, r: &Val<'_>, span: Span) -> EvalError {
+    EvalError::new(
+        "type_mismatch",
+        format!(
+            "cannot compare {} {} with {} {}",
+            l.kind(),
+            l.preview(),
+            r.kind(),
+            r.preview()
+        ),
+        span,
+    )
 }
 
 /// `"true"` or `"false"` (any case) as a boolean.
