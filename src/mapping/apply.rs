@@ -262,7 +262,7 @@ fn error(field: &str, rule: &str, e: EvalError) -> MappingError {
         field: field.to_owned(),
         rule: rule.to_owned(),
         code: e.code.to_owned(),
-        message: e.message,
+        message: e.into_message(),
     }
 }
 

@@ -26,10 +26,15 @@ pub struct Scope<'a> {
 }
 
 /// A run-time error: the data does not fit the rule. Never retried; it names the span of the
-/// rule's text and the value found.
+/// rule's text and the value found. Boxed, so that every evaluation's `Result` stays the size
+/// of a value (errors are rare; results are moved on every step).
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
-#[error("{message}")]
-pub struct EvalError {
+#[error("{}", .0.message)]
+pub struct EvalError(Box<Fault>);
+
+/// What an [`EvalError`] says (its fields read through the error).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
     /// A stable reason: `type_mismatch`, `not_a_number`, `division_by_zero`, `unknown_lookup`,
     /// `missing_xref`, `bad_date`, `bad_argument`.
     pub code: &'static str,
@@ -37,13 +42,26 @@ pub struct EvalError {
     pub span: Span,
 }
 
+impl std::ops::Deref for EvalError {
+    type Target = Fault;
+
+    fn deref(&self) -> &Fault {
+        &self.0
+    }
+}
+
 impl EvalError {
     pub fn new(code: &'static str, message: impl Into<String>, span: Span) -> Self {
-        EvalError {
+        EvalError(Box::new(Fault {
             code,
             message: message.into(),
             span,
-        }
+        }))
+    }
+
+    /// Its message, without copying it.
+    pub fn into_message(self) -> String {
+        self.0.message
     }
 }
 
