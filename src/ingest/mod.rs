@@ -10,7 +10,8 @@
 //! predicate the wiring passes in), are stored as ignored and answered 200 so the sender stops
 //! retrying. Files: `verify.rs` (the one parameterised verifier), `preset.rs` (named schemes),
 //! `template.rs` (signed-bytes templates), `event.rs` (envelopes and type rules),
-//! `salesforce.rs` (SOAP outbound messages), `error.rs` (refusals → responses).
+//! `salesforce.rs` (SOAP outbound messages), `error.rs` (refusals → responses), `sign.rs`
+//! (signing as a sender does: `handoff send`, and the check that signing and verifying agree).
 
 pub mod error;
 pub mod event;
