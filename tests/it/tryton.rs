@@ -285,6 +285,24 @@ async fn accounts_and_won_opportunities_become_tryton_sales_and_status_comes_bac
     assert_eq!(again.as_array().unwrap().len(), 1);
 }
 
+/// Creates (or updates) the party `customer` describes through `adapter`; returns its id.
+pub async fn upsert_party(adapter: &dyn handoff::adapters::Adapter, customer: &Value) -> String {
+    let code = customer["code"].as_str().unwrap();
+    adapter
+        .send(handoff::adapters::Delivery {
+            operation: "upsert_customer",
+            document: customer,
+            idempotency_key: code,
+            match_key: Some(code),
+            in_doubt: false,
+            accept_amounts: false,
+        })
+        .await
+        .unwrap()
+        .external_id
+        .unwrap()
+}
+
 trait IntoArray {
     fn into_array(self) -> Value;
 }
@@ -298,7 +316,6 @@ impl IntoArray for Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn tryton_passes_the_conformance_harness() {
     use crate::conformance::{self, Case, Fault, FaultProxy};
-    use handoff::adapters::Delivery;
 
     let url = tryton_url();
     let proxy = FaultProxy::start(&url).await;
@@ -325,20 +342,7 @@ async fn tryton_passes_the_conformance_harness() {
         "code": format!("001C{run:08X}"), "name": "Conformance GmbH",
         "invoice_address": {"street": "Hauptstr. 5", "postal_code": "10115", "city": "Berlin"}
     });
-    let code = format!("001C{run:08X}");
-    let party = adapter
-        .send(Delivery {
-            operation: "upsert_customer",
-            document: &customer,
-            idempotency_key: &code,
-            match_key: Some(&code),
-            in_doubt: false,
-            accept_amounts: false,
-        })
-        .await
-        .unwrap()
-        .external_id
-        .unwrap();
+    let party = upsert_party(adapter, &customer).await;
     let order = |reference: &str, product: &str| {
         json!({"reference": reference, "customer": party, "currency": "USD",
                "lines": [{"product_code": product, "quantity": 2, "unit_price": "19.49"}]})

@@ -88,20 +88,7 @@ async fn only_sales_handoff_made_or_an_operator_linked_report_back() {
     let code = format!("001N{run:08X}");
     let customer = json!({"code": code, "name": "Not Ours GmbH",
         "invoice_address": {"street": "Hauptstr. 5", "postal_code": "10115", "city": "Berlin"}});
-    let party = hand
-        .adapter
-        .send(Delivery {
-            operation: "upsert_customer",
-            document: &customer,
-            idempotency_key: &code,
-            match_key: Some(&code),
-            in_doubt: false,
-            accept_amounts: false,
-        })
-        .await
-        .unwrap()
-        .external_id
-        .unwrap();
+    let party = crate::tryton::upsert_party(hand.adapter.as_ref(), &customer).await;
     // Confirmed before handoff was connected.
     let before = format!("006NB{run:08X}");
     confirmed_sale(&hand, &party, &before).await;
