@@ -287,13 +287,29 @@ async fn accounts_and_won_opportunities_become_tryton_sales_and_status_comes_bac
 
 /// Creates (or updates) the party `customer` describes through `adapter`; returns its id.
 pub async fn upsert_party(adapter: &dyn handoff::adapters::Adapter, customer: &Value) -> String {
-    let code = customer["code"].as_str().unwrap();
+    deliver(
+        adapter,
+        "upsert_customer",
+        customer,
+        customer["code"].as_str().unwrap(),
+    )
+    .await
+}
+
+/// Sends `document` through `adapter` as `operation`, `key` as idempotency and match key, as a
+/// person typing into Tryton would (no handoff job); returns the id Tryton gave it.
+pub async fn deliver(
+    adapter: &dyn handoff::adapters::Adapter,
+    operation: &str,
+    document: &Value,
+    key: &str,
+) -> String {
     adapter
         .send(handoff::adapters::Delivery {
-            operation: "upsert_customer",
-            document: customer,
-            idempotency_key: code,
-            match_key: Some(code),
+            operation,
+            document,
+            idempotency_key: key,
+            match_key: Some(key),
             in_doubt: false,
             accept_amounts: false,
         })

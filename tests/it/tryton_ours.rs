@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use handoff::adapters::Delivery;
 use handoff::adapters::connector::Connector;
 use serde_json::{Value, json};
 
@@ -35,19 +34,13 @@ fn by_hand(url: &str, dir: &std::path::Path) -> Connector {
 async fn confirmed_sale(hand: &Connector, party: &str, reference: &str) -> String {
     let order = json!({"reference": reference, "customer": party, "currency": "USD",
                        "lines": [{"product_code": "SKU-1", "quantity": 1, "unit_price": "19.49"}]});
-    hand.adapter
-        .send(Delivery {
-            operation: "create_sales_order",
-            document: &order,
-            idempotency_key: reference,
-            match_key: Some(reference),
-            in_doubt: false,
-            accept_amounts: false,
-        })
-        .await
-        .unwrap()
-        .external_id
-        .unwrap()
+    crate::tryton::deliver(
+        hand.adapter.as_ref(),
+        "create_sales_order",
+        &order,
+        reference,
+    )
+    .await
 }
 
 /// The service with a Tryton ERP (polled every second) and the recording CRM.
