@@ -112,7 +112,8 @@ async fn login(
                 .into_response()
         }
         None => {
-            ui.auth.throttle.failed(&keys, now);
+            // The delay runs from when the password was found wrong, not from when it arrived.
+            ui.auth.throttle.failed(&keys, std::time::Instant::now());
             tracing::warn!(user = %name, client = %address, "dashboard login refused");
             tokio::time::sleep(Duration::from_millis(300)).await;
             (
