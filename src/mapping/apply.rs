@@ -126,10 +126,8 @@ impl Mapping {
             body.insert(lines.into.clone(), Value::Array(out));
         }
         let body = Value::Object(body);
-        if !self.schema.is_valid(&body)
-            && let Some(violation) = self.schema.iter_errors(&body).next()
-        {
-            let path = violation.instance_path().to_string();
+        if let Err(violation) = self.schema.validate(&body) {
+            let path = violation.path;
             return Err(MappingError {
                 field: match path.trim_start_matches('/') {
                     "" => "(document)".to_owned(),
@@ -137,7 +135,10 @@ impl Mapping {
                 },
                 rule: self.rule_at(&path),
                 code: "schema".into(),
-                message: format!("the document breaks the target schema at {path:?}: {violation}"),
+                message: format!(
+                    "the document breaks the target schema at {path:?}: {}",
+                    violation.message
+                ),
             });
         }
         let keys = self.keys_in(&scope)?;

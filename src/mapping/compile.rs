@@ -115,7 +115,7 @@ pub fn compile(
     let schema = match schemas.get(&schema_name.value) {
         Some(schema) => {
             check_against_schema(&source, &spec, schema, &mut problems);
-            jsonschema::validator_for(schema)
+            super::schema::Schema::new(schema)
                 .map_err(|e| {
                     problems.push(source.problem(
                         schema_name.referenced,

@@ -13,6 +13,7 @@ pub mod bench;
 pub mod compile;
 pub mod expr;
 pub mod live;
+pub mod schema;
 pub mod spec;
 pub mod testing;
 
@@ -44,7 +45,7 @@ pub struct Mapping {
     pub fields: Vec<Field>,
     pub lines: Option<Lines>,
     /// The target schema, compiled once.
-    pub schema: jsonschema::Validator,
+    pub schema: schema::Schema,
     pub tests: Vec<spec::TestSpec>,
 }
 

@@ -83,15 +83,96 @@ impl<'a> Val<'a> {
 /// Parses decimal text, plain (`15000.50`) or scientific (`1.5e3`).
 pub fn parse_decimal(text: &str) -> Option<Decimal> {
     let text = text.trim();
-    Decimal::from_str(text)
-        .ok()
+    plain_decimal(text)
+        .or_else(|| Decimal::from_str(text).ok())
         .or_else(|| Decimal::from_scientific(text).ok())
+}
+
+/// The common case, read directly: `-?digits(.digits)?` with at most 18 digits and not a
+/// negative zero. The result is what `Decimal::from_str` gives (the same value and scale;
+/// `plain_decimals_read_as_rust_decimal_does` checks that); anything else is `None`.
+fn plain_decimal(text: &str) -> Option<Decimal> {
+    let (negative, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+    let digits = whole.len() + fraction.len();
+    if whole.is_empty() || (unsigned.len() > whole.len() && fraction.is_empty()) || digits > 18 {
+        return None;
+    }
+    let mut mantissa: i64 = 0;
+    for b in whole.bytes().chain(fraction.bytes()) {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        mantissa = mantissa * 10 + i64::from(b - b'0');
+    }
+    if negative && mantissa == 0 {
+        return None;
+    }
+    let scale = u32::try_from(fraction.len()).ok()?;
+    Some(Decimal::new(
+        if negative { -mantissa } else { mantissa },
+        scale,
+    ))
 }
 
 /// A decimal as a JSON number with exactly its text. A decimal's text (`-12.50`, `0`) is always
 /// a valid JSON number, so it is not parsed again (`decimal_text_is_json` checks that).
 pub fn decimal_to_json(d: Decimal) -> Value {
-    Value::Number(serde_json::Number::from_string_unchecked(d.to_string()))
+    Value::Number(serde_json::Number::from_string_unchecked(decimal_text(d)))
+}
+
+/// A decimal's text, as its `Display` writes it (`decimal_text_matches_display` checks that),
+/// without the formatting machinery: the mantissa's digits with the point put in.
+pub fn decimal_text(d: Decimal) -> String {
+    let mut digits = [0u8; 40];
+    let mut at = digits.len();
+    let mut push = |digit: u8| {
+        at -= 1;
+        digits[at] = b'0' + digit;
+    };
+    let mantissa = d.mantissa().unsigned_abs();
+    // Most mantissas fit 64 bits, whose division is far cheaper than 128 bits'.
+    match u64::try_from(mantissa) {
+        Ok(mut rest) => loop {
+            push((rest % 10) as u8);
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        },
+        Err(_) => {
+            let mut rest = mantissa;
+            loop {
+                push((rest % 10) as u8);
+                rest /= 10;
+                if rest == 0 {
+                    break;
+                }
+            }
+        }
+    }
+    let digits = std::str::from_utf8(&digits[at..]).expect("ascii digits");
+    let scale = d.scale() as usize;
+    let mut out = String::with_capacity(digits.len() + scale + 3);
+    if d.is_sign_negative() {
+        out.push('-');
+    }
+    if scale == 0 {
+        out.push_str(digits);
+    } else if digits.len() > scale {
+        let (whole, fraction) = digits.split_at(digits.len() - scale);
+        out.push_str(whole);
+        out.push('.');
+        out.push_str(fraction);
+    } else {
+        out.push_str("0.");
+        out.extend(std::iter::repeat_n('0', scale - digits.len()));
+        out.push_str(digits);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -120,6 +201,61 @@ mod tests {
                 Ok(())
             })
             .unwrap();
+    }
+
+    #[test]
+    fn decimal_text_matches_display() {
+        use proptest::prelude::*;
+        let mut runner = proptest::test_runner::TestRunner::default();
+        let wide = (
+            any::<u32>(),
+            any::<u32>(),
+            any::<u32>(),
+            any::<bool>(),
+            0u32..=28,
+        )
+            .prop_map(|(lo, mid, hi, negative, scale)| {
+                Decimal::from_parts(lo, mid, hi, negative, scale)
+            });
+        runner
+            .run(&prop_oneof![any_decimal(), wide], |d| {
+                proptest::prop_assert_eq!(decimal_text(d), d.to_string());
+                Ok(())
+            })
+            .unwrap();
+        for d in [
+            Decimal::ZERO,
+            -Decimal::ZERO,
+            Decimal::MAX,
+            Decimal::MIN,
+            Decimal::new(-5, 28),
+        ] {
+            assert_eq!(decimal_text(d), d.to_string());
+        }
+    }
+
+    #[test]
+    fn plain_decimals_read_as_rust_decimal_does() {
+        let mut runner = proptest::test_runner::TestRunner::default();
+        let text = "-?[0-9]{0,12}(\\.[0-9]{0,10})?|[0-9 .+-]{0,6}";
+        runner
+            .run(&proptest::string::string_regex(text).unwrap(), |text| {
+                if let Some(fast) = plain_decimal(&text) {
+                    let reference = Decimal::from_str(&text);
+                    proptest::prop_assert!(reference.is_ok(), "{text:?}");
+                    let reference = reference.unwrap();
+                    proptest::prop_assert_eq!(fast, reference);
+                    proptest::prop_assert_eq!(fast.to_string(), reference.to_string());
+                }
+                Ok(())
+            })
+            .unwrap();
+        for text in ["0", "-0.5", "007", "123456789012345678", "1.50", "0.000"] {
+            assert_eq!(plain_decimal(text), Decimal::from_str(text).ok(), "{text}");
+        }
+        for text in ["-0", "1.", ".5", "+1", "1e3", "1234567890123456789", ""] {
+            assert_eq!(plain_decimal(text), None, "{text}");
+        }
     }
 
     fn any_decimal() -> impl proptest::strategy::Strategy<Value = Decimal> {

@@ -113,7 +113,7 @@ pub static FUNCTIONS: &[Function] = &[
         Some(1),
         "trim(text)",
         "text without leading and trailing white space",
-        |a, _, s| text::map_text(a, s, |t| t.trim().to_owned()),
+        |a, _, s| text::map_text(a, s, |t| Cow::Borrowed(t.trim())),
     ),
     function(
         "upper",
@@ -121,7 +121,7 @@ pub static FUNCTIONS: &[Function] = &[
         Some(1),
         "upper(text)",
         "text in upper case",
-        |a, _, s| text::map_text(a, s, |t| t.to_uppercase()),
+        |a, _, s| text::map_text(a, s, |t| text::change_case(t, true)),
     ),
     function(
         "lower",
@@ -129,7 +129,7 @@ pub static FUNCTIONS: &[Function] = &[
         Some(1),
         "lower(text)",
         "text in lower case",
-        |a, _, s| text::map_text(a, s, |t| t.to_lowercase()),
+        |a, _, s| text::map_text(a, s, |t| text::change_case(t, false)),
     ),
     function(
         "concat",
@@ -258,7 +258,7 @@ pub(super) fn text<'a>(value: Val<'a>, span: Span) -> Result<Option<Cow<'a, str>
     match value {
         Val::Null => Ok(None),
         Val::Str(s) => Ok(Some(s)),
-        Val::Num(d) => Ok(Some(Cow::Owned(d.to_string()))),
+        Val::Num(d) => Ok(Some(Cow::Owned(super::value::decimal_text(d)))),
         Val::Bool(b) => Ok(Some(Cow::Borrowed(if b { "true" } else { "false" }))),
         other => Err(EvalError::new(
             "type_mismatch",
