@@ -19,6 +19,7 @@
 
 mod client;
 mod dashboard;
+mod floor;
 mod nodered;
 mod orders;
 mod servers;
@@ -122,6 +123,12 @@ pub struct Args {
     /// … posting each body to this sink.
     #[arg(long, hide = true)]
     relay_to: Option<String>,
+    /// Internal: run the durable floor (floor.rs) on this address, to `--relay-to`, journaling
+    /// into this directory (`--relay-dir`).
+    #[arg(long, hide = true)]
+    durable_relay_server: Option<String>,
+    #[arg(long, hide = true)]
+    relay_dir: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -131,6 +138,18 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(addr) = &args.sink_server {
         return servers::sink_server(addr);
+    }
+    if let (Some(addr), Some(to), Some(dir)) =
+        (&args.durable_relay_server, &args.relay_to, &args.relay_dir)
+    {
+        return floor::durable_relay_server(
+            addr,
+            to,
+            args.erp_concurrency,
+            &args.repo,
+            dir,
+            &args.secret,
+        );
     }
     if let (Some(addr), Some(to)) = (&args.relay_server, &args.relay_to) {
         return servers::relay_server(addr, to, args.erp_concurrency);

@@ -428,6 +428,39 @@ async fn relay_baseline(args: &Args, opportunities: &[Signed]) -> anyhow::Result
     through(args, &relay, &sink, opportunities, "relay").await?;
     relay.stop();
     sink.stop();
+    durable_floor(args, opportunities).await
+}
+
+/// The durable floor (floor.rs): HMAC, one fsynced append before the 202, the repo's mapping,
+/// one POST per order. What any durable, mapping relay must spend here, measured in this run.
+async fn durable_floor(args: &Args, opportunities: &[Signed]) -> anyhow::Result<()> {
+    println!("durable floor (HMAC, fsynced append before 202, the mapping, POST; no queue) …");
+    let dir = servers::temp_dir()?;
+    let sink = servers::spawn_self("--sink-server")?;
+    let concurrency = args.erp_concurrency.to_string();
+    let floor = servers::spawn_self_with(
+        "--durable-relay-server",
+        &[
+            "--relay-to",
+            &sink.base(),
+            "--erp-concurrency",
+            &concurrency,
+            "--relay-dir",
+            &dir.to_string_lossy(),
+            "--secret",
+            &args.secret,
+            "--repo",
+            &args.repo.to_string_lossy(),
+        ],
+    )?;
+    through(args, &floor, &sink, opportunities, "floor").await?;
+    println!(
+        "  written by the floor: {:.1} MiB in its journal",
+        servers::du_mib(&dir)
+    );
+    floor.stop();
+    sink.stop();
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 

@@ -286,7 +286,7 @@ fn read_listen_line(stdout: std::process::ChildStdout) -> anyhow::Result<(String
 }
 
 /// Serves `app` on `addr` on a runtime of its own, announcing the address.
-fn serve(addr: &str, app: axum::Router) -> anyhow::Result<()> {
+pub fn serve(addr: &str, app: axum::Router) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
