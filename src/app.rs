@@ -194,7 +194,13 @@ impl App {
             .route("/api/v1/openapi.json", get(openapi))
             .route("/metrics", get(metrics))
             .with_state(self.engine.clone());
-        hooks.merge(health).merge(open).merge(guarded)
+        hooks
+            .merge(health)
+            .merge(open)
+            .merge(guarded)
+            .layer(axum::middleware::from_fn(
+                crate::dashboard::json_errors::api_errors,
+            ))
     }
 
     /// Serves on `listener` until `shutdown` completes, then lets in-flight requests finish.

@@ -46,6 +46,7 @@ pub enum JobsCommand {
         /// Only jobs older than this id (the next page).
         #[arg(long)]
         before: Option<u64>,
+        /// How many jobs (1 to 500).
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },

@@ -6,6 +6,7 @@
 # Installs into target/reference/ (ignored by git):
 #   venv/          a Python virtualenv with the senders' signing libraries (PyPI)
 #   node_modules/  Stripe's Node library (npm)
+# and target/schemathesis/venv (PyPI: schemathesis, run against the API's OpenAPI document),
 # and target/tryton/: the Tryton 8.2 ERP (PyPI, SQLite), started on 127.0.0.1:8069 for the
 # adapter tests and stopped by its PID when this script exits. Debian's chromium and
 # chromium-driver are installed (apt) when missing, for the dashboard's browser test.
@@ -26,6 +27,12 @@ step "reference signing library (npm: stripe)"
 if [ ! -d "$ref/node_modules/stripe" ]; then
   npm install --silent --no-audit --no-fund --prefix "$ref" stripe@23.1.0 >/dev/null
 fi
+
+step "OpenAPI fuzzer (PyPI: schemathesis) for the JSON API"
+if [ ! -x target/schemathesis/venv/bin/st ]; then
+  python3 -m venv target/schemathesis/venv
+fi
+target/schemathesis/venv/bin/python -m pip install --quiet --disable-pip-version-check schemathesis==4.32.5
 
 step "Chromium and ChromeDriver (Debian: chromium, chromium-driver) for the dashboard test"
 if ! command -v chromedriver >/dev/null || [ ! -x /usr/bin/chromium ]; then
@@ -50,6 +57,10 @@ cargo clippy --locked --all-targets -- -D warnings
 
 step "tests"
 cargo test --locked --all-targets 2>&1 | tee target/test-output.txt
+
+step "the JSON API against its OpenAPI document (schemathesis, every check)"
+bash tests/schemathesis.sh target/debug/handoff target/schemathesis/venv/bin/st 60
+
 # One closing line for the whole suite (every "test result:" line summed).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "\nsuite: %d passed, %d failed\n", p, f }' target/test-output.txt

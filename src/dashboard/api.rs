@@ -77,6 +77,19 @@ impl From<QueueError> for ApiError {
 
 type Answer = Result<Json<Value>, ApiError>;
 
+/// A page size: `default` when not given, refused outside 1..=`max` (as the API document says).
+fn limit(given: Option<usize>, default: usize, max: usize) -> Result<usize, ApiError> {
+    match given {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "bad_filter",
+            format!("limit is 1 to {max}, not {n}"),
+        )),
+    }
+}
+
 fn not_found(what: &str) -> ApiError {
     ApiError(StatusCode::NOT_FOUND, "not_found", format!("no {what}"))
 }
@@ -165,7 +178,7 @@ pub fn list_data(engine: &Engine, filter: &JobFilter) -> Result<Value, ApiError>
         })?),
         None => None,
     };
-    let limit = filter.limit.unwrap_or(50).clamp(1, 500);
+    let limit = limit(filter.limit, 50, 500)?;
     let (flow, connector, reason, record) = (
         empty(&filter.flow),
         empty(&filter.connector),
@@ -275,6 +288,7 @@ async fn accept(State(engine): Shared, Path(id): Path<JobId>) -> Answer {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Resubmit {
     /// The corrected event data (what mapping rules call `$`); without it the job runs again on
     /// the data it has (after a mapping fix).
@@ -300,6 +314,7 @@ async fn resubmit(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Bulk {
     /// The reason code of the dead letters to act on (`fix_data`, `retries_exhausted`, …).
     reason: String,
@@ -402,7 +417,7 @@ struct XrefFilter {
 }
 
 async fn xrefs(State(engine): Shared, Query(filter): Query<XrefFilter>) -> Answer {
-    let limit = filter.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = limit(filter.limit, 100, 1000)?;
     let list = engine
         .queue
         .xrefs(filter.id.as_deref().unwrap_or(""), limit)?;

@@ -1,5 +1,6 @@
 //! Integration tests: the real service on 127.0.0.1, one module per area.
 
+mod api_errors;
 mod browser;
 mod cli;
 mod conformance;
