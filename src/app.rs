@@ -247,7 +247,7 @@ fn save_totals(engine: &Engine, dir: &std::path::Path) {
     }
 }
 
-fn problems_error(what: &str, problems: &[crate::check::Problem]) -> anyhow::Error {
+fn problems_error(what: &str, problems: &[crate::problem::Problem]) -> anyhow::Error {
     let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
     anyhow::anyhow!(
         "the {what} have {} problem(s):\n{}",

@@ -6,34 +6,7 @@
 use std::path::Path;
 
 use crate::config::Config;
-
-/// One problem, printed as `location: message`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub location: String,
-    pub message: String,
-}
-
-impl Problem {
-    /// A YAML parse or deserialization error in `file`, at its line and column when known.
-    pub fn yaml(file: &str, error: &serde_saphyr::Error) -> Problem {
-        let location = match error.location() {
-            Some(at) => format!("{file}:{}:{}", at.line(), at.column()),
-            None => file.to_owned(),
-        };
-        // The parser's snippet names its input `<input>`: name the file instead.
-        Problem {
-            location,
-            message: error.to_string().replace("<input>", file),
-        }
-    }
-}
-
-impl std::fmt::Display for Problem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.location, self.message)
-    }
-}
+use crate::problem::Problem;
 
 /// What `check` found: problems (nothing runs until they are fixed) and warnings (it runs,
 /// but probably not as meant).

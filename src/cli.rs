@@ -261,7 +261,7 @@ fn load_mappings(
 ) -> anyhow::Result<Option<(Vec<Mapping>, Lookups)>> {
     let (config, _) = Config::load(path.as_deref())?;
     let files = match files {
-        [] => crate::mapping::compile::yaml_files(&config.mappings_dir),
+        [] => crate::problem::yaml_files(&config.mappings_dir),
         named => named.to_vec(),
     };
     match crate::mapping::load_files(&files, &config.mappings_dir, &config.schemas_dir) {

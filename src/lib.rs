@@ -7,6 +7,8 @@
 //! - `app`      wiring: mappings → store → journal → sources → HTTP server, mapping reloads
 //! - `config`   typed TOML config, `HANDOFF_*` overrides, validation
 //! - `check`    `handoff check`: every config and file problem, with file:line:col
+//! - `problem`  one problem (`file:line:col: message`) and reading YAML files, shared by
+//!   `check`, `mapping` and `adapters`
 //! - `store`    the data directory's sled database (small indexes, sandboxes) and its layout version
 //! - `journal`  durable, deduplicated journal of accepted events; group commit
 //! - `logging`  log setup; request values escaped in the text format
@@ -19,7 +21,7 @@
 //! - `serve`    the HTTP server loop: header and request timeouts, connections per address
 //! - `sync`     the engine: router (journal → jobs), workers per connector, breaker, status back
 //! - `adapters` the systems handoff talks to: REST connectors, the sandbox
-//! - `dashboard` the operator's JSON API
+//! - `dashboard` the operator's HTML pages, JSON API (errors always JSON), metrics and auth
 //!
 //! The data path and its invariants are described in ARCHITECTURE.md and README.md.
 
@@ -37,6 +39,7 @@ pub mod logging;
 pub mod mapping;
 pub mod metrics;
 pub mod operate;
+pub mod problem;
 pub mod queue;
 pub mod send;
 pub mod serve;

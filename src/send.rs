@@ -6,8 +6,9 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use crate::config::{Config, Preset};
+use crate::config::Config;
 use crate::ingest::preset;
+use crate::ingest::settings::Preset;
 use crate::ingest::sign::Sending;
 
 /// Posts `file` to `/hooks/{source}` of the handoff at `url` (default: the configured listen

@@ -53,8 +53,8 @@ use super::sandbox::Sandbox;
 use super::tryton::rpc::Rpc;
 use super::tryton::{Tryton, TrytonSpec};
 use super::{Adapter, Poller};
-use crate::check::Problem;
 use crate::config::SecretLookup;
+use crate::problem::Problem;
 use crate::queue::retry::RetryPolicy;
 use crate::store::Store;
 
@@ -250,8 +250,8 @@ pub fn load_dir(
 ) -> Result<Vec<Connector>, Vec<Problem>> {
     let mut connectors = Vec::new();
     let mut problems = Vec::new();
-    for path in crate::mapping::compile::yaml_files(dir) {
-        let (name, file, spec) = crate::mapping::compile::read_yaml::<ConnectorSpec>(&path);
+    for path in crate::problem::yaml_files(dir) {
+        let (name, file, spec) = crate::problem::read_yaml::<ConnectorSpec>(&path);
         match spec.and_then(|spec| build(&file, name, spec, secrets, store)) {
             Ok(connector) => connectors.push(connector),
             Err(problem) => problems.push(problem),

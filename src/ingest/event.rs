@@ -6,8 +6,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::error::IngestError;
-use crate::config::{EventRule, Locator, SourceConfig};
 use crate::envelope::Envelope;
+use crate::ingest::settings::{EventRule, Locator, SourceConfig};
 
 /// A compiled event-type rule.
 #[derive(Debug, Clone)]

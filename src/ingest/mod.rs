@@ -17,6 +17,7 @@ pub mod error;
 pub mod event;
 pub mod preset;
 pub mod salesforce;
+pub mod settings;
 pub mod sign;
 pub mod template;
 pub mod verify;
@@ -31,8 +32,9 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 
-use crate::config::{Config, Origin, Preset, SecretLookup, SourceConfig};
+use crate::config::{Config, Origin, SecretLookup};
 use crate::envelope::Envelope;
+use crate::ingest::settings::{Preset, SourceConfig};
 use crate::journal::Journal;
 use error::IngestError;
 use event::{IdSource, Typing};

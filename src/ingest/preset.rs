@@ -6,7 +6,7 @@ use axum::http::HeaderName;
 
 use super::template::{self, Part};
 use super::verify::{Scheme, SignatureFormat, TimestampRule};
-use crate::config::{Encoding, HmacParams, KeyDecoding, Preset, TimestampUnit};
+use crate::ingest::settings::{Encoding, HmacParams, KeyDecoding, Preset, TimestampUnit};
 
 fn headers(names: &[&str]) -> Vec<HeaderName> {
     names

@@ -10,7 +10,7 @@ use sha2::Sha256;
 
 use super::template::Part;
 use super::verify::{Scheme, SignatureFormat};
-use crate::config::{Encoding, KeyDecoding, TimestampUnit};
+use crate::ingest::settings::{Encoding, KeyDecoding, TimestampUnit};
 
 /// What the signature covers besides the body.
 pub struct Sending<'a> {
@@ -91,8 +91,8 @@ mod tests {
     use axum::http::HeaderMap;
 
     use super::*;
-    use crate::config::Preset;
     use crate::ingest::preset::scheme;
+    use crate::ingest::settings::Preset;
     use crate::ingest::verify::{SignedRequest, Verifier};
 
     #[test]

@@ -14,7 +14,7 @@ use subtle::ConstantTimeEq;
 use thiserror::Error;
 
 use super::template::Part;
-use crate::config::{Encoding, KeyDecoding, TimestampUnit};
+use crate::ingest::settings::{Encoding, KeyDecoding, TimestampUnit};
 
 type HmacSha256 = Hmac<Sha256>;
 

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use super::expr::{self, Expr, Node};
 use super::spec::{FieldSpec, MappingSpec, Text};
 use super::{Field, Hold, Lines, Mapping};
-use crate::check::Problem;
+use crate::problem::{Problem, read_yaml, yaml_files};
 
 /// Lookup tables by name (file stem in `mappings/lookups/`).
 pub type Lookups = HashMap<String, Map<String, Value>>;
@@ -381,43 +381,4 @@ pub fn load_lookups(dir: &Path) -> Result<Lookups, Vec<Problem>> {
     } else {
         Err(problems)
     }
-}
-
-/// Reads and parses one YAML file: its name (the file stem), its path as text for problems, and
-/// the value or the problem (with `file:line:col`).
-pub fn read_yaml<T: serde::de::DeserializeOwned>(
-    path: &Path,
-) -> (String, String, Result<T, Problem>) {
-    let file = path.display().to_string();
-    let name = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or_default()
-        .to_owned();
-    let parsed = std::fs::read_to_string(path)
-        .map_err(|e| Problem {
-            location: file.clone(),
-            message: e.to_string(),
-        })
-        .and_then(|text| serde_saphyr::from_str::<T>(&text).map_err(|e| Problem::yaml(&file, &e)));
-    (name, file, parsed)
-}
-
-/// `*.yaml` and `*.yml` files in `dir`, sorted; none if it does not exist.
-pub fn yaml_files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|entry| entry.path())
-        .filter(|path| {
-            path.is_file()
-                && matches!(
-                    path.extension().and_then(|e| e.to_str()),
-                    Some("yaml" | "yml")
-                )
-        })
-        .collect();
-    files.sort();
-    files
 }

@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{Lookups, Mapping, compile, load_dir};
-use crate::check::Problem;
+use super::{Lookups, Mapping, load_dir};
+use crate::problem::Problem;
 
 /// A compiled set of mappings.
 pub struct Loaded {
@@ -90,8 +90,8 @@ impl LiveMappings {
 
 fn fingerprint(dir: &Path, schemas_dir: &Path) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    let mut files = compile::yaml_files(dir);
-    files.extend(compile::yaml_files(&dir.join("lookups")));
+    let mut files = crate::problem::yaml_files(dir);
+    files.extend(crate::problem::yaml_files(&dir.join("lookups")));
     files.extend(
         std::fs::read_dir(schemas_dir)
             .into_iter()

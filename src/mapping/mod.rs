@@ -23,7 +23,7 @@ use std::path::Path;
 pub use apply::{Context, Document, Keys, MappingError};
 pub use compile::Lookups;
 
-use crate::check::Problem;
+use crate::problem::Problem;
 use expr::Expr;
 
 /// A compiled mapping, ready to apply.
@@ -86,7 +86,7 @@ pub struct Lines {
 /// Every mapping in `dir`, with the lookups of `dir/lookups` and the schemas of `schemas_dir`;
 /// or every problem in all of them.
 pub fn load_dir(dir: &Path, schemas_dir: &Path) -> Result<(Vec<Mapping>, Lookups), Vec<Problem>> {
-    load_files(&compile::yaml_files(dir), dir, schemas_dir)
+    load_files(&crate::problem::yaml_files(dir), dir, schemas_dir)
 }
 
 /// The given mapping files, with the lookups of `dir/lookups` and the schemas of `schemas_dir`.

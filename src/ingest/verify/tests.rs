@@ -3,8 +3,8 @@
 use axum::http::{HeaderMap, HeaderValue};
 
 use super::*;
-use crate::config::Preset;
 use crate::ingest::preset;
+use crate::ingest::settings::Preset;
 
 const SW_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 const SW_ID: &str = "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk";
@@ -225,7 +225,7 @@ fn shopify_base64_over_body() {
 
 #[test]
 fn generic_hmac_follows_its_parameters() {
-    let params = crate::config::HmacParams {
+    let params = crate::ingest::settings::HmacParams {
         header: "X-Signature".into(),
         signed: "{timestamp}.{body}".into(),
         encoding: Encoding::Hex,
