@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
 use super::Failure;
-use crate::queue::Class;
+use crate::adapters::Class;
 
 /// A client with pooled connections, the given timeouts and the proxy from the environment.
 pub fn client(connect: Duration, request: Duration) -> reqwest::Client {

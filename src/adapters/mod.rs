@@ -1,19 +1,22 @@
 //! Adapters: the one place handoff talks to external systems.
 //!
-//! Every adapter implements [`Adapter`]; failures are classified here, once, into the engine's
-//! classes (`queue::Class`), so the engine never looks at a status code. Adapters never touch the
-//! queue. `connector.rs` reads `connectors/*.yaml` and builds the adapter each file describes.
+//! Every adapter implements [`Adapter`]; failures are classified here, once, into a [`Class`]
+//! (`class.rs`), so the engine never looks at a status code. Adapters never touch the queue.
+//! `connector/` reads `connectors/*.yaml` (`spec.rs`) and builds the adapter each file describes.
 //!
 //! - `sandbox`  plays an ERP or a CRM inside the local store (embedded defaults; labelled so)
 //! - `rest`     a generic REST connector driven by its YAML file
 //! - `tryton`   the Tryton ERP over JSON-RPC, with its status poller
 //! - `http`     the shared HTTP client and status classification
 
+mod class;
 pub mod connector;
 pub mod http;
 pub mod rest;
 pub mod sandbox;
 pub mod tryton;
+
+pub use class::Class;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,8 +25,6 @@ use std::time::Duration;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::Value;
-
-use crate::queue::Class;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{Adapter, BoxFuture, Delivered, Delivery, Failure};
-use crate::queue::Class;
+use crate::adapters::Class;
 use crate::store::Store;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -42,7 +42,7 @@ use tokio::sync::Notify;
 use crate::clock::Clock;
 use crate::journal::Position;
 pub use embedded::Embedded;
-pub use job::{Attempt, Class, Job, JobId, Reason, State};
+pub use job::{Attempt, Job, JobId, Reason, State};
 pub use lines::Entry;
 use records::{Applied, Echo, Effect, Xref};
 

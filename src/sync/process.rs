@@ -12,12 +12,13 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::{Engine, Live, status};
+use crate::adapters::Class;
 use crate::adapters::{Delivered, Delivery, Failure, Shortage};
 use crate::mapping::live::Loaded;
 use crate::mapping::{Context, Document, Keys, Mapping};
 use crate::queue::job::Failing;
 use crate::queue::records::{Applied, Echo, Effect, Xref};
-use crate::queue::{Attempt, Class, Job, QueueError, Reason, Settle, State};
+use crate::queue::{Attempt, Job, QueueError, Reason, Settle, State};
 
 /// How an attempt ended.
 pub enum Outcome {

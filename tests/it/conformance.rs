@@ -18,8 +18,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
+use handoff::adapters::Class;
 use handoff::adapters::{Adapter, Delivery, Failure};
-use handoff::queue::Class;
 use serde_json::Value;
 
 /// What the proxy does to the next request that contains a given text.

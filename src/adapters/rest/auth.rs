@@ -12,8 +12,8 @@ use tokio::time::Instant;
 
 use super::super::connector::AuthSpec;
 use super::super::{Failure, http};
+use crate::adapters::Class;
 use crate::config::SecretLookup;
-use crate::queue::Class;
 
 /// A token this close to its expiry is not used any more.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(30);

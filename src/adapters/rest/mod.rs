@@ -25,8 +25,8 @@ use self::pace::Pace;
 use self::rules::ErrorRule;
 use super::connector::{ConnectorSpec, IdempotencyFormat, OperationSpec};
 use super::{Adapter, BoxFuture, Delivered, Delivery, Failure, http};
+use crate::adapters::Class;
 use crate::config::SecretLookup;
-use crate::queue::Class;
 
 pub struct Rest {
     base_url: String,

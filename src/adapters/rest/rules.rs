@@ -17,7 +17,7 @@ use regex::Regex;
 use reqwest::StatusCode;
 use serde::Deserialize;
 
-use crate::queue::Class;
+use crate::adapters::Class;
 
 /// What a matching answer means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use super::{Adapter, BoxFuture, Delivered, Delivery, Failure, Shortage};
-use crate::queue::Class;
+use crate::adapters::Class;
 use rpc::{Rpc, decimal};
 
 /// `tryton:` in a connector file.

@@ -12,8 +12,8 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
+use crate::adapters::Class;
 use crate::adapters::{Failure, cut, http};
-use crate::queue::Class;
 
 pub struct Rpc {
     url: String,

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use handoff::adapters::Class;
 use handoff::adapters::Delivery;
-use handoff::queue::Class;
 use serde_json::{Value, json};
 
 use super::example;

@@ -121,7 +121,7 @@ async fn an_erpnext_customer_is_found_by_the_crm_id_and_updated_in_place() {
     let refused = wrong.adapter.probe().await.unwrap_err();
     assert_eq!(
         refused.class,
-        handoff::queue::Class::FixConfig,
+        handoff::adapters::Class::FixConfig,
         "{refused:?}"
     );
     assert!(!refused.message.contains("nope:nope"), "{refused:?}");
