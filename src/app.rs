@@ -4,11 +4,8 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
@@ -37,9 +34,6 @@ pub struct App {
     /// Where the outcome counts are kept across restarts.
     pub data_dir: std::path::PathBuf,
 }
-
-/// How often the mapping files are checked for changes.
-const MAPPING_POLL: Duration = Duration::from_secs(1);
 
 impl App {
     /// Opens the store and compiles the sources; returns start-up warnings to log.
@@ -170,13 +164,8 @@ impl App {
         let hooks = Router::new()
             .route("/hooks/{source}", post(ingest::receive))
             .with_state(self.ingest.clone());
-        let health = Router::new()
-            .route("/healthz", get(|| async { "ok" }))
-            .route("/readyz", get(readyz))
-            .with_state(self.journal.clone());
-        let mappings = Router::new()
-            .route("/api/v1/mappings", get(list_mappings))
-            .with_state(self.mappings.clone());
+        let health = crate::dashboard::health::router(self.journal.clone());
+        let mappings = crate::dashboard::api::mappings_router(self.mappings.clone());
         let ui = crate::dashboard::pages::Ui {
             engine: self.engine.clone(),
             auth: self.auth.clone(),
@@ -191,9 +180,8 @@ impl App {
             ));
         let open = Router::new()
             .route("/", get(|| async { axum::response::Redirect::to("/ui") }))
-            .route("/api/v1/openapi.json", get(openapi))
-            .route("/metrics", get(metrics))
-            .with_state(self.engine.clone());
+            .route("/api/v1/openapi.json", get(crate::dashboard::api::openapi))
+            .merge(crate::dashboard::prometheus::router(self.engine.clone()));
         hooks
             .merge(health)
             .merge(open)
@@ -221,7 +209,7 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
         engine: &tokio::runtime::Handle,
     ) -> anyhow::Result<()> {
-        let watcher = tokio::spawn(watch_mappings(self.mappings.clone()));
+        let watcher = tokio::spawn(crate::mapping::live::watch(self.mappings.clone()));
         let workers = self.engine.spawn_on(engine);
         let totals = tokio::spawn(keep_totals(self.engine.clone(), self.data_dir.clone()));
         let result = crate::serve::serve(listener, self.router(), &self.http, shutdown).await;
@@ -254,152 +242,6 @@ fn problems_error(what: &str, problems: &[crate::problem::Problem]) -> anyhow::E
         problems.len(),
         lines.join("\n")
     )
-}
-
-/// Ready when the store can still write and fsync.
-async fn readyz(State(journal): State<Arc<Journal>>) -> (StatusCode, &'static str) {
-    match journal.probe().await {
-        Ok(()) => (StatusCode::OK, "ready"),
-        Err(error) => {
-            tracing::error!(error = %error, "store is not writable");
-            (StatusCode::SERVICE_UNAVAILABLE, "store not writable")
-        }
-    }
-}
-
-/// `GET /api/v1/mappings`: the mappings in force with their versions, and the last reload.
-/// The JSON API's OpenAPI 3.1 description.
-async fn openapi() -> impl axum::response::IntoResponse {
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        include_str!("dashboard/openapi.json"),
-    )
-}
-
-/// Prometheus metrics: ack and delivery latency histograms, deliveries per flow, connector and
-/// outcome, jobs per connector and state, events in the journal.
-async fn metrics(State(engine): State<Arc<Engine>>) -> impl axum::response::IntoResponse {
-    use crate::metrics::{Gauge, label};
-    let mut jobs: Vec<(String, u64)> = engine
-        .queue
-        .counts()
-        .into_iter()
-        .map(|((connector, state), n)| {
-            (
-                format!(
-                    "connector=\"{}\",state=\"{}\"",
-                    label(&connector),
-                    state.as_str()
-                ),
-                n,
-            )
-        })
-        .collect();
-    jobs.sort();
-    let paused: Vec<(String, u64)> = engine
-        .connectors
-        .values()
-        .map(|live| {
-            let status = live.status();
-            (
-                format!("connector=\"{}\"", label(&status.name)),
-                u64::from(status.paused.is_some() || status.circuit == "open"),
-            )
-        })
-        .collect();
-    let gauges = [
-        Gauge {
-            name: "handoff_queue_jobs",
-            help: "Jobs waiting or dead, by connector and state.",
-            values: jobs,
-        },
-        Gauge {
-            name: "handoff_connector_stopped",
-            help: "1 while a connector is paused or its circuit is open.",
-            values: paused,
-        },
-        Gauge {
-            name: "handoff_journal_events",
-            help: "Events in the journal.",
-            values: vec![(String::new(), engine.journal.len())],
-        },
-    ];
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
-        engine.metrics.render(&gauges),
-    )
-}
-
-async fn list_mappings(State(live): State<Arc<LiveMappings>>) -> axum::Json<serde_json::Value> {
-    let loaded = live.current();
-    let mappings: Vec<serde_json::Value> = loaded
-        .mappings
-        .iter()
-        .map(|m| {
-            serde_json::json!({
-                "flow": m.flow,
-                "version": m.version,
-                "event": m.event,
-                "connector": m.connector,
-                "operation": m.operation,
-            })
-        })
-        .collect();
-    axum::Json(serde_json::json!({ "mappings": mappings, "last_reload": live.last_reload() }))
-}
-
-/// Reloads the mappings on SIGHUP and when their files change; a broken edit is logged and the
-/// running version kept.
-async fn watch_mappings(live: Arc<LiveMappings>) {
-    #[cfg(unix)]
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    let mut poll = tokio::time::interval(MAPPING_POLL);
-    loop {
-        #[cfg(unix)]
-        let signalled = async {
-            match hangup.as_mut() {
-                Some(signal) => signal.recv().await,
-                None => std::future::pending().await,
-            }
-        };
-        #[cfg(not(unix))]
-        let signalled = std::future::pending::<Option<()>>();
-        let reason = tokio::select! {
-            _ = signalled => "SIGHUP",
-            _ = poll.tick() => {
-                if !live.changed_on_disk() {
-                    continue;
-                }
-                "a change on disk"
-            }
-        };
-        let reloading = live.clone();
-        match tokio::task::spawn_blocking(move || reloading.reload()).await {
-            Ok(Ok(())) => {
-                let versions: Vec<String> = live
-                    .current()
-                    .mappings
-                    .iter()
-                    .map(|m| format!("{}@{}", m.flow, m.version))
-                    .collect();
-                tracing::info!(reason, mappings = %versions.join(", "), "mappings reloaded");
-            }
-            Ok(Err(problems)) => {
-                for problem in &problems {
-                    tracing::error!(reason, "{problem}");
-                }
-                tracing::error!(
-                    reason,
-                    problems = problems.len(),
-                    "mapping reload rejected; the running mappings stay in force"
-                );
-            }
-            Err(_) => return,
-        }
-    }
 }
 
 /// The process's resident memory in MiB (from /proc; 0 where there is none), for start-up logs.

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::envelope::Envelope;
+use crate::mapping::live::LiveMappings;
 use crate::queue::{self, Action, Job, JobId, QueueError};
 use crate::sync::Engine;
 
@@ -45,6 +46,39 @@ pub fn router(engine: Arc<Engine>) -> Router {
             post(sandbox_advance),
         )
         .with_state(engine)
+}
+
+/// `GET /api/v1/mappings`: the mappings in force with their versions, and the last reload.
+pub fn mappings_router(live: Arc<LiveMappings>) -> Router {
+    Router::new()
+        .route("/api/v1/mappings", get(list_mappings))
+        .with_state(live)
+}
+
+/// The JSON API's OpenAPI 3.1 description.
+pub async fn openapi() -> impl IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
+}
+
+async fn list_mappings(State(live): State<Arc<LiveMappings>>) -> axum::Json<serde_json::Value> {
+    let loaded = live.current();
+    let mappings: Vec<serde_json::Value> = loaded
+        .mappings
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "flow": m.flow,
+                "version": m.version,
+                "event": m.event,
+                "connector": m.connector,
+                "operation": m.operation,
+            })
+        })
+        .collect();
+    axum::Json(serde_json::json!({ "mappings": mappings, "last_reload": live.last_reload() }))
 }
 
 /// An API error: a status and `{"error": {"code", "message"}}`.

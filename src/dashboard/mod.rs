@@ -1,12 +1,15 @@
 //! What operators and their tools see: the HTML dashboard (`pages`, framed by `html`), the JSON
 //! API (`api`, described by `openapi.json`; every error answered as JSON by `json_errors`),
-//! Prometheus metrics, and who may use them (`auth`, with login throttling in `throttle`).
+//! Prometheus metrics (`prometheus`), `/healthz` and `/readyz` (`health`), and who may use them
+//! (`auth`, with login throttling in `throttle`).
 
 pub mod api;
 pub mod auth;
+pub mod health;
 pub mod html;
 pub mod json_errors;
 pub mod pages;
+pub mod prometheus;
 pub mod throttle;
 
 #[cfg(test)]

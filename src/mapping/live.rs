@@ -109,3 +109,57 @@ fn fingerprint(dir: &Path, schemas_dir: &Path) -> u64 {
     }
     hasher.finish()
 }
+
+/// How often the mapping files are checked for changes.
+const POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Reloads the mappings on SIGHUP and when their files change; a broken edit is logged and the
+/// running version kept.
+pub async fn watch(live: Arc<LiveMappings>) {
+    #[cfg(unix)]
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut poll = tokio::time::interval(POLL);
+    loop {
+        #[cfg(unix)]
+        let signalled = async {
+            match hangup.as_mut() {
+                Some(signal) => signal.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let signalled = std::future::pending::<Option<()>>();
+        let reason = tokio::select! {
+            _ = signalled => "SIGHUP",
+            _ = poll.tick() => {
+                if !live.changed_on_disk() {
+                    continue;
+                }
+                "a change on disk"
+            }
+        };
+        let reloading = live.clone();
+        match tokio::task::spawn_blocking(move || reloading.reload()).await {
+            Ok(Ok(())) => {
+                let versions: Vec<String> = live
+                    .current()
+                    .mappings
+                    .iter()
+                    .map(|m| format!("{}@{}", m.flow, m.version))
+                    .collect();
+                tracing::info!(reason, mappings = %versions.join(", "), "mappings reloaded");
+            }
+            Ok(Err(problems)) => {
+                for problem in &problems {
+                    tracing::error!(reason, "{problem}");
+                }
+                tracing::error!(
+                    reason,
+                    problems = problems.len(),
+                    "mapping reload rejected; the running mappings stay in force"
+                );
+            }
+            Err(_) => return,
+        }
+    }
+}
