@@ -14,8 +14,9 @@ ENV CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_STRIP=symbols
 # Dependencies first, in a layer that changes only with Cargo.toml and Cargo.lock: every target
 # Cargo.toml names gets a stub, the dependencies build, the stubs go.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src/bin/loadgen tests/it benches \
- && for stub in src/main.rs src/bin/loadgen/main.rs tests/it/main.rs tests/mappings.rs \
+COPY benches/loadgen/Cargo.toml benches/loadgen/
+RUN mkdir -p src tests/it benches/loadgen/src \
+ && for stub in src/main.rs benches/loadgen/src/main.rs tests/it/main.rs tests/mappings.rs \
         tests/mapping_fuzz.rs benches/mapping.rs; do echo 'fn main() {}' > "$stub"; done \
  && touch src/lib.rs \
  && cargo build --release --locked --bin handoff \

@@ -145,6 +145,17 @@ fn the_dependency_layer_stubs_every_target() {
             paths.push(path);
         }
     }
+    // Every other workspace member: its manifest is copied and its main stubbed.
+    for member in manifest["workspace"]["members"].as_array().unwrap() {
+        let member = member.as_str().unwrap();
+        if member != "." {
+            paths.push(format!("{member}/src/main.rs"));
+            assert!(
+                text.contains(&format!("COPY {member}/Cargo.toml")),
+                "the dependency layer does not copy {member}/Cargo.toml"
+            );
+        }
+    }
     for path in paths {
         assert!(
             text.contains(&path),
