@@ -148,11 +148,17 @@ impl Auth {
 
     /// The `Set-Cookie` value for a session (HttpOnly, SameSite=Strict, Secure when configured).
     pub fn cookie(&self, id: &str) -> String {
-        let secure = if self.secure_cookies { "; Secure" } else { "" };
-        format!(
-            "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
-            self.lifetime.as_secs()
-        )
+        let lifetime = cookie::time::Duration::seconds(
+            i64::try_from(self.lifetime.as_secs()).unwrap_or(i64::MAX),
+        );
+        cookie::Cookie::build((COOKIE, id.to_owned()))
+            .path("/")
+            .http_only(true)
+            .same_site(cookie::SameSite::Strict)
+            .max_age(lifetime)
+            .secure(self.secure_cookies)
+            .build()
+            .to_string()
     }
 
     /// Who sent these headers, if anyone known.
@@ -185,16 +191,16 @@ impl Auth {
     }
 }
 
-/// A cookie's value from the request.
+/// A cookie's value from the request (every `Cookie` header, parsed by the `cookie` crate).
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
+        .flat_map(cookie::Cookie::split_parse)
+        .flatten()
+        .find(|c| c.name() == name)
+        .map(|c| c.value().to_owned())
 }
 
 fn refuse(api: bool, status: StatusCode, code: &'static str, message: &str) -> Response {
@@ -338,39 +344,7 @@ pub fn form_field(body: &[u8], name: &str) -> Option<String> {
 
 /// Every field of an `application/x-www-form-urlencoded` body, decoded.
 pub fn form_fields(body: &[u8]) -> Vec<(String, String)> {
-    let decode = |text: &str| -> String {
-        let bytes = text.as_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            match bytes[i] {
-                b'+' => out.push(b' '),
-                b'%' if i + 2 < bytes.len() => {
-                    match u8::from_str_radix(
-                        std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
-                        16,
-                    ) {
-                        Ok(byte) => {
-                            out.push(byte);
-                            i += 2;
-                        }
-                        Err(_) => out.push(b'%'),
-                    }
-                }
-                other => out.push(other),
-            }
-            i += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    };
-    String::from_utf8_lossy(body)
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
+    form_urlencoded::parse(body).into_owned().collect()
 }
 
 #[cfg(test)]
@@ -414,7 +388,12 @@ mod tests {
             format!("a=b; {COOKIE}={id}").parse().unwrap(),
         );
         assert_eq!(auth.identify(&headers).unwrap().csrf, who.csrf);
-        assert!(auth.cookie(&id).contains("HttpOnly; SameSite=Strict"));
+        let set = cookie::Cookie::parse(auth.cookie(&id)).unwrap();
+        assert_eq!((set.name(), set.value()), (COOKIE, id.as_str()));
+        assert_eq!(
+            (set.http_only(), set.same_site(), set.path()),
+            (Some(true), Some(cookie::SameSite::Strict), Some("/"))
+        );
         auth.logout(&headers);
         assert!(auth.identify(&headers).is_none());
         let mut bearer = HeaderMap::new();

@@ -11,7 +11,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Router};
+use axum::{Extension, Form, Router};
+
+use crate::adapters::rest::encode;
 use serde_json::Value;
 
 use super::api::{self, ApiError, JobFilter};
@@ -79,13 +81,20 @@ fn login_page(message: &str) -> Html<String> {
     ))
 }
 
+/// The login form's fields (a missing one is empty).
+#[derive(Debug, Default, serde::Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    password: String,
+}
+
 async fn login(
     State(ui): Shared,
     peer: Option<Extension<crate::serve::Peer>>,
-    body: axum::body::Bytes,
+    Form(LoginForm { name, password }): Form<LoginForm>,
 ) -> Response {
-    let name = auth::form_field(&body, "name").unwrap_or_default();
-    let password = auth::form_field(&body, "password").unwrap_or_default();
     let address = peer.map_or("unknown".to_owned(), |Extension(p)| p.0.ip().to_string());
     let keys = [format!("user:{name}"), format!("addr:{address}")];
     let now = std::time::Instant::now();
@@ -207,7 +216,11 @@ fn live_html(engine: &Engine) -> String {
         .into_iter()
         .flatten()
         .map(|(flow, counts)| {
-            let mut row = vec![format!("<a href='/ui/events?flow={0}'>{0}</a>", esc(flow))];
+            let mut row = vec![format!(
+                "<a href='/ui/events?flow={}'>{}</a>",
+                esc(&encode(flow)),
+                esc(flow)
+            )];
             row.extend(
                 ["done", "retrying", "parked", "held", "dead", "skipped"]
                     .map(|s| count(counts, s).to_string()),
@@ -257,7 +270,11 @@ fn live_html(engine: &Engine) -> String {
                 _ => "",
             };
             vec![
-                format!("<a href='/ui/events?connector={0}'>{0}</a>{sandbox}", esc(&name)),
+                format!(
+                    "<a href='/ui/events?connector={}'>{}</a>{sandbox}",
+                    esc(&encode(&name)),
+                    esc(&name)
+                ),
                 format!(
                     "{}{}",
                     esc(&text(&c["circuit"])),
@@ -391,10 +408,7 @@ async fn events(
             ("since", &filter.since),
         ]
         .iter()
-        .filter_map(|(k, v)| {
-            v.as_ref()
-                .map(|v| format!("{k}={}", crate::adapters::rest::encode(v)))
-        })
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", encode(v))))
         .collect();
         query.push(format!("before={next}"));
         body.push_str(&format!(
@@ -617,9 +631,16 @@ fn edit_page(who: &Who, id: JobId, payload: &str, result: &str) -> Html<String> 
     page(&format!("Edit event #{id}"), who, &body)
 }
 
+/// The edit form: the payload as typed.
+#[derive(Debug, Default, serde::Deserialize)]
+struct EditForm {
+    #[serde(default)]
+    payload: String,
+}
+
 /// The edited payload: a JSON object, or why not.
-fn edited(body: &[u8]) -> Result<(String, Value), (String, String)> {
-    let text = auth::form_field(body, "payload").unwrap_or_default();
+fn edited(form: EditForm) -> Result<(String, Value), (String, String)> {
+    let text = form.payload;
     match serde_json::from_str::<Value>(&text) {
         Ok(value) if value.is_object() => Ok((text, value)),
         Ok(_) => Err((text, "The payload must be a JSON object.".into())),
@@ -631,13 +652,13 @@ async fn preview(
     State(ui): Shared,
     Extension(who): Extension<Who>,
     Path(id): Path<JobId>,
-    body: axum::body::Bytes,
+    Form(form): Form<EditForm>,
 ) -> Response {
     let job = match ui.engine.queue.get(id) {
         Ok(job) => job,
         Err(error) => return failed(error.into()),
     };
-    let (text, result) = match edited(&body) {
+    let (text, result) = match edited(form) {
         Ok((text, payload)) => match crate::sync::process::dry_run(&ui.engine, &job, &payload) {
             Ok(document) => (
                 text,
@@ -666,9 +687,9 @@ async fn resubmit(
     State(ui): Shared,
     Extension(who): Extension<Who>,
     Path(id): Path<JobId>,
-    body: axum::body::Bytes,
+    Form(form): Form<EditForm>,
 ) -> Response {
-    match edited(&body) {
+    match edited(form) {
         Ok((_, payload)) => match ui.engine.queue.resubmit(id, Some(payload)) {
             Ok(_) => Redirect::to(&format!("/ui/events/{id}")).into_response(),
             Err(error) => failed(error.into()),
@@ -755,11 +776,19 @@ async fn dead(State(ui): Shared, Extension(who): Extension<Who>) -> Html<String>
     page("Dead letters", &who, &body)
 }
 
-async fn bulk(State(ui): Shared, body: axum::body::Bytes) -> Response {
-    let reason = auth::form_field(&body, "reason").unwrap_or_default();
-    let action = match auth::form_field(&body, "action").as_deref() {
-        Some("retry") => Action::Retry,
-        Some("skip") => Action::Skip,
+/// The bulk form: a reason code and `retry` or `skip`.
+#[derive(Debug, Default, serde::Deserialize)]
+struct BulkForm {
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    action: String,
+}
+
+async fn bulk(State(ui): Shared, Form(BulkForm { reason, action }): Form<BulkForm>) -> Response {
+    let action = match action.as_str() {
+        "retry" => Action::Retry,
+        "skip" => Action::Skip,
         _ => {
             return failed(ApiError(
                 StatusCode::BAD_REQUEST,
@@ -785,13 +814,14 @@ async fn connectors(
         .values()
         .map(|live| {
             let status = live.status();
-            let name = &status.name;
+            // The name as a path segment in the buttons' URLs.
+            let name = encode(&status.name);
             let toggle = match status.paused {
                 Some(_) => button(&who, &format!("/ui/connectors/{name}/resume"), "Resume"),
                 None => button(&who, &format!("/ui/connectors/{name}/pause"), "Pause"),
             };
             vec![
-                esc(name),
+                esc(&status.name),
                 format!(
                     "{}{}",
                     status.kind,
