@@ -1,7 +1,8 @@
 //! The dashboard in a real headless Chromium (Debian's `chromium`, driven over WebDriver by
 //! `chromedriver`; the test command installs both): log in, watch the overview fill, open a dead
 //! letter, edit it with a dry-run preview, resubmit it and see it delivered; a viewer cannot act;
-//! an action without the CSRF token is refused. Screenshots of the pages go to target/screenshots/
+//! an action without the CSRF token is refused; and the README's Quick start walked on the
+//! dashboard with the shipped defaults. Screenshots of the pages go to target/screenshots/
 //! (to tests/screenshots/, which the README shows, with UPDATE_SCREENSHOTS=1).
 
 use std::process::{Child, Command, Stdio};
@@ -392,4 +393,79 @@ async fn an_operator_fixes_a_dead_letter_in_the_browser_and_a_viewer_cannot_act(
     );
     browser.goto(&app.url("/ui/mappings")).await;
     browser.screenshot("mappings").await;
+}
+
+/// The README's Quick start, on the dashboard: the shipped defaults (sandbox ERP and CRM), the
+/// example events from `mappings/events/`, an operator who logs in and sees both delivered,
+/// the order's mapped document, the sandbox labelled as one, the ERP's confirmation and the
+/// status written back to the CRM.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_newcomer_follows_the_quick_start_on_the_dashboard() {
+    let users = format!(
+        "[{{ name = 'ops', password_hash = '{}', role = 'operator' }}]",
+        hash("ops-password-1")
+    );
+    let app = TestApp::start_with(
+        handoff::config::EMBEDDED_DEFAULTS,
+        &[("HANDOFF_DASHBOARD__USERS", &users)],
+    )
+    .await;
+    let browser = Browser::start().await;
+    browser.log_in(&app, "ops", "ops-password-1").await;
+    for (id, file) in [
+        ("qs-account", "account.json"),
+        ("qs-won", "won-opportunity.json"),
+    ] {
+        let body = std::fs::read_to_string(format!(
+            "{}/mappings/events/{file}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        crm(&app, id, &body).await;
+    }
+    eventually(15, "the overview to count both events", async || {
+        (browser.text("#received").await == "2").then_some(())
+    })
+    .await;
+
+    browser
+        .goto(&app.url("/ui/events?flow=opportunity_to_sales_order"))
+        .await;
+    eventually(15, "the order delivered", async || {
+        browser
+            .goto(&app.url("/ui/events?flow=opportunity_to_sales_order"))
+            .await;
+        browser.text("table").await.contains("done").then_some(())
+    })
+    .await;
+    browser.click("table a").await;
+    assert_eq!(browser.text("main p span.state").await, "done");
+    let document = browser.text("main pre").await;
+    assert!(
+        document.contains("006000000000001AAA") && document.contains("58.47"),
+        "{document}"
+    );
+    browser.screenshot("quick-start-order").await;
+
+    browser.goto(&app.url("/ui/connectors")).await;
+    let connectors = browser.text("table").await;
+    assert!(connectors.contains("sandbox"), "{connectors}");
+
+    // The ERP confirms (the sandbox plays it), from the operator's page with its CSRF token.
+    let status = browser
+        .post_from_page(
+            "/api/v1/sandbox/erp/orders/006000000000001AAA/confirm",
+            true,
+        )
+        .await;
+    assert_eq!(status, 200);
+    eventually(15, "the confirmation written back to the CRM", async || {
+        browser
+            .goto(&app.url("/ui/events?flow=order_status_to_opportunity"))
+            .await;
+        browser.text("table").await.contains("done").then_some(())
+    })
+    .await;
+    browser.screenshot("quick-start-status").await;
+    app.stop().await;
 }
