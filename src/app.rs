@@ -42,6 +42,12 @@ impl App {
         origin: &Origin,
         secrets: &SecretLookup,
     ) -> anyhow::Result<(App, Vec<String>)> {
+        if config.store.backend == crate::config::Backend::Postgres {
+            anyhow::bail!(
+                "store.backend = \"postgres\": scale-out on PostgreSQL is not finished in this \
+                 release (its schema and `handoff check` are); serve on the embedded backend"
+            );
+        }
         let mappings = LiveMappings::load(&config.mappings_dir, &config.schemas_dir)
             .map_err(|problems| problems_error("mappings", &problems))?;
         std::fs::create_dir_all(&config.data_dir)?;

@@ -8,6 +8,26 @@ use std::path::Path;
 use crate::config::Config;
 use crate::problem::Problem;
 
+/// The shared database: reachable, the password right, the schema not newer than this
+/// handoff; and a warning that `serve` does not run on it yet.
+fn postgres_problems(config: &Config, report: &mut Report) {
+    let location = "store.postgres".to_owned();
+    if let Err(error) =
+        crate::postgres::diagnose(&config.store.postgres, &crate::config::env_secrets)
+    {
+        report.problems.push(Problem {
+            location: location.clone(),
+            message: error.to_string(),
+        });
+    }
+    report.warnings.push(Problem {
+        location,
+        message: "backend = \"postgres\": the schema and this check are ready, but `serve` \
+                  runs only on the embedded backend in this release"
+            .into(),
+    });
+}
+
 /// What `check` found: problems (nothing runs until they are fixed) and warnings (it runs,
 /// but probably not as meant).
 #[derive(Debug, Default)]
@@ -40,6 +60,10 @@ pub fn run(config_path: Option<&Path>) -> Report {
                 message,
             }),
     );
+    if config.store.backend == crate::config::Backend::Postgres {
+        postgres_problems(&config, &mut report);
+    }
+    let problems = &mut report.problems;
     let loaded = crate::adapters::connector::load_dir(
         &config.connectors_dir,
         &crate::config::env_secrets,

@@ -147,6 +147,12 @@ pub enum Role {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
+    /// Where events and jobs live: `embedded` (the data dir; the default) or `postgres`
+    /// (several instances sharing one PostgreSQL, `[store.postgres]`).
+    #[serde(default)]
+    pub backend: Backend,
+    #[serde(default)]
+    pub postgres: PostgresConfig,
     /// Size of one journal segment file; each is allocated ahead of use.
     #[serde(default = "default_segment_bytes")]
     pub journal_segment_bytes: u64,
@@ -170,6 +176,8 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
+            backend: Backend::default(),
+            postgres: PostgresConfig::default(),
             journal_segment_bytes: default_segment_bytes(),
             journal_retention_secs: default_journal_retention_secs(),
             queue_segment_bytes: default_queue_segment_bytes(),
@@ -177,6 +185,50 @@ impl Default for StoreConfig {
             cache_mib: default_cache_mib(),
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    #[default]
+    Embedded,
+    Postgres,
+}
+
+/// `[store.postgres]`: the shared database of several instances.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// The environment variable holding the connection URL (`postgres://user:password@host/db`);
+    /// the URL and its password are never logged.
+    #[serde(default = "default_url_env")]
+    pub url_env: String,
+    /// Connections each instance keeps open.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+    /// Seconds to wait for a connection before an operation fails.
+    #[serde(default = "default_connect_timeout_secs")]
+    pub connect_timeout_secs: u64,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        Self {
+            url_env: default_url_env(),
+            pool_size: default_pool_size(),
+            connect_timeout_secs: default_connect_timeout_secs(),
+        }
+    }
+}
+
+fn default_url_env() -> String {
+    "DATABASE_URL".to_owned()
+}
+fn default_pool_size() -> usize {
+    16
+}
+fn default_connect_timeout_secs() -> u64 {
+    5
 }
 
 fn default_flush_every_ms() -> u64 {

@@ -9,6 +9,7 @@
 //! - `check`    `handoff check`: every config and file problem, with file:line:col
 //! - `problem`  one problem (`file:line:col: message`) and reading YAML files, shared by
 //!   `check`, `mapping` and `adapters`
+//! - `postgres` the scale-out backend in PostgreSQL (so far: connection, schema, migrations)
 //! - `store`    the data directory's sled database (small indexes, sandboxes) and its layout version
 //! - `journal`  durable, deduplicated journal of accepted events; group commit
 //! - `logging`  log setup; request values escaped in the text format
@@ -39,6 +40,7 @@ pub mod logging;
 pub mod mapping;
 pub mod metrics;
 pub mod operate;
+pub mod postgres;
 pub mod problem;
 pub mod queue;
 pub mod send;

@@ -9,7 +9,8 @@
 # and target/schemathesis/venv (PyPI: schemathesis, run against the API's OpenAPI document),
 # and target/tryton/: the Tryton 8.2 ERP (PyPI, SQLite), started on 127.0.0.1:8069 for the
 # adapter tests and stopped by its PID when this script exits. Debian's chromium and
-# chromium-driver are installed (apt) when missing, for the dashboard's browser test.
+# chromium-driver are installed (apt) when missing, for the dashboard's browser test, and
+# Debian's postgresql (server binaries; each test runs initdb into a temp dir on a free port).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,6 +42,14 @@ if ! command -v chromedriver >/dev/null || [ ! -x /usr/bin/chromium ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 chromedriver --version
+
+step "PostgreSQL server binaries (Debian: postgresql) for the scale-out tests"
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq postgresql >/dev/null
+fi
+ls -d /usr/lib/postgresql/*/bin
 
 step "Tryton ERP (PyPI: trytond 8.2 + sale, sale_discount; SQLite) on 127.0.0.1:8069"
 tryton_data="$PWD/target/tryton/data"

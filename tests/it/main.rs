@@ -17,6 +17,7 @@ mod ingest;
 mod isolation;
 mod operate;
 mod outage;
+mod postgres;
 mod quick_start;
 mod reference;
 mod reload;

@@ -1,0 +1,158 @@
+//! The PostgreSQL backend: several handoff instances sharing one database (`[store] backend =
+//! "postgres"`). Built so far: the connection (a pool, its URL read from the environment variable
+//! `[store.postgres] url_env` names, never logged), the schema with its versioned migrations
+//! (`schema.rs`, applied under a lock so instances starting together do not race), and the
+//! one-line diagnosis `handoff check` prints. The queue on it, ingest into it and the
+//! partition leases are still to come; `serve` refuses this backend until they are.
+
+pub mod schema;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use thiserror::Error;
+use tokio_postgres::NoTls;
+
+use crate::config::{PostgresConfig, SecretLookup};
+
+/// What went wrong, in one line that names no secret.
+#[derive(Debug, Error)]
+pub enum PgError {
+    #[error("environment variable {0} is not set (it holds the PostgreSQL connection URL)")]
+    NoUrl(String),
+    #[error("environment variable {0} does not hold a PostgreSQL connection URL")]
+    BadUrl(String),
+    #[error("cannot connect to PostgreSQL at {at}: {reason}")]
+    Connect { at: String, reason: String },
+    #[error("PostgreSQL at {at}: {reason}")]
+    Query { at: String, reason: String },
+    #[error(
+        "the database's schema is version {found}, newer than this handoff knows ({known}): \
+         upgrade handoff, or point it at another database"
+    )]
+    TooNew { found: i32, known: i32 },
+}
+
+/// A pool of connections to the shared database.
+pub struct Postgres {
+    pool: Pool,
+    /// `host:port/database`, for messages (never the user or password).
+    at: String,
+}
+
+impl Postgres {
+    /// Reads the URL through `secrets` and makes the pool; connects lazily.
+    pub fn new(config: &PostgresConfig, secrets: &SecretLookup) -> Result<Postgres, PgError> {
+        let url = secrets(&config.url_env).ok_or_else(|| PgError::NoUrl(config.url_env.clone()))?;
+        let mut pg = tokio_postgres::Config::from_str(&url)
+            .map_err(|_| PgError::BadUrl(config.url_env.clone()))?;
+        pg.connect_timeout(Duration::from_secs(config.connect_timeout_secs));
+        pg.application_name("handoff");
+        let at = describe(&pg);
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size.max(1))
+            .build()
+            .map_err(|e| PgError::Connect {
+                at: at.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(Postgres { pool, at })
+    }
+
+    /// Where the database is, for messages.
+    pub fn at(&self) -> &str {
+        &self.at
+    }
+
+    pub async fn client(&self) -> Result<deadpool_postgres::Object, PgError> {
+        self.pool.get().await.map_err(|e| PgError::Connect {
+            at: self.at.clone(),
+            reason: match e {
+                deadpool_postgres::PoolError::Backend(error) => reason(&error),
+                other => other.to_string(),
+            },
+        })
+    }
+
+    /// An error of a query, in one line.
+    pub fn query_error(&self, error: &tokio_postgres::Error) -> PgError {
+        PgError::Query {
+            at: self.at.clone(),
+            reason: reason(error),
+        }
+    }
+}
+
+/// `host:port/database` of a connection config.
+fn describe(pg: &tokio_postgres::Config) -> String {
+    use tokio_postgres::config::Host;
+    let host = match pg.get_hosts().first() {
+        Some(Host::Tcp(name)) => name.clone(),
+        Some(Host::Unix(path)) => path.display().to_string(),
+        None => "localhost".to_owned(),
+    };
+    let port = pg.get_ports().first().copied().unwrap_or(5432);
+    let database = pg.get_dbname().or(pg.get_user()).unwrap_or("postgres");
+    format!("{host}:{port}/{database}")
+}
+
+/// The server's own message (`password authentication failed for user "handoff"`), or the
+/// connection's (`Connection refused`), without the error's wrapping.
+fn reason(error: &tokio_postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        return db.message().to_owned();
+    }
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(inner) = source {
+        text = inner.to_string();
+        source = inner.source();
+    }
+    text
+}
+
+/// `handoff check` for the postgres backend: connects and reads the schema's version; a
+/// problem in one line, or what it found.
+pub fn diagnose(config: &PostgresConfig, secrets: &SecretLookup) -> Result<String, PgError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| PgError::Connect {
+            at: "this machine".into(),
+            reason: e.to_string(),
+        })?;
+    runtime.block_on(async {
+        let postgres = Postgres::new(config, secrets)?;
+        let client = postgres.client().await?;
+        let found = schema::version(&client)
+            .await
+            .map_err(|e| postgres.query_error(&e))?;
+        match found {
+            Some(found) if found > schema::LATEST => Err(PgError::TooNew {
+                found,
+                known: schema::LATEST,
+            }),
+            Some(found) if found == schema::LATEST => Ok(format!(
+                "PostgreSQL at {}: schema version {found}, up to date",
+                postgres.at()
+            )),
+            Some(found) => Ok(format!(
+                "PostgreSQL at {}: schema version {found}; version {} is applied at the next start",
+                postgres.at(),
+                schema::LATEST
+            )),
+            None => Ok(format!(
+                "PostgreSQL at {}: no handoff schema yet; it is created at the first start",
+                postgres.at()
+            )),
+        }
+    })
+}

@@ -1,0 +1,314 @@
+//! The PostgreSQL backend against a real PostgreSQL: Debian's server binaries (tests/run.sh
+//! installs the `postgresql` package when they are missing), `initdb` into a temporary
+//! directory, a free port on 127.0.0.1, password authentication, stopped by its PID.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use handoff::config::PostgresConfig;
+use handoff::postgres::{PgError, Postgres, schema};
+
+/// A PostgreSQL server of this test's own.
+pub struct PgServer {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+pub const PASSWORD: &str = "handoff-test-password";
+
+impl PgServer {
+    pub fn start() -> PgServer {
+        let bin = server_binaries();
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let pwfile = dir.path().join("pw");
+        std::fs::write(&pwfile, PASSWORD).unwrap();
+        // initdb refuses to run as root: the server runs as the `postgres` user then.
+        let as_root = unsafe { libc::geteuid() } == 0;
+        if as_root {
+            chown_postgres(dir.path());
+        }
+        let run = |program: &str| {
+            let mut command = Command::new(bin.join(program));
+            if as_root {
+                use std::os::unix::process::CommandExt;
+                let (uid, gid) = postgres_user();
+                command.uid(uid).gid(gid);
+            }
+            command
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(dir.path().join(format!("{program}.log"))).unwrap());
+            command
+        };
+        let output = run("initdb")
+            .args([
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "handoff",
+                "--auth=scram-sha-256",
+            ])
+            .arg(format!("--pwfile={}", pwfile.display()))
+            .output()
+            .unwrap();
+        let log = |program: &str| {
+            std::fs::read_to_string(dir.path().join(format!("{program}.log"))).unwrap_or_default()
+        };
+        assert!(output.status.success(), "initdb: {}", log("initdb"));
+        let port = free_port();
+        let child = run("postgres")
+            .args(["-D", data.to_str().unwrap(), "-p", &port.to_string()])
+            .args(["-c", "listen_addresses=127.0.0.1"])
+            .args([
+                "-c",
+                &format!("unix_socket_directories={}", dir.path().display()),
+            ])
+            .spawn()
+            .unwrap();
+        let server = PgServer {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "PostgreSQL did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        server
+    }
+
+    pub fn url(&self, password: &str) -> String {
+        format!(
+            "postgres://handoff:{password}@127.0.0.1:{}/postgres",
+            self.port
+        )
+    }
+}
+
+impl Drop for PgServer {
+    /// A fast shutdown (SIGINT), by PID.
+    fn drop(&mut self) {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGINT);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// Where `initdb` and `postgres` are: Debian keeps them off the PATH.
+fn server_binaries() -> PathBuf {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path().join("bin"))
+        .filter(|bin| bin.join("initdb").exists())
+        .collect();
+    versions.sort();
+    versions.pop().expect(
+        "PostgreSQL's server binaries (Debian package postgresql; tests/run.sh installs it)",
+    )
+}
+
+/// The `postgres` user's uid and gid (Debian's package creates it).
+fn postgres_user() -> (u32, u32) {
+    let name = std::ffi::CString::new("postgres").unwrap();
+    let entry = unsafe { libc::getpwnam(name.as_ptr()) };
+    assert!(
+        !entry.is_null(),
+        "no user postgres (Debian package postgresql creates it)"
+    );
+    unsafe { ((*entry).pw_uid, (*entry).pw_gid) }
+}
+
+fn chown_postgres(path: &std::path::Path) {
+    let status = Command::new("chown")
+        .args(["-R", "postgres:postgres"])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn config() -> PostgresConfig {
+    PostgresConfig {
+        url_env: "TEST_DATABASE_URL".into(),
+        ..PostgresConfig::default()
+    }
+}
+
+fn secrets(url: String) -> impl Fn(&str) -> Option<String> + Send + Sync {
+    let table = HashMap::from([("TEST_DATABASE_URL".to_owned(), url)]);
+    move |name: &str| table.get(name).cloned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn instances_starting_together_apply_the_schema_once() {
+    let server = PgServer::start();
+    let lookup = secrets(server.url(PASSWORD));
+    let postgres = std::sync::Arc::new(Postgres::new(&config(), &lookup).unwrap());
+    let starts: Vec<_> = (0..4)
+        .map(|_| {
+            let postgres = postgres.clone();
+            tokio::spawn(async move { schema::migrate(&postgres).await })
+        })
+        .collect();
+    let mut applied = Vec::new();
+    for start in starts {
+        applied.extend(start.await.unwrap().unwrap());
+    }
+    let all: Vec<i32> = schema::MIGRATIONS.iter().map(|m| m.version).collect();
+    assert_eq!(applied, all, "each migration applied by exactly one start");
+    let client = postgres.client().await.unwrap();
+    assert_eq!(
+        schema::version(&client).await.unwrap(),
+        Some(schema::LATEST)
+    );
+    let rows: i64 = client
+        .query_one("SELECT count(*) FROM handoff_schema", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, all.len() as i64);
+    // The tables are there.
+    for table in [
+        "seen",
+        "events",
+        "jobs",
+        "job_log",
+        "parts",
+        "xrefs",
+        "poll_cursors",
+    ] {
+        let found: bool = client
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(found, "{table}");
+    }
+    // Starting again changes nothing.
+    assert_eq!(schema::migrate(&postgres).await.unwrap(), Vec::<i32>::new());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_schema_newer_than_this_handoff_is_refused() {
+    let server = PgServer::start();
+    let lookup = secrets(server.url(PASSWORD));
+    let postgres = Postgres::new(&config(), &lookup).unwrap();
+    schema::migrate(&postgres).await.unwrap();
+    let newer = schema::LATEST + 1;
+    postgres
+        .client()
+        .await
+        .unwrap()
+        .execute(
+            "INSERT INTO handoff_schema (version, name) VALUES ($1, 'from a newer handoff')",
+            &[&newer],
+        )
+        .await
+        .unwrap();
+    let error = schema::migrate(&postgres).await.unwrap_err();
+    assert!(
+        matches!(error, PgError::TooNew { found, known } if found == newer && known == schema::LATEST),
+        "{error}"
+    );
+    assert!(error.to_string().contains("newer than this handoff knows"));
+    // `handoff check` says the same in one line.
+    let config = config();
+    let said = tokio::task::spawn_blocking(move || handoff::postgres::diagnose(&config, &lookup))
+        .await
+        .unwrap()
+        .unwrap_err()
+        .to_string();
+    assert!(said.contains(&format!("version {newer}")), "{said}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_says_what_is_wrong_in_one_line_without_the_password() {
+    let server = PgServer::start();
+    let diagnose = |url: Option<String>| {
+        let lookup = move |name: &str| url.clone().filter(|_| name == "TEST_DATABASE_URL");
+        handoff::postgres::diagnose(&config(), &lookup)
+    };
+    let (right, wrong, unreachable) = (
+        server.url(PASSWORD),
+        server.url("not-the-password"),
+        format!(
+            "postgres://handoff:{PASSWORD}@127.0.0.1:{}/postgres",
+            free_port()
+        ),
+    );
+    let said = tokio::task::spawn_blocking(move || {
+        [
+            diagnose(Some(right)).map_err(|e| e.to_string()),
+            diagnose(Some(wrong)).map_err(|e| e.to_string()),
+            diagnose(Some(unreachable)).map_err(|e| e.to_string()),
+            diagnose(None).map_err(|e| e.to_string()),
+            diagnose(Some("not a url at all ://".into())).map_err(|e| e.to_string()),
+        ]
+    })
+    .await
+    .unwrap();
+    let [right, wrong, unreachable, unset, garbage] = said;
+    assert!(
+        right.as_ref().unwrap().contains("no handoff schema yet"),
+        "{right:?}"
+    );
+    let wrong = wrong.unwrap_err();
+    assert!(wrong.contains("password authentication failed"), "{wrong}");
+    let unreachable = unreachable.unwrap_err();
+    assert!(
+        unreachable.starts_with("cannot connect to PostgreSQL at 127.0.0.1:"),
+        "{unreachable}"
+    );
+    assert!(unset.unwrap_err().contains("TEST_DATABASE_URL is not set"));
+    assert!(
+        garbage
+            .unwrap_err()
+            .contains("does not hold a PostgreSQL connection URL")
+    );
+    for message in [&wrong, &unreachable] {
+        assert!(
+            !message.contains(PASSWORD) && !message.contains("not-the-password"),
+            "{message}"
+        );
+        assert!(!message.contains('\n'), "{message}");
+    }
+}
+
+#[test]
+fn serve_refuses_the_postgres_backend_until_it_is_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = handoff::config::Config::parse(
+        "[store]\nbackend = \"postgres\"\n",
+        vec![("HANDOFF_DATA_DIR".into(), dir.path().display().to_string())],
+    )
+    .unwrap();
+    let error = handoff::app::App::build(
+        &config,
+        &handoff::config::Origin::File("test.toml".into()),
+        &|_: &str| None,
+    )
+    .err()
+    .expect("refused");
+    assert!(
+        error.to_string().contains("serve on the embedded backend"),
+        "{error}"
+    );
+    assert!(!dir.path().join("journal").exists(), "nothing was created");
+}
