@@ -15,6 +15,10 @@ pub struct Measured {
     pub elapsed: Duration,
     /// Of each run, what validating the finished document alone takes.
     pub validation: Duration,
+    /// The floor around any mapping, measured in the same run: parsing the event from its JSON
+    /// text, and writing the document as JSON (what reaching and leaving the mapping costs).
+    pub parse: Duration,
+    pub serialise: Duration,
 }
 
 impl Measured {
@@ -42,10 +46,20 @@ pub fn bench(
     let (checks, checked) = repeat(duration / 4, || {
         mapping.schema.is_valid(std::hint::black_box(&document))
     });
+    let text = data.to_string();
+    let (parses, parsed) = repeat(duration / 4, || {
+        serde_json::from_str::<Value>(std::hint::black_box(&text)).is_ok()
+    });
+    let (writes, written) = repeat(duration / 4, || {
+        serde_json::to_vec(std::hint::black_box(&document)).is_ok()
+    });
+    let each = |total: Duration, n: u64| total / u32::try_from(n).unwrap_or(u32::MAX).max(1);
     Ok(Measured {
         runs,
         elapsed,
-        validation: checked / u32::try_from(checks).unwrap_or(u32::MAX).max(1),
+        validation: each(checked, checks),
+        parse: each(parsed, parses),
+        serialise: each(written, writes),
     })
 }
 
@@ -87,6 +101,7 @@ mod tests {
         assert!(measured.runs >= 64);
         assert!(measured.micros_each() > 0.0);
         assert!(measured.validation < measured.elapsed);
+        assert!(measured.parse > Duration::ZERO && measured.serialise > Duration::ZERO);
         // An event the mapping refuses is an error, not a figure.
         let refused = bench(
             mapping,
