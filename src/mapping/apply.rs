@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use serde_json::{Map, Value};
 use thiserror::Error;
 
-use super::expr::{EvalError, Expr, Scope, Val};
+use super::expr::{EvalError, Expr, Memo, Scope, Val};
 use super::{Field, Hold, Lookups, Mapping};
 
 /// What the caller fetched for the mapping: cross-references by kind, CRM id → ERP id.
@@ -75,7 +75,12 @@ impl Mapping {
         lookups: &Lookups,
         context: &Context,
     ) -> Result<Document, MappingError> {
-        let scope = scope(data, None, lookups, context);
+        let top = Memo::new(self.shared.fields);
+        let per_line = Memo::new(self.shared.lines);
+        let scope = Scope {
+            memo: Some(&top),
+            ..scope(data, None, lookups, context)
+        };
         let mut body = fields(&self.fields, &scope, None)?;
         if let Some(lines) = &self.lines {
             let source = lines
@@ -100,8 +105,10 @@ impl Mapping {
             };
             let mut out = Vec::with_capacity(items.len());
             for (n, item) in items.into_iter().enumerate() {
+                per_line.clear();
                 let scope = Scope {
                     item: Some(item),
+                    memo: Some(&per_line),
                     ..scope
                 };
                 if let Some(when) = &lines.when
@@ -157,8 +164,8 @@ impl Mapping {
         self.keys_in(&scope(data, None, lookups, &context))
     }
 
-    fn keys_in(&self, scope: &Scope<'_>) -> Result<Keys, MappingError> {
-        let key = |expr: &Expr, name: &str| -> Result<Option<String>, MappingError> {
+    fn keys_in<'a>(&'a self, scope: &Scope<'a>) -> Result<Keys, MappingError> {
+        let key = |expr: &'a Expr, name: &str| -> Result<Option<String>, MappingError> {
             Ok(text(eval(expr, scope, || name.to_owned(), name)?))
         };
         let mut requires = Vec::new();
@@ -245,6 +252,7 @@ fn scope<'a>(
         item,
         lookups,
         xrefs: &context.xrefs,
+        memo: None,
     }
 }
 
@@ -280,9 +288,9 @@ fn text(value: Val<'_>) -> Option<String> {
 
 /// Evaluates field rules into an object; null results are left out.
 /// `line` is the list's field and the element's index, inside `lines`.
-fn fields(
-    rules: &[Field],
-    scope: &Scope<'_>,
+fn fields<'a>(
+    rules: &'a [Field],
+    scope: &Scope<'a>,
     line: Option<(&str, usize)>,
 ) -> Result<Map<String, Value>, MappingError> {
     let mut out = Map::with_capacity(rules.len());

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::expr::{self, Expr, Node};
 use super::spec::{FieldSpec, MappingSpec, Text};
-use super::{Field, Hold, Lines, Mapping};
+use super::{Field, Hold, Lines, Mapping, Shared};
 use crate::problem::{Problem, read_yaml, yaml_files};
 
 /// Lookup tables by name (file stem in `mappings/lookups/`).
@@ -144,7 +144,7 @@ pub fn compile(
         return Err(problems);
     }
     let unwrap = |e: Option<Expr>| e.expect("no problems means every expression compiled");
-    Ok(Mapping {
+    let mut mapping = Mapping {
         flow: spec.flow,
         version: hex::encode(&Sha256::digest(text.as_bytes())[..8]),
         source: spec.on.source,
@@ -170,7 +170,30 @@ pub fn compile(
         }),
         schema: schema.expect("no problems means the schema compiled"),
         tests: spec.tests,
-    })
+        shared: Shared::default(),
+    };
+    share_repeats(&mut mapping);
+    Ok(mapping)
+}
+
+/// Sub-expressions repeated among the fields, and among a line's rules, get memo slots.
+fn share_repeats(mapping: &mut Mapping) {
+    mapping.shared.fields = expr::share(
+        mapping
+            .fields
+            .iter_mut()
+            .flat_map(|f| std::iter::once(&mut f.expr).chain(f.when.as_mut())),
+    );
+    if let Some(lines) = &mut mapping.lines {
+        mapping.shared.lines = expr::share(
+            lines.when.as_mut().into_iter().chain(
+                lines
+                    .fields
+                    .iter_mut()
+                    .flat_map(|f| std::iter::once(&mut f.expr).chain(f.when.as_mut())),
+            ),
+        );
+    }
 }
 
 fn compile_expr(

@@ -47,6 +47,15 @@ pub struct Mapping {
     /// The target schema, compiled once.
     pub schema: schema::Schema,
     pub tests: Vec<spec::TestSpec>,
+    /// How many repeated sub-expressions share a memo slot (expr/memo.rs): among the fields,
+    /// and among a line's rules.
+    pub shared: Shared,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Shared {
+    pub fields: usize,
+    pub lines: usize,
 }
 
 impl std::fmt::Debug for Mapping {

@@ -23,6 +23,9 @@ pub struct Scope<'a> {
     pub lookups: &'a HashMap<String, Map<String, Value>>,
     /// Cross-references by kind: CRM id → ERP id.
     pub xrefs: &'a HashMap<String, HashMap<String, String>>,
+    /// The values of this scope's shared sub-expressions (`Node::Memo`); without it each is
+    /// evaluated where it occurs.
+    pub memo: Option<&'a super::Memo<'a>>,
 }
 
 /// A run-time error: the data does not fit the rule. Never retried; it names the span of the
@@ -121,6 +124,17 @@ impl Expr {
             Node::Neg(inner) => Val::Num(-number(inner.eval(scope)?, inner.span)?),
             Node::Not(inner) => Val::Bool(!truthy(&inner.eval(scope)?, inner.span)?),
             Node::Binary(op, left, right) => binary(*op, left, right, scope, span)?,
+            Node::Memo(slot, inner) => match scope.memo {
+                Some(memo) => match memo.get(*slot) {
+                    Some(value) => value,
+                    None => {
+                        let value = inner.eval(scope)?;
+                        memo.set(*slot, value.clone());
+                        value
+                    }
+                },
+                None => inner.eval(scope)?,
+            },
         })
     }
 }

@@ -35,11 +35,13 @@
 mod eval;
 mod functions;
 mod lexer;
+mod memo;
 mod parser;
 mod value;
 
 pub use eval::{EvalError, Scope};
 pub use functions::FUNCTIONS;
+pub use memo::{Memo, share};
 pub use parser::{Expr, Node, ParseError, parse};
 pub use value::{Val, parse_decimal};
 

@@ -41,6 +41,9 @@ pub enum Node {
     Neg(Box<Expr>),
     Not(Box<Expr>),
     Binary(BinOp, Box<Expr>, Box<Expr>),
+    /// A sub-expression that occurs more than once in its scope, evaluated once per scope into
+    /// this slot (memo.rs).
+    Memo(usize, Box<Expr>),
 }
 
 impl Expr {
@@ -48,7 +51,9 @@ impl Expr {
     pub fn visit(&self, f: &mut impl FnMut(&Expr)) {
         f(self);
         match &self.node {
-            Node::Path(inner, _) | Node::Neg(inner) | Node::Not(inner) => inner.visit(f),
+            Node::Path(inner, _) | Node::Neg(inner) | Node::Not(inner) | Node::Memo(_, inner) => {
+                inner.visit(f)
+            }
             Node::Call(_, args) | Node::Coalesce(args) => args.iter().for_each(|a| a.visit(f)),
             Node::If(parts) => parts.iter().for_each(|a| a.visit(f)),
             Node::Binary(_, l, r) => {
@@ -56,6 +61,89 @@ impl Expr {
                 r.visit(f);
             }
             Node::Null | Node::Bool(_) | Node::Num(_) | Node::Str(_) | Node::Root | Node::Item => {}
+        }
+    }
+
+    /// The expressions directly inside this one.
+    pub fn children_mut(&mut self) -> Vec<&mut Expr> {
+        match &mut self.node {
+            Node::Path(inner, _) | Node::Neg(inner) | Node::Not(inner) | Node::Memo(_, inner) => {
+                vec![inner]
+            }
+            Node::Call(_, args) | Node::Coalesce(args) => args.iter_mut().collect(),
+            Node::If(parts) => parts.iter_mut().collect(),
+            Node::Binary(_, l, r) => vec![l, r],
+            Node::Null | Node::Bool(_) | Node::Num(_) | Node::Str(_) | Node::Root | Node::Item => {
+                vec![]
+            }
+        }
+    }
+
+    /// What the expression computes, written out without positions (memo slots left out): two
+    /// expressions of the same shape give the same value in the same scope.
+    pub fn shape(&self) -> String {
+        let mut out = String::new();
+        self.write_shape(&mut out);
+        out
+    }
+
+    fn write_shape(&self, out: &mut String) {
+        use std::fmt::Write;
+        let list = |out: &mut String, items: &[Expr]| {
+            for item in items {
+                item.write_shape(out);
+                out.push(',');
+            }
+        };
+        match &self.node {
+            Node::Null => out.push_str("null"),
+            Node::Bool(b) => write!(out, "{b}").unwrap_or_default(),
+            Node::Num(n) => write!(out, "n{n}").unwrap_or_default(),
+            Node::Str(s) => write!(out, "{s:?}").unwrap_or_default(),
+            Node::Root => out.push('$'),
+            Node::Item => out.push_str("item"),
+            Node::Path(base, steps) => {
+                base.write_shape(out);
+                for step in steps.iter() {
+                    match step {
+                        Step::Field(name) => write!(out, ".{name:?}").unwrap_or_default(),
+                        Step::Index(n) => write!(out, "[{n}]").unwrap_or_default(),
+                    }
+                }
+            }
+            Node::Call(function, args) => {
+                write!(out, "{}(", function.name).unwrap_or_default();
+                list(out, args);
+                out.push(')');
+            }
+            Node::If(parts) => {
+                out.push_str("if(");
+                list(out, parts.as_slice());
+                out.push(')');
+            }
+            Node::Coalesce(args) => {
+                out.push_str("coalesce(");
+                list(out, args);
+                out.push(')');
+            }
+            Node::Neg(inner) => {
+                out.push_str("-(");
+                inner.write_shape(out);
+                out.push(')');
+            }
+            Node::Not(inner) => {
+                out.push_str("!(");
+                inner.write_shape(out);
+                out.push(')');
+            }
+            Node::Binary(op, l, r) => {
+                write!(out, "{op:?}(").unwrap_or_default();
+                l.write_shape(out);
+                out.push(',');
+                r.write_shape(out);
+                out.push(')');
+            }
+            Node::Memo(_, inner) => inner.write_shape(out),
         }
     }
 

@@ -33,6 +33,8 @@ fn fixture() -> Fixture {
     }
 }
 
+/// Evaluates `text` as parsed, and again with its repeated sub-expressions shared through a
+/// memo (as mappings run): both must agree, value or error.
 fn eval(text: &str) -> Result<Value, EvalError> {
     let f = fixture();
     let expr = parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
@@ -41,8 +43,41 @@ fn eval(text: &str) -> Result<Value, EvalError> {
         item: Some(&f.item),
         lookups: &f.lookups,
         xrefs: &f.xrefs,
+        memo: None,
     };
-    expr.eval(&scope).map(Val::into_json)
+    let plain = expr.eval(&scope).map(Val::into_json);
+    let mut shared = expr.clone();
+    let slots = super::share([&mut shared]);
+    let memo = super::Memo::new(slots);
+    let with_memo = Scope {
+        memo: Some(&memo),
+        ..scope
+    };
+    let first = shared.eval(&with_memo).map(Val::into_json);
+    let again = shared.eval(&with_memo).map(Val::into_json);
+    assert_eq!(first, plain, "{text}: sharing changes the result");
+    assert_eq!(
+        again, plain,
+        "{text}: a second evaluation from the memo differs"
+    );
+    plain
+}
+
+#[test]
+fn repeated_sub_expressions_share_a_slot() {
+    let mut expr =
+        parse("decimal(item.Quantity) * decimal(item.Quantity) + decimal(item.Price)").unwrap();
+    // `decimal(item.Quantity)` and `item.Quantity` inside it.
+    assert_eq!(super::share([&mut expr]), 2);
+    let mut one = parse("trim(item.Name)").unwrap();
+    let mut two = parse("upper(trim(item.Name))").unwrap();
+    assert_eq!(
+        super::share([&mut one, &mut two]),
+        2,
+        "across rules of one scope"
+    );
+    let mut alone = parse("item.a + item.b").unwrap();
+    assert_eq!(super::share([&mut alone]), 0);
 }
 
 fn ok(text: &str) -> Value {

@@ -1,0 +1,87 @@
+//! Repeated sub-expressions evaluated once per scope. Rules of one mapping often read the same
+//! value several times (`decimal(item.Quantity)` in a line's quantity, its `when` and its total);
+//! at load time [`share`] wraps every sub-expression that occurs more than once among a scope's
+//! rules in a [`Node::Memo`] slot, and during evaluation the first use stores its value in the
+//! scope's [`Memo`] and later ones read it. Expressions are pure (lookups and cross-references
+//! are data in the scope), so the result is the same; an error is not stored, and the rule that
+//! meets it first reports it, as before.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use super::parser::{Expr, Node};
+use super::value::Val;
+
+/// The values of one scope's shared sub-expressions, by slot.
+#[derive(Debug, Default)]
+pub struct Memo<'a> {
+    slots: RefCell<Vec<Option<Val<'a>>>>,
+}
+
+impl<'a> Memo<'a> {
+    pub fn new(slots: usize) -> Memo<'a> {
+        Memo {
+            slots: RefCell::new(vec![None; slots]),
+        }
+    }
+
+    pub fn get(&self, slot: usize) -> Option<Val<'a>> {
+        self.slots.borrow().get(slot).cloned().flatten()
+    }
+
+    pub fn set(&self, slot: usize, value: Val<'a>) {
+        if let Some(place) = self.slots.borrow_mut().get_mut(slot) {
+            *place = Some(value);
+        }
+    }
+
+    /// Forgets every value (the next line of `lines` is a new scope).
+    pub fn clear(&self) {
+        self.slots.borrow_mut().fill(None);
+    }
+}
+
+/// Wraps the sub-expressions that occur more than once among `exprs` (compared by shape, not by
+/// text position) in memo slots; returns how many slots the scope needs.
+pub fn share<'e>(exprs: impl IntoIterator<Item = &'e mut Expr>) -> usize {
+    let mut exprs: Vec<&mut Expr> = exprs.into_iter().collect();
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for expr in &exprs {
+        expr.visit(&mut |e| {
+            if worth_sharing(e) {
+                *counts.entry(e.shape()).or_default() += 1;
+            }
+        });
+    }
+    let mut slots: HashMap<String, usize> = HashMap::new();
+    for expr in &mut exprs {
+        wrap(expr, &counts, &mut slots);
+    }
+    slots.len()
+}
+
+/// Reads of the event and computations on them; literals and `$` / `item` are as cheap as a
+/// slot.
+fn worth_sharing(expr: &Expr) -> bool {
+    !matches!(
+        expr.node,
+        Node::Null | Node::Bool(_) | Node::Num(_) | Node::Str(_) | Node::Root | Node::Item
+    )
+}
+
+fn wrap(expr: &mut Expr, counts: &HashMap<String, usize>, slots: &mut HashMap<String, usize>) {
+    expr.children_mut()
+        .into_iter()
+        .for_each(|child| wrap(child, counts, slots));
+    if !worth_sharing(expr) {
+        return;
+    }
+    let shape = expr.shape();
+    if counts.get(&shape).is_some_and(|n| *n > 1) {
+        let next = slots.len();
+        let slot = *slots.entry(shape).or_insert(next);
+        let span = expr.span;
+        let inner = std::mem::replace(&mut expr.node, Node::Null);
+        expr.node = Node::Memo(slot, Box::new(Expr { node: inner, span }));
+    }
+}
