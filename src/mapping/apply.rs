@@ -293,7 +293,10 @@ fn fields<'a>(
     scope: &Scope<'a>,
     line: Option<(&str, usize)>,
 ) -> Result<Map<String, Value>, MappingError> {
-    let mut out = Map::with_capacity(rules.len());
+    // Plain names are collected and the object built in one go (sorted once, not inserted one
+    // by one); a dotted name (`invoice_address.city`) is inserted into its nested object.
+    let mut plain: Vec<(String, Value)> = Vec::with_capacity(rules.len());
+    let mut dotted: Vec<(&str, Value)> = Vec::new();
     for rule in rules {
         let name = || match line {
             Some((into, n)) => format!("{into}[{n}].{}", rule.name),
@@ -341,7 +344,14 @@ fn fields<'a>(
             }
             continue;
         }
-        insert(&mut out, &rule.name, value);
+        match rule.name.contains('.') {
+            false => plain.push((rule.name.clone(), value)),
+            true => dotted.push((&rule.name, value)),
+        }
+    }
+    let mut out = Map::from_iter(plain);
+    for (name, value) in dotted {
+        insert(&mut out, name, value);
     }
     Ok(out)
 }
