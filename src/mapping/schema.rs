@@ -289,6 +289,19 @@ impl Node {
         if !bounded {
             return Valid;
         }
+        // The common bound, "not negative" or "positive" alone, is read from the sign and the
+        // digits without parsing (a JSON number's text: `-?digits[.digits][e±digits]`).
+        let zero = Some(Decimal::ZERO);
+        if self.maximum.is_none() && self.exclusive_maximum.is_none() {
+            let negative = text.starts_with('-');
+            let mantissa = text.split(['e', 'E']).next().unwrap_or(text);
+            let nonzero = mantissa.bytes().any(|b| matches!(b, b'1'..=b'9'));
+            match (self.minimum, self.exclusive_minimum) {
+                (m, None) if m == zero => return sure(!negative || !nonzero),
+                (None, m) if m == zero => return sure(!negative && nonzero),
+                _ => {}
+            }
+        }
         // A number a decimal cannot hold exactly is left to `jsonschema`.
         let Some(n) = exact_decimal(text) else {
             return Ask;
