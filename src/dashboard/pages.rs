@@ -525,7 +525,9 @@ async fn detail(
             "Accept the ERP's figures",
         ));
     }
-    if who.may_act() {
+    // Only a job that waits for a person can be run again on edited data (the queue refuses
+    // the others).
+    if who.may_act() && matches!(current.as_str(), "dead" | "parked" | "held" | "retrying") {
         body.push_str(&format!(
             "<a id=edit href=/ui/events/{id}/edit>Edit and resubmit</a>"
         ));
