@@ -5,7 +5,7 @@
 #   tests/schemathesis.sh HANDOFF_BINARY SCHEMATHESIS_BINARY [MAX_EXAMPLES]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-handoff=$1 st=$2 examples=${3:-60}
+handoff=$1 st=$(realpath "$2") examples=${3:-60}
 
 dir=$(mktemp -d)
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -24,5 +24,7 @@ for _ in $(seq 100); do
   kill -0 "$pid" 2>/dev/null || { cat "$dir/serve.log"; exit 1; }
   sleep 0.1
 done
+# From the temp dir: schemathesis keeps a cache (.schemathesis/) where it runs.
+cd "$dir"
 "$st" run "http://127.0.0.1:$port/api/v1/openapi.json" --checks all \
   -H "Authorization: Bearer $token" --max-examples "$examples" --no-color
