@@ -163,15 +163,5 @@ async fn deliver(floor: Arc<Floor>, body: Bytes) {
         return;
     };
     let n = floor.sent.fetch_add(1, Ordering::Relaxed);
-    let sent = floor
-        .http
-        .post(&floor.url)
-        .header("idempotency-key", format!("floor-{n}"))
-        .header("content-type", "application/json")
-        .body(json)
-        .send()
-        .await;
-    if let Ok(response) = sent {
-        let _ = response.bytes().await;
-    }
+    crate::servers::post_order(&floor.http, &floor.url, format!("floor-{n}"), json).await;
 }

@@ -334,19 +334,29 @@ async fn relay_one(State(relay): State<Arc<Relay>>, body: Bytes) -> StatusCode {
     tokio::spawn(async move {
         let _slot = relay.slots.acquire().await;
         let n = relay.sent.fetch_add(1, Ordering::Relaxed);
-        let sent = relay
-            .http
-            .post(&relay.url)
-            .header("idempotency-key", format!("relay-{n}"))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await;
-        if let Ok(response) = sent {
-            let _ = response.bytes().await;
-        }
+        post_order(&relay.http, &relay.url, format!("relay-{n}"), body).await;
     });
     StatusCode::ACCEPTED
+}
+
+/// POSTs one order's JSON to the sink under an `Idempotency-Key` and reads the answer (a
+/// reference server's delivery; what the sink answers is not its concern).
+pub async fn post_order(
+    http: &reqwest::Client,
+    url: &str,
+    key: String,
+    body: impl Into<reqwest::Body>,
+) {
+    let sent = http
+        .post(url)
+        .header("idempotency-key", key)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await;
+    if let Ok(response) = sent {
+        let _ = response.bytes().await;
+    }
 }
 
 /// What the ERP sink has received.
