@@ -72,11 +72,18 @@ impl PgServer {
             port,
             _dir: dir,
         };
+        // The port opens before recovery ends ("the database system is starting up"): ready is
+        // when the server says so in its log.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        loop {
+            let log = std::fs::read_to_string(server._dir.path().join("postgres.log"))
+                .unwrap_or_default();
+            if log.contains("ready to accept connections") {
+                break;
+            }
             assert!(
                 std::time::Instant::now() < deadline,
-                "PostgreSQL did not start"
+                "PostgreSQL did not start: {log}"
             );
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
