@@ -552,16 +552,12 @@ async fn sandbox_advance(
         data: data.clone(),
         data_is_raw_body: true,
     };
-    engine
-        .journal
-        .append(std::slice::from_ref(&envelope))
-        .await
-        .map_err(|e| {
-            ApiError(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
-                e.to_string(),
-            )
-        })?;
+    engine.journal.append(vec![envelope]).await.map_err(|e| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            e.to_string(),
+        )
+    })?;
     Ok(Json(json!({ "sandbox": true, "event": data })))
 }

@@ -169,9 +169,9 @@ impl Ingest {
                 envelope.ignored = true;
             }
         }
-        self.journal.append(&envelopes).await?;
-        let ignored = envelopes.iter().all(Envelope::is_ignored);
-        tracing::debug!(source = name, events = envelopes.len(), ignored, "accepted");
+        let (count, ignored) = (envelopes.len(), envelopes.iter().all(Envelope::is_ignored));
+        self.journal.append(envelopes).await?;
+        tracing::debug!(source = name, events = count, ignored, "accepted");
         if salesforce {
             return Ok((
                 [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
@@ -184,7 +184,7 @@ impl Ingest {
         } else {
             (StatusCode::ACCEPTED, "accepted")
         };
-        let body = format!(r#"{{"events":{},"status":"{word}"}}"#, envelopes.len());
+        let body = format!(r#"{{"events":{count},"status":"{word}"}}"#);
         Ok((status, [(header::CONTENT_TYPE, "application/json")], body).into_response())
     }
 }

@@ -33,6 +33,7 @@
 //! `fdatasync` per batch and an in-memory index do not (BENCHMARKS.md).
 
 mod dedupe;
+mod recent;
 mod record;
 pub mod segment;
 mod tail;
@@ -97,6 +98,8 @@ struct Item {
     received: i64,
     /// Not ignored on arrival: the router must read it.
     routable: bool,
+    /// The parsed envelope of a routable record, kept in `recent` once committed.
+    parsed: Option<Arc<Envelope>>,
     payload: Vec<u8>,
 }
 
@@ -128,6 +131,8 @@ pub struct Journal {
     routable: Arc<tokio::sync::Notify>,
     thread: Option<std::thread::JoinHandle<()>>,
     pub stats: Arc<CommitStats>,
+    /// The newest routable events, parsed (recent.rs).
+    recent: Arc<recent::Recent>,
 }
 
 impl Journal {
@@ -159,9 +164,11 @@ impl Journal {
         let stats = Arc::new(CommitStats::default());
         let (tx, rx) = mpsc::unbounded_channel();
         let routable = Arc::new(tokio::sync::Notify::new());
+        let recent = Arc::new(recent::Recent::default());
         let published = Published {
             end: end.clone(),
             routable: routable.clone(),
+            recent: recent.clone(),
         };
         let (thread_dir, thread_stats) = (dir.clone(), stats.clone());
         let thread = std::thread::Builder::new()
@@ -176,18 +183,24 @@ impl Journal {
             routable,
             thread: Some(thread),
             stats,
+            recent,
         })
     }
 
     /// Writes the envelopes (skipping duplicates) and waits until they are on disk.
-    pub async fn append(&self, envelopes: &[Envelope]) -> Result<Vec<Appended>, JournalError> {
+    pub async fn append(&self, envelopes: Vec<Envelope>) -> Result<Vec<Appended>, JournalError> {
         let items = envelopes
-            .iter()
-            .map(|envelope| Item {
-                key: dedupe::key(&envelope.source, &envelope.id),
-                received: envelope.received_at.timestamp(),
-                routable: !envelope.ignored,
-                payload: record::encode(envelope),
+            .into_iter()
+            .map(|envelope| {
+                let payload = record::encode(&envelope);
+                let routable = !envelope.ignored;
+                Item {
+                    key: dedupe::key(&envelope.source, &envelope.id),
+                    received: envelope.received_at.timestamp(),
+                    routable,
+                    payload,
+                    parsed: routable.then(|| Arc::new(recent::without_raw_body(envelope))),
+                }
             })
             .collect();
         self.request(items).await
@@ -259,7 +272,22 @@ impl Journal {
         record::is_ignored(payload).unwrap_or(false)
     }
 
-    /// The envelope of record `seq`, which starts at `at`.
+    /// The envelope of record `seq` (which starts at `at`) for the delivery path: without its
+    /// raw body, from memory while it is among the newest events, else read back and decoded.
+    pub fn event(&self, seq: u64, at: Position) -> Result<Arc<Envelope>, JournalError> {
+        match self.recent.get(seq) {
+            Some(envelope) => Ok(envelope),
+            None => Ok(Arc::new(recent::without_raw_body(self.read(seq, at)?))),
+        }
+    }
+
+    /// The parsed envelope of record `seq` when it is among the newest events (the router
+    /// routes it without decoding the payload it read).
+    pub fn recent(&self, seq: u64) -> Option<Arc<Envelope>> {
+        self.recent.get(seq)
+    }
+
+    /// The envelope of record `seq`, which starts at `at`, with its raw body.
     pub fn read(&self, seq: u64, at: Position) -> Result<Envelope, JournalError> {
         let file = self.reader(at.segment)?;
         match segment::read_at(&file, at.offset)? {
@@ -368,6 +396,8 @@ struct Published {
     end: Arc<Mutex<End>>,
     /// Signalled after a commit that wrote records the router must read.
     routable: Arc<tokio::sync::Notify>,
+    /// Where committed routable records are kept parsed.
+    recent: Arc<recent::Recent>,
 }
 
 fn commit_loop(
@@ -388,7 +418,13 @@ fn commit_loop(
         let started = std::time::Instant::now();
         let (answers, routable) = match poisoned {
             true => (vec![Err(JournalError::Poisoned); batch.len()], None),
-            false => commit_batch(&mut writer, &mut dedupe, &batch, &mut poisoned),
+            false => commit_batch(
+                &mut writer,
+                &mut dedupe,
+                &batch,
+                &mut poisoned,
+                &published.recent,
+            ),
         };
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         stats.commit_micros.fetch_add(micros, Ordering::Relaxed);
@@ -439,6 +475,7 @@ fn commit_batch(
     dedupe: &mut Dedupe,
     batch: &[Request],
     poisoned: &mut bool,
+    recent: &recent::Recent,
 ) -> (Vec<Result<Vec<Appended>, JournalError>>, Option<u64>) {
     let first_seq = writer.next_seq();
     // Probes (empty requests) also ask whether the journal can go on past this segment.
@@ -489,6 +526,9 @@ fn commit_batch(
         .map(|(_, seq)| *seq)
         .max();
     for (item, seq) in written {
+        if let Some(parsed) = &item.parsed {
+            recent.insert(seq, parsed.clone());
+        }
         dedupe.insert(item.key, seq, item.received);
     }
     dedupe.expire(chrono::Utc::now().timestamp(), false);

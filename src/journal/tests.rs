@@ -41,13 +41,13 @@ async fn appends_in_order_and_dedupes_within_the_window() {
     let dir = tempfile::tempdir().unwrap();
     let j = open(dir.path());
     let a = j
-        .append(&[envelope("a", 1000), envelope("b", 1000)])
+        .append(vec![envelope("a", 1000), envelope("b", 1000)])
         .await
         .unwrap();
     assert_eq!(a, vec![Appended::New(1), Appended::New(2)]);
-    let again = j.append(&[envelope("a", 1050)]).await.unwrap();
+    let again = j.append(vec![envelope("a", 1050)]).await.unwrap();
     assert_eq!(again, vec![Appended::Duplicate(1)]);
-    let late = j.append(&[envelope("a", 1101)]).await.unwrap();
+    let late = j.append(vec![envelope("a", 1101)]).await.unwrap();
     assert_eq!(late, vec![Appended::New(3)]);
     assert_eq!(ids(&j), ["a", "b", "a"]);
     assert_eq!(j.len(), 3);
@@ -58,7 +58,7 @@ async fn duplicates_inside_one_batch_are_written_once() {
     let dir = tempfile::tempdir().unwrap();
     let j = open(dir.path());
     let a = j
-        .append(&[envelope("x", 1), envelope("x", 1)])
+        .append(vec![envelope("x", 1), envelope("x", 1)])
         .await
         .unwrap();
     assert_eq!(a, vec![Appended::New(1), Appended::Duplicate(1)]);
@@ -72,7 +72,7 @@ async fn concurrent_appends_share_fsyncs_and_survive_reopen() {
         let tasks: Vec<_> = (0..200)
             .map(|i| {
                 let j = j.clone();
-                tokio::spawn(async move { j.append(&[envelope(&format!("e{i}"), now())]).await })
+                tokio::spawn(async move { j.append(vec![envelope(&format!("e{i}"), now())]).await })
             })
             .collect();
         for task in tasks {
@@ -89,7 +89,7 @@ async fn concurrent_appends_share_fsyncs_and_survive_reopen() {
         assert!(!saved.exists(), "read once");
         assert_eq!(j.len(), 200);
         assert_eq!(
-            j.append(&[envelope("e7", now())]).await.unwrap()[0],
+            j.append(vec![envelope("e7", now())]).await.unwrap()[0],
             Appended::Duplicate(8)
         );
     }
@@ -98,7 +98,7 @@ async fn concurrent_appends_share_fsyncs_and_survive_reopen() {
     let j = open(dir.path());
     assert_eq!(j.len(), 200);
     assert_eq!(
-        j.append(&[envelope("e9", now())]).await.unwrap()[0],
+        j.append(vec![envelope("e9", now())]).await.unwrap()[0],
         Appended::Duplicate(10)
     );
 }
@@ -109,15 +109,18 @@ async fn the_dedupe_index_is_rebuilt_only_from_records_inside_the_window() {
     let now = Utc::now().timestamp();
     {
         let j = open(dir.path());
-        j.append(&[envelope("old", now - 500), envelope("recent", now - 10)])
-            .await
-            .unwrap();
+        j.append(vec![
+            envelope("old", now - 500),
+            envelope("recent", now - 10),
+        ])
+        .await
+        .unwrap();
     }
     // As after a crash: no saved index, so it is rebuilt from the records.
     std::fs::remove_file(dir.path().join("journal/dedupe.snap")).unwrap();
     let j = open(dir.path()); // window: 100 s
     let again = j
-        .append(&[envelope("recent", now), envelope("old", now)])
+        .append(vec![envelope("recent", now), envelope("old", now)])
         .await
         .unwrap();
     assert_eq!(again, vec![Appended::Duplicate(2), Appended::New(3)]);
@@ -141,18 +144,18 @@ async fn the_end_says_from_where_only_ignored_records_follow_and_a_tail_can_skip
     };
     // Records from before the start count as routable: nothing to skip yet.
     assert_eq!(j.end().ignored_from, 1);
-    j.append(&[envelope("r1", now())]).await.unwrap();
+    j.append(vec![envelope("r1", now())]).await.unwrap();
     assert_eq!(j.end().ignored_from, 2);
-    j.append(&[ignored("i1"), ignored("i2")]).await.unwrap();
+    j.append(vec![ignored("i1"), ignored("i2")]).await.unwrap();
     let end = j.end();
     assert_eq!((end.next_seq, end.ignored_from), (4, 2));
     // A duplicate of a routable event writes nothing and changes nothing.
-    j.append(&[envelope("r1", now())]).await.unwrap();
+    j.append(vec![envelope("r1", now())]).await.unwrap();
     assert_eq!(j.end(), end);
 
     let mut tail = j.tail(2, None);
     tail.skip_to(end.next_seq, end.at);
-    j.append(&[envelope("r2", now()), ignored("i3")])
+    j.append(vec![envelope("r2", now()), ignored("i3")])
         .await
         .unwrap();
     assert_eq!(j.end().ignored_from, 5);
@@ -176,7 +179,7 @@ async fn the_end_follows_the_journal_into_its_next_segment() {
         ..envelope(id, now())
     };
     for n in 0..5 {
-        j.append(&[big(&format!("i{n}"))]).await.unwrap();
+        j.append(vec![big(&format!("i{n}"))]).await.unwrap();
     }
     let end = j.end();
     assert!(
@@ -185,7 +188,7 @@ async fn the_end_follows_the_journal_into_its_next_segment() {
     );
     let mut tail = j.tail(1, None);
     tail.skip_to(end.next_seq, end.at);
-    j.append(&[envelope("r", now())]).await.unwrap();
+    j.append(vec![envelope("r", now())]).await.unwrap();
     let read = tail.read(j.next_seq(), 10).unwrap();
     assert_eq!(read.len(), 1);
     assert_eq!(Journal::decode(read[0].0, &read[0].2).unwrap().id, "r");

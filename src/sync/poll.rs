@@ -88,11 +88,12 @@ pub async fn once(engine: &Engine, name: &str, poller: &dyn Poller) -> anyhow::R
         live.note_not_ours(not_ours.iter().map(|o| o.order_id.as_str()));
     }
     let cursor = read_again(cursor, &not_ours, chrono::Utc::now());
-    if !events.is_empty() {
-        engine.journal.append(&events).await?;
+    let count = events.len();
+    if count > 0 {
+        engine.journal.append(events).await?;
     }
     engine.queue.save_poll(name, cursor.as_ref(), &progress)?;
-    Ok(events.len())
+    Ok(count)
 }
 
 /// Whether handoff created the order (or an operator linked it): a cross-reference from its

@@ -14,6 +14,7 @@ use serde_json::Value;
 use super::{Engine, Live, status};
 use crate::adapters::Class;
 use crate::adapters::{Delivered, Delivery, Failure, Shortage};
+use crate::envelope::Envelope;
 use crate::mapping::live::Loaded;
 use crate::mapping::{Context, Document, Keys, Mapping};
 use crate::queue::job::Failing;
@@ -48,7 +49,7 @@ type Stage<T> = Result<T, Outcome>;
 struct Prepared {
     loaded: Arc<Loaded>,
     mapping_at: usize,
-    data: Value,
+    data: EventData,
     keys: Keys,
     /// The order status this event moves to (status flows only).
     status: Option<String>,
@@ -61,6 +62,24 @@ struct Prepared {
 struct Seen {
     applied: Option<Applied>,
     echo: Option<Echo>,
+}
+
+/// The data a job maps: its journaled event (shared with the journal's newest events, not
+/// copied) or an operator's edit.
+enum EventData {
+    Journaled(Arc<Envelope>),
+    Edited(Value),
+}
+
+impl std::ops::Deref for EventData {
+    type Target = Value;
+
+    fn deref(&self) -> &Value {
+        match self {
+            EventData::Journaled(envelope) => &envelope.data,
+            EventData::Edited(data) => data,
+        }
+    }
 }
 
 impl Prepared {
@@ -116,16 +135,13 @@ async fn attempt(engine: &Engine, live: &Live, job: &Job) -> Stage<Outcome> {
 /// Reads the event (once), picks the flow's mapping and its keys, and skips what must not run.
 fn prepare(engine: &Engine, job: &Job) -> Stage<Prepared> {
     let data = match &job.payload {
-        Some(payload) => payload.clone(),
-        None => {
-            let envelope = engine.journal.read(job.seq, job.at).map_err(|error| {
-                Outcome::Dead(reason(
-                    "fix_config",
-                    format!("the journaled event is unreadable: {error}"),
-                ))
-            })?;
-            envelope.data
-        }
+        Some(payload) => EventData::Edited(payload.clone()),
+        None => EventData::Journaled(engine.journal.event(job.seq, job.at).map_err(|error| {
+            Outcome::Dead(reason(
+                "fix_config",
+                format!("the journaled event is unreadable: {error}"),
+            ))
+        })?),
     };
     let loaded = engine.mappings.current();
     let mapping_at = loaded
@@ -198,9 +214,9 @@ fn not_stale_nor_echo(engine: &Engine, job: &Job, record: &str, data: &Value) ->
             echo: None,
         });
     };
-    let before = engine.journal.read(applied.seq, applied.at).map(|e| e.data);
+    let before = engine.journal.event(applied.seq, applied.at);
     if let Ok(before) = before
-        && super::echo::is_echo(&before, data, &echo, &engine.config.echo_ignore_fields)
+        && super::echo::is_echo(&before.data, data, &echo, &engine.config.echo_ignore_fields)
     {
         return Err(Outcome::Skipped(reason(
             "echo",
@@ -605,7 +621,7 @@ pub fn dry_run(engine: &Engine, job: &Job, data: &Value) -> Result<Value, String
     let prepared = Prepared {
         loaded: loaded.clone(),
         mapping_at,
-        data: data.clone(),
+        data: EventData::Edited(data.clone()),
         keys,
         status: None,
         seen: Seen::default(),

@@ -59,7 +59,11 @@ pub async fn run(
             if Journal::is_ignored(&payload) {
                 continue;
             }
-            match Journal::decode(seq, &payload) {
+            let parsed = match journal.recent(seq) {
+                Some(envelope) => Ok(envelope),
+                None => Journal::decode(seq, &payload).map(Arc::new),
+            };
+            match parsed {
                 Ok(envelope) => {
                     jobs.extend(route(&loaded, &envelope, seq, at, queue.clock().now_ms()))
                 }

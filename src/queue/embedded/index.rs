@@ -54,10 +54,11 @@ pub struct Index {
     applied_at: Mutex<std::time::Instant>,
 }
 
-/// Effects go to sled once this many wait (~20 MB)…
-const APPLY_AT: usize = 50_000;
-/// …or this long after the last batch.
-const APPLY_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+/// Effects go to sled once this many wait (~40 MB; two per delivered order, so about twice
+/// between snapshots at full speed: sled writes ~1 KB per key in batches this large)…
+const APPLY_AT: usize = 100_000;
+/// …or this long after the last batch (a snapshot, every 30 s at most, applies them too).
+const APPLY_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Index {
     pub fn new(tree: sled::Tree) -> Index {
