@@ -2,7 +2,6 @@
 //! dead letters by reason), connectors (pause, resume, test), cross-references, the sandbox.
 //! It changes jobs only through queue actions.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
@@ -13,9 +12,10 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::data::{self, JobFilter};
 use crate::envelope::Envelope;
 use crate::mapping::live::LiveMappings;
-use crate::queue::{self, Action, Job, JobId, QueueError};
+use crate::queue::{self, Action, JobId, QueueError};
 use crate::sync::Engine;
 
 type Shared = State<Arc<Engine>>;
@@ -112,7 +112,7 @@ impl From<QueueError> for ApiError {
 type Answer = Result<Json<Value>, ApiError>;
 
 /// A page size: `default` when not given, refused outside 1..=`max` (as the API document says).
-fn limit(given: Option<usize>, default: usize, max: usize) -> Result<usize, ApiError> {
+pub(super) fn limit(given: Option<usize>, default: usize, max: usize) -> Result<usize, ApiError> {
     match given {
         None => Ok(default),
         Some(n) if (1..=max).contains(&n) => Ok(n),
@@ -128,182 +128,22 @@ fn not_found(what: &str) -> ApiError {
     ApiError(StatusCode::NOT_FOUND, "not_found", format!("no {what}"))
 }
 
-async fn overview(State(engine): Shared) -> Answer {
-    Ok(Json(overview_data(&engine)))
+async fn overview(State(engine): Shared) -> Json<data::Overview> {
+    Json(data::overview(&engine))
 }
 
-/// Waiting jobs per connector and state, outcomes since start (per connector and per flow),
-/// the oldest waiting job, the connectors, the last hour's deliveries per minute, the pollers.
-pub fn overview_data(engine: &Engine) -> Value {
-    let mut per_connector: BTreeMap<String, BTreeMap<&str, u64>> = BTreeMap::new();
-    for ((connector, state), count) in engine.queue.counts() {
-        *per_connector
-            .entry(connector.to_string())
-            .or_default()
-            .entry(state.as_str())
-            .or_default() += count;
-    }
-    let mut outcomes: BTreeMap<String, BTreeMap<&str, u64>> = BTreeMap::new();
-    for ((connector, outcome), count) in engine.metrics.outcomes() {
-        outcomes
-            .entry(connector)
-            .or_default()
-            .insert(outcome, count);
-    }
-    let mut flows: BTreeMap<String, BTreeMap<&str, u64>> = BTreeMap::new();
-    for ((flow, outcome), count) in engine.metrics.flow_outcomes() {
-        flows.entry(flow).or_default().insert(outcome, count);
-    }
-    let oldest = engine
-        .queue
-        .oldest_open()
-        .and_then(|id| engine.queue.get(id).ok());
-    let now = engine.queue.clock().now_ms();
-    json!({
-        "journal": { "events": engine.journal.len() },
-        "waiting": per_connector,
-        "outcomes_since_start": outcomes,
-        "flows_since_start": flows,
-        "oldest_waiting": oldest.map(|job| json!({"id": job.id, "state": job.state, "created_ms": job.created_ms, "flow": job.flow, "connector": job.connector, "reason": job.reason})),
-        "connectors": engine.connectors.values().map(|c| c.status()).collect::<Vec<_>>(),
-        "last_hour": engine.metrics.last_hour(now),
-        "now_ms": now,
-        "counted_since_ms": engine.metrics.counted_since(),
-    })
+async fn list_jobs(
+    State(engine): Shared,
+    Query(filter): Query<JobFilter>,
+) -> Result<Json<queue::Page>, ApiError> {
+    Ok(Json(data::jobs(&engine, &filter)?))
 }
 
-#[derive(Debug, Default, Deserialize)]
-pub struct JobFilter {
-    pub state: Option<String>,
-    pub flow: Option<String>,
-    pub connector: Option<String>,
-    /// A CRM or ERP record id, or the ordering key.
-    pub record: Option<String>,
-    pub reason: Option<String>,
-    /// Created at or after this time (RFC 3339 or a date).
-    pub since: Option<String>,
-    pub before: Option<JobId>,
-    pub limit: Option<usize>,
-}
-
-async fn list_jobs(State(engine): Shared, Query(filter): Query<JobFilter>) -> Answer {
-    Ok(Json(list_data(&engine, &filter)?))
-}
-
-/// One page of jobs, newest first: `jobs`, and `next_before` when there may be more.
-pub fn list_data(engine: &Engine, filter: &JobFilter) -> Result<Value, ApiError> {
-    let since_ms = match empty(&filter.since) {
-        Some(text) => Some(parse_since(text).ok_or_else(|| {
-            ApiError(
-                StatusCode::BAD_REQUEST,
-                "bad_filter",
-                format!("since {text:?} is not a date (2026-11-23) or an RFC 3339 time"),
-            )
-        })?),
-        None => None,
-    };
-    let state = match &empty(&filter.state) {
-        Some(text) => Some(queue::State::parse(text).ok_or_else(|| {
-            ApiError(
-                StatusCode::BAD_REQUEST,
-                "bad_filter",
-                format!("unknown state {text:?}"),
-            )
-        })?),
-        None => None,
-    };
-    let limit = limit(filter.limit, 50, 500)?;
-    let (flow, connector, reason, record) = (
-        empty(&filter.flow),
-        empty(&filter.connector),
-        empty(&filter.reason),
-        empty(&filter.record),
-    );
-    let keep = |job: &Job| {
-        state.is_none_or(|s| job.state == s)
-            && flow.is_none_or(|f| job.flow == f)
-            && connector.is_none_or(|c| job.connector == c)
-            && reason.is_none_or(|r| job.reason.as_ref().is_some_and(|x| x.code == r))
-            && since_ms.is_none_or(|t| job.created_ms >= t)
-            && record.is_none_or(|r| {
-                job.object_id.as_deref() == Some(r)
-                    || job.order_key == r
-                    || job.external_id.as_deref() == Some(r)
-            })
-    };
-    let scope = match (record, state) {
-        (Some(record), _) => queue::Scope::Record(record),
-        (None, Some(state)) if state.is_held_in_memory() => queue::Scope::State(state),
-        _ => queue::Scope::All { since_ms },
-    };
-    let page = engine.queue.list(scope, filter.before, limit, &keep)?;
-    Ok(json!({ "jobs": page.jobs, "next_before": page.next_before }))
-}
-
-/// A filter's text, when it says something.
-fn empty(text: &Option<String>) -> Option<&str> {
-    text.as_deref().map(str::trim).filter(|t| !t.is_empty())
-}
-
-/// `2026-11-23` (midnight UTC) or an RFC 3339 time, as ms since the epoch.
-fn parse_since(text: &str) -> Option<i64> {
-    if let Ok(time) = chrono::DateTime::parse_from_rfc3339(text) {
-        return Some(time.timestamp_millis());
-    }
-    let day = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
-    Some(day.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis())
-}
-
-async fn show_job(State(engine): Shared, Path(id): Path<JobId>) -> Answer {
-    Ok(Json(job_data(&engine, id)?))
-}
-
-/// A job with its idempotency key, attempts, event, cross-references and order status.
-pub fn job_data(engine: &Engine, id: JobId) -> Result<Value, ApiError> {
-    let job = engine.queue.get(id)?;
-    let attempts = engine.queue.attempts(id)?;
-    let envelope = engine.journal.read(job.seq, job.at).ok();
-    let data = job
-        .payload
-        .clone()
-        .or_else(|| envelope.as_ref().map(|e| e.data.clone()));
-    // What the mapping in force makes of it (the queue keeps no documents).
-    let mapped = data.map(|data| crate::sync::process::dry_run(engine, &job, &data));
-    let (document, document_error) = match mapped {
-        Some(Ok(document)) => (Some(document), None),
-        Some(Err(why)) => (None, Some(why)),
-        None => (None, Some("the event is no longer kept".to_owned())),
-    };
-    let event = envelope.map(event_json);
-    let xrefs = match &job.object_id {
-        Some(record) => engine.queue.xrefs(record, 20)?,
-        None => Vec::new(),
-    };
-    let order_status = engine.queue.status(&job.order_key)?;
-    Ok(json!({
-        "job": job,
-        "idempotency_key": job.idempotency_key(),
-        "attempts": attempts,
-        "event": event,
-        "document": document,
-        "document_error": document_error,
-        "xrefs": xrefs,
-        "order_status": order_status,
-    }))
-}
-
-fn event_json(envelope: Envelope) -> Value {
-    json!({
-        "id": envelope.id,
-        "source": envelope.source,
-        "event_type": envelope.event_type,
-        "object": envelope.object,
-        "object_id": envelope.object_id,
-        "version": envelope.version,
-        "received_at": envelope.received_at,
-        "raw_body": envelope.raw_body,
-        "data": envelope.data,
-    })
+async fn show_job(
+    State(engine): Shared,
+    Path(id): Path<JobId>,
+) -> Result<Json<data::JobDetail>, ApiError> {
+    Ok(Json(data::job(&engine, id)?))
 }
 
 async fn retry(State(engine): Shared, Path(id): Path<JobId>) -> Answer {
@@ -356,52 +196,13 @@ struct Bulk {
 }
 
 async fn bulk(State(engine): Shared, Json(bulk): Json<Bulk>) -> Answer {
-    let done = bulk_act(&engine, &bulk.reason, bulk.action)?;
+    let done = data::bulk_act(&engine, &bulk.reason, bulk.action)?;
     Ok(Json(json!({ "count": done.len(), "jobs": done })))
 }
 
-/// Retries or skips every dead letter with this reason code.
-pub fn bulk_act(engine: &Engine, reason: &str, action: Action) -> Result<Vec<JobId>, ApiError> {
-    let mut done = Vec::new();
-    for id in engine.queue.ids_in(queue::State::Dead) {
-        let matches = engine
-            .queue
-            .entry(id)
-            .is_some_and(|e| e.reason.as_deref() == Some(reason));
-        if matches {
-            engine.queue.act(id, action)?;
-            done.push(id);
-        }
-    }
-    Ok(done)
+async fn dead_letters(State(engine): Shared) -> Json<data::DeadLetters> {
+    Json(data::dead_letters(&engine))
 }
-
-async fn dead_letters(State(engine): Shared) -> Answer {
-    Ok(Json(dead_data(&engine)))
-}
-
-/// Dead letters grouped by reason code: the count, an example message, and the newest
-/// [`GROUP_IDS`] job ids of each group (bulk actions name the reason, not the ids).
-pub fn dead_data(engine: &Engine) -> Value {
-    let groups: Vec<Value> = engine
-        .queue
-        .groups(queue::State::Dead, GROUP_IDS)
-        .into_iter()
-        .map(|(reason, (count, ids))| {
-            let example = engine
-                .queue
-                .get(ids[0])
-                .ok()
-                .and_then(|j| j.reason)
-                .map(|r| r.message);
-            json!({"reason": reason, "count": count, "jobs": ids, "example": example})
-        })
-        .collect();
-    json!({ "groups": groups })
-}
-
-/// Job ids listed per dead-letter group, newest first.
-pub const GROUP_IDS: usize = 50;
 
 async fn connectors(State(engine): Shared) -> Answer {
     let list: Vec<_> = engine.connectors.values().map(|c| c.status()).collect();

@@ -206,14 +206,7 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 fn refuse(api: bool, status: StatusCode, code: &'static str, message: &str) -> Response {
     match api {
         true => crate::dashboard::api::ApiError(status, code, message.to_owned()).into_response(),
-        false => (
-            status,
-            axum::response::Html(format!(
-                "<!doctype html><title>{status}</title><p>{}</p><p><a href=\"/ui\">Back</a></p>",
-                super::html::esc(message)
-            )),
-        )
-            .into_response(),
+        false => super::pages::layout::error_page(status, message),
     }
 }
 

@@ -1,12 +1,13 @@
-//! What operators and their tools see: the HTML dashboard (`pages`, framed by `html`), the JSON
-//! API (`api`, described by `openapi.json`; every error answered as JSON by `json_errors`),
+//! What operators and their tools see: the HTML dashboard (`pages`, one file per page, rendered
+//! with maud), the JSON API (`api`, described by `openapi.json`; every error answered as JSON
+//! by `json_errors`), both built on the typed values of `data`,
 //! Prometheus metrics (`prometheus`), `/healthz` and `/readyz` (`health`), and who may use them
 //! (`auth`, with login throttling in `throttle`).
 
 pub mod api;
 pub mod auth;
+pub mod data;
 pub mod health;
-pub mod html;
 pub mod json_errors;
 pub mod pages;
 pub mod prometheus;

@@ -104,7 +104,7 @@ pub enum Scope<'a> {
 }
 
 /// One page of a listing.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize)]
 pub struct Page {
     pub jobs: Vec<Job>,
     /// Pass as `before` for the next page; none when the listing is complete.

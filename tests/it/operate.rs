@@ -214,6 +214,6 @@ async fn the_overview_counts_survive_a_restart() {
         .text()
         .await
         .unwrap();
-    assert!(page.contains("<b id=delivered>1</b>"), "{page}");
+    assert!(page.contains(r#"<b id="delivered">1</b>"#), "{page}");
     assert!(page.contains("since "), "the window is named");
 }

@@ -70,9 +70,9 @@ async fn a_viewer_can_log_out_and_a_401_says_how_to_authenticate() {
         .await
         .unwrap();
     let csrf = page
-        .split("name=csrf value='")
+        .split(r#"name="csrf" value=""#)
         .nth(1)
-        .and_then(|rest| rest.split('\'').next())
+        .and_then(|rest| rest.split('"').next())
         .unwrap()
         .to_owned();
     let client = reqwest::Client::builder()
