@@ -174,7 +174,10 @@ mod tests {
         assert_eq!(button(&viewer, "/ui/x", "Go").into_string(), "");
         let operator = operator("o", "t0k");
         let form = button(&operator, "/ui/x", "Go").into_string();
-        assert!(form.contains(r#"action="/ui/x""#) && form.contains(r#"value="t0k""#), "{form}");
+        assert!(
+            form.contains(r#"action="/ui/x""#) && form.contains(r#"value="t0k""#),
+            "{form}"
+        );
         let empty = table(&["a", "b"], &[]).into_string();
         assert!(empty.contains(r#"<td colspan="2">nothing</td>"#), "{empty}");
     }
