@@ -6,6 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::http::header;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
@@ -171,22 +172,28 @@ impl App {
             .route("/hooks/{source}", post(ingest::receive))
             .with_state(self.ingest.clone());
         let health = crate::dashboard::health::router(self.journal.clone());
-        let mappings = crate::dashboard::api::mappings_router(self.mappings.clone());
+        let (api, openapi) =
+            crate::dashboard::api::router(self.engine.clone(), self.mappings.clone());
+        let openapi = Arc::new(openapi.to_json().expect("the API document serialises"));
         let ui = crate::dashboard::pages::Ui {
             engine: self.engine.clone(),
             auth: self.auth.clone(),
             mappings: self.mappings.clone(),
         };
-        let guarded = mappings
-            .merge(crate::dashboard::api::router(self.engine.clone()))
-            .merge(crate::dashboard::pages::router(ui))
-            .route_layer(axum::middleware::from_fn_with_state(
-                self.auth.clone(),
-                crate::dashboard::auth::guard,
-            ));
+        let guarded = api.merge(crate::dashboard::pages::router(ui)).route_layer(
+            axum::middleware::from_fn_with_state(self.auth.clone(), crate::dashboard::auth::guard),
+        );
         let open = Router::new()
             .route("/", get(|| async { axum::response::Redirect::to("/ui") }))
-            .route("/api/v1/openapi.json", get(crate::dashboard::api::openapi))
+            .route(
+                "/api/v1/openapi.json",
+                get(move || async move {
+                    (
+                        [(header::CONTENT_TYPE, "application/json")],
+                        (*openapi).clone(),
+                    )
+                }),
+            )
             .merge(crate::dashboard::prometheus::router(self.engine.clone()));
         hooks
             .merge(health)

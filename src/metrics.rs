@@ -33,7 +33,7 @@ impl Histogram {
 }
 
 /// Delivered and failed attempts in one minute (for the last hour's chart).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Minute {
     pub minute: i64,
     pub delivered: u64,

@@ -17,7 +17,7 @@ use super::{Adapter, BoxFuture, Delivered, Delivery, Failure};
 use crate::adapters::Class;
 use crate::store::Store;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Erp,
@@ -25,11 +25,12 @@ pub enum Role {
 }
 
 /// A record the sandbox holds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Record {
     pub id: String,
     pub operation: String,
     pub key: String,
+    #[schema(value_type = Object)]
     pub document: Value,
     pub received_ms: i64,
     /// How many deliveries wrote it (an upsert or a CRM update counts each).

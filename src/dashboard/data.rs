@@ -8,8 +8,10 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use super::api::{ApiError, limit};
+use super::openapi::schema;
 use crate::envelope::Envelope;
 use crate::metrics::Minute;
 use crate::queue::records::Xref;
@@ -36,14 +38,17 @@ pub fn total(counts: &Counts, state: &str) -> u64 {
         .sum()
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Overview {
     pub journal: JournalCount,
     /// Open and dead jobs now, per connector and state.
+    #[schema(value_type = BTreeMap<String, BTreeMap<String, u64>>)]
     pub waiting: Counts,
     /// Outcomes since `counted_since_ms`, per connector.
+    #[schema(value_type = BTreeMap<String, BTreeMap<String, u64>>)]
     pub outcomes_since_start: Counts,
     /// The same per flow.
+    #[schema(value_type = BTreeMap<String, BTreeMap<String, u64>>)]
     pub flows_since_start: Counts,
     pub oldest_waiting: Option<Oldest>,
     pub connectors: Vec<ConnectorStatus>,
@@ -53,13 +58,13 @@ pub struct Overview {
     pub counted_since_ms: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct JournalCount {
     pub events: u64,
 }
 
 /// The oldest job still waiting.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Oldest {
     pub id: JobId,
     pub state: State,
@@ -120,17 +125,28 @@ pub fn overview(engine: &Engine) -> Overview {
 }
 
 /// Which jobs to list (the API's query string and the events page's search form).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct JobFilter {
+    /// ready, leased, retrying, parked, held, dead, done, skipped; empty: any state
+    #[param(schema_with = schema::state_filter)]
     pub state: Option<String>,
+    /// flow name
     pub flow: Option<String>,
+    /// connector name
     pub connector: Option<String>,
-    /// A CRM or ERP record id, or the ordering key.
+    /// a CRM or ERP record id, or the order key
     pub record: Option<String>,
+    /// reason code, e.g. fix_data
     pub reason: Option<String>,
-    /// Created at or after this time (RFC 3339 or a date).
+    /// created at or after (2026-11-23 or RFC 3339); empty: any time
+    #[param(schema_with = schema::since)]
     pub since: Option<String>,
+    /// job id to page from (next_before of the previous page)
+    #[param(schema_with = schema::job_id)]
     pub before: Option<JobId>,
+    /// 1–500; default 50
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
 }
 
@@ -193,7 +209,7 @@ fn parse_since(text: &str) -> Option<i64> {
 }
 
 /// One job in full.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct JobDetail {
     pub job: Job,
     pub idempotency_key: String,
@@ -201,6 +217,7 @@ pub struct JobDetail {
     /// The journaled event, while the journal keeps it.
     pub event: Option<Event>,
     /// What the mapping in force makes of the event (the queue keeps no documents)…
+    #[schema(value_type = Option<Object>)]
     pub document: Option<Value>,
     /// …or why it cannot.
     pub document_error: Option<String>,
@@ -209,7 +226,7 @@ pub struct JobDetail {
 }
 
 /// A journaled event as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Event {
     pub id: String,
     pub source: String,
@@ -219,6 +236,7 @@ pub struct Event {
     pub version: Option<String>,
     pub received_at: DateTime<Utc>,
     pub raw_body: String,
+    #[schema(value_type = Object)]
     pub data: Value,
 }
 
@@ -274,13 +292,13 @@ pub fn job(engine: &Engine, id: JobId) -> Result<JobDetail, ApiError> {
 /// Job ids listed per dead-letter group, newest first.
 pub const GROUP_IDS: usize = 50;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct DeadLetters {
     pub groups: Vec<DeadGroup>,
 }
 
 /// The dead letters of one reason code.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct DeadGroup {
     pub reason: String,
     pub count: u64,

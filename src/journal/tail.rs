@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::segment::{self, Records};
 
 /// Where a record starts: its segment (named by its first seq) and the byte offset in it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Position {
     pub segment: u64,
     pub offset: u64,

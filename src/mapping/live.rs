@@ -23,7 +23,7 @@ pub struct Loaded {
 }
 
 /// The outcome of the last reload, for the API and the dashboard.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ReloadStatus {
     pub at: DateTime<Utc>,
     pub ok: bool,

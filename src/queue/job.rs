@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::journal::Position;
 
@@ -10,7 +11,9 @@ pub type JobId = u64;
 /// Where a job is in its life. `Ready`, `Leased` and `Retrying` hold their place in the line of
 /// their ordering key; `Parked` and `Held` step out of it until released; the last four are
 /// settled (`Dead` until an operator retries, resubmits or skips it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     Ready,
@@ -67,7 +70,7 @@ impl State {
 }
 
 /// Why a job is where it is: the last failure, or why it waits or was skipped.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Reason {
     /// `fix_data`, `transient`, `dependency`, `hold`, `stale`, `echo`, … (groups dead letters).
     pub code: String,
@@ -84,7 +87,7 @@ impl Reason {
 }
 
 /// One job: its created record and its last state change in the queue log (embedded/record.rs).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Job {
     pub id: JobId,
     /// The journal record of the event, and where it is.
@@ -108,6 +111,7 @@ pub struct Job {
     pub due_ms: Option<i64>,
     pub reason: Option<Reason>,
     /// (kind, CRM id) a parked job waits for.
+    #[schema(value_type = Option<Vec<String>>, min_items = 2, max_items = 2)]
     pub waits_for: Option<(String, String)>,
     /// The last attempt may have taken effect: check before creating again.
     pub in_doubt: bool,
@@ -122,6 +126,7 @@ pub struct Job {
     /// The event data as edited by an operator (or copied out of the journal before its
     /// segment was deleted); replaces the journaled data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub payload: Option<Value>,
     /// The mapping version that routed it.
     pub mapping_version: Option<String>,
@@ -147,14 +152,14 @@ impl Job {
 
 /// A job's run of failures: how many (the step of the retry schedule) and since when (the
 /// retry budget is a span of time from the first).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Failing {
     pub failures: u32,
     pub since_ms: i64,
 }
 
 /// One delivery attempt, stored with the state change it led to.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Attempt {
     pub n: u32,
     pub started_ms: i64,

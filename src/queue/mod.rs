@@ -73,7 +73,7 @@ pub struct Cursor {
 }
 
 /// What an operator can do to a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     Retry,
@@ -104,7 +104,7 @@ pub enum Scope<'a> {
 }
 
 /// One page of a listing.
-#[derive(Debug, Default, serde::Serialize)]
+#[derive(Debug, Default, serde::Serialize, utoipa::ToSchema)]
 pub struct Page {
     pub jobs: Vec<Job>,
     /// Pass as `before` for the next page; none when the listing is complete.

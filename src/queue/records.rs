@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::journal::Position;
 
 /// A cross-reference: a CRM record and the id it has in a target system.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Xref {
     pub system: String,
     pub kind: String,

@@ -248,28 +248,31 @@ impl Live {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ConnectorStatus {
     pub name: String,
+    #[schema(value_type = String)]
     pub kind: &'static str,
     pub role: Role,
     pub description: String,
     pub sandbox: bool,
     pub concurrency: usize,
+    /// `closed`, `open` or `half_open`.
+    #[schema(value_type = String)]
     pub circuit: &'static str,
     pub paused: Option<String>,
     pub last_error: Option<LastError>,
     pub poller: Option<PollerStatus>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LastError {
     pub at_ms: i64,
     pub message: String,
 }
 
 /// A status poller's health: its lag is now minus `last_ok_ms`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PollerStatus {
     pub every_secs: u64,
     pub last_ok_ms: Option<i64>,
