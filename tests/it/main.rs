@@ -26,4 +26,5 @@ mod support;
 mod tryton;
 mod tryton_money;
 mod tryton_ours;
+mod tryton_units;
 mod upgrade;

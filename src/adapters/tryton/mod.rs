@@ -10,7 +10,8 @@
 //! - status poller (`poll.rs`): sales whose `write_date` or `create_date` moved.
 //!
 //! Raw `create` runs no on_change, so every value the Tryton client would fill in is sent:
-//! addresses, currency, company, unit. A discount is sent as Tryton computes it: with the
+//! addresses, currency, company, and the product's *sale* unit (the CRM's quantity and price
+//! are per unit sold: a box of 12, not the piece the stock counts). A discount is sent as Tryton computes it: with the
 //! `sale_discount` module the line keeps its `base_price` and the discounted `unit_price` (cut
 //! to 4 decimals as Tryton does); without it, the discount is folded into the unit price. Then
 //! Tryton's own amounts are compared with the document's (`amounts.rs`): a difference holds the
@@ -410,6 +411,8 @@ impl Tryton {
         Ok(())
     }
 
+    /// The unit a product is sold in (`sale_uom`: a box of 12, say), which a sale line's
+    /// quantity and unit price are in; its stock unit (`default_uom`) only when it has none.
     async fn unit_of(&self, product: i64) -> Result<i64, Failure> {
         let cached = ("product.uom of product", product.to_string());
         if let Some(unit) = self.ids.lock().await.get(&cached) {
@@ -419,12 +422,15 @@ impl Tryton {
             .rpc
             .call(
                 "model.product.product.read",
-                vec![json!([product]), json!(["default_uom"])],
+                vec![json!([product]), json!(["sale_uom", "default_uom"])],
             )
             .await?;
-        let unit = read[0]["default_uom"].as_i64().ok_or_else(|| {
-            Failure::new(Class::FixData, format!("product {product} has no unit"))
-        })?;
+        let unit = read[0]["sale_uom"]
+            .as_i64()
+            .or_else(|| read[0]["default_uom"].as_i64())
+            .ok_or_else(|| {
+                Failure::new(Class::FixData, format!("product {product} has no unit"))
+            })?;
         self.ids.lock().await.insert(cached, unit);
         Ok(unit)
     }
