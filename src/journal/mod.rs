@@ -261,6 +261,11 @@ impl Journal {
         self.routable.notified().await;
     }
 
+    /// An envelope as a journal record stores it (the PostgreSQL journal keeps the same bytes).
+    pub fn encode(envelope: &Envelope) -> Vec<u8> {
+        record::encode(envelope)
+    }
+
     /// Decodes a record's payload.
     pub fn decode(seq: u64, payload: &[u8]) -> Result<Envelope, JournalError> {
         record::decode(payload).ok_or(JournalError::Corrupt(seq))

@@ -2,9 +2,12 @@
 //! "postgres"`). Built so far: the connection (a pool, its URL read from the environment variable
 //! `[store.postgres] url_env` names, never logged), the schema with its versioned migrations
 //! (`schema.rs`, applied under a lock so instances starting together do not race), and the
-//! one-line diagnosis `handoff check` prints. The queue on it, ingest into it and the
-//! partition leases are still to come; `serve` refuses this backend until they are.
+//! one-line diagnosis `handoff check` prints, and ingest's journal on it (`journal.rs`: one
+//! transaction per batch, dedupe by a unique key shared by every instance). The queue on it, the
+//! partition leases and the wiring into `serve` are still to come; `serve` refuses this backend
+//! until they are.
 
+pub mod journal;
 pub mod schema;
 
 use std::str::FromStr;
@@ -17,7 +20,7 @@ use tokio_postgres::NoTls;
 use crate::config::{PostgresConfig, SecretLookup};
 
 /// What went wrong, in one line that names no secret.
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum PgError {
     #[error("environment variable {0} is not set (it holds the PostgreSQL connection URL)")]
     NoUrl(String),

@@ -18,6 +18,7 @@ mod isolation;
 mod operate;
 mod outage;
 mod postgres;
+mod postgres_ingest;
 mod quick_start;
 mod reference;
 mod reload;

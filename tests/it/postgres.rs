@@ -151,14 +151,14 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn config() -> PostgresConfig {
+pub fn config() -> PostgresConfig {
     PostgresConfig {
         url_env: "TEST_DATABASE_URL".into(),
         ..PostgresConfig::default()
     }
 }
 
-fn secrets(url: String) -> impl Fn(&str) -> Option<String> + Send + Sync {
+pub fn secrets(url: String) -> impl Fn(&str) -> Option<String> + Send + Sync {
     let table = HashMap::from([("TEST_DATABASE_URL".to_owned(), url)]);
     move |name: &str| table.get(name).cloned()
 }
