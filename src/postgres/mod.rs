@@ -3,11 +3,13 @@
 //! `[store.postgres] url_env` names, never logged), the schema with its versioned migrations
 //! (`schema.rs`, applied under a lock so instances starting together do not race), and the
 //! one-line diagnosis `handoff check` prints, and ingest's journal on it (`journal.rs`: one
-//! transaction per batch, dedupe by a unique key shared by every instance). The queue on it, the
-//! partition leases and the wiring into `serve` are still to come; `serve` refuses this backend
+//! transaction per batch, dedupe by a unique key shared by every instance) and the partition
+//! leases with their fencing epochs (`leases.rs`). The queue on it and the wiring into `serve`
+//! are still to come; `serve` refuses this backend
 //! until they are.
 
 pub mod journal;
+pub mod leases;
 pub mod schema;
 
 use std::str::FromStr;

@@ -14,11 +14,18 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "core",
-    sql: include_str!("migrations/0001_core.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "core",
+        sql: include_str!("migrations/0001_core.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "instances",
+        sql: include_str!("migrations/0002_instances.sql"),
+    },
+];
 
 /// The newest version this handoff knows.
 pub const LATEST: i32 = MIGRATIONS[MIGRATIONS.len() - 1].version;

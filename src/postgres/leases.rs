@@ -1,0 +1,207 @@
+//! Work distribution between instances: records hash to a fixed number of partitions, and each
+//! partition is leased by one instance with an epoch that fences the previous owner.
+//!
+//! Every round (a third of the lease period) an instance renews its heartbeat in `instances`,
+//! renews the leases it holds, and moves towards its fair share (the partitions divided by the
+//! instances alive): it takes partitions whose lease ran out (raising their epoch) or gives back
+//! those above its share, so a newcomer gets a share and a dead instance's partitions move
+//! within one lease period. A write on behalf of a partition names the epoch it was leased
+//! under; [`FENCE`] refuses it once the lease moved on, so an instance that was stopped past its
+//! lease (SIGSTOP, a long pause) cannot settle what the new owner may be running again.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::{PgError, Postgres};
+
+/// How many partitions records hash to (fixed for a database: changing it would move records).
+pub const PARTITIONS: i16 = 64;
+
+/// The condition a write for a partition carries (`$1` partition, `$2` owner, `$3` epoch):
+/// true only while that owner still holds that partition under that epoch.
+pub const FENCE: &str = "EXISTS (SELECT 1 FROM parts WHERE part = $1 AND owner = $2 \
+    AND epoch = $3 AND lease_until > now())";
+
+/// The partition of a record, by its ordering key (stable across instances and releases).
+pub fn partition_of(order_key: &str) -> i16 {
+    (crc32fast::hash(order_key.as_bytes()) % PARTITIONS as u32) as i16
+}
+
+/// How many partitions `me` should hold among the instances `alive` (sorted by name): an
+/// equal part, and one more for the first few when they do not divide evenly.
+fn fair_share(alive: &[String], me: &str) -> i64 {
+    let count = alive.len().max(1) as i64;
+    let rank = alive.iter().position(|name| name == me).unwrap_or(0) as i64;
+    let partitions = PARTITIONS as i64;
+    partitions / count + i64::from(rank < partitions % count)
+}
+
+/// One instance's leases.
+pub struct Leases {
+    postgres: Arc<Postgres>,
+    me: String,
+    period: Duration,
+    /// Partition → the epoch it is held under, as of the last round.
+    held: Mutex<BTreeMap<i16, i64>>,
+}
+
+impl Leases {
+    pub fn new(postgres: Arc<Postgres>, me: String, period: Duration) -> Leases {
+        Leases {
+            postgres,
+            me,
+            period,
+            held: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn me(&self) -> &str {
+        &self.me
+    }
+
+    /// The partitions held as of the last round, with their epochs.
+    pub fn held(&self) -> BTreeMap<i16, i64> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Renews, takes and gives back leases once; returns what is held now.
+    pub async fn round(&self) -> Result<BTreeMap<i16, i64>, PgError> {
+        let client = self.postgres.client().await?;
+        let failed = |e: tokio_postgres::Error| self.postgres.query_error(&e);
+        let period = self.period.as_secs_f64();
+        let until = "now() + make_interval(secs => $2::float8)";
+        client
+            .execute(
+                "INSERT INTO parts (part) SELECT generate_series(0, $1::smallint - 1) \
+                 ON CONFLICT DO NOTHING",
+                &[&PARTITIONS],
+            )
+            .await
+            .map_err(failed)?;
+        client
+            .execute(
+                &format!(
+                    "INSERT INTO instances (name, seen_until) VALUES ($1, {until}) \
+                     ON CONFLICT (name) DO UPDATE SET seen_until = EXCLUDED.seen_until"
+                ),
+                &[&self.me, &period],
+            )
+            .await
+            .map_err(failed)?;
+        let alive: Vec<String> = client
+            .query(
+                "SELECT name FROM instances WHERE seen_until > now() ORDER BY name",
+                &[],
+            )
+            .await
+            .map_err(failed)?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let share = fair_share(&alive, &self.me);
+        // Renew what is still ours (a lease that ran out and was taken is no longer).
+        let mut held: BTreeMap<i16, i64> = client
+            .query(
+                &format!(
+                    "UPDATE parts SET lease_until = {until} \
+                     WHERE owner = $1 AND lease_until > now() RETURNING part, epoch"
+                ),
+                &[&self.me, &period],
+            )
+            .await
+            .map_err(failed)?
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        let missing = share - held.len() as i64;
+        if missing > 0 {
+            let taken = client
+                .query(
+                    &format!(
+                        "UPDATE parts SET owner = $1, epoch = epoch + 1, lease_until = {until} \
+                         WHERE part IN (SELECT part FROM parts WHERE lease_until <= now() \
+                         ORDER BY part LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING part, epoch"
+                    ),
+                    &[&self.me, &period, &missing],
+                )
+                .await
+                .map_err(failed)?;
+            held.extend(
+                taken
+                    .iter()
+                    .map(|row| (row.get::<_, i16>(0), row.get::<_, i64>(1))),
+            );
+        } else if missing < 0 {
+            // Above the share: give back the highest ones for a newcomer to take.
+            let extra: Vec<i16> = held
+                .keys()
+                .rev()
+                .take((-missing) as usize)
+                .copied()
+                .collect();
+            client
+                .execute(
+                    "UPDATE parts SET owner = NULL, lease_until = '-infinity' \
+                     WHERE owner = $1 AND part = ANY($2)",
+                    &[&self.me, &extra],
+                )
+                .await
+                .map_err(failed)?;
+            for part in extra {
+                held.remove(&part);
+            }
+        }
+        *self.held.lock().unwrap_or_else(|p| p.into_inner()) = held.clone();
+        Ok(held)
+    }
+
+    /// Runs rounds every third of the lease period until the task is aborted.
+    pub fn run(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                if let Err(error) = self.round().await {
+                    tracing::warn!(error = %error, "partition leases not renewed this round");
+                }
+                tokio::time::sleep(self.period / 3).await;
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_add_up_to_every_partition_and_differ_by_one_at_most() {
+        for count in 1..=10 {
+            let alive: Vec<String> = (0..count).map(|n| format!("i{n:02}")).collect();
+            let shares: Vec<i64> = alive.iter().map(|me| fair_share(&alive, me)).collect();
+            assert_eq!(
+                shares.iter().sum::<i64>(),
+                PARTITIONS as i64,
+                "{count}: {shares:?}"
+            );
+            let (min, max) = (shares.iter().min().unwrap(), shares.iter().max().unwrap());
+            assert!(max - min <= 1, "{count}: {shares:?}");
+        }
+    }
+
+    #[test]
+    fn a_record_always_hashes_to_the_same_partition() {
+        assert_eq!(
+            partition_of("006000000000001AAA"),
+            partition_of("006000000000001AAA")
+        );
+        let parts: std::collections::HashSet<i16> = (0..1000)
+            .map(|n| partition_of(&format!("rec-{n}")))
+            .collect();
+        assert_eq!(
+            parts.len(),
+            PARTITIONS as usize,
+            "1,000 records reach every partition"
+        );
+        assert!(parts.iter().all(|p| (0..PARTITIONS).contains(p)));
+    }
+}
