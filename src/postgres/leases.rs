@@ -9,7 +9,7 @@
 //! under; [`FENCE`] refuses it once the lease moved on, so an instance that was stopped past its
 //! lease (SIGSTOP, a long pause) cannot settle what the new owner may be running again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,6 +44,10 @@ pub struct Leases {
     period: Duration,
     /// Partition → the epoch it is held under, as of the last round.
     held: Mutex<BTreeMap<i16, i64>>,
+    /// Partitions above the fair share, being given back: still held (renewed, so nobody
+    /// takes them while a job leased in them runs) but no longer leased from; given back once
+    /// no job in them is leased.
+    draining: Mutex<BTreeSet<i16>>,
 }
 
 impl Leases {
@@ -53,6 +57,7 @@ impl Leases {
             me,
             period,
             held: Mutex::new(BTreeMap::new()),
+            draining: Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -60,9 +65,13 @@ impl Leases {
         &self.me
     }
 
-    /// The partitions held as of the last round, with their epochs.
+    /// The partitions to lease jobs from, with their epochs: those held as of the last round,
+    /// less those being given back.
     pub fn held(&self) -> BTreeMap<i16, i64> {
-        self.held.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        let draining = self.draining.lock().unwrap_or_else(|p| p.into_inner());
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        held.retain(|part, _| !draining.contains(part));
+        held
     }
 
     /// Renews, takes and gives back leases once; returns what is held now.
@@ -132,24 +141,42 @@ impl Leases {
                     .iter()
                     .map(|row| (row.get::<_, i16>(0), row.get::<_, i64>(1))),
             );
-        } else if missing < 0 {
-            // Above the share: give back the highest ones for a newcomer to take.
-            let extra: Vec<i16> = held
+        }
+        // Above the share: stop leasing from the highest ones, and give back those in which
+        // nothing is leased any more, for a newcomer to take.
+        let extra: BTreeSet<i16> = match missing < 0 {
+            true => held
                 .keys()
                 .rev()
                 .take((-missing) as usize)
                 .copied()
-                .collect();
-            client
-                .execute(
+                .collect(),
+            false => BTreeSet::new(),
+        };
+        let ready: Vec<i16> = {
+            let mut draining = self.draining.lock().unwrap_or_else(|p| p.into_inner());
+            let ready = draining.intersection(&extra).copied().collect();
+            *draining = extra;
+            ready
+        };
+        if !ready.is_empty() {
+            let given = client
+                .query(
                     "UPDATE parts SET owner = NULL, lease_until = '-infinity' \
-                     WHERE owner = $1 AND part = ANY($2)",
-                    &[&self.me, &extra],
+                     WHERE owner = $1 AND part = ANY($2) AND NOT EXISTS (SELECT 1 FROM jobs \
+                     WHERE jobs.part = parts.part AND jobs.state = 'leased' \
+                     AND jobs.leased_epoch = parts.epoch) RETURNING part",
+                    &[&self.me, &ready],
                 )
                 .await
                 .map_err(failed)?;
-            for part in extra {
+            for row in given {
+                let part: i16 = row.get(0);
                 held.remove(&part);
+                self.draining
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&part);
             }
         }
         *self.held.lock().unwrap_or_else(|p| p.into_inner()) = held.clone();

@@ -4,10 +4,12 @@
 //! (`schema.rs`, applied under a lock so instances starting together do not race), and the
 //! one-line diagnosis `handoff check` prints, and ingest's journal on it (`journal.rs`: one
 //! transaction per batch, dedupe by a unique key shared by every instance) and the partition
-//! leases with their fencing epochs (`leases.rs`). The queue on it and the wiring into `serve`
-//! are still to come; `serve` refuses this backend
+//! leases with their fencing epochs (`leases.rs`), and jobs leased and settled under them
+//! (`jobs.rs`). The rest of the queue (timers, parking, operator actions, listings, the
+//! indexes), the router on it and the wiring into `serve` are still to come; `serve` refuses this backend
 //! until they are.
 
+pub mod jobs;
 pub mod journal;
 pub mod leases;
 pub mod schema;

@@ -19,6 +19,7 @@ mod operate;
 mod outage;
 mod postgres;
 mod postgres_ingest;
+mod postgres_jobs;
 mod postgres_leases;
 mod quick_start;
 mod reference;

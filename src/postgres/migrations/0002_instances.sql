@@ -4,3 +4,8 @@ CREATE TABLE instances (
     name        text        PRIMARY KEY,
     seen_until  timestamptz NOT NULL
 );
+
+-- A leased job remembers the epoch of its partition's lease: when the partition moves, the new
+-- owner runs what the old one had leased again (in doubt, under the same idempotency key).
+ALTER TABLE jobs ADD COLUMN leased_epoch bigint;
+CREATE INDEX jobs_by_key ON jobs (order_key, id);

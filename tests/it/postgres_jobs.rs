@@ -1,0 +1,194 @@
+//! Jobs on the shared PostgreSQL with several instances (`postgres/jobs.rs` on
+//! `postgres/leases.rs`): every job delivered, per-record order at the sink, an instance killed
+//! mid-delivery replaced within a lease period with its in-flight jobs repeated (same job, so
+//! the same idempotency key), and a paused instance's settle refused.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use handoff::postgres::jobs::{NewJob, Outcome, PgJobs};
+use handoff::postgres::leases::Leases;
+use handoff::postgres::{Postgres, schema};
+
+use crate::postgres::{PASSWORD, PgServer, config, secrets};
+use crate::support::eventually;
+
+const PERIOD: Duration = Duration::from_millis(1500);
+
+async fn postgres(server: &PgServer) -> Arc<Postgres> {
+    let postgres = Arc::new(Postgres::new(&config(), &secrets(server.url(PASSWORD))).unwrap());
+    schema::migrate(&postgres).await.unwrap();
+    postgres
+}
+
+async fn scalar(postgres: &Postgres, sql: &str) -> i64 {
+    let client = postgres.client().await.unwrap();
+    client.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+/// What reached the "ERP": (record, job id, instance), in arrival order.
+type Sink = Arc<Mutex<Vec<(String, i64, String)>>>;
+
+/// One instance: its leases and a worker that delivers to `sink`.
+fn instance(
+    postgres: Arc<Postgres>,
+    name: &str,
+    sink: Sink,
+) -> (tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>) {
+    let leases = Arc::new(Leases::new(postgres.clone(), name.into(), PERIOD));
+    let renewing = leases.clone().run();
+    let me = name.to_owned();
+    let working = tokio::spawn(async move {
+        let jobs = PgJobs::new(&postgres);
+        loop {
+            let leased = jobs.lease(&me, &leases.held(), "erp", 8).await.unwrap();
+            if leased.is_empty() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+            for job in leased {
+                sink.lock()
+                    .unwrap()
+                    .push((job.order_key.clone(), job.id, me.clone()));
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                jobs.settle(&me, &job, &Outcome::Done).await.unwrap();
+            }
+        }
+    });
+    (renewing, working)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_instances_deliver_every_job_in_record_order_and_survive_a_kill() {
+    let server = PgServer::start();
+    let pg = postgres(&server).await;
+    // 40 records × 15 versions, stored version by version (so ids grow with the version).
+    let mut expected: HashMap<String, Vec<i64>> = HashMap::new();
+    for version in 0..15 {
+        let batch: Vec<NewJob> = (0..40)
+            .map(|record| NewJob {
+                event: version * 100 + record,
+                order_key: format!("006R{record:03}"),
+                flow: "opportunity_to_sales_order".into(),
+                connector: "erp".into(),
+            })
+            .collect();
+        let ids = PgJobs::new(&pg).enqueue(&batch).await.unwrap();
+        for (job, id) in batch.iter().zip(ids) {
+            expected.entry(job.order_key.clone()).or_default().push(id);
+        }
+    }
+    let sink: Sink = Arc::default();
+    let mut running: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|name| instance(pg.clone(), name, sink.clone()))
+        .collect();
+    eventually(30, "c under way", async || {
+        let by_c = sink.lock().unwrap().iter().filter(|d| d.2 == "c").count();
+        (by_c >= 20).then_some(())
+    })
+    .await;
+    // kill -9 c: its tasks stop wherever they are; what it had leased stays leased.
+    let (renewing, working) = running.pop().unwrap();
+    renewing.abort();
+    working.abort();
+    let killed_at = sink.lock().unwrap().len();
+
+    eventually(60, "every job delivered", async || {
+        (scalar(&pg, "SELECT count(*) FROM jobs").await == 0).then_some(())
+    })
+    .await;
+    for (renewing, working) in running {
+        renewing.abort();
+        working.abort();
+    }
+    let delivered = sink.lock().unwrap().clone();
+    println!(
+        "{} deliveries for 600 jobs; c killed after {killed_at}",
+        delivered.len()
+    );
+    // Per record: the jobs arrived in id order; a repeat is the same job again, never an
+    // earlier one after a later one.
+    let mut seen: HashMap<&str, Vec<i64>> = HashMap::new();
+    for (record, id, _) in &delivered {
+        let ids = seen.entry(record).or_default();
+        if let Some(last) = ids.last() {
+            assert!(id >= last, "{record}: job {id} after {last}");
+        }
+        if ids.last() != Some(id) {
+            ids.push(*id);
+        }
+    }
+    for (record, ids) in &expected {
+        assert_eq!(
+            seen.get(record.as_str()),
+            Some(ids),
+            "{record}: every job, in order"
+        );
+    }
+    // Only what c had in flight is repeated, by the instance that took its partition over.
+    let mut times: BTreeMap<i64, Vec<&str>> = BTreeMap::new();
+    for (_, id, by) in &delivered {
+        times.entry(*id).or_default().push(by);
+    }
+    let repeated: Vec<_> = times.iter().filter(|(_, by)| by.len() > 1).collect();
+    assert!(
+        repeated.len() <= 8,
+        "at most c's last lease repeated: {repeated:?}"
+    );
+    for (id, by) in &repeated {
+        assert_eq!(by[0], "c", "job {id}: first by c, then {by:?}");
+        assert!(by[1..].iter().all(|b| *b != "c"));
+    }
+    // Every job settled once, in the log.
+    assert_eq!(
+        scalar(&pg, "SELECT count(*) FROM job_log WHERE kind = 'done'").await,
+        600
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_instance_cannot_settle_what_the_new_owner_runs_again() {
+    let server = PgServer::start();
+    let pg = postgres(&server).await;
+    let ids = PgJobs::new(&pg)
+        .enqueue(&[NewJob {
+            event: 1,
+            order_key: "006PAUSE".into(),
+            flow: "opportunity_to_sales_order".into(),
+            connector: "erp".into(),
+        }])
+        .await
+        .unwrap();
+    let a = Leases::new(pg.clone(), "a".into(), PERIOD);
+    a.round().await.unwrap();
+    let jobs = PgJobs::new(&pg);
+    let first = jobs.lease("a", &a.held(), "erp", 1).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].id, ids[0]);
+    assert!(!first[0].in_doubt);
+
+    // a is stopped past its lease (no renewals); b takes the partition over and runs the job
+    // again, in doubt, as the same job (the same idempotency key).
+    let b = Arc::new(Leases::new(pg.clone(), "b".into(), PERIOD));
+    let b_task = b.clone().run();
+    let again = eventually(15, "b leases the job again", async || {
+        let leased = jobs.lease("b", &b.held(), "erp", 1).await.unwrap();
+        leased.into_iter().next()
+    })
+    .await;
+    assert_eq!(again.id, first[0].id);
+    assert!(again.in_doubt, "{again:?}");
+    assert!(again.epoch > first[0].epoch);
+
+    // a wakes up and tries to settle: refused; b's settle goes through.
+    assert!(!jobs.settle("a", &first[0], &Outcome::Done).await.unwrap());
+    assert!(jobs.settle("b", &again, &Outcome::Done).await.unwrap());
+    assert_eq!(scalar(&pg, "SELECT count(*) FROM jobs").await, 0);
+    assert_eq!(
+        scalar(&pg, "SELECT count(*) FROM job_log WHERE kind = 'done'").await,
+        1
+    );
+    b_task.abort();
+}
