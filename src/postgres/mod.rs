@@ -1,13 +1,18 @@
 //! The PostgreSQL backend: several handoff instances sharing one database (`[store] backend =
-//! "postgres"`). Built so far: the connection (a pool, its URL read from the environment variable
-//! `[store.postgres] url_env` names, never logged), the schema with its versioned migrations
-//! (`schema.rs`, applied under a lock so instances starting together do not race), and the
-//! one-line diagnosis `handoff check` prints, and ingest's journal on it (`journal.rs`: one
-//! transaction per batch, dedupe by a unique key shared by every instance) and the partition
-//! leases with their fencing epochs (`leases.rs`), and jobs leased and settled under them
-//! (`jobs.rs`). The rest of the queue (timers, parking, operator actions, listings, the
-//! indexes), the router on it and the wiring into `serve` are still to come; `serve` refuses this backend
-//! until they are.
+//! "postgres"`). Built so far:
+//!
+//! - the connection: a pool, its URL read from the environment variable `[store.postgres]
+//!   url_env` names (never logged), and the one-line diagnosis `handoff check` prints;
+//! - `schema`   versioned migrations, applied under a lock so instances starting together do
+//!   not race; a schema newer than this handoff is refused;
+//! - `journal`  ingest: one transaction per batch, dedupe by a unique key every instance shares;
+//! - `leases`   partitions leased under fencing epochs, a fair share per instance;
+//! - `jobs`     jobs leased one at a time per record from the owned partitions, settled only
+//!   under the lease's epoch.
+//!
+//! Still to come: the rest of the queue (timers, parking, operator actions, listings, the
+//! indexes), the router on it, and the wiring into `serve`, which refuses this backend until
+//! then.
 
 pub mod jobs;
 pub mod journal;
