@@ -17,7 +17,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::data::{self, JobFilter};
-use super::openapi::{ApiDoc, Error, schema};
+use super::openapi::{ApiDoc, Error};
 use crate::adapters::sandbox::Record;
 use crate::envelope::Envelope;
 use crate::mapping::live::{LiveMappings, ReloadStatus};
@@ -182,7 +182,6 @@ async fn list_jobs(State(engine): Shared, Query(filter): Query<JobFilter>) -> An
 #[into_params(parameter_in = Path)]
 struct JobPath {
     /// job id
-    #[param(schema_with = schema::job_id, required = true)]
     id: JobId,
 }
 

@@ -2,7 +2,9 @@
 //! partition is leased by one instance with an epoch that fences the previous owner.
 //!
 //! Every round (a third of the lease period) an instance renews its heartbeat in `instances`,
-//! renews the leases it holds, and moves towards its fair share (the partitions divided by the
+//! renews the leases it holds for two thirds of the period (so a live owner renews twice before
+//! a lease would run out, and a dead owner's partitions are taken by the next round after they
+//! run out: within one period of its death), and moves towards its fair share (the partitions divided by the
 //! instances alive): it takes partitions whose lease ran out (raising their epoch) or gives back
 //! those above its share, so a newcomer gets a share and a dead instance's partitions move
 //! within one lease period. A write on behalf of a partition names the epoch it was leased
@@ -78,7 +80,8 @@ impl Leases {
     pub async fn round(&self) -> Result<BTreeMap<i16, i64>, PgError> {
         let client = self.postgres.client().await?;
         let failed = |e: tokio_postgres::Error| self.postgres.query_error(&e);
-        let period = self.period.as_secs_f64();
+        // Heartbeat and leases last two thirds of the period; rounds come every third.
+        let period = self.period.mul_f64(2.0 / 3.0).as_secs_f64();
         let until = "now() + make_interval(secs => $2::float8)";
         client
             .execute(
