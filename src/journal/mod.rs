@@ -16,6 +16,9 @@
 //! - The dedupe index is in memory and derived from the journal: rebuilt on open from the records
 //!   received within the window (see `dedupe.rs`), so a crash loses none of it. A clean close
 //!   saves it, and the next open reads that instead when the journal still ends there.
+//! - Once committed, the newest routable envelopes stay parsed in memory (`recent.rs`, a bounded
+//!   copy without the raw body), so the router and the workers do not decode what ingest parsed
+//!   a moment ago; anything older is read back from its segment.
 //! - When no next segment can be made (a full disk), the batch is refused and the journal goes on
 //!   once there is space. A failed write or fsync refuses the batch and every later one until
 //!   a restart re-reads the journal: after a failed fsync the kernel may have dropped the dirty
