@@ -99,6 +99,45 @@ pub async fn call(rpc: &Rpc, method: &str, params: Vec<Value>) -> Value {
         .unwrap_or_else(|f| panic!("{method}: {}", f.message))
 }
 
+/// The opportunity → sales order job once it has settled (held, done or dead).
+pub async fn settled_order(app: &TestApp) -> Value {
+    eventually(60, "the order settled", async || {
+        let job = jobs(app, "flow=opportunity_to_sales_order")
+            .await
+            .into_iter()
+            .next()?;
+        matches!(job["state"].as_str(), Some("held" | "done" | "dead")).then_some(job)
+    })
+    .await
+}
+
+/// The sales Tryton holds for an opportunity (by `reference`), with `fields`.
+pub async fn sales_of(erp: &Rpc, opportunity_id: &str, fields: Value) -> Value {
+    call(
+        erp,
+        "model.sale.sale.search_read",
+        vec![
+            json!([["reference", "=", opportunity_id]]),
+            json!(0),
+            json!(5),
+            Value::Null,
+            fields,
+        ],
+    )
+    .await
+}
+
+/// A Tryton decimal (`{"__class__": "Decimal", "decimal": "180.00"}`) as plain text: `180`.
+pub fn decimal_text(value: &Value) -> String {
+    value["decimal"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not a decimal: {value}"))
+        .parse::<rust_decimal::Decimal>()
+        .unwrap()
+        .normalize()
+        .to_string()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn accounts_and_won_opportunities_become_tryton_sales_and_status_comes_back_in_order() {
     let url = tryton_url();

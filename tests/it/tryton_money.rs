@@ -4,11 +4,11 @@
 //! order as `amount_mismatch` showing both figures, the sale stays unconfirmed, and an operator
 //! accepting Tryton's figures lets it through.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::delivery::crm;
 use crate::support::*;
-use crate::tryton::{call, rpc, tryton_url};
+use crate::tryton::{call, decimal_text, rpc, sales_of, settled_order, tryton_url};
 use crate::tryton_ours::start_on_tryton;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -34,14 +34,7 @@ async fn amounts_tryton_computes_differently_hold_the_order_until_accepted() {
             {"ProductCode": "SKU-1", "Name": "Widget", "Quantity": 1000, "UnitPrice": "9.99", "Discount": 7.5}]}});
     crm(&app, &format!("opp-m-{run}"), &won.to_string()).await;
 
-    let held = eventually(60, "the order held", async || {
-        let job = jobs(&app, "flow=opportunity_to_sales_order")
-            .await
-            .into_iter()
-            .next()?;
-        matches!(job["state"].as_str(), Some("held" | "done" | "dead")).then_some(job)
-    })
-    .await;
+    let held = settled_order(&app).await;
     assert_eq!(held["state"], "held", "{held}");
     assert_eq!(held["reason"]["code"], "amount_mismatch", "{held}");
     let message = held["reason"]["message"].as_str().unwrap();
@@ -54,25 +47,7 @@ async fn amounts_tryton_computes_differently_hold_the_order_until_accepted() {
     }
 
     let erp = rpc(&url);
-    let sale = || {
-        let erp = &erp;
-        let opportunity_id = &opportunity_id;
-        async move {
-            let fields = json!(["id", "state", "lines"]);
-            call(
-                erp,
-                "model.sale.sale.search_read",
-                vec![
-                    json!([["reference", "=", opportunity_id]]),
-                    json!(0),
-                    json!(5),
-                    Value::Null,
-                    fields,
-                ],
-            )
-            .await
-        }
-    };
+    let sale = || sales_of(&erp, &opportunity_id, json!(["id", "state", "lines"]));
     let found = sale().await;
     assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
     assert_eq!(found[0]["state"], "draft", "not confirmed while held");
@@ -86,13 +61,7 @@ async fn amounts_tryton_computes_differently_hold_the_order_until_accepted() {
         ],
     )
     .await;
-    let figure = |line: usize, field: &str| {
-        let text = lines[line][field]["decimal"].as_str().unwrap();
-        text.parse::<rust_decimal::Decimal>()
-            .unwrap()
-            .normalize()
-            .to_string()
-    };
+    let figure = |line: usize, field: &str| decimal_text(&lines[line][field]);
     assert_eq!(figure(0, "base_price"), "1299", "{lines}");
     assert_eq!(figure(0, "unit_price"), "1136.625", "{lines}");
     assert_eq!(figure(0, "amount"), "1136.62", "{lines}");

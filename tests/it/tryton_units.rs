@@ -5,8 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::delivery::crm;
-use crate::support::*;
-use crate::tryton::{call, rpc, tryton_url};
+use crate::tryton::{call, decimal_text, rpc, sales_of, settled_order, tryton_url};
 use crate::tryton_ours::start_on_tryton;
 
 /// The first id `model` has for `domain`.
@@ -97,28 +96,10 @@ async fn a_product_sold_by_the_box_is_ordered_in_boxes() {
             {"ProductCode": code, "Name": "Bolts", "Quantity": 3, "UnitPrice": "60.00"}]}});
     crm(&app, &format!("opp-u-{run}"), &won.to_string()).await;
 
-    let job = eventually(60, "the order settled", async || {
-        let job = jobs(&app, "flow=opportunity_to_sales_order")
-            .await
-            .into_iter()
-            .next()?;
-        matches!(job["state"].as_str(), Some("held" | "done" | "dead")).then_some(job)
-    })
-    .await;
+    let job = settled_order(&app).await;
     assert_eq!(job["state"], "done", "{job}");
 
-    let sale = call(
-        &erp,
-        "model.sale.sale.search_read",
-        vec![
-            json!([["reference", "=", opportunity_id]]),
-            json!(0),
-            json!(5),
-            Value::Null,
-            json!(["lines", "total_amount"]),
-        ],
-    )
-    .await;
+    let sale = sales_of(&erp, &opportunity_id, json!(["lines", "total_amount"])).await;
     let lines = call(
         &erp,
         "model.sale.line.read",
@@ -128,17 +109,8 @@ async fn a_product_sold_by_the_box_is_ordered_in_boxes() {
         ],
     )
     .await;
-    let decimal = |v: &Value| {
-        v["decimal"]
-            .as_str()
-            .unwrap()
-            .parse::<rust_decimal::Decimal>()
-            .unwrap()
-            .normalize()
-            .to_string()
-    };
     assert_eq!(lines[0]["unit"], boxes, "sold in boxes: {lines}");
     assert_eq!(lines[0]["quantity"], 3.0, "{lines}");
-    assert_eq!(decimal(&lines[0]["unit_price"]), "60", "{lines}");
-    assert_eq!(decimal(&lines[0]["amount"]), "180", "{lines}");
+    assert_eq!(decimal_text(&lines[0]["unit_price"]), "60", "{lines}");
+    assert_eq!(decimal_text(&lines[0]["amount"]), "180", "{lines}");
 }
