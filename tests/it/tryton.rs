@@ -176,14 +176,7 @@ async fn accounts_and_won_opportunities_become_tryton_sales_and_status_comes_bac
             {"ProductCode": "SKU-3", "Name": "Controller", "Quantity": 1, "UnitPrice": "1299.00"}]}});
     crm(&app, &format!("opp-{run}"), &won.to_string()).await;
 
-    let job = eventually(60, "the order job to settle", async || {
-        let job = jobs(&app, "flow=opportunity_to_sales_order")
-            .await
-            .into_iter()
-            .next()?;
-        matches!(job["state"].as_str(), Some("done" | "dead")).then_some(job)
-    })
-    .await;
+    let job = settled_order(&app).await;
     assert_eq!(job["state"], "done", "{job}");
     let erp = rpc(&url);
     let sale = eventually(60, "the sale in Tryton", async || {
