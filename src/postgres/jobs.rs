@@ -45,6 +45,31 @@ pub enum Outcome {
     Dead { reason: Value },
 }
 
+/// Inserts jobs (ready, in their record's partition) within `tx`; returns their ids in order.
+pub(super) async fn insert(
+    tx: &deadpool_postgres::Transaction<'_>,
+    jobs: &[NewJob],
+) -> Result<Vec<i64>, tokio_postgres::Error> {
+    let statement = tx
+        .prepare(
+            "INSERT INTO jobs (event, part, order_key, flow, connector, state) \
+             VALUES ($1, $2, $3, $4, $5, 'ready') RETURNING id",
+        )
+        .await?;
+    let mut ids = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let part = partition_of(&job.order_key);
+        let row = tx
+            .query_one(
+                &statement,
+                &[&job.event, &part, &job.order_key, &job.flow, &job.connector],
+            )
+            .await?;
+        ids.push(row.get(0));
+    }
+    Ok(ids)
+}
+
 /// Open states: a job in one of them holds back the later jobs of its record.
 const OPEN: &str = "('ready', 'leased', 'retrying', 'parked', 'held')";
 
@@ -65,25 +90,7 @@ impl<'a> PgJobs<'a> {
     pub async fn enqueue(&self, jobs: &[NewJob]) -> Result<Vec<i64>, PgError> {
         let mut client = self.postgres.client().await?;
         let tx = client.transaction().await.map_err(self.failed())?;
-        let insert = tx
-            .prepare(
-                "INSERT INTO jobs (event, part, order_key, flow, connector, state) \
-                 VALUES ($1, $2, $3, $4, $5, 'ready') RETURNING id",
-            )
-            .await
-            .map_err(self.failed())?;
-        let mut ids = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            let part = partition_of(&job.order_key);
-            let row = tx
-                .query_one(
-                    &insert,
-                    &[&job.event, &part, &job.order_key, &job.flow, &job.connector],
-                )
-                .await
-                .map_err(self.failed())?;
-            ids.push(row.get(0));
-        }
+        let ids = insert(&tx, jobs).await.map_err(self.failed())?;
         tx.commit().await.map_err(self.failed())?;
         Ok(ids)
     }

@@ -32,6 +32,9 @@ const STORE: &str = "INSERT INTO events (id, received_at, source, event_id, enve
     OVERRIDING SYSTEM VALUE
     VALUES ($1, to_timestamp($2::float8 / 1000.0), $3, $4, $5)";
 
+/// The channel a commit that stored new events notifies.
+pub const EVENTS_CHANNEL: &str = "handoff_events";
+
 /// How often a batch is tried again when PostgreSQL aborts it (a deadlock it detected, a
 /// serialization failure) before its requests are refused.
 const ATTEMPTS: usize = 3;
@@ -178,6 +181,13 @@ async fn commit(
             }
         };
         answers.insert((source, event_id), answer);
+    }
+    if answers.values().any(|a| matches!(a, Appended::New(_))) {
+        // Delivered at commit: wakes the router of whichever instance routes.
+        transaction
+            .batch_execute(&format!("NOTIFY {EVENTS_CHANNEL}"))
+            .await
+            .map_err(failed)?;
     }
     transaction.commit().await.map_err(failed)?;
     // A key sent twice in one batch: its first copy is new, the others duplicates of it.

@@ -8,15 +8,18 @@
 //! - `journal`  ingest: one transaction per batch, dedupe by a unique key every instance shares;
 //! - `leases`   partitions leased under fencing epochs, a fair share per instance;
 //! - `jobs`     jobs leased one at a time per record from the owned partitions, settled only
-//!   under the lease's epoch.
+//!   under the lease's epoch;
+//! - `router`   events → jobs by one instance at a time, in transaction order below the oldest
+//!   running transaction (nothing committed late is skipped), woken by LISTEN/NOTIFY.
 //!
 //! Still to come: the rest of the queue (timers, parking, operator actions, listings, the
-//! indexes), the router on it, and the wiring into `serve`, which refuses this backend until
-//! then.
+//! indexes), the mappings in the router, and the wiring into `serve`, which refuses this
+//! backend until then.
 
 pub mod jobs;
 pub mod journal;
 pub mod leases;
+pub mod router;
 pub mod schema;
 
 use std::str::FromStr;
@@ -49,6 +52,8 @@ pub enum PgError {
 /// A pool of connections to the shared database.
 pub struct Postgres {
     pool: Pool,
+    /// For connections of their own (LISTEN), outside the pool.
+    config: tokio_postgres::Config,
     /// `host:port/database`, for messages (never the user or password).
     at: String,
 }
@@ -63,7 +68,7 @@ impl Postgres {
         pg.application_name("handoff");
         let at = describe(&pg);
         let manager = Manager::from_config(
-            pg,
+            pg.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -76,7 +81,11 @@ impl Postgres {
                 at: at.clone(),
                 reason: e.to_string(),
             })?;
-        Ok(Postgres { pool, at })
+        Ok(Postgres {
+            pool,
+            config: pg,
+            at,
+        })
     }
 
     /// Where the database is, for messages.
@@ -94,6 +103,37 @@ impl Postgres {
         })
     }
 
+    /// Listens on `channel` on a connection of its own, open as long as the [`Listener`] lives.
+    pub async fn listen(&self, channel: &str) -> Result<Listener, PgError> {
+        let (client, mut connection) =
+            self.config
+                .connect(NoTls)
+                .await
+                .map_err(|e| PgError::Connect {
+                    at: self.at.clone(),
+                    reason: reason(&e),
+                })?;
+        let notify = std::sync::Arc::new(tokio::sync::Notify::new());
+        let signal = notify.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(message)) =
+                std::future::poll_fn(|cx| connection.poll_message(cx)).await
+            {
+                if let tokio_postgres::AsyncMessage::Notification(_) = message {
+                    signal.notify_one();
+                }
+            }
+        });
+        client
+            .batch_execute(&format!("LISTEN {channel}"))
+            .await
+            .map_err(|e| self.query_error(&e))?;
+        Ok(Listener {
+            notified: notify,
+            _client: client,
+        })
+    }
+
     /// An error of a query, in one line.
     pub fn query_error(&self, error: &tokio_postgres::Error) -> PgError {
         PgError::Query {
@@ -101,6 +141,13 @@ impl Postgres {
             reason: reason(error),
         }
     }
+}
+
+/// A `LISTEN` on a connection of its own; dropping it closes the connection.
+pub struct Listener {
+    /// Signalled on every notification on the channel.
+    pub notified: std::sync::Arc<tokio::sync::Notify>,
+    _client: tokio_postgres::Client,
 }
 
 /// `host:port/database` of a connection config.

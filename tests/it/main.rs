@@ -21,6 +21,7 @@ mod postgres;
 mod postgres_ingest;
 mod postgres_jobs;
 mod postgres_leases;
+mod postgres_router;
 mod quick_start;
 mod reference;
 mod reload;

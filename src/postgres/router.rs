@@ -1,0 +1,121 @@
+//! The router on PostgreSQL: events → jobs, by one instance at a time, each event exactly once.
+//!
+//! Events are read in the order of the transactions that stored them, `(xid, id)`, and only
+//! below the oldest transaction still running (`pg_snapshot_xmin`): every row under that bound
+//! is committed or never will be, so an event whose transaction commits late (with a lower id
+//! than events already read) is read when it commits, never skipped. The cursor lives in
+//! `poll_cursors` under the name `router`, together with who routes and until when; a round
+//! takes or renews that row, routes, and moves the cursor in one transaction, so an instance
+//! that lost the role cannot route again what the next router already did. Ingest notifies
+//! [`EVENTS_CHANNEL`] at each commit with new events, which wakes the router between rounds.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::jobs::{NewJob, insert};
+use super::journal::EVENTS_CHANNEL;
+use super::{PgError, Postgres};
+use crate::envelope::Envelope;
+use crate::journal::Journal;
+
+/// The jobs an event makes (the id is the event's, for the jobs it makes).
+pub type Route = dyn Fn(i64, &Envelope) -> Vec<NewJob> + Send + Sync;
+
+/// Takes or renews the router's row; returns the cursor while this instance is the router.
+const TAKE: &str = "INSERT INTO poll_cursors (connector, cursor, owner, lease_until)
+    VALUES ('router', '{\"xid\": \"0\", \"id\": 0}', $1, now() + make_interval(secs => $2::float8))
+    ON CONFLICT (connector) DO UPDATE SET owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until
+        WHERE poll_cursors.owner = EXCLUDED.owner OR poll_cursors.lease_until <= now()
+    RETURNING cursor";
+const READ: &str = "SELECT id, xid::text, envelope FROM events
+    WHERE (xid, id) > ($1::text::xid8, $2) AND xid < pg_snapshot_xmin(pg_current_snapshot())
+    ORDER BY xid, id LIMIT $3";
+const MOVE: &str = "UPDATE poll_cursors SET cursor = $2 WHERE connector = 'router' AND owner = $1";
+
+pub struct PgRouter {
+    postgres: Arc<Postgres>,
+    me: String,
+    /// How long the role lasts without a round.
+    lease: Duration,
+}
+
+impl PgRouter {
+    pub fn new(postgres: Arc<Postgres>, me: String, lease: Duration) -> PgRouter {
+        PgRouter {
+            postgres,
+            me,
+            lease,
+        }
+    }
+
+    /// Routes up to `limit` events if this instance is the router; returns how many.
+    pub async fn round(&self, route: &Route, limit: i64) -> Result<usize, PgError> {
+        let failed = |e: tokio_postgres::Error| self.postgres.query_error(&e);
+        let mut client = self.postgres.client().await?;
+        let tx = client.transaction().await.map_err(failed)?;
+        let Some(taken) = tx
+            .query_opt(TAKE, &[&self.me, &self.lease.as_secs_f64()])
+            .await
+            .map_err(failed)?
+        else {
+            // Another instance routes.
+            return Ok(0);
+        };
+        let cursor: serde_json::Value = taken.get(0);
+        let (mut xid, mut id) = (
+            cursor["xid"].as_str().unwrap_or("0").to_owned(),
+            cursor["id"].as_i64().unwrap_or(0),
+        );
+        let rows = tx.query(READ, &[&xid, &id, &limit]).await.map_err(failed)?;
+        let mut jobs = Vec::new();
+        for row in &rows {
+            id = row.get(0);
+            xid = row.get(1);
+            let record: Vec<u8> = row.get(2);
+            match Journal::decode(id as u64, &record) {
+                Ok(envelope) => jobs.extend(route(id, &envelope)),
+                Err(error) => tracing::error!(error = %error, event = id, "event skipped"),
+            }
+        }
+        insert(&tx, &jobs).await.map_err(failed)?;
+        tx.execute(MOVE, &[&self.me, &json!({ "xid": xid, "id": id })])
+            .await
+            .map_err(failed)?;
+        tx.commit().await.map_err(failed)?;
+        Ok(rows.len())
+    }
+
+    /// Routes until aborted: a round whenever ingest notifies, and every `idle` anyway (to take
+    /// the role over, and for events whose notification came before this listened).
+    pub fn run(self: Arc<Self>, route: Arc<Route>, idle: Duration) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let listener = match self.postgres.listen(EVENTS_CHANNEL).await {
+                Ok(listener) => Some(listener),
+                Err(error) => {
+                    tracing::warn!(error = %error, "no LISTEN: the router polls");
+                    None
+                }
+            };
+            loop {
+                let routed = match self.round(route.as_ref(), 512).await {
+                    Ok(n) => n,
+                    Err(error) => {
+                        tracing::warn!(error = %error, "routing round failed");
+                        0
+                    }
+                };
+                if routed == 512 {
+                    continue;
+                }
+                match &listener {
+                    Some(listener) => {
+                        let _ = tokio::time::timeout(idle, listener.notified.notified()).await;
+                    }
+                    None => tokio::time::sleep(idle).await,
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,157 @@
+//! The router on the shared PostgreSQL (`postgres/router.rs`): an event whose transaction
+//! commits after later events were routed is still routed, every event becomes its jobs exactly
+//! once with one router at a time (another takes over when it dies), and a commit wakes the
+//! router at once.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use handoff::envelope::Envelope;
+use handoff::journal::Journal;
+use handoff::postgres::jobs::NewJob;
+use handoff::postgres::journal::PgJournal;
+use handoff::postgres::router::{PgRouter, Route};
+use handoff::postgres::{Postgres, schema};
+
+use crate::postgres::{PASSWORD, PgServer, config, secrets};
+use crate::support::eventually;
+
+async fn postgres(server: &PgServer) -> Arc<Postgres> {
+    let postgres = Arc::new(Postgres::new(&config(), &secrets(server.url(PASSWORD))).unwrap());
+    schema::migrate(&postgres).await.unwrap();
+    postgres
+}
+
+fn event(id: &str) -> Envelope {
+    let data = serde_json::json!({ "id": id });
+    Envelope {
+        id: id.into(),
+        source: "crm".into(),
+        event_type: Some("opportunity.won".into()),
+        ignored: false,
+        object: Some("Opportunity".into()),
+        object_id: Some(id.into()),
+        version: None,
+        signed_at: None,
+        received_at: chrono::Utc::now(),
+        raw_body: data.to_string(),
+        data,
+        data_is_raw_body: true,
+    }
+}
+
+/// One job per event, keyed by the event's CRM id.
+fn one_job() -> Arc<Route> {
+    Arc::new(|event: i64, envelope: &Envelope| {
+        vec![NewJob {
+            event,
+            order_key: envelope.id.clone(),
+            flow: "opportunity_to_sales_order".into(),
+            connector: "erp".into(),
+        }]
+    })
+}
+
+/// The jobs made so far: (event id, order key), in job id order.
+async fn jobs(postgres: &Postgres) -> Vec<(i64, String)> {
+    let client = postgres.client().await.unwrap();
+    client
+        .query("SELECT event, order_key FROM jobs ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_committed_late_is_routed_not_skipped() {
+    let server = PgServer::start();
+    let pg = postgres(&server).await;
+    let router = PgRouter::new(pg.clone(), "a".into(), Duration::from_secs(5));
+    let route = one_job();
+
+    // T1 stores an event (taking the lower id) and stays open; T2 stores one and commits.
+    let mut slow = pg.client().await.unwrap();
+    let t1 = slow.transaction().await.unwrap();
+    let store =
+        "INSERT INTO events (source, event_id, envelope) VALUES ('crm', $1, $2) RETURNING id";
+    let early: i64 = t1
+        .query_one(store, &[&"early", &Journal::encode(&event("early"))])
+        .await
+        .unwrap()
+        .get(0);
+    let later: i64 = pg
+        .client()
+        .await
+        .unwrap()
+        .query_one(store, &[&"later", &Journal::encode(&event("later"))])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(early < later);
+
+    // While T1 runs, nothing after it is routed (routing "later" now would move the cursor past
+    // "early", which a reader by id alone would then skip).
+    assert_eq!(router.round(route.as_ref(), 100).await.unwrap(), 0);
+    assert!(jobs(&pg).await.is_empty());
+    t1.commit().await.unwrap();
+    assert_eq!(router.round(route.as_ref(), 100).await.unwrap(), 2);
+    assert_eq!(
+        jobs(&pg).await,
+        vec![(early, "early".to_owned()), (later, "later".to_owned())]
+    );
+    // Routed once: another round finds nothing new.
+    assert_eq!(router.round(route.as_ref(), 100).await.unwrap(), 0);
+    assert_eq!(jobs(&pg).await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_router_at_a_time_routes_every_event_once_and_a_commit_wakes_it() {
+    let server = PgServer::start();
+    let pg = postgres(&server).await;
+    let lease = Duration::from_millis(1500);
+    // Both would poll only every 10 s: anything faster is the notification.
+    let idle = Duration::from_secs(10);
+    let a = Arc::new(PgRouter::new(pg.clone(), "a".into(), lease));
+    let b = Arc::new(PgRouter::new(pg.clone(), "b".into(), lease));
+    let a_task = a.clone().run(one_job(), idle);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let b_task = b.clone().run(one_job(), idle);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let journal = PgJournal::start(pg.clone(), Duration::from_secs(3600));
+    let sent = Instant::now();
+    journal.append(vec![event("first")]).await.unwrap();
+    eventually(5, "the first event routed", async || {
+        (jobs(&pg).await.len() == 1).then_some(())
+    })
+    .await;
+    let woke = sent.elapsed();
+    println!("routed {woke:?} after the commit (routers poll every {idle:?})");
+    assert!(woke < Duration::from_secs(2), "woken by NOTIFY: {woke:?}");
+
+    // 200 more, in 20 batches, while the router that holds the role dies halfway.
+    for n in 0..20 {
+        let batch: Vec<Envelope> = (0..10).map(|k| event(&format!("e{n:02}-{k}"))).collect();
+        journal.append(batch).await.unwrap();
+        if n == 10 {
+            a_task.abort();
+            b_task.abort();
+            // Whoever held the role is gone; b comes back alone (polling each second), and
+            // takes the role once the dead one's lease runs out.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let b_again = b.clone().run(one_job(), Duration::from_secs(1));
+    eventually(20, "every event routed", async || {
+        (jobs(&pg).await.len() == 201).then_some(())
+    })
+    .await;
+    let made = jobs(&pg).await;
+    let mut events: Vec<i64> = made.iter().map(|(event, _)| *event).collect();
+    events.sort();
+    events.dedup();
+    assert_eq!(events.len(), 201, "one job per event, none twice");
+    b_again.abort();
+}
