@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use super::leases::{FENCE, partition_of};
 use super::{PgError, Postgres};
+use crate::queue::records::Effect;
 
 /// A job to store: the event it comes from and where it goes.
 #[derive(Debug, Clone)]
@@ -40,9 +41,16 @@ pub struct Leased {
 /// How an attempt ended.
 #[derive(Debug, Clone)]
 pub enum Outcome {
-    Done,
-    Retry { after: Duration, reason: Value },
-    Dead { reason: Value },
+    /// Delivered: what it leaves behind (cross-reference, version, status, echo), written with
+    /// the settle.
+    Done(Vec<Effect>),
+    Retry {
+        after: Duration,
+        reason: Value,
+    },
+    Dead {
+        reason: Value,
+    },
 }
 
 /// Inserts jobs (ready, in their record's partition) within `tx`; returns their ids in order.
@@ -160,7 +168,7 @@ impl<'a> PgJobs<'a> {
         let tx = client.transaction().await.map_err(self.failed())?;
         let fence = format!("leased_epoch = $3 AND state = 'leased' AND {FENCE}");
         let (kind, detail, changed) = match outcome {
-            Outcome::Done => {
+            Outcome::Done(_) => {
                 let deleted = tx
                     .execute(
                         &format!("DELETE FROM jobs WHERE id = $4 AND part = $1 AND {fence}"),
@@ -207,6 +215,11 @@ impl<'a> PgJobs<'a> {
         };
         if changed == 0 {
             return Ok(false);
+        }
+        if let Outcome::Done(effects) = outcome {
+            super::records::write(&tx, effects)
+                .await
+                .map_err(self.failed())?;
         }
         let detail = serde_json::json!({
             "attempt": job.attempts, "in_doubt": job.in_doubt, "by": me, "epoch": job.epoch,

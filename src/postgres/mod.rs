@@ -8,17 +8,19 @@
 //! - `journal`  ingest: one transaction per batch, dedupe by a unique key every instance shares;
 //! - `leases`   partitions leased under fencing epochs, a fair share per instance;
 //! - `jobs`     jobs leased one at a time per record from the owned partitions, settled only
-//!   under the lease's epoch;
+//!   under the lease's epoch, with their effects (`records`: cross-references, versions,
+//!   status, echo records);
 //! - `router`   events → jobs by one instance at a time, in transaction order below the oldest
 //!   running transaction (nothing committed late is skipped), woken by LISTEN/NOTIFY.
 //!
-//! Still to come: the rest of the queue (timers, parking, operator actions, listings, the
-//! indexes), the mappings in the router, and the wiring into `serve`, which refuses this
+//! Still to come: the rest of the queue (timers, parking, operator actions, listings), the
+//! mappings in the router, and the wiring into `serve`, which refuses this
 //! backend until then.
 
 pub mod jobs;
 pub mod journal;
 pub mod leases;
+pub mod records;
 pub mod router;
 pub mod schema;
 

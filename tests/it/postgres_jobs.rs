@@ -1,7 +1,8 @@
 //! Jobs on the shared PostgreSQL with several instances (`postgres/jobs.rs` on
 //! `postgres/leases.rs`): every job delivered, per-record order at the sink, an instance killed
 //! mid-delivery replaced within a lease period with its in-flight jobs repeated (same job, so
-//! the same idempotency key), and a paused instance's settle refused.
+//! the same idempotency key), and a paused instance's settle refused with none of its effects
+//! written.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -9,7 +10,9 @@ use std::time::Duration;
 
 use handoff::postgres::jobs::{NewJob, Outcome, PgJobs};
 use handoff::postgres::leases::Leases;
+use handoff::postgres::records::PgRecords;
 use handoff::postgres::{Postgres, schema};
+use handoff::queue::records::{Effect, Xref};
 
 use crate::postgres::{PASSWORD, PgServer, config, secrets};
 use crate::support::eventually;
@@ -52,7 +55,9 @@ fn instance(
                     .unwrap()
                     .push((job.order_key.clone(), job.id, me.clone()));
                 tokio::time::sleep(Duration::from_millis(2)).await;
-                jobs.settle(&me, &job, &Outcome::Done).await.unwrap();
+                jobs.settle(&me, &job, &Outcome::Done(Vec::new()))
+                    .await
+                    .unwrap();
             }
         }
     });
@@ -182,9 +187,49 @@ async fn a_paused_instance_cannot_settle_what_the_new_owner_runs_again() {
     assert!(again.in_doubt, "{again:?}");
     assert!(again.epoch > first[0].epoch);
 
-    // a wakes up and tries to settle: refused; b's settle goes through.
-    assert!(!jobs.settle("a", &first[0], &Outcome::Done).await.unwrap());
-    assert!(jobs.settle("b", &again, &Outcome::Done).await.unwrap());
+    // a wakes up and tries to settle with what its delivery left behind: refused, and none of
+    // it is written; b's settle goes through with its own.
+    let left_behind = |by: &str| {
+        vec![
+            Effect::Xref(Xref {
+                system: "erp".into(),
+                kind: "sales_order".into(),
+                crm_id: "006PAUSE".into(),
+                external_id: format!("SO-{by}"),
+                flow: "opportunity_to_sales_order".into(),
+                job: ids[0] as u64,
+                at_ms: 0,
+            }),
+            Effect::Status {
+                order: "006PAUSE".into(),
+                status: format!("confirmed by {by}"),
+            },
+        ]
+    };
+    let records = PgRecords::new(&pg);
+    let (by_a, by_b) = (
+        Outcome::Done(left_behind("a")),
+        Outcome::Done(left_behind("b")),
+    );
+    assert!(!jobs.settle("a", &first[0], &by_a).await.unwrap());
+    assert_eq!(
+        records
+            .xref("erp", "sales_order", "006PAUSE")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(records.status("006PAUSE").await.unwrap(), None);
+    assert!(jobs.settle("b", &again, &by_b).await.unwrap());
+    let xref = records
+        .xref("erp", "sales_order", "006PAUSE")
+        .await
+        .unwrap();
+    assert_eq!(xref.map(|x| x.external_id), Some("SO-b".to_owned()));
+    assert_eq!(
+        records.status("006PAUSE").await.unwrap().as_deref(),
+        Some("confirmed by b")
+    );
     assert_eq!(scalar(&pg, "SELECT count(*) FROM jobs").await, 0);
     assert_eq!(
         scalar(&pg, "SELECT count(*) FROM job_log WHERE kind = 'done'").await,
