@@ -10,6 +10,7 @@
 //! - `jobs`     jobs leased one at a time per record from the owned partitions, settled only
 //!   under the lease's epoch, with their effects (`records`: cross-references, versions,
 //!   status, echo records);
+//! - `roles`    work one instance does at a time (the router, each ERP's poller) with its cursor;
 //! - `router`   events → jobs by one instance at a time, in transaction order below the oldest
 //!   running transaction (nothing committed late is skipped), woken by LISTEN/NOTIFY.
 //!
@@ -21,6 +22,7 @@ pub mod jobs;
 pub mod journal;
 pub mod leases;
 pub mod records;
+pub mod roles;
 pub mod router;
 pub mod schema;
 

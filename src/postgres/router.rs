@@ -3,10 +3,9 @@
 //! Events are read in the order of the transactions that stored them, `(xid, id)`, and only
 //! below the oldest transaction still running (`pg_snapshot_xmin`): every row under that bound
 //! is committed or never will be, so an event whose transaction commits late (with a lower id
-//! than events already read) is read when it commits, never skipped. The cursor lives in
-//! `poll_cursors` under the name `router`, together with who routes and until when; a round
-//! takes or renews that row, routes, and moves the cursor in one transaction, so an instance
-//! that lost the role cannot route again what the next router already did. Ingest notifies
+//! than events already read) is read when it commits, never skipped. Routing is a role
+//! (`roles.rs`): a round takes or renews it, routes, and moves its cursor in one transaction,
+//! so an instance that lost the role cannot route again what the next router already did. Ingest notifies
 //! [`EVENTS_CHANNEL`] at each commit with new events, which wakes the router between rounds.
 
 use std::sync::Arc;
@@ -16,23 +15,19 @@ use serde_json::json;
 
 use super::jobs::{NewJob, insert};
 use super::journal::EVENTS_CHANNEL;
-use super::{PgError, Postgres};
+use super::{PgError, Postgres, roles};
 use crate::envelope::Envelope;
 use crate::journal::Journal;
+
+/// The router's row in `poll_cursors` (roles.rs).
+const ROLE: &str = "router";
 
 /// The jobs an event makes (the id is the event's, for the jobs it makes).
 pub type Route = dyn Fn(i64, &Envelope) -> Vec<NewJob> + Send + Sync;
 
-/// Takes or renews the router's row; returns the cursor while this instance is the router.
-const TAKE: &str = "INSERT INTO poll_cursors (connector, cursor, owner, lease_until)
-    VALUES ('router', '{\"xid\": \"0\", \"id\": 0}', $1, now() + make_interval(secs => $2::float8))
-    ON CONFLICT (connector) DO UPDATE SET owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until
-        WHERE poll_cursors.owner = EXCLUDED.owner OR poll_cursors.lease_until <= now()
-    RETURNING cursor";
 const READ: &str = "SELECT id, xid::text, envelope FROM events
     WHERE (xid, id) > ($1::text::xid8, $2) AND xid < pg_snapshot_xmin(pg_current_snapshot())
     ORDER BY xid, id LIMIT $3";
-const MOVE: &str = "UPDATE poll_cursors SET cursor = $2 WHERE connector = 'router' AND owner = $1";
 
 pub struct PgRouter {
     postgres: Arc<Postgres>,
@@ -55,15 +50,14 @@ impl PgRouter {
         let failed = |e: tokio_postgres::Error| self.postgres.query_error(&e);
         let mut client = self.postgres.client().await?;
         let tx = client.transaction().await.map_err(failed)?;
-        let Some(taken) = tx
-            .query_opt(TAKE, &[&self.me, &self.lease.as_secs_f64()])
+        let start = json!({ "xid": "0", "id": 0 });
+        let Some(cursor) = roles::take(&tx, ROLE, &self.me, self.lease, &start)
             .await
             .map_err(failed)?
         else {
             // Another instance routes.
             return Ok(0);
         };
-        let cursor: serde_json::Value = taken.get(0);
         let (mut xid, mut id) = (
             cursor["xid"].as_str().unwrap_or("0").to_owned(),
             cursor["id"].as_i64().unwrap_or(0),
@@ -80,7 +74,7 @@ impl PgRouter {
             }
         }
         insert(&tx, &jobs).await.map_err(failed)?;
-        tx.execute(MOVE, &[&self.me, &json!({ "xid": xid, "id": id })])
+        roles::save(&tx, ROLE, &self.me, &json!({ "xid": xid, "id": id }))
             .await
             .map_err(failed)?;
         tx.commit().await.map_err(failed)?;

@@ -155,3 +155,32 @@ async fn one_router_at_a_time_routes_every_event_once_and_a_commit_wakes_it() {
     assert_eq!(events.len(), 201, "one job per event, none twice");
     b_again.abort();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_instance_polls_an_erp_at_a_time_and_the_next_goes_on_from_its_cursor() {
+    use handoff::postgres::roles;
+    let server = PgServer::start();
+    let pg = postgres(&server).await;
+    let lease = Duration::from_millis(800);
+    let start = serde_json::json!(null);
+    // One poll "round": take the role, move the cursor to `to`, commit.
+    let poll = async |me: &str, to: i64| -> Option<serde_json::Value> {
+        let mut client = pg.client().await.unwrap();
+        let tx = client.transaction().await.unwrap();
+        let cursor = roles::take(&tx, "erp", me, lease, &start).await.unwrap()?;
+        assert!(
+            roles::save(&tx, "erp", me, &serde_json::json!(to))
+                .await
+                .unwrap()
+        );
+        tx.commit().await.unwrap();
+        Some(cursor)
+    };
+    assert_eq!(poll("a", 10).await, Some(serde_json::Value::Null));
+    assert_eq!(poll("b", 99).await, None, "a polls the ERP now");
+    assert_eq!(poll("a", 20).await, Some(serde_json::json!(10)));
+    // a stops; once its lease runs out, b goes on from a's cursor.
+    tokio::time::sleep(lease + Duration::from_millis(200)).await;
+    assert_eq!(poll("b", 30).await, Some(serde_json::json!(20)));
+    assert_eq!(poll("a", 99).await, None, "b polls now");
+}
