@@ -30,5 +30,6 @@ mod support;
 mod tryton;
 mod tryton_money;
 mod tryton_ours;
+mod tryton_products;
 mod tryton_units;
 mod upgrade;

@@ -19,6 +19,7 @@
 
 mod amounts;
 mod poll;
+pub mod products;
 pub mod rpc;
 
 use std::collections::HashMap;

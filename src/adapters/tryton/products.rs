@@ -1,0 +1,185 @@
+//! Products changed in Tryton since a cursor: the first piece of product & price sync (ERP →
+//! CRM). Tryton keeps a product's list price on its *template* (the variant's reads empty), so a
+//! list-price edit changes the template's `write_date`, not the variant's: both are watched.
+//! Inactive products are hidden from searches unless the context turns `active_test` off, so it
+//! does, and a deactivated product is reported as inactive. Each change gets an id made of the
+//! product's code and the time of its newest change, so reading a change again (the cursor
+//! overlaps, or a re-poll after a crash) makes the same event, which the journal deduplicates.
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+
+use super::Tryton;
+use super::rpc::{self, plain};
+use crate::adapters::Failure;
+
+/// Changes stamped this long before the last one seen are read again (Tryton stamps a write
+/// with its transaction's start).
+const OVERLAP_SECS: i64 = 60;
+
+/// One product as the CRM should see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProductChange {
+    pub code: String,
+    pub name: String,
+    pub active: bool,
+    /// The template's list price, as Tryton's decimal text.
+    pub list_price: String,
+    /// The unit it is sold in (`Unit`, `Box of 12`).
+    pub sale_unit: String,
+    /// The newest write or create of the product or its template.
+    pub changed_at: String,
+}
+
+impl ProductChange {
+    /// The same change always has the same id.
+    pub fn event_id(&self) -> String {
+        format!("product:{}:{}", self.code, self.changed_at)
+    }
+
+    /// The `product.changed` event's data.
+    pub fn data(&self) -> Value {
+        json!({
+            "code": self.code, "name": self.name, "active": self.active,
+            "list_price": self.list_price, "sale_unit": self.sale_unit,
+            "changed_at": self.changed_at,
+        })
+    }
+}
+
+/// A Tryton boolean: `true`, or `1` from a SQLite database.
+fn truthy(value: &Value) -> bool {
+    value
+        .as_bool()
+        .unwrap_or_else(|| value.as_i64().is_some_and(|n| n != 0))
+}
+
+impl Tryton {
+    /// Products whose variant or template changed after `since` (all of them without it),
+    /// active or not, oldest change first; and the newest change seen (the next cursor).
+    pub async fn changed_products(
+        &self,
+        since: Option<&str>,
+    ) -> Result<(Vec<ProductChange>, Option<String>), Failure> {
+        let changed_after = since
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| (t - chrono::Duration::seconds(OVERLAP_SECS)).to_rfc3339())
+            .and_then(|t| rpc::datetime(&t));
+        let mut domain = Vec::new();
+        if let Some(at) = changed_after {
+            domain.push(json!([
+                "OR",
+                ["write_date", ">", at],
+                ["create_date", ">", at],
+                ["template.write_date", ">", at],
+                ["template.create_date", ">", at]
+            ]));
+        }
+        let products = self
+            .rpc
+            .call_in(
+                "model.product.product.search_read",
+                vec![
+                    json!(domain),
+                    json!(0),
+                    Value::Null,
+                    json!([["id", "ASC"]]),
+                    json!([
+                        "code",
+                        "rec_name",
+                        "active",
+                        "sale_uom",
+                        "template",
+                        "write_date",
+                        "create_date"
+                    ]),
+                ],
+                // Inactive products too (Tryton hides them from searches otherwise; an
+                // `active` leaf in the domain does not survive a dotted `template.` one).
+                json!({ "active_test": false }),
+            )
+            .await?;
+        let products = products.as_array().cloned().unwrap_or_default();
+        let templates = self
+            .read_by_id(
+                "product.template",
+                products.iter().map(|p| &p["template"]),
+                &["active", "list_price", "write_date", "create_date"],
+            )
+            .await?;
+        let units = self
+            .read_by_id(
+                "product.uom",
+                products.iter().map(|p| &p["sale_uom"]),
+                &["rec_name"],
+            )
+            .await?;
+        let mut changes: Vec<ProductChange> = products
+            .iter()
+            .filter_map(|product| {
+                let code = product["code"].as_str().filter(|c| !c.is_empty())?;
+                let template = templates.get(&product["template"].as_i64()?)?;
+                let changed_at = [
+                    &product["write_date"],
+                    &product["create_date"],
+                    &template["write_date"],
+                    &template["create_date"],
+                ]
+                .into_iter()
+                .filter_map(|v| plain(v).as_str().map(str::to_owned))
+                .max()?;
+                let unit = product["sale_uom"]
+                    .as_i64()
+                    .and_then(|id| units.get(&id))
+                    .map(|u| u["rec_name"].as_str().unwrap_or_default().to_owned());
+                Some(ProductChange {
+                    code: code.to_owned(),
+                    name: product["rec_name"].as_str().unwrap_or(code).to_owned(),
+                    active: truthy(&product["active"]) && truthy(&template["active"]),
+                    list_price: plain(&template["list_price"])
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    sale_unit: unit.unwrap_or_default(),
+                    changed_at,
+                })
+            })
+            .collect();
+        changes.sort_by(|a, b| (&a.changed_at, &a.code).cmp(&(&b.changed_at, &b.code)));
+        let newest = changes
+            .iter()
+            .map(|c| c.changed_at.clone())
+            .chain(since.map(str::to_owned))
+            .max();
+        Ok((changes, newest))
+    }
+
+    /// `fields` of the `model` records whose ids are in `ids` (none read twice), by id.
+    async fn read_by_id<'v>(
+        &self,
+        model: &str,
+        ids: impl Iterator<Item = &'v Value>,
+        fields: &[&str],
+    ) -> Result<HashMap<i64, Value>, Failure> {
+        let mut ids: Vec<i64> = ids.filter_map(Value::as_i64).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let read = self
+            .rpc
+            .call(
+                &format!("model.{model}.read"),
+                vec![json!(ids), json!(fields)],
+            )
+            .await?;
+        Ok(read
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| Some((r["id"].as_i64()?, r.clone())))
+            .collect())
+    }
+}
