@@ -12,11 +12,13 @@
 mod class;
 pub mod connector;
 pub mod http;
+pub mod product;
 pub mod rest;
 pub mod sandbox;
 pub mod tryton;
 
 pub use class::Class;
+pub use product::{ProductChange, ProductsChanged};
 
 use std::future::Future;
 use std::pin::Pin;
@@ -140,6 +142,16 @@ pub struct OrderProgress {
 pub struct Polled {
     pub orders: Vec<OrderProgress>,
     pub cursor: Option<Value>,
+}
+
+/// An ERP that masters products: asked for the products changed since a cursor.
+pub trait ProductSource: Send + Sync {
+    fn every(&self) -> Duration;
+    /// Products changed after `since` (all without it), and the cursor for the next ask.
+    fn changed_products(
+        &self,
+        since: Option<String>,
+    ) -> BoxFuture<'_, Result<ProductsChanged, Failure>>;
 }
 
 /// An ERP that is asked for changes (it sends no webhooks).

@@ -11,6 +11,8 @@
 //! - `changed`  a newer version of a record already created that the target would not change:
 //!   held as `order_changed` with what differs
 //! - `poll`     status pollers (Tryton): changed orders → `order_status.changed` events in the journal
+//! - `products` product sync from an ERP that masters products: changed products →
+//!   `product.changed` events in the journal
 //! - `status`, `version`, `echo`  the small rules process applies
 //!
 //! # Invariants
@@ -32,6 +34,7 @@ mod changed;
 mod echo;
 pub mod poll;
 pub mod process;
+pub mod products;
 pub mod router;
 pub mod status;
 mod upkeep;
@@ -364,6 +367,17 @@ impl Engine {
             runtime,
         );
         for live in self.connectors.values() {
+            if let Some(source) = &live.connector.products {
+                background.spawn_on(
+                    products::run(
+                        self.clone(),
+                        live.name().to_owned(),
+                        source.clone(),
+                        self.stop.subscribe(),
+                    ),
+                    runtime,
+                );
+            }
             if let Some(poller) = &live.connector.poller {
                 background.spawn_on(
                     poll::run(

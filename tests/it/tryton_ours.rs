@@ -45,6 +45,14 @@ async fn confirmed_sale(hand: &Connector, party: &str, reference: &str) -> Strin
 
 /// The service with a Tryton ERP (polled every second) and the recording CRM.
 pub async fn start_on_tryton(url: &str) -> (Arc<Fake>, TestApp, tempfile::TempDir) {
+    start_on_tryton_with(url, "").await
+}
+
+/// The same, with more `tryton:` settings (`, products_every_secs: 1`).
+pub async fn start_on_tryton_with(
+    url: &str,
+    more: &str,
+) -> (Arc<Fake>, TestApp, tempfile::TempDir) {
     let (fake, fake_addr) = Fake::start().await;
     let connectors = tempfile::tempdir().unwrap();
     fake_erp::connectors(connectors.path(), fake_addr, 5);
@@ -53,7 +61,7 @@ pub async fn start_on_tryton(url: &str) -> (Arc<Fake>, TestApp, tempfile::TempDi
         format!(
             "kind: tryton\nrole: erp\nbase_url: {url}\n\
              auth: {{ basic: {{ user_env: TRYTON_USER, password_env: TRYTON_PASSWORD }} }}\n\
-             tryton: {{ database: {DB}, confirm: true, poll_every_secs: 1 }}\n"
+             tryton: {{ database: {DB}, confirm: true, poll_every_secs: 1{more} }}\n"
         ),
     )
     .unwrap();

@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use handoff::adapters::tryton::products::ProductChange;
+use handoff::adapters::ProductChange;
 use handoff::adapters::tryton::{Tryton, TrytonSpec};
 
 use crate::tryton::{DB, call, rpc, tryton_url};
@@ -46,7 +46,7 @@ async fn new_repriced_and_deactivated_products_are_each_seen_with_stable_ids() {
         json!([["name", "=", "Goods"], ["accounting", "=", true]]),
     )
     .await;
-    let (_, before) = tryton.changed_products(None).await.unwrap();
+    let before = tryton.read_changed_products(None).await.unwrap().cursor;
     let template = call(
         &erp,
         "model.product.template.create",
@@ -63,7 +63,11 @@ async fn new_repriced_and_deactivated_products_are_each_seen_with_stable_ids() {
         .unwrap();
 
     // New: seen after the cursor taken before it, active, with its price and unit.
-    let (changes, cursor) = tryton.changed_products(before.as_deref()).await.unwrap();
+    let found = tryton
+        .read_changed_products(before.as_deref())
+        .await
+        .unwrap();
+    let (changes, cursor) = (found.changes, found.cursor);
     let created = ours(&changes, &code).expect("the new product").clone();
     assert!(created.active);
     assert_eq!(
@@ -74,7 +78,11 @@ async fn new_repriced_and_deactivated_products_are_each_seen_with_stable_ids() {
     assert_eq!(created.sale_unit, "Unit");
     assert_eq!(created.data()["code"], code.as_str());
     // Read again (the cursor overlaps): the same change, the same id.
-    let (again, _) = tryton.changed_products(cursor.as_deref()).await.unwrap();
+    let again = tryton
+        .read_changed_products(cursor.as_deref())
+        .await
+        .unwrap()
+        .changes;
     assert_eq!(
         ours(&again, &code).map(ProductChange::event_id),
         Some(created.event_id())
@@ -91,7 +99,11 @@ async fn new_repriced_and_deactivated_products_are_each_seen_with_stable_ids() {
         ],
     )
     .await;
-    let (changes, cursor) = tryton.changed_products(cursor.as_deref()).await.unwrap();
+    let found = tryton
+        .read_changed_products(cursor.as_deref())
+        .await
+        .unwrap();
+    let (changes, cursor) = (found.changes, found.cursor);
     let repriced = ours(&changes, &code).expect("the repriced product").clone();
     assert_eq!(repriced.list_price.parse::<f64>().unwrap(), 12.5);
     assert_ne!(repriced.event_id(), created.event_id());
@@ -105,8 +117,86 @@ async fn new_repriced_and_deactivated_products_are_each_seen_with_stable_ids() {
         vec![json!([variant]), json!({"active": false})],
     )
     .await;
-    let (changes, _) = tryton.changed_products(cursor.as_deref()).await.unwrap();
+    let changes = tryton
+        .read_changed_products(cursor.as_deref())
+        .await
+        .unwrap()
+        .changes;
     let gone = ours(&changes, &code).expect("the deactivated product");
     assert!(!gone.active, "{gone:?}");
     assert_ne!(gone.event_id(), repriced.event_id());
+}
+
+/// How many events the journal holds (the overview's count).
+async fn journaled(app: &crate::support::TestApp) -> u64 {
+    crate::support::api(app, "/api/v1/overview").await["journal"]["events"]
+        .as_u64()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_service_journals_each_product_change_once() {
+    use crate::support::eventually;
+    let url = tryton_url();
+    let (_fake, app, _connectors) =
+        crate::tryton_ours::start_on_tryton_with(&url, ", products_every_secs: 1").await;
+    let erp = rpc(&url);
+    // The first ask reads every product Tryton has (the first load); wait until it is in.
+    let mut last = 0;
+    eventually(60, "the first load journaled", async || {
+        let now = journaled(&app).await;
+        let settled = now > 0 && now == last;
+        last = now;
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        settled.then_some(())
+    })
+    .await;
+    let loaded = journaled(&app).await;
+
+    let code = format!("SVC-{:08X}", fastrand::u32(..));
+    let unit = call(
+        &erp,
+        "model.product.uom.search",
+        vec![
+            json!([["name", "=", "Unit"]]),
+            json!(0),
+            json!(1),
+            Value::Null,
+        ],
+    )
+    .await[0]
+        .as_i64()
+        .unwrap();
+    let goods = call(
+        &erp,
+        "model.product.category.search",
+        vec![
+            json!([["name", "=", "Goods"], ["accounting", "=", true]]),
+            json!(0),
+            json!(1),
+            Value::Null,
+        ],
+    )
+    .await[0]
+        .as_i64()
+        .unwrap();
+    call(
+        &erp,
+        "model.product.template.create",
+        vec![json!([{
+            "name": "Service test gadget", "type": "goods", "salable": true,
+            "default_uom": unit, "sale_uom": unit,
+            "list_price": {"__class__": "Decimal", "decimal": "5.00"},
+            "account_category": goods,
+            "products": [["create", [{"suffix_code": code}]]]
+        }])],
+    )
+    .await;
+    eventually(15, "the new product journaled", async || {
+        (journaled(&app).await == loaded + 1).then_some(())
+    })
+    .await;
+    // Asked again every second (with the cursor's overlap): the same change, stored once.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(journaled(&app).await, loaded + 1);
 }

@@ -74,6 +74,8 @@ pub struct Connector {
     pub sandbox: Option<Arc<Sandbox>>,
     /// Asked for order status changes, when the system sends no webhooks (Tryton).
     pub poller: Option<Arc<dyn Poller>>,
+    /// Asked for changed products (`tryton.products_every_secs`), when it masters them.
+    pub products: Option<Arc<dyn crate::adapters::ProductSource>>,
 }
 
 /// Reads every connector file in `dir` (problems with file:line:col); builds adapters when a
@@ -124,6 +126,7 @@ fn build(
     };
     let mut sandbox = None;
     let mut poller: Option<Arc<dyn Poller>> = None;
+    let mut products: Option<Arc<dyn crate::adapters::ProductSource>> = None;
     let timeouts = (
         Duration::from_secs(spec.timeouts.connect_secs),
         Duration::from_secs(spec.timeouts.request_secs),
@@ -182,10 +185,13 @@ fn build(
                 )));
             }
             let rpc = Rpc::new(&base_url, &tryton.database, login, timeouts);
-            let every = tryton.poll_every_secs;
+            let (every, products_every) = (tryton.poll_every_secs, tryton.products_every_secs);
             let built = Arc::new(Tryton::new(rpc, tryton));
             if every > 0 {
                 poller = Some(built.clone());
+            }
+            if products_every > 0 {
+                products = Some(built.clone());
             }
             built
         }
@@ -203,6 +209,7 @@ fn build(
         adapter,
         sandbox,
         poller,
+        products,
     })
 }
 

@@ -49,6 +49,10 @@ pub struct TrytonSpec {
     /// connected are not reported), `all` (back-fill the whole history) or an RFC 3339 time.
     #[serde(default = "now")]
     pub poll_from: String,
+    /// How often products changed in Tryton are journaled as `product.changed` events (the
+    /// product sync); 0, the default, turns it off.
+    #[serde(default)]
+    pub products_every_secs: u64,
 }
 
 fn now() -> String {

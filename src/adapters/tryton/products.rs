@@ -12,41 +12,11 @@ use serde_json::{Value, json};
 
 use super::Tryton;
 use super::rpc::{self, plain};
-use crate::adapters::Failure;
+use crate::adapters::{BoxFuture, Failure, ProductChange, ProductSource, ProductsChanged};
 
 /// Changes stamped this long before the last one seen are read again (Tryton stamps a write
 /// with its transaction's start).
 const OVERLAP_SECS: i64 = 60;
-
-/// One product as the CRM should see it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ProductChange {
-    pub code: String,
-    pub name: String,
-    pub active: bool,
-    /// The template's list price, as Tryton's decimal text.
-    pub list_price: String,
-    /// The unit it is sold in (`Unit`, `Box of 12`).
-    pub sale_unit: String,
-    /// The newest write or create of the product or its template.
-    pub changed_at: String,
-}
-
-impl ProductChange {
-    /// The same change always has the same id.
-    pub fn event_id(&self) -> String {
-        format!("product:{}:{}", self.code, self.changed_at)
-    }
-
-    /// The `product.changed` event's data.
-    pub fn data(&self) -> Value {
-        json!({
-            "code": self.code, "name": self.name, "active": self.active,
-            "list_price": self.list_price, "sale_unit": self.sale_unit,
-            "changed_at": self.changed_at,
-        })
-    }
-}
 
 /// A Tryton boolean: `true`, or `1` from a SQLite database.
 fn truthy(value: &Value) -> bool {
@@ -58,10 +28,10 @@ fn truthy(value: &Value) -> bool {
 impl Tryton {
     /// Products whose variant or template changed after `since` (all of them without it),
     /// active or not, oldest change first; and the newest change seen (the next cursor).
-    pub async fn changed_products(
+    pub async fn read_changed_products(
         &self,
         since: Option<&str>,
-    ) -> Result<(Vec<ProductChange>, Option<String>), Failure> {
+    ) -> Result<ProductsChanged, Failure> {
         let changed_after = since
             .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
             .map(|t| (t - chrono::Duration::seconds(OVERLAP_SECS)).to_rfc3339())
@@ -152,7 +122,10 @@ impl Tryton {
             .map(|c| c.changed_at.clone())
             .chain(since.map(str::to_owned))
             .max();
-        Ok((changes, newest))
+        Ok(ProductsChanged {
+            changes,
+            cursor: newest,
+        })
     }
 
     /// `fields` of the `model` records whose ids are in `ids` (none read twice), by id.
@@ -181,5 +154,18 @@ impl Tryton {
             .flatten()
             .filter_map(|r| Some((r["id"].as_i64()?, r.clone())))
             .collect())
+    }
+}
+
+impl ProductSource for Tryton {
+    fn every(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.spec.products_every_secs)
+    }
+
+    fn changed_products(
+        &self,
+        since: Option<String>,
+    ) -> BoxFuture<'_, Result<ProductsChanged, Failure>> {
+        Box::pin(async move { self.read_changed_products(since.as_deref()).await })
     }
 }
