@@ -158,6 +158,33 @@ pub fn config() -> PostgresConfig {
     }
 }
 
+/// A pool on `server`'s database, its schema migrated.
+pub async fn migrated(server: &PgServer) -> std::sync::Arc<Postgres> {
+    let postgres =
+        std::sync::Arc::new(Postgres::new(&config(), &secrets(server.url(PASSWORD))).unwrap());
+    schema::migrate(&postgres).await.unwrap();
+    postgres
+}
+
+/// A won opportunity `id` as ingest would journal it.
+pub fn event(id: &str) -> handoff::envelope::Envelope {
+    let data = serde_json::json!({ "id": id, "type": "opportunity.won" });
+    handoff::envelope::Envelope {
+        id: id.into(),
+        source: "crm".into(),
+        event_type: Some("opportunity.won".into()),
+        ignored: false,
+        object: Some("Opportunity".into()),
+        object_id: Some(id.into()),
+        version: Some("1".into()),
+        signed_at: None,
+        received_at: chrono::Utc::now(),
+        raw_body: data.to_string(),
+        data,
+        data_is_raw_body: true,
+    }
+}
+
 pub fn secrets(url: String) -> impl Fn(&str) -> Option<String> + Send + Sync {
     let table = HashMap::from([("TEST_DATABASE_URL".to_owned(), url)]);
     move |name: &str| table.get(name).cloned()

@@ -11,25 +11,7 @@ use handoff::journal::Appended;
 use handoff::postgres::journal::PgJournal;
 use handoff::postgres::{Postgres, schema};
 
-use crate::postgres::{PASSWORD, PgServer, config, secrets};
-
-fn event(id: &str) -> Envelope {
-    let data = serde_json::json!({ "id": id, "type": "opportunity.won" });
-    Envelope {
-        id: id.into(),
-        source: "crm".into(),
-        event_type: Some("opportunity.won".into()),
-        ignored: false,
-        object: Some("Opportunity".into()),
-        object_id: Some(format!("006{id}")),
-        version: Some("1".into()),
-        signed_at: None,
-        received_at: chrono::Utc::now(),
-        raw_body: data.to_string(),
-        data,
-        data_is_raw_body: true,
-    }
-}
+use crate::postgres::{PASSWORD, PgServer, config, event, secrets};
 
 /// `count` instances of handoff's journal on one database (each with its own pool).
 async fn instances(server: &PgServer, count: usize, window: Duration) -> Vec<Arc<PgJournal>> {

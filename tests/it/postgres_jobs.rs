@@ -8,22 +8,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use handoff::postgres::Postgres;
 use handoff::postgres::jobs::{NewJob, Outcome, PgJobs};
 use handoff::postgres::leases::Leases;
 use handoff::postgres::records::PgRecords;
-use handoff::postgres::{Postgres, schema};
 use handoff::queue::records::{Effect, Xref};
 
-use crate::postgres::{PASSWORD, PgServer, config, secrets};
+use crate::postgres::{PgServer, migrated};
 use crate::support::eventually;
 
 const PERIOD: Duration = Duration::from_millis(1500);
-
-async fn postgres(server: &PgServer) -> Arc<Postgres> {
-    let postgres = Arc::new(Postgres::new(&config(), &secrets(server.url(PASSWORD))).unwrap());
-    schema::migrate(&postgres).await.unwrap();
-    postgres
-}
 
 async fn scalar(postgres: &Postgres, sql: &str) -> i64 {
     let client = postgres.client().await.unwrap();
@@ -67,7 +61,7 @@ fn instance(
 #[tokio::test(flavor = "multi_thread")]
 async fn three_instances_deliver_every_job_in_record_order_and_survive_a_kill() {
     let server = PgServer::start();
-    let pg = postgres(&server).await;
+    let pg = migrated(&server).await;
     // 40 records × 15 versions, stored version by version (so ids grow with the version).
     let mut expected: HashMap<String, Vec<i64>> = HashMap::new();
     for version in 0..15 {
@@ -156,7 +150,7 @@ async fn three_instances_deliver_every_job_in_record_order_and_survive_a_kill() 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_paused_instance_cannot_settle_what_the_new_owner_runs_again() {
     let server = PgServer::start();
-    let pg = postgres(&server).await;
+    let pg = migrated(&server).await;
     let ids = PgJobs::new(&pg)
         .enqueue(&[NewJob {
             event: 1,

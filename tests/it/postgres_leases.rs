@@ -6,19 +6,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use handoff::postgres::Postgres;
 use handoff::postgres::leases::{FENCE, Leases, PARTITIONS};
-use handoff::postgres::{Postgres, schema};
 
-use crate::postgres::{PASSWORD, PgServer, config, secrets};
+use crate::postgres::{PgServer, migrated};
 use crate::support::eventually;
 
 const PERIOD: Duration = Duration::from_millis(1500);
-
-async fn postgres(server: &PgServer) -> Arc<Postgres> {
-    let postgres = Arc::new(Postgres::new(&config(), &secrets(server.url(PASSWORD))).unwrap());
-    schema::migrate(&postgres).await.unwrap();
-    postgres
-}
 
 /// Who owns each partition now, by the database.
 async fn owners(postgres: &Postgres) -> BTreeMap<i16, (Option<String>, i64)> {
@@ -47,7 +41,7 @@ async fn fenced(postgres: &Postgres, part: i16, owner: &str, epoch: i64) -> bool
 #[tokio::test(flavor = "multi_thread")]
 async fn instances_share_the_partitions_and_a_dead_ones_move_within_a_lease_period() {
     let server = PgServer::start();
-    let pg = postgres(&server).await;
+    let pg = migrated(&server).await;
     let instances: Vec<Arc<Leases>> = ["a", "b", "c"]
         .iter()
         .map(|name| Arc::new(Leases::new(pg.clone(), (*name).into(), PERIOD)))
@@ -103,7 +97,7 @@ async fn instances_share_the_partitions_and_a_dead_ones_move_within_a_lease_peri
 #[tokio::test(flavor = "multi_thread")]
 async fn an_instance_stopped_past_its_lease_is_fenced_off_then_gets_its_share_again() {
     let server = PgServer::start();
-    let pg = postgres(&server).await;
+    let pg = migrated(&server).await;
     let a = Arc::new(Leases::new(pg.clone(), "a".into(), PERIOD));
     let before = a.round().await.unwrap();
     assert_eq!(before.len(), PARTITIONS as usize, "alone, a holds them all");

@@ -8,37 +8,13 @@ use std::time::{Duration, Instant};
 
 use handoff::envelope::Envelope;
 use handoff::journal::Journal;
+use handoff::postgres::Postgres;
 use handoff::postgres::jobs::NewJob;
 use handoff::postgres::journal::PgJournal;
 use handoff::postgres::router::{PgRouter, Route};
-use handoff::postgres::{Postgres, schema};
 
-use crate::postgres::{PASSWORD, PgServer, config, secrets};
+use crate::postgres::{PgServer, event, migrated};
 use crate::support::eventually;
-
-async fn postgres(server: &PgServer) -> Arc<Postgres> {
-    let postgres = Arc::new(Postgres::new(&config(), &secrets(server.url(PASSWORD))).unwrap());
-    schema::migrate(&postgres).await.unwrap();
-    postgres
-}
-
-fn event(id: &str) -> Envelope {
-    let data = serde_json::json!({ "id": id });
-    Envelope {
-        id: id.into(),
-        source: "crm".into(),
-        event_type: Some("opportunity.won".into()),
-        ignored: false,
-        object: Some("Opportunity".into()),
-        object_id: Some(id.into()),
-        version: None,
-        signed_at: None,
-        received_at: chrono::Utc::now(),
-        raw_body: data.to_string(),
-        data,
-        data_is_raw_body: true,
-    }
-}
 
 /// One job per event, keyed by the event's CRM id.
 fn one_job() -> Arc<Route> {
@@ -67,7 +43,7 @@ async fn jobs(postgres: &Postgres) -> Vec<(i64, String)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_event_committed_late_is_routed_not_skipped() {
     let server = PgServer::start();
-    let pg = postgres(&server).await;
+    let pg = migrated(&server).await;
     let router = PgRouter::new(pg.clone(), "a".into(), Duration::from_secs(5));
     let route = one_job();
 
@@ -109,7 +85,7 @@ async fn an_event_committed_late_is_routed_not_skipped() {
 #[tokio::test(flavor = "multi_thread")]
 async fn one_router_at_a_time_routes_every_event_once_and_a_commit_wakes_it() {
     let server = PgServer::start();
-    let pg = postgres(&server).await;
+    let pg = migrated(&server).await;
     let lease = Duration::from_millis(1500);
     // Both would poll only every 10 s: anything faster is the notification.
     let idle = Duration::from_secs(10);
@@ -160,7 +136,7 @@ async fn one_router_at_a_time_routes_every_event_once_and_a_commit_wakes_it() {
 async fn one_instance_polls_an_erp_at_a_time_and_the_next_goes_on_from_its_cursor() {
     use handoff::postgres::roles;
     let server = PgServer::start();
-    let pg = postgres(&server).await;
+    let pg = migrated(&server).await;
     let lease = Duration::from_millis(800);
     let start = serde_json::json!(null);
     // One poll "round": take the role, move the cursor to `to`, commit.

@@ -127,6 +127,57 @@ pub async fn sales_of(erp: &Rpc, opportunity_id: &str, fields: Value) -> Value {
     .await
 }
 
+/// The first id `model` has for `domain`, if any.
+pub async fn first_id(erp: &Rpc, model: &str, domain: Value) -> Option<i64> {
+    let found = call(
+        erp,
+        &format!("model.{model}.search"),
+        vec![domain, json!(0), json!(1), Value::Null],
+    )
+    .await;
+    found[0].as_i64()
+}
+
+/// The fixture's unit `Unit` (stock is counted in it).
+pub async fn unit_id(erp: &Rpc) -> i64 {
+    first_id(erp, "product.uom", json!([["name", "=", "Unit"]]))
+        .await
+        .expect("the fixture's Unit")
+}
+
+/// Makes a salable product `code` (stocked in `Unit`, sold in `sold_in`, `Unit` when None) at
+/// `price` in the fixture's Goods category; returns its template's id.
+pub async fn create_product(
+    erp: &Rpc,
+    code: &str,
+    name: &str,
+    price: &str,
+    sold_in: Option<i64>,
+) -> i64 {
+    let unit = unit_id(erp).await;
+    let goods = first_id(
+        erp,
+        "product.category",
+        json!([["name", "=", "Goods"], ["accounting", "=", true]]),
+    )
+    .await
+    .expect("the fixture's Goods category");
+    call(
+        erp,
+        "model.product.template.create",
+        vec![json!([{
+            "name": name, "type": "goods", "salable": true,
+            "default_uom": unit, "sale_uom": sold_in.unwrap_or(unit),
+            "list_price": {"__class__": "Decimal", "decimal": price},
+            "account_category": goods,
+            "products": [["create", [{"suffix_code": code}]]]
+        }])],
+    )
+    .await[0]
+        .as_i64()
+        .unwrap()
+}
+
 /// A Tryton decimal (`{"__class__": "Decimal", "decimal": "180.00"}`) as plain text: `180`.
 pub fn decimal_text(value: &Value) -> String {
     value["decimal"]

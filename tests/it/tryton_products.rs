@@ -3,12 +3,12 @@
 //! deactivated product (hidden from searches unless asked for) are each seen once, with ids
 //! that stay the same when the same change is read again.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use handoff::adapters::ProductChange;
 use handoff::adapters::tryton::{Tryton, TrytonSpec};
 
-use crate::tryton::{DB, call, rpc, tryton_url};
+use crate::tryton::{DB, call, create_product, first_id, rpc, tryton_url};
 
 fn adapter(url: &str) -> Tryton {
     let spec: TrytonSpec = serde_json::from_value(json!({ "database": DB })).unwrap();
@@ -26,41 +26,8 @@ async fn new_repriced_and_deactivated_products_are_each_seen_with_stable_ids() {
     let erp = rpc(&url);
     let tryton = adapter(&url);
     let code = format!("PRD-{:08X}", fastrand::u32(..));
-    let first = |model: &str, domain: Value| {
-        let erp = &erp;
-        let model = model.to_owned();
-        async move {
-            call(
-                erp,
-                &format!("model.{model}.search"),
-                vec![domain, json!(0), json!(1), Value::Null],
-            )
-            .await[0]
-                .as_i64()
-                .unwrap()
-        }
-    };
-    let unit = first("product.uom", json!([["name", "=", "Unit"]])).await;
-    let goods = first(
-        "product.category",
-        json!([["name", "=", "Goods"], ["accounting", "=", true]]),
-    )
-    .await;
     let before = tryton.read_changed_products(None).await.unwrap().cursor;
-    let template = call(
-        &erp,
-        "model.product.template.create",
-        vec![json!([{
-            "name": "Sync test gadget", "type": "goods", "salable": true,
-            "default_uom": unit, "sale_uom": unit,
-            "list_price": {"__class__": "Decimal", "decimal": "10.00"},
-            "account_category": goods,
-            "products": [["create", [{"suffix_code": code}]]]
-        }])],
-    )
-    .await[0]
-        .as_i64()
-        .unwrap();
+    let template = create_product(&erp, &code, "Sync test gadget", "10.00", None).await;
 
     // New: seen after the cursor taken before it, active, with its price and unit.
     let found = tryton
@@ -109,7 +76,9 @@ async fn new_repriced_and_deactivated_products_are_each_seen_with_stable_ids() {
     assert_ne!(repriced.event_id(), created.event_id());
 
     // Deactivated: still seen (inactive), again with a new id.
-    let variant = first("product.product", json!([["code", "=", code]])).await;
+    let variant = first_id(&erp, "product.product", json!([["code", "=", code]]))
+        .await
+        .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     call(
         &erp,
@@ -144,44 +113,7 @@ async fn the_service_journals_each_product_change_once() {
         crate::tryton_ours::start_on_tryton_with(&url, ", products_every_secs: 1").await;
     let erp = rpc(&url);
     let code = format!("SVC-{:08X}", fastrand::u32(..));
-    let unit = call(
-        &erp,
-        "model.product.uom.search",
-        vec![
-            json!([["name", "=", "Unit"]]),
-            json!(0),
-            json!(1),
-            Value::Null,
-        ],
-    )
-    .await[0]
-        .as_i64()
-        .unwrap();
-    let goods = call(
-        &erp,
-        "model.product.category.search",
-        vec![
-            json!([["name", "=", "Goods"], ["accounting", "=", true]]),
-            json!(0),
-            json!(1),
-            Value::Null,
-        ],
-    )
-    .await[0]
-        .as_i64()
-        .unwrap();
-    call(
-        &erp,
-        "model.product.template.create",
-        vec![json!([{
-            "name": "Service test gadget", "type": "goods", "salable": true,
-            "default_uom": unit, "sale_uom": unit,
-            "list_price": {"__class__": "Decimal", "decimal": "5.00"},
-            "account_category": goods,
-            "products": [["create", [{"suffix_code": code}]]]
-        }])],
-    )
-    .await;
+    create_product(&erp, &code, "Service test gadget", "5.00", None).await;
     eventually(30, "the new product journaled", async || {
         (journaled(&app, &code) == 1).then_some(())
     })

@@ -2,30 +2,17 @@
 //! sold by the box of 12 gets a sale line in boxes (Tryton's `sale_uom`), so 3 boxes at 60.00
 //! are 3 boxes for 180.00, not 3 pieces at the price of a box.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::delivery::crm;
-use crate::tryton::{call, decimal_text, rpc, sales_of, settled_order, tryton_url};
+use crate::tryton::{
+    call, create_product, decimal_text, first_id, rpc, sales_of, settled_order, tryton_url, unit_id,
+};
 use crate::tryton_ours::start_on_tryton;
-
-/// The first id `model` has for `domain`.
-async fn first(
-    erp: &handoff::adapters::tryton::rpc::Rpc,
-    model: &str,
-    domain: Value,
-) -> Option<i64> {
-    let found = call(
-        erp,
-        &format!("model.{model}.search"),
-        vec![domain, json!(0), json!(1), Value::Null],
-    )
-    .await;
-    found[0].as_i64()
-}
 
 /// A unit "Box of 12" in the category of `Unit`, made once per database.
 async fn box_of_12(erp: &handoff::adapters::tryton::rpc::Rpc, unit_category: i64) -> i64 {
-    if let Some(id) = first(erp, "product.uom", json!([["name", "=", "Box of 12"]])).await {
+    if let Some(id) = first_id(erp, "product.uom", json!([["name", "=", "Box of 12"]])).await {
         return id;
     }
     let made = call(
@@ -47,9 +34,7 @@ async fn a_product_sold_by_the_box_is_ordered_in_boxes() {
     let erp = rpc(&url);
     let run = fastrand::u32(..);
 
-    let unit = first(&erp, "product.uom", json!([["name", "=", "Unit"]]))
-        .await
-        .expect("the fixture's Unit");
+    let unit = unit_id(&erp).await;
     let category = call(
         &erp,
         "model.product.uom.read",
@@ -59,26 +44,8 @@ async fn a_product_sold_by_the_box_is_ordered_in_boxes() {
         .as_i64()
         .unwrap();
     let boxes = box_of_12(&erp, category).await;
-    let goods = first(
-        &erp,
-        "product.category",
-        json!([["name", "=", "Goods"], ["accounting", "=", true]]),
-    )
-    .await
-    .expect("the fixture's Goods category");
     let code = format!("BOX-{run:08X}");
-    call(
-        &erp,
-        "model.product.template.create",
-        vec![json!([{
-            "name": "Bolts, box of 12", "type": "goods", "salable": true,
-            "default_uom": unit, "sale_uom": boxes,
-            "list_price": {"__class__": "Decimal", "decimal": "60.00"},
-            "account_category": goods,
-            "products": [["create", [{"suffix_code": code}]]]
-        }])],
-    )
-    .await;
+    create_product(&erp, &code, "Bolts, box of 12", "60.00", Some(boxes)).await;
 
     let account_id = format!("001U{run:08X}");
     let opportunity_id = format!("006U{run:08X}");
