@@ -21,8 +21,11 @@ use backon::{BlockingRetryable, ConstantBuilder};
 
 use thiserror::Error;
 
-/// The layout this build writes; a store of version 1 is upgraded when the queue opens.
-const SCHEMA_VERSION: u32 = 2;
+/// The layout this build writes; a store of version 1 is upgraded when the queue opens. Version
+/// 3 writes the queue log's records and two index values in a compact form (version 2 wrote
+/// JSON, which this build still reads): a version 2 store is marked 3 when opened, so an older
+/// build refuses it instead of misreading it.
+pub const SCHEMA_VERSION: u32 = 3;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -97,7 +100,12 @@ impl Store {
                 if found > SCHEMA_VERSION {
                     return Err(StoreError::SchemaVersion { path, found });
                 }
-                found
+                if found == 2 {
+                    meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
+                    SCHEMA_VERSION
+                } else {
+                    found
+                }
             }
         };
         Ok(Store {

@@ -1,6 +1,8 @@
-//! A data directory written by release 1 (jobs and their states in sled) opens with this build:
-//! its open jobs and dead letters move into the queue log once, keep their states, and are
-//! delivered or can be acted on; nothing acknowledged is lost and ids are not reused.
+//! Data directories written by earlier releases open with this build. Release 1 (jobs and their
+//! states in sled): its open jobs and dead letters move into the queue log once, keep their
+//! states, and are delivered or can be acted on; nothing acknowledged is lost and ids are not
+//! reused. Release 2 (the queue log's records as JSON), cut by a SIGKILL: its records replay,
+//! a cross-reference that was only in the log is known, and its jobs go on.
 
 use std::process::Command;
 
@@ -10,13 +12,13 @@ use crate::delivery::{account, crm};
 use crate::fake_erp::{self, Fake};
 use crate::support::*;
 
-fn unpack(into: &std::path::Path) {
-    let fixture = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/release1/release1-store.tar.gz"
+fn unpack(into: &std::path::Path, release: u32) {
+    let fixture = format!(
+        "{}/tests/fixtures/release{release}/release{release}-store.tar.gz",
+        env!("CARGO_MANIFEST_DIR")
     );
     let status = Command::new("tar")
-        .args(["xzf", fixture, "-C"])
+        .args(["xzf", &fixture, "-C"])
         .arg(into)
         .status()
         .expect("run tar");
@@ -52,7 +54,7 @@ fn state_of(jobs: &[serde_json::Value], id: u64) -> (String, String) {
 async fn a_release_1_store_is_upgraded_and_its_jobs_go_on() {
     let (fake, addr) = Fake::start().await;
     let dir = tempfile::tempdir().unwrap();
-    unpack(dir.path());
+    unpack(dir.path(), 1);
     let data = dir.path().join("data");
     let connectors = dir.path().join("connectors");
     std::fs::create_dir(&connectors).unwrap();
@@ -128,4 +130,82 @@ async fn a_release_1_store_is_upgraded_and_its_jobs_go_on() {
     let app = start(&data, &connectors).await;
     let again = jobs(&app, "state=dead").await;
     assert!(again.is_empty(), "{again:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_2_store_cut_by_a_crash_opens_and_its_jobs_go_on() {
+    let (fake, addr) = Fake::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    unpack(dir.path(), 2);
+    let data = dir.path().join("data");
+    let connectors = dir.path().join("connectors");
+    std::fs::create_dir(&connectors).unwrap();
+    // The retrying order has failed since the fixture was made: a long budget keeps it going.
+    fake_erp::connectors_with(
+        &connectors,
+        addr,
+        "retry: { schedule_secs: [1], give_up_after_secs: 3000000000 }\n",
+    );
+    let app = start(&data, &connectors).await;
+
+    let listed = jobs(&app, "").await;
+    assert_eq!(state_of(&listed, 4), ("parked".into(), "dependency".into()));
+    assert_eq!(state_of(&listed, 5), ("dead".into(), "fix_data".into()));
+    let detail = api(&app, "/api/v1/jobs/1").await;
+    assert_eq!(detail["job"]["state"], "done", "{detail}");
+    assert_eq!(detail["job"]["external_id"], "C-001UPG1", "{detail}");
+    assert_eq!(
+        detail["attempts"].as_array().map(Vec::len),
+        Some(1),
+        "{detail}"
+    );
+
+    // The retrying order needs customer 001UPG1's cross-reference, which release 2 wrote only
+    // in its queue log: it is delivered with it, without the customer being sent again.
+    eventually(30, "the retrying release-2 order in the ERP", async || {
+        fake.books().orders.get("006UPG4").cloned()
+    })
+    .await;
+    let (_, order) = fake.books().orders["006UPG4"].clone();
+    assert_eq!(order["customer"], "C-001UPG1", "{order}");
+    assert!(!fake.books().customers.contains_key("001UPG1"));
+
+    // The parked order runs once its customer arrives; the dead letter can be resubmitted.
+    crm(
+        &app,
+        "upg2-acc-2",
+        &account("001UPG2", "2026-11-20T10:00:00Z", "Late"),
+    )
+    .await;
+    let (status, reply) = api_post(
+        &app,
+        "/api/v1/jobs/5/resubmit",
+        json!({"payload": {"type": "opportunity.won", "object": "Opportunity", "data": {
+            "Id": "006UPG3", "AccountId": "001UPG1", "Name": "Restock", "StageName": "Closed Won",
+            "CloseDate": "2026-11-20", "Amount": "58.47", "CurrencyIsoCode": "EUR",
+            "LastModifiedDate": "2026-11-20T11:00:00Z",
+            "OpportunityLineItems": [{"ProductCode": "SKU-1", "Name": "Widget", "Quantity": 3, "UnitPrice": "19.49"}]
+        }}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+    eventually(
+        30,
+        "the parked and the resubmitted order in the ERP",
+        async || {
+            let books = fake.books();
+            (books.orders.contains_key("006UPG2") && books.orders.contains_key("006UPG3"))
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(fake.books().duplicate_orders, 0);
+    drop(app);
+
+    // Marked as this build's layout: opened again, everything is where it was.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let app = start(&data, &connectors).await;
+    let again = jobs(&app, "").await;
+    assert_eq!(state_of(&again, 3).0, "done");
+    assert_eq!(state_of(&again, 4).0, "done");
 }

@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
+use super::compact;
 use crate::queue::QueueError;
 use crate::queue::records::{Applied, Echo, Effect, Xref};
 
@@ -129,18 +130,13 @@ impl Index {
         Ok(())
     }
 
-    fn read<T: for<'de> Deserialize<'de>>(&self, key: &[u8]) -> Result<Option<T>, QueueError> {
+    fn read<T: Value>(&self, key: &[u8]) -> Result<Option<T>, QueueError> {
         let staged = self.overlay().get(key).cloned();
         let raw = match staged {
             Some(value) => Some(value.to_vec()),
             None => self.tree.get(key)?.map(|raw| raw.to_vec()),
         };
-        match raw {
-            Some(raw) => serde_json::from_slice(&raw)
-                .map(Some)
-                .map_err(|e| QueueError::Corrupt(format!("{}: {e}", String::from_utf8_lossy(key)))),
-            None => Ok(None),
-        }
+        raw.map(|raw| decode(key, &raw)).transpose()
     }
 
     pub fn xref(&self, system: &str, kind: &str, crm_id: &str) -> Result<Option<Xref>, QueueError> {
@@ -153,9 +149,7 @@ impl Index {
         let mut out = Vec::new();
         for item in self.tree.scan_prefix(XREF) {
             let (key, value) = item?;
-            let xref: Xref = serde_json::from_slice(&value).map_err(|e| {
-                QueueError::Corrupt(format!("{}: {e}", String::from_utf8_lossy(&key)))
-            })?;
+            let xref: Xref = decode(&key, &value)?;
             if filter.is_empty() || xref.crm_id == filter || xref.external_id == filter {
                 out.push(xref);
                 if out.len() == limit {
@@ -170,7 +164,7 @@ impl Index {
     pub fn link(&self, xref: &Xref) -> Result<(), QueueError> {
         let key = text(XREF, &[&xref.system, &xref.kind, &xref.crm_id]);
         self.overlay().remove(&key);
-        self.tree.insert(key, json(xref))?;
+        self.tree.insert(key, xref.encode())?;
         self.tree.flush()?;
         Ok(())
     }
@@ -224,13 +218,13 @@ fn write_of(effect: &Effect) -> (Vec<u8>, Vec<u8>) {
     match effect {
         Effect::Xref(xref) => (
             text(XREF, &[&xref.system, &xref.kind, &xref.crm_id]),
-            json(xref),
+            xref.encode(),
         ),
         Effect::Applied {
             flow,
             record,
             applied,
-        } => (text(VERSION, &[flow, record]), json(applied)),
+        } => (text(VERSION, &[flow, record]), applied.encode()),
         Effect::Status { order, status } => (text(STATUS, &[order]), json(status)),
         Effect::Echo { record, echo } => (text(ECHO, &[record]), json(echo)),
     }
@@ -238,4 +232,100 @@ fn write_of(effect: &Effect) -> (Vec<u8>, Vec<u8>) {
 
 fn json<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("index values serialize")
+}
+
+/// A value of the index: cross-references and applied versions (two per delivered order) in
+/// the compact form, the rest as JSON; JSON written by an earlier release reads too.
+trait Value: for<'de> Deserialize<'de> + Serialize {
+    fn encode(&self) -> Vec<u8> {
+        json(self)
+    }
+
+    fn compact(_input: &mut compact::In) -> Option<Self> {
+        None
+    }
+}
+
+impl Value for Xref {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = vec![compact::TAG];
+        compact::Out(&mut out).xref(self);
+        out
+    }
+
+    fn compact(input: &mut compact::In) -> Option<Xref> {
+        input.xref()
+    }
+}
+
+impl Value for Applied {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = vec![compact::TAG];
+        compact::Out(&mut out).applied(self);
+        out
+    }
+
+    fn compact(input: &mut compact::In) -> Option<Applied> {
+        input.applied()
+    }
+}
+
+impl Value for String {}
+impl Value for Echo {}
+
+fn decode<T: Value>(key: &[u8], raw: &[u8]) -> Result<T, QueueError> {
+    let corrupt =
+        |why: String| QueueError::Corrupt(format!("{}: {why}", String::from_utf8_lossy(key)));
+    match raw.split_first() {
+        Some((&compact::TAG, rest)) => {
+            let mut input = compact::In(rest);
+            let value =
+                T::compact(&mut input).ok_or_else(|| corrupt("cannot be decoded".into()))?;
+            input
+                .end()
+                .ok_or_else(|| corrupt("has bytes after its value".into()))?;
+            Ok(value)
+        }
+        _ => serde_json::from_slice(raw).map_err(|e| corrupt(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::Position;
+
+    #[test]
+    fn values_read_in_either_form_and_a_bad_one_is_corrupt() {
+        let xref = Xref {
+            system: "erp".into(),
+            kind: "customer".into(),
+            crm_id: "001".into(),
+            external_id: "C-1".into(),
+            flow: "account_to_customer".into(),
+            job: 7,
+            at_ms: 1_764_000_000_000,
+        };
+        let applied = Applied {
+            version: Some("v2".into()),
+            seq: 9,
+            at: Position {
+                segment: 1,
+                offset: 77,
+            },
+        };
+        assert_eq!(decode::<Xref>(b"k", &xref.encode()).unwrap(), xref);
+        assert_eq!(decode::<Xref>(b"k", &json(&xref)).unwrap(), xref);
+        assert_eq!(decode::<Applied>(b"k", &applied.encode()).unwrap(), applied);
+        assert_eq!(decode::<Applied>(b"k", &json(&applied)).unwrap(), applied);
+        assert!(xref.encode().len() * 2 < json(&xref).len());
+        let mut longer = applied.encode();
+        longer.push(0);
+        for bad in [&longer[..], &applied.encode()[..3], b"\x01", b"{"] {
+            assert!(matches!(
+                decode::<Applied>(b"v/f", bad),
+                Err(QueueError::Corrupt(_))
+            ));
+        }
+    }
 }

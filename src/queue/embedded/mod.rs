@@ -26,6 +26,7 @@
 //!                                  (index.rs)
 //! ```
 
+mod compact;
 mod index;
 mod listing;
 pub mod log;

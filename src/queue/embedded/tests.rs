@@ -450,7 +450,7 @@ fn drained_segments_go_and_an_old_dead_letter_is_copied_forward_and_can_be_resub
     settle(&queue, leased);
     let first_segment = segments(dir.path())[0];
     // A backlog that spans many segments, then drains.
-    let keys: Vec<String> = (0..300).map(|n| format!("K{n}")).collect();
+    let keys: Vec<String> = (0..1000).map(|n| format!("K{n}")).collect();
     let backlog = keys.iter().map(|key| job(key, "erp")).collect();
     let cursor = Cursor {
         next_seq: 400,

@@ -98,7 +98,7 @@ pub fn finish(store: &Store, tree: &sled::Tree) -> Result<(), QueueError> {
         batch.remove(key);
     }
     tree.apply_batch(batch)?;
-    store.set_schema_version(2)?;
+    store.set_schema_version(crate::store::SCHEMA_VERSION)?;
     store.db.flush()?;
     // Release 1's schedule snapshot, beside the store.
     let _ = std::fs::remove_file(store.dir.join("schedule.snap"));
