@@ -19,11 +19,11 @@
 //!   records last (`recent`).
 //!
 //! ```text
-//! <data_dir>/queue/*.log           the queue log (log.rs, record.rs)
+//! <data_dir>/queue/*.log           the queue log (log.rs, record.rs, compact.rs)
 //! <data_dir>/queue/schedule.snap   the schedule at one point of the log (snapshot.rs)
 //! <data_dir>/queue/clean           present between a clean shutdown and the next open
 //! <data_dir>/index (sled) queue    cross-references, versions, status, echo, pollers, records
-//!                                  (index.rs)
+//!                                  (index.rs; the first two compact.rs)
 //! ```
 
 mod compact;
