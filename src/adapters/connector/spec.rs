@@ -176,4 +176,9 @@ pub struct FindSpec {
 pub struct UpdateSpec {
     pub method: String,
     pub path: String,
+    /// Fields left out of the update as well (beside the operation's `omit`): those the
+    /// target takes only when a record is created, e.g. a Salesforce PricebookEntry's
+    /// `Product2Id` and `Pricebook2Id`.
+    #[serde(default)]
+    pub omit: Vec<String>,
 }

@@ -175,6 +175,7 @@ impl Rest {
                         let method = Method::from_bytes(update.method.as_bytes()).expect("checked");
                         let path = fill(&update.path, &delivery, Some(&id))?;
                         let summary = format!("{method} {path}");
+                        let body = without(&body, &update.omit);
                         let (status, headers, text) = self
                             .call(&method, &path, Some(&body), &[], &summary)
                             .await?;

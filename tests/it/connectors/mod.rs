@@ -2,6 +2,7 @@
 //! follow each system's published API (`fakes/`), each through the conformance harness and
 //! then on what is particular to it.
 
+mod catalog;
 mod crm;
 mod erp;
 

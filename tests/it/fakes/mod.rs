@@ -7,6 +7,7 @@ pub mod generic_crm;
 pub mod hubspot;
 pub mod netsuite;
 pub mod salesforce;
+pub mod salesforce_catalog;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -6,6 +6,7 @@
 //!   → 401 `[{"errorCode":"INVALID_SESSION_ID"}]`; unknown record → 404 `NOT_FOUND`; a field
 //!   the object lacks → 400 `INVALID_FIELD`
 //! - `GET /services/data/v61.0/limits` → the org's limits (the connector's probe)
+//! - products and price book entries: salesforce_catalog.rs
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -37,6 +38,10 @@ const FIELDS: [&str; 7] = [
 #[derive(Default)]
 pub struct Org {
     pub opportunities: HashMap<String, Value>,
+    /// Product2 records by their `ERP_Code__c`.
+    pub products: HashMap<String, super::salesforce_catalog::Product>,
+    /// PricebookEntry records by id.
+    pub entries: HashMap<String, Value>,
     pub live_tokens: Vec<String>,
     pub tokens_issued: u32,
 }
@@ -52,7 +57,7 @@ pub async fn start(opportunities: &[&str]) -> (SocketAddr, Log, Shared) {
             .opportunities
             .insert(id.to_string(), json!({"Id": id}));
     }
-    let router = Router::new()
+    let router = super::salesforce_catalog::routes(Router::new())
         .route("/services/oauth2/token", post(token))
         .route("/services/data/v61.0/limits", get(limits))
         .route(
@@ -95,7 +100,7 @@ async fn token(State(org): State<Shared>, Form(form): Form<HashMap<String, Strin
     .into_response()
 }
 
-fn session_error(org: &Org, headers: &HeaderMap) -> Option<Response> {
+pub fn session_error(org: &Org, headers: &HeaderMap) -> Option<Response> {
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
