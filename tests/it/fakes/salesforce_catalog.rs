@@ -70,14 +70,12 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
         .into_response()
 }
 
-fn object(body: &Value) -> Result<&Map<String, Value>, Response> {
-    body.as_object().ok_or_else(|| {
-        error(
-            StatusCode::BAD_REQUEST,
-            "JSON_PARSER_ERROR",
-            "The request body must be a JSON object",
-        )
-    })
+fn not_an_object() -> Response {
+    error(
+        StatusCode::BAD_REQUEST,
+        "JSON_PARSER_ERROR",
+        "The request body must be a JSON object",
+    )
 }
 
 async fn upsert_product(
@@ -90,9 +88,8 @@ async fn upsert_product(
     if let Some(refused) = session_error(&org, &headers) {
         return refused;
     }
-    let fields = match object(&body) {
-        Ok(fields) => fields,
-        Err(refused) => return refused,
+    let Some(fields) = body.as_object() else {
+        return not_an_object();
     };
     if let Some(unknown) = fields
         .keys()
@@ -137,9 +134,8 @@ async fn create_entry(
     if let Some(refused) = session_error(&org, &headers) {
         return refused;
     }
-    let fields = match object(&body) {
-        Ok(fields) => fields.clone(),
-        Err(refused) => return refused,
+    let Some(fields) = body.as_object().cloned() else {
+        return not_an_object();
     };
     let text = |name: &str| fields.get(name).and_then(Value::as_str).map(str::to_owned);
     let (Some(product), Some(book), Some(_)) = (
@@ -197,9 +193,8 @@ async fn update_entry(
     if let Some(refused) = session_error(&org, &headers) {
         return refused;
     }
-    let fields = match object(&body) {
-        Ok(fields) => fields.clone(),
-        Err(refused) => return refused,
+    let Some(fields) = body.as_object().cloned() else {
+        return not_an_object();
     };
     if let Some(fixed) = fields.keys().find(|k| CREATE_ONLY.contains(&k.as_str())) {
         let message = format!(
