@@ -43,6 +43,10 @@ async fn new_repriced_and_deactivated_products_are_each_seen_with_stable_ids() {
         "{created:?}"
     );
     assert_eq!(created.sale_unit, "Unit");
+    assert_eq!(
+        created.name, "Sync test gadget",
+        "the name, not \"[CODE] name\""
+    );
     assert_eq!(created.data()["code"], code.as_str());
     // Read again (the cursor overlaps): the same change, the same id.
     let again = tryton
@@ -129,4 +133,123 @@ async fn the_service_journals_each_product_change_once() {
     // Asked again every second (with the cursor's overlap): the same change, stored once.
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     assert_eq!(journaled(&app, &code), 1);
+}
+
+/// The shipped mappings with the product example copied in, and connectors for this Tryton
+/// (products asked for every second) and the Salesforce fake at `crm`.
+fn catalog_setup(url: &str, crm: std::net::SocketAddr) -> (tempfile::TempDir, tempfile::TempDir) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mappings = tempfile::tempdir().unwrap();
+    crate::support::copy_dir(&root.join("mappings"), mappings.path());
+    std::fs::copy(
+        root.join("mappings/examples/product_to_salesforce_product.yaml"),
+        mappings.path().join("product_to_salesforce_product.yaml"),
+    )
+    .unwrap();
+    let connectors = tempfile::tempdir().unwrap();
+    std::fs::write(
+        connectors.path().join("erp.yaml"),
+        format!(
+            "kind: tryton\nrole: erp\nbase_url: {url}\n\
+             auth: {{ basic: {{ user_env: TRYTON_USER, password_env: TRYTON_PASSWORD }} }}\n\
+             tryton: {{ database: {DB}, products_every_secs: 1 }}\n"
+        ),
+    )
+    .unwrap();
+    let salesforce = std::fs::read_to_string(root.join("connectors/examples/salesforce.yaml"))
+        .unwrap()
+        .replace(
+            "https://example.my.salesforce.com",
+            &format!("http://{crm}"),
+        );
+    std::fs::write(connectors.path().join("crm.yaml"), salesforce).unwrap();
+    (mappings, connectors)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tryton_product_reaches_salesforce_once_and_is_deactivated_there() {
+    use crate::fakes::salesforce;
+    use crate::support::{CONFIG, TestApp, eventually};
+
+    let url = tryton_url();
+    let erp = rpc(&url);
+    let (addr, _log, org) = salesforce::start(&[]).await;
+    let (mappings, connectors) = catalog_setup(&url, addr);
+    let app = TestApp::start_with(
+        CONFIG,
+        &[
+            (
+                "HANDOFF_CONNECTORS_DIR",
+                connectors.path().to_str().unwrap(),
+            ),
+            ("HANDOFF_MAPPINGS_DIR", mappings.path().to_str().unwrap()),
+        ],
+    )
+    .await;
+    let code = format!("CAT-{:08X}", fastrand::u32(..));
+    let template = create_product(&erp, &code, "Catalog gadget", "7.00", None).await;
+    let product = |field: &'static str| {
+        let org = org.clone();
+        let code = code.clone();
+        move || {
+            let org = org.lock().unwrap();
+            org.products
+                .get(&code)
+                .map(|p| (p.fields.get(field).cloned(), p.writes))
+        }
+    };
+    let name = product("Name");
+    eventually(30, "the new product in Salesforce", async || name()).await;
+    {
+        let org = org.lock().unwrap();
+        let created = &org.products[&code];
+        assert_eq!(created.fields["Name"], "Catalog gadget");
+        assert_eq!(created.fields["ProductCode"], code.as_str());
+        assert_eq!(created.fields["IsActive"], true);
+        assert_eq!(created.fields["QuantityUnitOfMeasure"], "Unit");
+    }
+    // Polled again every second: nothing new is sent for the same change.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(product("Name")().map(|(_, writes)| writes), Some(1));
+
+    // Renamed on the template, then deactivated: the same Salesforce record follows.
+    call(
+        &erp,
+        "model.product.template.write",
+        vec![json!([template]), json!({"name": "Catalog gadget v2"})],
+    )
+    .await;
+    let renamed = product("Name");
+    eventually(30, "the renamed product in Salesforce", async || {
+        renamed().filter(|(name, _)| name.as_ref() == Some(&json!("Catalog gadget v2")))
+    })
+    .await;
+    let variant = first_id(&erp, "product.product", json!([["code", "=", code]])).await;
+    call(
+        &erp,
+        "model.product.product.write",
+        vec![json!([variant]), json!({"active": false})],
+    )
+    .await;
+    let active = product("IsActive");
+    eventually(30, "the product inactive in Salesforce", async || {
+        active().filter(|(active, _)| active.as_ref() == Some(&json!(false)))
+    })
+    .await;
+    let (records, writes) = {
+        let org = org.lock().unwrap();
+        let records = org
+            .products
+            .values()
+            .filter(|p| p.fields["ProductCode"] == code.as_str())
+            .count();
+        (records, org.products[&code].writes)
+    };
+    assert_eq!(records, 1, "one Salesforce product for one ERP product");
+    assert_eq!(writes, 3, "created, renamed, deactivated");
+    let dead = crate::support::jobs(&app, "state=dead").await;
+    assert!(
+        !dead.iter().any(|job| job["order_key"] == code.as_str()),
+        "{dead:?}"
+    );
 }

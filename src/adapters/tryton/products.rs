@@ -57,7 +57,6 @@ impl Tryton {
                     json!([["id", "ASC"]]),
                     json!([
                         "code",
-                        "rec_name",
                         "active",
                         "sale_uom",
                         "template",
@@ -75,7 +74,7 @@ impl Tryton {
             .read_by_id(
                 "product.template",
                 products.iter().map(|p| &p["template"]),
-                &["active", "list_price", "write_date", "create_date"],
+                &["name", "active", "list_price", "write_date", "create_date"],
             )
             .await?;
         let units = self
@@ -105,7 +104,8 @@ impl Tryton {
                     .map(|u| u["rec_name"].as_str().unwrap_or_default().to_owned());
                 Some(ProductChange {
                     code: code.to_owned(),
-                    name: product["rec_name"].as_str().unwrap_or(code).to_owned(),
+                    // The template's name: the variant's rec_name is "[CODE] Name".
+                    name: template["name"].as_str().unwrap_or(code).to_owned(),
                     active: truthy(&product["active"]) && truthy(&template["active"]),
                     list_price: plain(&template["list_price"])
                         .as_str()
