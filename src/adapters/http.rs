@@ -78,6 +78,7 @@ pub fn failure(status: StatusCode, headers: &HeaderMap, body: &str, request: Str
         retry_after: retry_after(headers),
         request,
         response: format!("{status} {}", super::cut(body, 2000)),
+        missing: None,
     }
 }
 
@@ -97,6 +98,7 @@ pub fn error_failure(error: reqwest::Error, request: String) -> Failure {
         retry_after: None,
         request,
         response: String::new(),
+        missing: None,
     }
 }
 

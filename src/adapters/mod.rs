@@ -62,6 +62,10 @@ pub struct Failure {
     pub retry_after: Option<Duration>,
     pub request: String,
     pub response: String,
+    /// A record the document refers to that the target does not have yet, as (kind, code):
+    /// the job is parked on it (released when it arrives, e.g. a product by product sync)
+    /// instead of becoming a dead letter. (Boxed: failures travel in `Result`s, kept small.)
+    pub missing: Option<Box<(String, String)>>,
 }
 
 impl Failure {
@@ -72,6 +76,7 @@ impl Failure {
             retry_after: None,
             request: String::new(),
             response: String::new(),
+            missing: None,
         }
     }
 }

@@ -171,6 +171,9 @@ pub trait Queue: Send + Sync {
     /// Makes up to `limit` retrying jobs of `connector` runnable now, oldest first (its target
     /// answers again, or an operator said "retry now"); returns how many.
     fn release_retrying(&self, connector: &str, limit: usize) -> Result<usize, QueueError>;
+    /// Makes the jobs parked on any of `on` (kind, id) runnable: what they wait for arrived
+    /// without a delivery of handoff's (a product the ERP's product sync saw); returns how many.
+    fn release_parked(&self, on: &[(String, String)]) -> Result<usize, QueueError>;
     /// Edit-and-resubmit: the job runs again on `payload` (or on the data it has), re-mapped,
     /// under a new idempotency key.
     fn resubmit(&self, id: JobId, payload: Option<Value>) -> Result<Job, QueueError>;

@@ -536,6 +536,17 @@ fn failed(engine: &Engine, live: &Live, job: &mut Job, failure: &Failure, now: i
         }
         Class::FixData => {
             target_answered(engine, live);
+            if let Some((kind, id)) = failure.missing.as_deref() {
+                let message = format!(
+                    "waiting for {kind} {id} in {}: {}",
+                    job.connector, failure.message
+                );
+                job.state = State::Parked;
+                job.waits_for = Some((kind.clone(), id.clone()));
+                job.due_ms = Some(now + secs(engine.config.park_timeout_secs));
+                job.reason = Some(reason("dependency", message));
+                return;
+            }
             job.state = State::Dead;
             job.reason = Some(reason(code, failure.message.clone()));
         }

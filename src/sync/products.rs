@@ -4,6 +4,8 @@
 //! again for the same window; each change's id is the product's code and the time of the
 //! change, so the journal's dedupe drops the repeats. The events go through the journal, the
 //! router and the mappings like any other (a mapping `on: product.changed` sends them on).
+//! An order the ERP refused for a product it did not have yet is parked on that product
+//! (`Failure::missing`); a change that shows the product active releases it.
 
 use std::sync::Arc;
 
@@ -70,6 +72,16 @@ pub async fn once(
             .map(|change| envelope(name, change))
             .collect();
         engine.journal.append(events).await?;
+        // Orders parked because the ERP lacked one of these products run again now.
+        let arrived: Vec<(String, String)> = changes
+            .iter()
+            .filter(|change| change.active)
+            .map(|change| ("product".to_owned(), change.code.clone()))
+            .collect();
+        let released = engine.queue.release_parked(&arrived)?;
+        if released > 0 {
+            tracing::info!(connector = %name, released, "orders waiting for a product run again");
+        }
     }
     engine
         .queue

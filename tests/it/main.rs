@@ -32,4 +32,5 @@ mod tryton_money;
 mod tryton_ours;
 mod tryton_products;
 mod tryton_units;
+mod tryton_unknown_product;
 mod upgrade;

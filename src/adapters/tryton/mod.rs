@@ -127,10 +127,16 @@ impl Tryton {
             .search(model, json!([[field, "=", code]]), Some(1))
             .await?;
         let id = *found.first().ok_or_else(|| {
-            Failure::new(
+            let mut failure = Failure::new(
                 Class::FixData,
                 format!("{what} {code:?} is not in Tryton ({model})"),
-            )
+            );
+            // Product sync brings products (the ERP masters them): an order for one Tryton
+            // does not have yet waits for it instead of becoming a dead letter.
+            if model == "product.product" {
+                failure.missing = Some(Box::new(("product".to_owned(), code.to_owned())));
+            }
+            failure
         })?;
         self.ids.lock().await.insert((model, code.to_owned()), id);
         Ok(id)
@@ -279,6 +285,7 @@ impl Tryton {
             retry_after: None,
             request: request.to_owned(),
             response: text,
+            missing: None,
         })
     }
 

@@ -205,6 +205,7 @@ fn error_failure(method: &str, error: &Value, request: String, body: &str) -> Fa
         retry_after: None,
         request,
         response: cut(body, 2000),
+        missing: None,
     }
 }
 

@@ -151,6 +151,22 @@ pub struct Embedded {
 }
 
 impl Embedded {
+    /// The jobs parked on any of `on`, made ready (to be appended as changes by the caller).
+    fn parked_on(&self, inner: &Inner, on: &[(String, String)]) -> Result<Vec<Job>, QueueError> {
+        let mut released = Vec::new();
+        for (kind, id) in on {
+            for parked in inner.lines.parked_on(kind, id) {
+                let at = inner.lines.get(parked).expect("parked").at;
+                let mut waiting = self.read(at)?;
+                waiting.state = State::Ready;
+                waiting.due_ms = None;
+                waiting.waits_for = None;
+                waiting.reason = None;
+                released.push(waiting);
+            }
+        }
+        Ok(released)
+    }
     /// Opens the queue of `store`'s data directory: upgrades a release-1 store, reads the
     /// snapshot and replays the log after it.
     pub fn open(store: &Store, clock: Clock, options: Options) -> Result<Embedded, QueueError> {
@@ -395,20 +411,11 @@ impl Queue for Embedded {
         self.index.stage(&effects);
         let mut inner = self.inner();
         let mut group = Group::default();
-        let mut released = Vec::new();
-        if job.state == State::Done {
-            for (kind, id) in &releases {
-                for parked in inner.lines.parked_on(kind, id) {
-                    let at = inner.lines.get(parked).expect("parked").at;
-                    let mut waiting = self.read(at)?;
-                    waiting.state = State::Ready;
-                    waiting.due_ms = None;
-                    waiting.waits_for = None;
-                    waiting.reason = None;
-                    released.push(waiting);
-                }
-            }
-        }
+        let released = if job.state == State::Done {
+            self.parked_on(&inner, &releases)?
+        } else {
+            Vec::new()
+        };
         group.change(&inner, job, attempt, None, effects);
         for waiting in released {
             group.change(&inner, waiting, None, None, Vec::new());
@@ -534,6 +541,23 @@ impl Queue for Embedded {
 
     fn supersede(&self, flow: &str, record: &str, by: JobId) -> Result<usize, QueueError> {
         self.supersede_dead(flow, record, by)
+    }
+
+    fn release_parked(&self, on: &[(String, String)]) -> Result<usize, QueueError> {
+        let mut inner = self.inner();
+        let released = self.parked_on(&inner, on)?;
+        let count = released.len();
+        if count > 0 {
+            let mut group = Group::default();
+            for waiting in released {
+                group.change(&inner, waiting, None, None, Vec::new());
+            }
+            self.append(&mut inner, group);
+            drop(inner);
+            self.wake_all();
+            self.timers_changed.notify_one();
+        }
+        Ok(count)
     }
 
     fn release_retrying(&self, connector: &str, limit: usize) -> Result<usize, QueueError> {

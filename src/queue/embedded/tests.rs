@@ -120,6 +120,34 @@ fn a_retrying_job_keeps_its_place_and_a_parked_one_steps_aside() {
 }
 
 #[test]
+fn a_job_parked_on_a_product_is_released_when_the_product_arrives_and_after_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = {
+        let queue = open(dir.path());
+        let id = enqueue(&queue, &["O"])[0];
+        let mut leased = queue.try_lease("erp").unwrap().unwrap();
+        leased.state = State::Parked;
+        leased.waits_for = Some(("product".into(), "SKU-9".into()));
+        leased.due_ms = Some(queue.clock().now_ms() + 60_000);
+        settle(&queue, leased);
+        assert!(queue.try_lease("erp").unwrap().is_none());
+        let other = [("product".to_owned(), "SKU-1".to_owned())];
+        assert_eq!(queue.release_parked(&other).unwrap(), 0);
+        let ours = [("product".to_owned(), "SKU-9".to_owned())];
+        assert_eq!(queue.release_parked(&ours).unwrap(), 1);
+        assert_eq!(queue.release_parked(&ours).unwrap(), 0, "released once");
+        queue.flush().unwrap();
+        id
+    };
+    // The release is in the log: after a reopen the job is runnable, not parked.
+    let queue = open(dir.path());
+    assert!(queue.ids_in(State::Parked).is_empty());
+    let job = queue.try_lease("erp").unwrap().unwrap();
+    assert_eq!(job.id, id);
+    assert_eq!(job.waits_for, None);
+}
+
+#[test]
 fn a_lease_held_at_a_crash_comes_back_in_doubt() {
     let dir = tempfile::tempdir().unwrap();
     let first;
