@@ -1,6 +1,6 @@
-//! A model-based test of the embedded queue: random operations (enqueue, lease, settle with
-//! releases, operator actions, upkeep with snapshots, copy-forward and segment deletion) with
-//! crashes at random points that tear the log's unsynced tail, checked against a plain
+//! A model-based test of the embedded queue: random operations (enqueue, lease, settle,
+//! releases of parked jobs with a settle or on their own, operator actions, upkeep with
+//! snapshots, copy-forward and segment deletion) with crashes at random points that tear the log's unsynced tail, checked against a plain
 //! in-memory model after every reopen: the queue must come back as the model stood after some
 //! operation at or after the last one made durable.
 
@@ -24,6 +24,8 @@ enum Op {
     Settle(usize, u8),
     Act(usize, bool),
     Resubmit(usize, bool),
+    /// What the jobs parked on a key's customer wait for arrived without a delivery.
+    Release(usize),
     Upkeep,
     Sync,
     Crash(u16),
@@ -36,6 +38,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (0..8usize, 0..6u8).prop_map(|(n, how)| Op::Settle(n, how)),
         1 => (0..8usize, any::<bool>()).prop_map(|(n, retry)| Op::Act(n, retry)),
         1 => (0..8usize, any::<bool>()).prop_map(|(n, edit)| Op::Resubmit(n, edit)),
+        1 => (0..KEYS.len()).prop_map(Op::Release),
         1 => Just(Op::Upkeep),
         1 => Just(Op::Sync),
         1 => any::<u16>().prop_map(Op::Crash),
@@ -281,6 +284,19 @@ fn run(ops: Vec<Op>) {
                 durable = true;
             }
             Op::Act(..) | Op::Resubmit(..) => {}
+            Op::Release(key) => {
+                let on = ("customer".to_owned(), KEYS[key].to_owned());
+                let released = queue.release_parked(std::slice::from_ref(&on)).unwrap();
+                let mut expected = 0;
+                for other in world.jobs.values_mut() {
+                    if other.state == State::Parked && other.waits_for.as_ref() == Some(&on) {
+                        (other.state, other.due, other.waits_for, other.reason) =
+                            (State::Ready, None, None, None);
+                        expected += 1;
+                    }
+                }
+                assert_eq!(released, expected, "released on {on:?}");
+            }
             Op::Upkeep => {
                 queue.upkeep(0, &|_| None).unwrap();
                 durable = true;
