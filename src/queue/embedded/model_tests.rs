@@ -1,8 +1,9 @@
 //! A model-based test of the embedded queue: random operations (enqueue, lease, settle,
 //! releases of parked jobs with a settle or on their own, operator actions, upkeep with
-//! snapshots, copy-forward and segment deletion) with crashes at random points that tear the log's unsynced tail, checked against a plain
-//! in-memory model after every reopen: the queue must come back as the model stood after some
-//! operation at or after the last one made durable.
+//! snapshots, copy-forward and segment deletion) with crashes at random points that tear the
+//! log's unsynced tail, checked against a plain in-memory model after every reopen: the queue
+//! must come back as the model stood after some operation at or after the last one made
+//! durable.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
