@@ -18,7 +18,7 @@ pub mod sandbox;
 pub mod tryton;
 
 pub use class::Class;
-pub use product::{ProductChange, ProductsChanged};
+pub use product::{PriceChange, ProductChange, ProductsChanged};
 
 use std::future::Future;
 use std::pin::Pin;
@@ -157,6 +157,11 @@ pub trait ProductSource: Send + Sync {
         &self,
         since: Option<String>,
     ) -> BoxFuture<'_, Result<ProductsChanged, Failure>>;
+    /// How often every price is read (zero: never).
+    fn prices_every(&self) -> Duration;
+    /// Every product's prices, per price list and currency (a whole pass: price changes do
+    /// not show as product changes).
+    fn prices(&self) -> BoxFuture<'_, Result<Vec<PriceChange>, Failure>>;
 }
 
 /// An ERP that is asked for changes (it sends no webhooks).

@@ -40,3 +40,31 @@ pub struct ProductsChanged {
     /// The newest change seen (the next ask starts there).
     pub cursor: Option<String>,
 }
+
+/// One product's price under one price list in one currency, as the ERP computes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PriceChange {
+    pub code: String,
+    /// `standard` (the list price, no price list) or the price list's name.
+    pub price_list: String,
+    pub currency: String,
+    /// Per sale unit, for quantity 0, as the ERP's decimal text.
+    pub price: String,
+    /// Whether the product is active (an inactive one's entries are deactivated).
+    pub active: bool,
+}
+
+impl PriceChange {
+    /// Product, price list and currency: one CRM price book entry.
+    pub fn key(&self) -> String {
+        format!("{}:{}:{}", self.code, self.price_list, self.currency)
+    }
+
+    /// The `product_price.changed` event's data.
+    pub fn data(&self) -> Value {
+        json!({
+            "code": self.code, "price_list": self.price_list, "currency": self.currency,
+            "price": self.price, "active": self.active,
+        })
+    }
+}

@@ -1,4 +1,4 @@
-//! Product sync, the ERP side: for a connector that masters products (`tryton.products_every_secs`),
+//! Product and price sync, the ERP side: for a connector that masters products (`tryton.products_every_secs`),
 //! ask it every so often for the products changed since the stored cursor, journal a
 //! `product.changed` event for each, and only then store the cursor. A crash in between asks
 //! again for the same window; each change's id is the product's code and the time of the
@@ -6,18 +6,25 @@
 //! router and the mappings like any other (a mapping `on: product.changed` sends them on).
 //! An order the ERP refused for a product it did not have yet is parked on that product
 //! (`Failure::missing`); a change that shows the product active releases it.
+//!
+//! Prices (`tryton.prices_every_secs`) are read whole on each pass, since a price-list edit
+//! changes no product: each price (product, price list, currency) is journaled as a
+//! `product_price.changed` event only when it differs from the last one journaled.
 
 use std::sync::Arc;
 
 use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::adapters::{ProductChange, ProductSource, ProductsChanged};
+use crate::adapters::{PriceChange, ProductChange, ProductSource, ProductsChanged};
 use crate::envelope::Envelope;
 use crate::sync::Engine;
 
 /// The event type product changes are journaled as.
 pub const EVENT_TYPE: &str = "product.changed";
+
+/// The event type price changes are journaled as.
+pub const PRICE_EVENT_TYPE: &str = "product_price.changed";
 
 pub async fn run(
     engine: Arc<Engine>,
@@ -25,6 +32,7 @@ pub async fn run(
     source: Arc<dyn ProductSource>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut prices_due = std::time::Instant::now();
     loop {
         match once(&engine, &name, source.as_ref()).await {
             Ok(0) => {}
@@ -34,6 +42,19 @@ pub async fn run(
             Err(error) => {
                 tracing::warn!(connector = %name, error = %error, "product poll failed; trying again")
             }
+        }
+        let every = source.prices_every();
+        if !every.is_zero() && std::time::Instant::now() >= prices_due {
+            match prices_once(&engine, &name, source.as_ref()).await {
+                Ok(0) => {}
+                Ok(changed) => {
+                    tracing::info!(connector = %name, changed, "changed prices journaled")
+                }
+                Err(error) => {
+                    tracing::warn!(connector = %name, error = %error, "price pass failed; trying again")
+                }
+            }
+            prices_due = std::time::Instant::now() + every;
         }
         tokio::select! {
             () = tokio::time::sleep(source.every()) => {}
@@ -87,6 +108,69 @@ pub async fn once(
         .queue
         .save_poll(&key, next.map(Value::String).as_ref(), &[])?;
     Ok(count)
+}
+
+/// One whole price pass: journals a `product_price.changed` event for each price (product,
+/// price list, currency) that is new or differs from the last one journaled, then remembers
+/// what it journaled. A crash in between journals the same events again under the same ids
+/// (the change's number per price), which the journal drops.
+pub async fn prices_once(
+    engine: &Engine,
+    name: &str,
+    source: &dyn ProductSource,
+) -> anyhow::Result<usize> {
+    let key = format!("{name}/prices");
+    let prices = source
+        .prices()
+        .await
+        .map_err(|failure| anyhow::anyhow!(failure.message))?;
+    let mut events = Vec::new();
+    let mut emitted = Vec::new();
+    for price in &prices {
+        let entry = price.key();
+        let digest = digest(price);
+        if engine.queue.poll_emitted(&key, &entry)? == digest {
+            continue;
+        }
+        let number = format!("{entry}#n");
+        let seq = engine.queue.poll_emitted(&key, &number)? + 1;
+        events.push(price_envelope(name, price, seq));
+        emitted.push((entry, digest));
+        emitted.push((number, seq));
+    }
+    let changed = events.len();
+    if changed > 0 {
+        engine.journal.append(events).await?;
+        engine.queue.save_poll(&key, None, &emitted)?;
+    }
+    Ok(changed)
+}
+
+/// What a price is (amount and whether its product is active), as a number never 0 (0 is
+/// "nothing journaled yet").
+fn digest(price: &PriceChange) -> u64 {
+    use sha2::{Digest, Sha256};
+    let hash = Sha256::digest(format!("{}\0{}", price.price, price.active).as_bytes());
+    u64::from_be_bytes(hash[..8].try_into().expect("8 bytes")).max(1)
+}
+
+fn price_envelope(source: &str, price: &PriceChange, seq: u64) -> Envelope {
+    let data = price.data();
+    Envelope {
+        id: format!("price:{}:{seq}", price.key()),
+        source: source.to_owned(),
+        event_type: Some(PRICE_EVENT_TYPE.into()),
+        ignored: false,
+        object: Some("product_price".into()),
+        object_id: Some(price.key()),
+        // Zero-padded, so later changes sort after earlier ones.
+        version: Some(format!("{seq:010}")),
+        signed_at: None,
+        received_at: chrono::Utc::now(),
+        raw_body: data.to_string(),
+        data,
+        data_is_raw_body: true,
+    }
 }
 
 fn envelope(source: &str, change: &ProductChange) -> Envelope {

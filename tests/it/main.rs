@@ -30,6 +30,7 @@ mod support;
 mod tryton;
 mod tryton_money;
 mod tryton_ours;
+mod tryton_prices;
 mod tryton_products;
 mod tryton_units;
 mod tryton_unknown_product;

@@ -19,6 +19,7 @@
 
 mod amounts;
 mod poll;
+pub mod prices;
 pub mod products;
 pub mod rpc;
 
@@ -53,6 +54,11 @@ pub struct TrytonSpec {
     /// product sync); 0, the default, turns it off.
     #[serde(default)]
     pub products_every_secs: u64,
+    /// How often every product's prices (list price and each price list's, in the company's
+    /// currency) are read and the changed ones journaled as `product_price.changed` events;
+    /// 0, the default, turns it off. Needs `products_every_secs` too.
+    #[serde(default)]
+    pub prices_every_secs: u64,
 }
 
 fn now() -> String {

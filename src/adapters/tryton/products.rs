@@ -168,4 +168,12 @@ impl ProductSource for Tryton {
     ) -> BoxFuture<'_, Result<ProductsChanged, Failure>> {
         Box::pin(async move { self.read_changed_products(since.as_deref()).await })
     }
+
+    fn prices_every(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.spec.prices_every_secs)
+    }
+
+    fn prices(&self) -> BoxFuture<'_, Result<Vec<crate::adapters::PriceChange>, Failure>> {
+        Box::pin(self.read_prices())
+    }
 }

@@ -1,0 +1,266 @@
+//! Prices from a real Tryton with `sale_price_list` (adapters/tryton/prices.rs), and price
+//! sync into the Salesforce fake: Tryton computes each price (list price; a price list's
+//! formula), a price-list line edit is seen though no product changed, the standard price
+//! reaches Salesforce before the custom price book's entry, a repriced entry is updated in
+//! place, and a deactivated product deactivates its entries.
+
+use serde_json::{Value, json};
+
+use handoff::adapters::PriceChange;
+use handoff::adapters::tryton::{Tryton, TrytonSpec};
+
+use crate::fakes::salesforce;
+use crate::support::{CONFIG, TestApp, eventually};
+use crate::tryton::{DB, call, create_product, first_id, rpc, tryton_url};
+
+fn adapter(url: &str) -> Tryton {
+    let spec: TrytonSpec = serde_json::from_value(json!({ "database": DB })).unwrap();
+    Tryton::new(rpc(url), spec)
+}
+
+fn price_of(prices: &[PriceChange], code: &str, list: &str) -> Option<PriceChange> {
+    prices
+        .iter()
+        .find(|p| p.code == code && p.price_list == list)
+        .cloned()
+}
+
+/// A price list named `name` with one line for `product` (`formula` on its list price).
+async fn price_list(erp: &handoff::adapters::tryton::rpc::Rpc, name: &str, product: i64) -> i64 {
+    let made = call(
+        erp,
+        "model.product.price_list.create",
+        vec![
+            json!([{"name": name, "price": "list_price", "lines": [["create", [
+            {"product": product, "formula": "unit_price * 0.9"}]]]}]),
+        ],
+    )
+    .await;
+    made[0].as_i64().unwrap()
+}
+
+async fn set_formula(erp: &handoff::adapters::tryton::rpc::Rpc, list: i64, formula: &str) {
+    let lines = call(
+        erp,
+        "model.product.price_list.read",
+        vec![json!([list]), json!(["lines"])],
+    )
+    .await[0]["lines"]
+        .clone();
+    call(
+        erp,
+        "model.product.price_list.line.write",
+        vec![lines, json!({"formula": formula})],
+    )
+    .await;
+}
+
+/// Turns the price list off, so later passes (and other tests) do not carry it.
+async fn retire(erp: &handoff::adapters::tryton::rpc::Rpc, list: i64) {
+    call(
+        erp,
+        "model.product.price_list.write",
+        vec![json!([list]), json!({"active": false})],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tryton_computes_list_and_price_list_prices_and_a_line_edit_shows() {
+    let url = tryton_url();
+    let erp = rpc(&url);
+    let tryton = adapter(&url);
+    let run = fastrand::u32(..);
+    let code = format!("PRC-{run:08X}");
+    create_product(&erp, &code, "Priced gadget", "20.00", None).await;
+    let variant = first_id(&erp, "product.product", json!([["code", "=", code]]))
+        .await
+        .unwrap();
+    let name = format!("Wholesale {run:08X}");
+    let list = price_list(&erp, &name, variant).await;
+
+    let prices = tryton.read_prices().await.unwrap();
+    let standard = price_of(&prices, &code, "standard").expect("the list price");
+    let wholesale = price_of(&prices, &code, &name).expect("the price list's price");
+    assert_eq!(standard.price.parse::<f64>().unwrap(), 20.0, "{standard:?}");
+    assert_eq!(
+        wholesale.price.parse::<f64>().unwrap(),
+        18.0,
+        "{wholesale:?}"
+    );
+    assert_eq!(standard.currency, "USD", "the company's currency only");
+    assert!(standard.active);
+    assert!(
+        prices.iter().all(|p| p.currency == "USD"),
+        "no converted prices"
+    );
+
+    // The line's formula changes; no product does. The next pass sees the new price.
+    set_formula(&erp, list, "unit_price * 0.75").await;
+    let prices = tryton.read_prices().await.unwrap();
+    let edited = price_of(&prices, &code, &name).unwrap();
+    assert_eq!(edited.price.parse::<f64>().unwrap(), 15.0, "{edited:?}");
+    retire(&erp, list).await;
+    let prices = tryton.read_prices().await.unwrap();
+    assert!(
+        price_of(&prices, &code, &name).is_none(),
+        "an inactive list is not read"
+    );
+}
+
+/// The shipped mappings with the product and price examples, the price book lookup naming
+/// `list` as the custom book, and connectors for this Tryton (products and prices every
+/// second) and the Salesforce fake.
+fn setup(
+    url: &str,
+    crm: std::net::SocketAddr,
+    list: &str,
+) -> (tempfile::TempDir, tempfile::TempDir) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mappings = tempfile::tempdir().unwrap();
+    crate::support::copy_dir(&root.join("mappings"), mappings.path());
+    for file in [
+        "product_to_salesforce_product.yaml",
+        "standard_price_to_salesforce.yaml",
+        "price_to_salesforce_entry.yaml",
+    ] {
+        std::fs::copy(
+            root.join("mappings/examples").join(file),
+            mappings.path().join(file),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        mappings.path().join("lookups/salesforce_pricebooks.yaml"),
+        format!(
+            "standard: {}\n\"{list}\": 01sCUSTOM0000001\n",
+            crate::fakes::salesforce_catalog::STANDARD_BOOK
+        ),
+    )
+    .unwrap();
+    let connectors = tempfile::tempdir().unwrap();
+    std::fs::write(
+        connectors.path().join("erp.yaml"),
+        format!(
+            "kind: tryton\nrole: erp\nbase_url: {url}\n\
+             auth: {{ basic: {{ user_env: TRYTON_USER, password_env: TRYTON_PASSWORD }} }}\n\
+             tryton: {{ database: {DB}, products_every_secs: 1, prices_every_secs: 1 }}\n"
+        ),
+    )
+    .unwrap();
+    let salesforce = std::fs::read_to_string(root.join("connectors/examples/salesforce.yaml"))
+        .unwrap()
+        .replace(
+            "https://example.my.salesforce.com",
+            &format!("http://{crm}"),
+        );
+    std::fs::write(connectors.path().join("crm.yaml"), salesforce).unwrap();
+    (mappings, connectors)
+}
+
+/// Our product's entries in the org: (price book, unit price text, active), oldest first.
+fn entries_of(org: &salesforce::Shared, code: &str) -> Vec<(String, String, bool)> {
+    let org = org.lock().unwrap();
+    let Some(product) = org.products.get(code) else {
+        return Vec::new();
+    };
+    let mut entries: Vec<&Value> = org
+        .entries
+        .values()
+        .filter(|e| e["Product2Id"] == product.id.as_str())
+        .collect();
+    entries.sort_by_key(|e| e["Id"].as_str().unwrap_or_default().to_owned());
+    entries
+        .into_iter()
+        .map(|e| {
+            (
+                e["Pricebook2Id"].as_str().unwrap_or_default().to_owned(),
+                e["UnitPrice"].to_string(),
+                e["IsActive"] == true,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prices_reach_salesforce_standard_first_repriced_in_place_and_deactivated() {
+    let url = tryton_url();
+    let erp = rpc(&url);
+    let run = fastrand::u32(..);
+    let code = format!("SFP-{run:08X}");
+    let name = format!("Wholesale {run:08X}");
+    let (addr, _log, org) = salesforce::start(&[]).await;
+    let (mappings, connectors) = setup(&url, addr, &name);
+    create_product(&erp, &code, "Priced in Salesforce", "40.00", None).await;
+    let variant = first_id(&erp, "product.product", json!([["code", "=", code]]))
+        .await
+        .unwrap();
+    let list = price_list(&erp, &name, variant).await;
+    let app = TestApp::start_with(
+        CONFIG,
+        &[
+            (
+                "HANDOFF_CONNECTORS_DIR",
+                connectors.path().to_str().unwrap(),
+            ),
+            ("HANDOFF_MAPPINGS_DIR", mappings.path().to_str().unwrap()),
+        ],
+    )
+    .await;
+    let standard = salesforce_catalog_standard();
+    let custom = "01sCUSTOM0000001".to_owned();
+
+    let both = eventually(60, "the standard and the custom entry", async || {
+        let entries = entries_of(&org, &code);
+        (entries.len() == 2).then_some(entries)
+    })
+    .await;
+    assert_eq!(
+        both,
+        [
+            (standard.clone(), "40.00".into(), true),
+            (custom.clone(), "36.00".into(), true)
+        ],
+        "the standard price first (Salesforce refuses a custom entry before it)"
+    );
+
+    // The price list line changes: the custom entry is updated in place.
+    set_formula(&erp, list, "unit_price * 0.5").await;
+    eventually(30, "the repriced custom entry", async || {
+        let entries = entries_of(&org, &code);
+        (entries.get(1).map(|e| e.1.as_str()) == Some("20.00")).then_some(())
+    })
+    .await;
+
+    // Deactivated in Tryton: the product and both its entries.
+    call(
+        &erp,
+        "model.product.product.write",
+        vec![json!([variant]), json!({"active": false})],
+    )
+    .await;
+    let entries = eventually(30, "the entries deactivated", async || {
+        let entries = entries_of(&org, &code);
+        (entries.len() == 2 && entries.iter().all(|e| !e.2)).then_some(entries)
+    })
+    .await;
+    retire(&erp, list).await;
+    assert_eq!(
+        entries.len(),
+        2,
+        "still one entry per price book: {entries:?}"
+    );
+    assert_eq!(
+        org.lock().unwrap().products[&code].fields["IsActive"],
+        false
+    );
+    let dead = crate::support::jobs(&app, "state=dead").await;
+    assert!(
+        !dead.iter().any(|job| job["order_key"] == code.as_str()),
+        "{dead:?}"
+    );
+}
+
+fn salesforce_catalog_standard() -> String {
+    crate::fakes::salesforce_catalog::STANDARD_BOOK.to_owned()
+}
