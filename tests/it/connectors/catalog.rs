@@ -122,3 +122,64 @@ async fn products_upsert_by_code_and_price_entries_are_updated_without_create_on
     assert_eq!(standard_entry["UnitPrice"].to_string(), "21.50");
     assert_eq!(standard_entry["Product2Id"], id.as_str());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hubspot_products_are_found_by_their_unique_erp_code_and_never_created_twice() {
+    use crate::fakes::hubspot;
+    let (addr, log, portal) = hubspot::start(&[], 100, std::time::Duration::from_secs(10)).await;
+    let connector = example(
+        "hubspot",
+        &format!("http://{addr}"),
+        &[("HUBSPOT_PRIVATE_APP_TOKEN", hubspot::TOKEN)],
+        &[],
+    );
+    let adapter = connector.adapter.as_ref();
+    let product = |name: &str, active: &str| {
+        json!({"properties": {"name": name, "hs_sku": "G-1", "erp_code": "G-1",
+                              "price": "19.99", "erp_active": active}})
+    };
+    let created = adapter
+        .send(delivery(
+            "upsert_product",
+            &product("Gadget", "true"),
+            "G-1",
+        ))
+        .await
+        .unwrap();
+    let updated = adapter
+        .send(delivery(
+            "upsert_product",
+            &product("Gadget 2", "false"),
+            "G-1",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(created.external_id, updated.external_id);
+    // One made by hand in HubSpot with the same code is adopted, not duplicated.
+    portal.lock().unwrap().products.insert(
+        "777".into(),
+        json!({"name": "By hand", "erp_code": "H-1"})
+            .as_object()
+            .cloned()
+            .unwrap(),
+    );
+    let adopted = adapter
+        .send(delivery(
+            "upsert_product",
+            &json!({"properties": {"name": "Handmade", "erp_code": "H-1"}}),
+            "H-1",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(adopted.external_id.as_deref(), Some("777"));
+    let portal = portal.lock().unwrap();
+    assert_eq!(portal.products.len(), 2, "{:?}", portal.products);
+    let id = created.external_id.unwrap();
+    assert_eq!(portal.products[&id]["name"], "Gadget 2");
+    assert_eq!(portal.products[&id]["erp_active"], "false");
+    assert_eq!(portal.products["777"]["name"], "Handmade");
+    assert_eq!(
+        fakes::requests(&log, "POST /crm/v3/objects/products").len(),
+        1
+    );
+}

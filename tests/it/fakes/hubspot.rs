@@ -1,4 +1,4 @@
-//! HubSpot's CRM v3 objects API for deals:
+//! HubSpot's CRM v3 objects API for deals (products: hubspot_catalog.rs):
 //! - `PATCH /crm/v3/objects/deals/{dealId}` with `{"properties": {…}}` and a private app's
 //!   bearer token → 200 with the deal; unknown deal → 404 `OBJECT_NOT_FOUND`; a property the
 //!   portal lacks → 400 `VALIDATION_ERROR`; no or a wrong token → 401 `INVALID_AUTHENTICATION`
@@ -36,6 +36,8 @@ const PROPERTIES: [&str; 6] = [
 
 pub struct Portal {
     pub deals: HashMap<String, Value>,
+    /// Products by id (hubspot_catalog.rs).
+    pub products: HashMap<String, serde_json::Map<String, Value>>,
     limit: usize,
     window: Duration,
     /// When the requests within the window were taken.
@@ -49,12 +51,13 @@ pub type Shared = Arc<Mutex<Portal>>;
 pub async fn start(deals: &[&str], limit: usize, window: Duration) -> (SocketAddr, Log, Shared) {
     let portal = Arc::new(Mutex::new(Portal {
         deals: deals.iter().map(|id| (id.to_string(), json!({}))).collect(),
+        products: HashMap::new(),
         limit,
         window,
         taken: VecDeque::new(),
         limited: 0,
     }));
-    let router = Router::new()
+    let router = super::hubspot_catalog::routes(Router::new())
         .route("/crm/v3/objects/deals", get(list))
         .route("/crm/v3/objects/deals/{id}", patch(update))
         .with_state(portal.clone());
@@ -62,7 +65,7 @@ pub async fn start(deals: &[&str], limit: usize, window: Duration) -> (SocketAdd
     (addr, log, portal)
 }
 
-fn error(status: StatusCode, category: &str, message: &str) -> Response {
+pub fn error(status: StatusCode, category: &str, message: &str) -> Response {
     (
         status,
         Json(json!({
@@ -74,7 +77,7 @@ fn error(status: StatusCode, category: &str, message: &str) -> Response {
 }
 
 /// The token check and the secondly limit, as HubSpot applies them to every call.
-fn admit(portal: &mut Portal, headers: &HeaderMap) -> Option<Response> {
+pub fn admit(portal: &mut Portal, headers: &HeaderMap) -> Option<Response> {
     let bearer = headers.get("authorization").and_then(|v| v.to_str().ok());
     if bearer != Some(&format!("Bearer {TOKEN}")) {
         return Some(error(

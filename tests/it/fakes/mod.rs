@@ -5,6 +5,7 @@
 pub mod erpnext;
 pub mod generic_crm;
 pub mod hubspot;
+pub mod hubspot_catalog;
 pub mod netsuite;
 pub mod salesforce;
 pub mod salesforce_catalog;
