@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use crate::app::App;
 use crate::config::Config;
 use crate::mapping::{Lookups, Mapping};
-use crate::operate::{ConnectorsCommand, JobsCommand, Target};
+use crate::operate::{ConnectorsCommand, JobsCommand, ProductsCommand, Target};
 
 /// handoff keeps a CRM and an ERP in step: signed webhooks in, a durable journal and queue,
 /// YAML mappings, ERP adapters and status back to the CRM.
@@ -52,6 +52,13 @@ enum Command {
     Connectors {
         #[command(subcommand)]
         command: ConnectorsCommand,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Product sync on a running handoff: the first load of an ERP's products and prices.
+    Products {
+        #[command(subcommand)]
+        command: ProductsCommand,
         #[command(flatten)]
         target: Target,
     },
@@ -165,6 +172,7 @@ pub fn main() -> ExitCode {
         }
         Command::Jobs { command, target } => crate::operate::jobs(command, target),
         Command::Connectors { command, target } => crate::operate::connectors(command, target),
+        Command::Products { command, target } => crate::operate::products(command, target),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

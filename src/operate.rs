@@ -97,6 +97,58 @@ pub enum ConnectorsCommand {
     RetryNow { name: String },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum ProductsCommand {
+    /// Product sync's first load: every product and price of an ERP that masters them,
+    /// journaled like the polls' events (the same ids: a second run adds nothing). With
+    /// --dry-run it only reads and counts, and shows which flows would take them.
+    Backfill {
+        /// The ERP connector (a Tryton connector).
+        #[arg(long, default_value = "erp")]
+        connector: String,
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+pub fn products(command: ProductsCommand, target: Target) -> anyhow::Result<()> {
+    let api = Api::new(&target)?;
+    let ProductsCommand::Backfill { connector, dry_run } = command;
+    let started = std::time::Instant::now();
+    let what = if dry_run {
+        "reading (dry run)"
+    } else {
+        "backfilling"
+    };
+    let path = format!("/api/v1/connectors/{connector}/products/backfill?dry_run={dry_run}");
+    let answer = api.post_long(&path, &format!("{what} products and prices of {connector}"))?;
+    if target.json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        return Ok(());
+    }
+    let count = |key: &str| answer[key].as_u64().unwrap_or(0);
+    let verb = if dry_run { "would go to" } else { "journaled" };
+    println!(
+        "{connector}: {} products ({} new to the journal), {} prices ({} changed) in {:.1} s",
+        count("products"),
+        count("products_journaled"),
+        count("prices"),
+        count("prices_journaled"),
+        started.elapsed().as_secs_f64()
+    );
+    let flows = answer["flows"].as_object().cloned().unwrap_or_default();
+    if flows.is_empty() {
+        println!("no mapping in force takes product or price events: nothing would be sent on");
+    }
+    for (flow, events) in flows {
+        println!("  {events} event(s) {verb} flow {flow}");
+    }
+    if dry_run {
+        println!("dry run: nothing was journaled; run again without --dry-run to load them");
+    }
+    Ok(())
+}
+
 pub fn jobs(command: JobsCommand, target: Target) -> anyhow::Result<()> {
     let api = Api::new(&target)?;
     let answer = match &command {
@@ -368,6 +420,38 @@ impl Api {
             Some(body) => request.json(&body),
             None => request,
         })
+    }
+
+    /// A POST that may take minutes: no 30 s limit, and a progress line on a terminal while
+    /// it runs.
+    fn post_long(&self, path: &str, doing: &str) -> anyhow::Result<Value> {
+        use std::io::{IsTerminal, Write};
+        let request = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .timeout(std::time::Duration::from_secs(6 * 3600));
+        let started = std::time::Instant::now();
+        let (done, waited) = std::sync::mpsc::channel::<()>();
+        let progress = std::io::stderr().is_terminal().then(|| {
+            let doing = doing.to_owned();
+            std::thread::spawn(move || {
+                let second = std::time::Duration::from_secs(1);
+                // Until the answer came (the sender is dropped): a line a second.
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    waited.recv_timeout(second)
+                {
+                    eprint!("\r{doing}… {} s", started.elapsed().as_secs());
+                    let _ = std::io::stderr().flush();
+                }
+                eprint!("\r\x1b[2K");
+            })
+        });
+        let answer = self.send(request);
+        drop(done);
+        if let Some(progress) = progress {
+            let _ = progress.join();
+        }
+        answer
     }
 
     fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {

@@ -63,6 +63,7 @@ fn routes() -> (OpenApiRouter<Arc<Engine>>, OpenApiRouter<Arc<LiveMappings>>) {
         .routes(routes!(resume))
         .routes(routes!(test_connector))
         .routes(routes!(retry_now))
+        .routes(routes!(backfill_products))
         .routes(routes!(xrefs, link))
         .routes(routes!(sandbox_records))
         .routes(routes!(sandbox_advance));
@@ -403,6 +404,46 @@ async fn retry_now(
     live(&engine, &name)?;
     let released = engine.queue.release_retrying(&name, usize::MAX)?;
     Ok(Json(Released { released }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct BackfillOptions {
+    /// true: read and count only, journal nothing
+    dry_run: Option<bool>,
+}
+
+#[utoipa::path(post, path = "/api/v1/connectors/{name}/products/backfill", tag = "connectors",
+    summary = "Product sync's first load: every product and price of an ERP that masters them",
+    params(ConnectorPath, BackfillOptions),
+    responses((status = 200, body = crate::sync::products::Backfill), (status = 400, response = Error),
+        (status = 401, response = Error), (status = 403, response = Error),
+        (status = 404, response = Error), (status = 409, response = Error),
+        (status = 502, response = Error)))]
+async fn backfill_products(
+    State(engine): Shared,
+    Path(ConnectorPath { name }): Path<ConnectorPath>,
+    Query(options): Query<BackfillOptions>,
+) -> Answer<crate::sync::products::Backfill> {
+    let live = live(&engine, &name)?;
+    let source = live.connector.products.clone().ok_or_else(|| {
+        ApiError(
+            StatusCode::CONFLICT,
+            "no_products",
+            format!("connector {name} does not master products (a Tryton connector does)"),
+        )
+    })?;
+    let dry_run = options.dry_run.unwrap_or(false);
+    crate::sync::products::backfill(&engine, &name, source.as_ref(), dry_run)
+        .await
+        .map(Json)
+        .map_err(|error| {
+            ApiError(
+                StatusCode::BAD_GATEWAY,
+                "backfill_failed",
+                error.to_string(),
+            )
+        })
 }
 
 /// The answer to a harmless request to the target.

@@ -151,7 +151,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(operations, 19, "{doc}");
+        assert_eq!(operations, 20, "{doc}");
         let error =
             &doc["components"]["responses"]["Error"]["content"]["application/json"]["schema"];
         assert_eq!(error["required"], serde_json::json!(["error"]), "{error}");

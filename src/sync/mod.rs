@@ -367,7 +367,12 @@ impl Engine {
             runtime,
         );
         for live in self.connectors.values() {
-            if let Some(source) = &live.connector.products {
+            if let Some(source) = live
+                .connector
+                .products
+                .as_ref()
+                .filter(|s| !s.every().is_zero())
+            {
                 background.spawn_on(
                     products::run(
                         self.clone(),

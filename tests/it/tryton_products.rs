@@ -136,8 +136,12 @@ async fn the_service_journals_each_product_change_once() {
 }
 
 /// The shipped mappings with the product example copied in, and connectors for this Tryton
-/// (products asked for every second) and the Salesforce fake at `crm`.
-fn catalog_setup(url: &str, crm: std::net::SocketAddr) -> (tempfile::TempDir, tempfile::TempDir) {
+/// (with `tryton` settings: `products_every_secs: 1`) and the Salesforce fake at `crm`.
+fn catalog_setup(
+    url: &str,
+    crm: std::net::SocketAddr,
+    tryton: &str,
+) -> (tempfile::TempDir, tempfile::TempDir) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mappings = tempfile::tempdir().unwrap();
     crate::support::copy_dir(&root.join("mappings"), mappings.path());
@@ -152,7 +156,7 @@ fn catalog_setup(url: &str, crm: std::net::SocketAddr) -> (tempfile::TempDir, te
         format!(
             "kind: tryton\nrole: erp\nbase_url: {url}\n\
              auth: {{ basic: {{ user_env: TRYTON_USER, password_env: TRYTON_PASSWORD }} }}\n\
-             tryton: {{ database: {DB}, products_every_secs: 1 }}\n"
+             tryton: {{ database: {DB}{tryton} }}\n"
         ),
     )
     .unwrap();
@@ -174,7 +178,7 @@ async fn a_tryton_product_reaches_salesforce_once_and_is_deactivated_there() {
     let url = tryton_url();
     let erp = rpc(&url);
     let (addr, _log, org) = salesforce::start(&[]).await;
-    let (mappings, connectors) = catalog_setup(&url, addr);
+    let (mappings, connectors) = catalog_setup(&url, addr, ", products_every_secs: 1");
     let app = TestApp::start_with(
         CONFIG,
         &[
@@ -252,4 +256,85 @@ async fn a_tryton_product_reaches_salesforce_once_and_is_deactivated_there() {
         !dead.iter().any(|job| job["order_key"] == code.as_str()),
         "{dead:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backfill_previews_then_loads_every_product_once() {
+    use crate::fakes::salesforce;
+    use crate::support::{CONFIG, TestApp, api_post, eventually};
+
+    let url = tryton_url();
+    let erp = rpc(&url);
+    let code = format!("BKF-{:08X}", fastrand::u32(..));
+    create_product(&erp, &code, "Backfilled gadget", "3.00", None).await;
+    let (addr, _log, org) = salesforce::start(&[]).await;
+    // Product sync off: only the backfill reads products.
+    let (mappings, connectors) = catalog_setup(&url, addr, "");
+    let app = TestApp::start_with(
+        CONFIG,
+        &[
+            (
+                "HANDOFF_CONNECTORS_DIR",
+                connectors.path().to_str().unwrap(),
+            ),
+            ("HANDOFF_MAPPINGS_DIR", mappings.path().to_str().unwrap()),
+        ],
+    )
+    .await;
+
+    // The dry run, from the command line: counts, and which flow would take them.
+    let url_arg = app.url("");
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_handoff"))
+            .args([
+                "products",
+                "backfill",
+                "--dry-run",
+                "--json",
+                "--url",
+                &url_arg,
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let preview: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let products = preview["products"].as_u64().unwrap();
+    assert!(products >= 1, "{preview}");
+    assert_eq!(preview["products_journaled"], 0);
+    assert_eq!(
+        preview["flows"]["product_to_salesforce_product"].as_u64(),
+        Some(products),
+        "each product would go to Salesforce: {preview}"
+    );
+    assert_eq!(journaled(&app, &code), 0, "a dry run journals nothing");
+
+    // The real run, twice: our product journaled once, in Salesforce once.
+    for _ in 0..2 {
+        let (status, report) = api_post(
+            &app,
+            "/api/v1/connectors/erp/products/backfill",
+            serde_json::Value::Null,
+        )
+        .await;
+        assert_eq!(status, 200, "{report}");
+        assert_eq!(report["dry_run"], false);
+    }
+    assert_eq!(journaled(&app, &code), 1);
+    let writes = eventually(30, "the backfilled product in Salesforce", async || {
+        org.lock().unwrap().products.get(&code).map(|p| p.writes)
+    })
+    .await;
+    assert_eq!(writes, 1);
+
+    // A connector that masters no products says so.
+    let (status, refused) = api_post(
+        &app,
+        "/api/v1/connectors/crm/products/backfill",
+        serde_json::Value::Null,
+    )
+    .await;
+    assert_eq!(status, 409, "{refused}");
 }

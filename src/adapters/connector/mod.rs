@@ -74,7 +74,8 @@ pub struct Connector {
     pub sandbox: Option<Arc<Sandbox>>,
     /// Asked for order status changes, when the system sends no webhooks (Tryton).
     pub poller: Option<Arc<dyn Poller>>,
-    /// Asked for changed products (`tryton.products_every_secs`), when it masters them.
+    /// Where its products and prices are read, when it masters them (asked every
+    /// `tryton.products_every_secs`, and by a backfill).
     pub products: Option<Arc<dyn crate::adapters::ProductSource>>,
 }
 
@@ -185,14 +186,14 @@ fn build(
                 )));
             }
             let rpc = Rpc::new(&base_url, &tryton.database, login, timeouts);
-            let (every, products_every) = (tryton.poll_every_secs, tryton.products_every_secs);
+            let every = tryton.poll_every_secs;
             let built = Arc::new(Tryton::new(rpc, tryton));
             if every > 0 {
                 poller = Some(built.clone());
             }
-            if products_every > 0 {
-                products = Some(built.clone());
-            }
+            // Tryton masters products: asked every `products_every_secs` (when not 0), and by
+            // `handoff products backfill` at any time.
+            products = Some(built.clone());
             built
         }
     };
