@@ -10,6 +10,7 @@
 //! target/release/loadgen --flow restart     # restart with every order still queued
 //! target/release/loadgen --flow dashboard --requests 1000000 --duration-secs 300
 //! target/release/loadgen --flow tryton --requests 200 --accounts 8 --erp-concurrency 4
+//! target/release/loadgen --flow catalog --requests 10000   # product backfill from Tryton
 //! target/release/loadgen --target http://127.0.0.1:8080 --secret whsec_…   # an existing server
 //! ```
 //!
@@ -17,6 +18,7 @@
 //! of the pre-signed requests back to back. A run is bounded by `--requests` and
 //! `--duration-secs`, whichever comes first; every process it starts is stopped by its PID.
 
+mod catalog;
 mod client;
 mod dashboard;
 mod floor;
@@ -44,6 +46,8 @@ enum Flow {
     Dashboard,
     /// Sales orders created in a real Tryton directly and through handoff: the overhead.
     Tryton,
+    /// `--requests` products in a real Tryton backfilled into a CRM sink (product sync).
+    Catalog,
 }
 
 #[derive(Debug, Parser)]
@@ -165,6 +169,7 @@ fn main() -> anyhow::Result<()> {
             Flow::Restart => orders::restart(&args).await,
             Flow::Dashboard => dashboard::dashboard(&args).await,
             Flow::Tryton => tryton::compare(&args).await,
+            Flow::Catalog => catalog::run(&args).await,
         }
     })
 }

@@ -363,6 +363,7 @@ pub async fn post_order(
 struct Sink {
     started: Instant,
     customers: Mutex<HashSet<String>>,
+    products: Mutex<HashSet<String>>,
     orders: AtomicU64,
     duplicates: AtomicU64,
     keys: Mutex<HashSet<String>>,
@@ -372,13 +373,15 @@ struct Sink {
     last_ms: AtomicU64,
 }
 
-/// A loopback ERP: `PUT /customers/{code}` and `POST /orders` answer at once with an id, the
+/// A loopback ERP (and CRM catalog: `PATCH /products/{code}`, products counted once each):
+/// `PUT /customers/{code}` and `POST /orders` answer at once with an id, the
 /// `Idempotency-Key` of every order is remembered (a replay counts as a duplicate and gets the
 /// same answer), and `GET /stats` reports what arrived when.
 pub fn sink_server(addr: &str) -> anyhow::Result<()> {
     let sink = Arc::new(Sink {
         started: Instant::now(),
         customers: Mutex::default(),
+        products: Mutex::default(),
         orders: AtomicU64::new(0),
         duplicates: AtomicU64::new(0),
         keys: Mutex::default(),
@@ -388,6 +391,7 @@ pub fn sink_server(addr: &str) -> anyhow::Result<()> {
     });
     let app = axum::Router::new()
         .route("/customers/{code}", put(customer))
+        .route("/products/{code}", axum::routing::patch(product))
         .route("/orders", post(order))
         .route("/stats", get(stats))
         .with_state(sink);
@@ -400,6 +404,15 @@ async fn customer(
 ) -> Json<Value> {
     let id = format!("C-{code}");
     sink.customers.lock().unwrap().insert(code);
+    Json(json!({ "id": id }))
+}
+
+async fn product(
+    State(sink): State<Arc<Sink>>,
+    axum::extract::Path(code): axum::extract::Path<String>,
+) -> Json<Value> {
+    let id = format!("P-{code}");
+    sink.products.lock().unwrap().insert(code);
     Json(json!({ "id": id }))
 }
 
@@ -438,6 +451,7 @@ async fn order(
 async fn stats(State(sink): State<Arc<Sink>>) -> Json<Value> {
     Json(json!({
         "customers": sink.customers.lock().unwrap().len(),
+        "products": sink.products.lock().unwrap().len(),
         "orders": sink.orders.load(Ordering::Relaxed),
         "duplicates": sink.duplicates.load(Ordering::Relaxed),
         "first_ms": sink.first_ms.load(Ordering::Relaxed),

@@ -13,7 +13,7 @@ use crate::Args;
 use crate::client;
 use crate::servers;
 
-fn rpc(args: &Args) -> Rpc {
+pub fn rpc(args: &Args) -> Rpc {
     Rpc::new(
         &args.tryton_url,
         "crm",
@@ -22,7 +22,7 @@ fn rpc(args: &Args) -> Rpc {
     )
 }
 
-async fn first_id(rpc: &Rpc, model: &str, domain: Value) -> anyhow::Result<i64> {
+pub async fn first_id(rpc: &Rpc, model: &str, domain: Value) -> anyhow::Result<i64> {
     let found = rpc
         .call(
             &format!("model.{model}.search"),
