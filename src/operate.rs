@@ -112,22 +112,45 @@ pub enum ProductsCommand {
 }
 
 pub fn products(command: ProductsCommand, target: Target) -> anyhow::Result<()> {
+    use std::io::{IsTerminal, Write};
     let api = Api::new(&target)?;
     let ProductsCommand::Backfill { connector, dry_run } = command;
+    let path = format!("/api/v1/connectors/{connector}/products/backfill");
     let started = std::time::Instant::now();
-    let what = if dry_run {
-        "reading (dry run)"
-    } else {
-        "backfilling"
+    api.post(&format!("{path}?dry_run={dry_run}"), None)?;
+    // It runs in the service; a line a second says where it is.
+    let terminal = std::io::stderr().is_terminal();
+    let run = loop {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let run = api.get(&path, &[])?;
+        if run["state"] != "running" {
+            break run;
+        }
+        if terminal {
+            eprint!(
+                "\r\x1b[2K{connector}: {}… {} s",
+                text(&run["phase"]),
+                started.elapsed().as_secs()
+            );
+            let _ = std::io::stderr().flush();
+        }
     };
-    let path = format!("/api/v1/connectors/{connector}/products/backfill?dry_run={dry_run}");
-    let answer = api.post_long(&path, &format!("{what} products and prices of {connector}"))?;
+    if terminal {
+        eprint!("\r\x1b[2K");
+    }
+    if run["state"] == "failed" {
+        bail!(
+            "the backfill of {connector} failed: {}",
+            text(&run["error"])
+        );
+    }
+    let report = &run["report"];
     if target.json {
-        println!("{}", serde_json::to_string_pretty(&answer)?);
+        println!("{}", serde_json::to_string_pretty(report)?);
         return Ok(());
     }
-    let count = |key: &str| answer[key].as_u64().unwrap_or(0);
-    let verb = if dry_run { "would go to" } else { "journaled" };
+    let count = |key: &str| report[key].as_u64().unwrap_or(0);
+    let verb = if dry_run { "would go to" } else { "went to" };
     println!(
         "{connector}: {} products ({} new to the journal), {} prices ({} changed) in {:.1} s",
         count("products"),
@@ -136,9 +159,9 @@ pub fn products(command: ProductsCommand, target: Target) -> anyhow::Result<()> 
         count("prices_journaled"),
         started.elapsed().as_secs_f64()
     );
-    let flows = answer["flows"].as_object().cloned().unwrap_or_default();
+    let flows = report["flows"].as_object().cloned().unwrap_or_default();
     if flows.is_empty() {
-        println!("no mapping in force takes product or price events: nothing would be sent on");
+        println!("no mapping in force takes product or price events: nothing is sent on");
     }
     for (flow, events) in flows {
         println!("  {events} event(s) {verb} flow {flow}");
@@ -420,38 +443,6 @@ impl Api {
             Some(body) => request.json(&body),
             None => request,
         })
-    }
-
-    /// A POST that may take minutes: no 30 s limit, and a progress line on a terminal while
-    /// it runs.
-    fn post_long(&self, path: &str, doing: &str) -> anyhow::Result<Value> {
-        use std::io::{IsTerminal, Write};
-        let request = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .timeout(std::time::Duration::from_secs(6 * 3600));
-        let started = std::time::Instant::now();
-        let (done, waited) = std::sync::mpsc::channel::<()>();
-        let progress = std::io::stderr().is_terminal().then(|| {
-            let doing = doing.to_owned();
-            std::thread::spawn(move || {
-                let second = std::time::Duration::from_secs(1);
-                // Until the answer came (the sender is dropped): a line a second.
-                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                    waited.recv_timeout(second)
-                {
-                    eprint!("\r{doing}… {} s", started.elapsed().as_secs());
-                    let _ = std::io::stderr().flush();
-                }
-                eprint!("\r\x1b[2K");
-            })
-        });
-        let answer = self.send(request);
-        drop(done);
-        if let Some(progress) = progress {
-            let _ = progress.join();
-        }
-        answer
     }
 
     fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {

@@ -63,7 +63,7 @@ fn routes() -> (OpenApiRouter<Arc<Engine>>, OpenApiRouter<Arc<LiveMappings>>) {
         .routes(routes!(resume))
         .routes(routes!(test_connector))
         .routes(routes!(retry_now))
-        .routes(routes!(backfill_products))
+        .routes(routes!(backfill_products, backfill_status))
         .routes(routes!(xrefs, link))
         .routes(routes!(sandbox_records))
         .routes(routes!(sandbox_advance));
@@ -414,17 +414,16 @@ struct BackfillOptions {
 }
 
 #[utoipa::path(post, path = "/api/v1/connectors/{name}/products/backfill", tag = "connectors",
-    summary = "Product sync's first load: every product and price of an ERP that masters them",
+    summary = "Start product sync's first load: every product and price of an ERP that masters them (in the background; poll GET)",
     params(ConnectorPath, BackfillOptions),
-    responses((status = 200, body = crate::sync::products::Backfill), (status = 400, response = Error),
+    responses((status = 202, body = crate::sync::backfill::Run), (status = 400, response = Error),
         (status = 401, response = Error), (status = 403, response = Error),
-        (status = 404, response = Error), (status = 409, response = Error),
-        (status = 502, response = Error)))]
+        (status = 404, response = Error), (status = 409, response = Error)))]
 async fn backfill_products(
     State(engine): Shared,
     Path(ConnectorPath { name }): Path<ConnectorPath>,
     Query(options): Query<BackfillOptions>,
-) -> Answer<crate::sync::products::Backfill> {
+) -> Result<(StatusCode, Json<crate::sync::backfill::Run>), ApiError> {
     let live = live(&engine, &name)?;
     let source = live.connector.products.clone().ok_or_else(|| {
         ApiError(
@@ -434,16 +433,32 @@ async fn backfill_products(
         )
     })?;
     let dry_run = options.dry_run.unwrap_or(false);
-    crate::sync::products::backfill(&engine, &name, source.as_ref(), dry_run)
-        .await
+    let run = crate::sync::backfill::start(&engine, &name, source, dry_run).ok_or_else(|| {
+        ApiError(
+            StatusCode::CONFLICT,
+            "already_running",
+            format!("a backfill of {name} is running; GET this path for its progress"),
+        )
+    })?;
+    Ok((StatusCode::ACCEPTED, Json(run)))
+}
+
+#[utoipa::path(get, path = "/api/v1/connectors/{name}/products/backfill", tag = "connectors",
+    summary = "The last product backfill of a connector: running (phase), done (report) or failed (error)",
+    params(ConnectorPath),
+    responses((status = 200, body = crate::sync::backfill::Run), (status = 400, response = Error),
+        (status = 401, response = Error), (status = 403, response = Error),
+        (status = 404, response = Error)))]
+async fn backfill_status(
+    State(engine): Shared,
+    Path(ConnectorPath { name }): Path<ConnectorPath>,
+) -> Answer<crate::sync::backfill::Run> {
+    live(&engine, &name)?;
+    engine
+        .backfills
+        .get(&name)
         .map(Json)
-        .map_err(|error| {
-            ApiError(
-                StatusCode::BAD_GATEWAY,
-                "backfill_failed",
-                error.to_string(),
-            )
-        })
+        .ok_or_else(|| not_found("backfill of this connector yet"))
 }
 
 /// The answer to a harmless request to the target.

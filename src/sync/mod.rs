@@ -29,6 +29,7 @@
 //!   flushes the store, marking the close clean only when nothing was cut off; after an unclean
 //!   stop every open job comes back in doubt.
 
+pub mod backfill;
 mod breaker;
 mod changed;
 mod echo;
@@ -296,6 +297,8 @@ pub struct Engine {
     /// How long the journal keeps events (upkeep.rs).
     journal_retention_secs: u64,
     stop: watch::Sender<bool>,
+    /// The last product backfill of each connector (backfill.rs).
+    pub backfills: backfill::Runs,
 }
 
 impl Engine {
@@ -320,6 +323,7 @@ impl Engine {
             metrics: Arc::default(),
             journal_retention_secs,
             stop: watch::channel(false).0,
+            backfills: backfill::Runs::default(),
         })
     }
 

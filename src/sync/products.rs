@@ -119,14 +119,23 @@ pub async fn prices_once(
     name: &str,
     source: &dyn ProductSource,
 ) -> anyhow::Result<usize> {
-    let key = format!("{name}/prices");
     let prices = source
         .prices()
         .await
         .map_err(|failure| anyhow::anyhow!(failure.message))?;
+    journal_prices(engine, name, &prices).await
+}
+
+/// Journals the prices that differ from the last ones journaled; returns how many.
+pub async fn journal_prices(
+    engine: &Engine,
+    name: &str,
+    prices: &[PriceChange],
+) -> anyhow::Result<usize> {
+    let key = format!("{name}/prices");
     let mut events = Vec::new();
     let mut emitted = Vec::new();
-    for price in &prices {
+    for price in prices {
         let entry = price.key();
         let digest = digest(price);
         if engine.queue.poll_emitted(&key, &entry)? == digest {
@@ -154,7 +163,7 @@ fn digest(price: &PriceChange) -> u64 {
     u64::from_be_bytes(hash[..8].try_into().expect("8 bytes")).max(1)
 }
 
-fn price_envelope(source: &str, price: &PriceChange, seq: u64) -> Envelope {
+pub(super) fn price_envelope(source: &str, price: &PriceChange, seq: u64) -> Envelope {
     let data = price.data();
     Envelope {
         id: format!("price:{}:{seq}", price.key()),
@@ -173,7 +182,7 @@ fn price_envelope(source: &str, price: &PriceChange, seq: u64) -> Envelope {
     }
 }
 
-fn envelope(source: &str, change: &ProductChange) -> Envelope {
+pub(super) fn envelope(source: &str, change: &ProductChange) -> Envelope {
     let data = change.data();
     Envelope {
         id: change.event_id(),
@@ -189,66 +198,4 @@ fn envelope(source: &str, change: &ProductChange) -> Envelope {
         data,
         data_is_raw_body: true,
     }
-}
-
-/// What a backfill found and did.
-#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-pub struct Backfill {
-    /// Nothing was journaled: what a real run would do.
-    pub dry_run: bool,
-    /// Products read from the ERP (active or not), and how many of their events were new to
-    /// the journal (the rest were there already: a backfill again adds nothing).
-    pub products: usize,
-    pub products_journaled: usize,
-    /// Prices read (product × price list, in the company's currency), and how many differed
-    /// from the last ones journaled (all of them, the first time).
-    pub prices: usize,
-    pub prices_journaled: usize,
-    /// Per flow, how many of the events the mappings in force send on (a dry run's preview).
-    pub flows: std::collections::BTreeMap<String, usize>,
-}
-
-/// The first load: every product and price of connector `name`, journaled like the polls'
-/// events (the same ids, so nothing is stored twice), or only counted when `dry_run`.
-pub async fn backfill(
-    engine: &Engine,
-    name: &str,
-    source: &dyn ProductSource,
-    dry_run: bool,
-) -> anyhow::Result<Backfill> {
-    let failed = |failure: crate::adapters::Failure| anyhow::anyhow!(failure.message);
-    let products = source.changed_products(None).await.map_err(failed)?.changes;
-    let prices = source.prices().await.map_err(failed)?;
-    let mut events: Vec<Envelope> = products.iter().map(|c| envelope(name, c)).collect();
-    let product_events = events.len();
-    events.extend(prices.iter().map(|p| price_envelope(name, p, 1)));
-    let mut report = Backfill {
-        dry_run,
-        products: products.len(),
-        prices: prices.len(),
-        ..Backfill::default()
-    };
-    let loaded = engine.mappings.current();
-    for event in &events {
-        let at = crate::journal::Position {
-            segment: 0,
-            offset: 0,
-        };
-        for job in crate::sync::router::route(&loaded, event, 0, at, 0) {
-            *report.flows.entry(job.flow).or_default() += 1;
-        }
-    }
-    if dry_run {
-        return Ok(report);
-    }
-    let appended = engine
-        .journal
-        .append(events.drain(..product_events).collect())
-        .await?;
-    report.products_journaled = appended
-        .iter()
-        .filter(|a| matches!(a, crate::journal::Appended::New(_)))
-        .count();
-    report.prices_journaled = prices_once(engine, name, source).await?;
-    Ok(report)
 }

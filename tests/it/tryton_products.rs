@@ -311,16 +311,25 @@ async fn a_backfill_previews_then_loads_every_product_once() {
     );
     assert_eq!(journaled(&app, &code), 0, "a dry run journals nothing");
 
-    // The real run, twice: our product journaled once, in Salesforce once.
+    // The real run, twice (it runs in the background; the API reports it): our product
+    // journaled once, in Salesforce once.
     for _ in 0..2 {
-        let (status, report) = api_post(
+        let (status, run) = api_post(
             &app,
             "/api/v1/connectors/erp/products/backfill",
             serde_json::Value::Null,
         )
         .await;
-        assert_eq!(status, 200, "{report}");
-        assert_eq!(report["dry_run"], false);
+        assert_eq!(status, 202, "{run}");
+        assert_eq!(run["state"], "running");
+        let done = eventually(60, "the backfill finished", async || {
+            let run = crate::support::api(&app, "/api/v1/connectors/erp/products/backfill").await;
+            (run["state"] != "running").then_some(run)
+        })
+        .await;
+        assert_eq!(done["state"], "done", "{done}");
+        assert_eq!(done["report"]["dry_run"], false);
+        assert!(done["report"]["products"].as_u64().unwrap() >= 1, "{done}");
     }
     assert_eq!(journaled(&app, &code), 1);
     let writes = eventually(30, "the backfilled product in Salesforce", async || {

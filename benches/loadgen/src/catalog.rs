@@ -125,25 +125,30 @@ fn write_setup(args: &Args, sink: &str) -> anyhow::Result<std::path::PathBuf> {
     Ok(config)
 }
 
+/// Runs a backfill and waits for its report; returns it and how long it took.
 async fn backfill(
     http: &reqwest::Client,
     base: &str,
     dry_run: bool,
 ) -> anyhow::Result<(Value, f64)> {
     let started = Instant::now();
+    let path = format!("{base}/api/v1/connectors/erp/products/backfill");
     let answer = http
-        .post(format!(
-            "{base}/api/v1/connectors/erp/products/backfill?dry_run={dry_run}"
-        ))
-        .timeout(Duration::from_secs(3600))
+        .post(format!("{path}?dry_run={dry_run}"))
         .send()
         .await?;
-    let status = answer.status();
-    let body: Value = answer.json().await?;
-    if !status.is_success() {
-        bail!("backfill: {status} {body}");
+    if !answer.status().is_success() {
+        bail!("backfill: {} {}", answer.status(), answer.text().await?);
     }
-    Ok((body, started.elapsed().as_secs_f64()))
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let run: Value = http.get(&path).send().await?.json().await?;
+        match run["state"].as_str() {
+            Some("running") => continue,
+            Some("done") => return Ok((run["report"].clone(), started.elapsed().as_secs_f64())),
+            _ => bail!("backfill failed: {run}"),
+        }
+    }
 }
 
 pub async fn run(args: &Args) -> anyhow::Result<()> {
