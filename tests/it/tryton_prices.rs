@@ -10,8 +10,9 @@ use handoff::adapters::PriceChange;
 use handoff::adapters::tryton::{Tryton, TrytonSpec};
 
 use crate::fakes::salesforce;
-use crate::support::{CONFIG, TestApp, eventually};
+use crate::support::eventually;
 use crate::tryton::{DB, call, create_product, first_id, rpc, tryton_url};
+use crate::tryton_products::Catalog;
 
 fn adapter(url: &str) -> Tryton {
     let spec: TrytonSpec = serde_json::from_value(json!({ "database": DB })).unwrap();
@@ -108,54 +109,31 @@ async fn tryton_computes_list_and_price_list_prices_and_a_line_edit_shows() {
     );
 }
 
-/// The shipped mappings with the product and price examples, the price book lookup naming
-/// `list` as the custom book, and connectors for this Tryton (products and prices every
-/// second) and the Salesforce fake.
-fn setup(
-    url: &str,
-    crm: std::net::SocketAddr,
-    list: &str,
-) -> (tempfile::TempDir, tempfile::TempDir) {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mappings = tempfile::tempdir().unwrap();
-    crate::support::copy_dir(&root.join("mappings"), mappings.path());
-    for file in [
-        "product_to_salesforce_product.yaml",
-        "standard_price_to_salesforce.yaml",
-        "price_to_salesforce_entry.yaml",
-    ] {
-        std::fs::copy(
-            root.join("mappings/examples").join(file),
-            mappings.path().join(file),
-        )
-        .unwrap();
-    }
+/// The product and price examples, with the price book lookup naming `list` as the custom
+/// book; Tryton asked for products and prices every second.
+fn setup(url: &str, crm: std::net::SocketAddr, list: &str) -> Catalog {
+    let catalog = Catalog::new(
+        url,
+        crm,
+        ", products_every_secs: 1, prices_every_secs: 1",
+        &[
+            "product_to_salesforce_product.yaml",
+            "standard_price_to_salesforce.yaml",
+            "price_to_salesforce_entry.yaml",
+        ],
+    );
     std::fs::write(
-        mappings.path().join("lookups/salesforce_pricebooks.yaml"),
+        catalog
+            .mappings
+            .path()
+            .join("lookups/salesforce_pricebooks.yaml"),
         format!(
             "standard: {}\n\"{list}\": 01sCUSTOM0000001\n",
             crate::fakes::salesforce_catalog::STANDARD_BOOK
         ),
     )
     .unwrap();
-    let connectors = tempfile::tempdir().unwrap();
-    std::fs::write(
-        connectors.path().join("erp.yaml"),
-        format!(
-            "kind: tryton\nrole: erp\nbase_url: {url}\n\
-             auth: {{ basic: {{ user_env: TRYTON_USER, password_env: TRYTON_PASSWORD }} }}\n\
-             tryton: {{ database: {DB}, products_every_secs: 1, prices_every_secs: 1 }}\n"
-        ),
-    )
-    .unwrap();
-    let salesforce = std::fs::read_to_string(root.join("connectors/examples/salesforce.yaml"))
-        .unwrap()
-        .replace(
-            "https://example.my.salesforce.com",
-            &format!("http://{crm}"),
-        );
-    std::fs::write(connectors.path().join("crm.yaml"), salesforce).unwrap();
-    (mappings, connectors)
+    catalog
 }
 
 /// Our product's entries in the org: (price book, unit price text, active), oldest first.
@@ -190,23 +168,13 @@ async fn prices_reach_salesforce_standard_first_repriced_in_place_and_deactivate
     let code = format!("SFP-{run:08X}");
     let name = format!("Wholesale {run:08X}");
     let (addr, _log, org) = salesforce::start(&[]).await;
-    let (mappings, connectors) = setup(&url, addr, &name);
+    let catalog = setup(&url, addr, &name);
     create_product(&erp, &code, "Priced in Salesforce", "40.00", None).await;
     let variant = first_id(&erp, "product.product", json!([["code", "=", code]]))
         .await
         .unwrap();
     let list = price_list(&erp, &name, variant).await;
-    let app = TestApp::start_with(
-        CONFIG,
-        &[
-            (
-                "HANDOFF_CONNECTORS_DIR",
-                connectors.path().to_str().unwrap(),
-            ),
-            ("HANDOFF_MAPPINGS_DIR", mappings.path().to_str().unwrap()),
-        ],
-    )
-    .await;
+    let app = catalog.start().await;
     let standard = salesforce_catalog_standard();
     let custom = "01sCUSTOM0000001".to_owned();
 

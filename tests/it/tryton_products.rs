@@ -135,61 +135,79 @@ async fn the_service_journals_each_product_change_once() {
     assert_eq!(journaled(&app, &code), 1);
 }
 
-/// The shipped mappings with the product example copied in, and connectors for this Tryton
-/// (with `tryton` settings: `products_every_secs: 1`) and the Salesforce fake at `crm`.
-fn catalog_setup(
-    url: &str,
-    crm: std::net::SocketAddr,
-    tryton: &str,
-) -> (tempfile::TempDir, tempfile::TempDir) {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mappings = tempfile::tempdir().unwrap();
-    crate::support::copy_dir(&root.join("mappings"), mappings.path());
-    std::fs::copy(
-        root.join("mappings/examples/product_to_salesforce_product.yaml"),
-        mappings.path().join("product_to_salesforce_product.yaml"),
-    )
-    .unwrap();
-    let connectors = tempfile::tempdir().unwrap();
-    std::fs::write(
-        connectors.path().join("erp.yaml"),
-        format!(
-            "kind: tryton\nrole: erp\nbase_url: {url}\n\
-             auth: {{ basic: {{ user_env: TRYTON_USER, password_env: TRYTON_PASSWORD }} }}\n\
-             tryton: {{ database: {DB}{tryton} }}\n"
-        ),
-    )
-    .unwrap();
-    let salesforce = std::fs::read_to_string(root.join("connectors/examples/salesforce.yaml"))
-        .unwrap()
-        .replace(
-            "https://example.my.salesforce.com",
-            &format!("http://{crm}"),
-        );
-    std::fs::write(connectors.path().join("crm.yaml"), salesforce).unwrap();
-    (mappings, connectors)
+/// A service on this Tryton with the shipped mappings plus `examples` from
+/// `mappings/examples/`, connectors for Tryton (with `tryton` settings, e.g.
+/// `, products_every_secs: 1`) and the Salesforce fake at `crm`.
+pub struct Catalog {
+    pub mappings: tempfile::TempDir,
+    pub connectors: tempfile::TempDir,
 }
+
+impl Catalog {
+    pub fn new(url: &str, crm: std::net::SocketAddr, tryton: &str, examples: &[&str]) -> Catalog {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mappings = tempfile::tempdir().unwrap();
+        crate::support::copy_dir(&root.join("mappings"), mappings.path());
+        for file in examples {
+            std::fs::copy(
+                root.join("mappings/examples").join(file),
+                mappings.path().join(file),
+            )
+            .unwrap();
+        }
+        let connectors = tempfile::tempdir().unwrap();
+        std::fs::write(
+            connectors.path().join("erp.yaml"),
+            format!(
+                "kind: tryton\nrole: erp\nbase_url: {url}\n\
+                 auth: {{ basic: {{ user_env: TRYTON_USER, password_env: TRYTON_PASSWORD }} }}\n\
+                 tryton: {{ database: {DB}{tryton} }}\n"
+            ),
+        )
+        .unwrap();
+        let salesforce = std::fs::read_to_string(root.join("connectors/examples/salesforce.yaml"))
+            .unwrap()
+            .replace(
+                "https://example.my.salesforce.com",
+                &format!("http://{crm}"),
+            );
+        std::fs::write(connectors.path().join("crm.yaml"), salesforce).unwrap();
+        Catalog {
+            mappings,
+            connectors,
+        }
+    }
+
+    pub async fn start(&self) -> crate::support::TestApp {
+        crate::support::TestApp::start_with(
+            crate::support::CONFIG,
+            &[
+                (
+                    "HANDOFF_CONNECTORS_DIR",
+                    self.connectors.path().to_str().unwrap(),
+                ),
+                (
+                    "HANDOFF_MAPPINGS_DIR",
+                    self.mappings.path().to_str().unwrap(),
+                ),
+            ],
+        )
+        .await
+    }
+}
+
+const PRODUCT_MAPPING: &str = "product_to_salesforce_product.yaml";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tryton_product_reaches_salesforce_once_and_is_deactivated_there() {
     use crate::fakes::salesforce;
-    use crate::support::{CONFIG, TestApp, eventually};
+    use crate::support::eventually;
 
     let url = tryton_url();
     let erp = rpc(&url);
     let (addr, _log, org) = salesforce::start(&[]).await;
-    let (mappings, connectors) = catalog_setup(&url, addr, ", products_every_secs: 1");
-    let app = TestApp::start_with(
-        CONFIG,
-        &[
-            (
-                "HANDOFF_CONNECTORS_DIR",
-                connectors.path().to_str().unwrap(),
-            ),
-            ("HANDOFF_MAPPINGS_DIR", mappings.path().to_str().unwrap()),
-        ],
-    )
-    .await;
+    let catalog = Catalog::new(&url, addr, ", products_every_secs: 1", &[PRODUCT_MAPPING]);
+    let app = catalog.start().await;
     let code = format!("CAT-{:08X}", fastrand::u32(..));
     let template = create_product(&erp, &code, "Catalog gadget", "7.00", None).await;
     let product = |field: &'static str| {
@@ -261,7 +279,7 @@ async fn a_tryton_product_reaches_salesforce_once_and_is_deactivated_there() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_backfill_previews_then_loads_every_product_once() {
     use crate::fakes::salesforce;
-    use crate::support::{CONFIG, TestApp, api_post, eventually};
+    use crate::support::{api_post, eventually};
 
     let url = tryton_url();
     let erp = rpc(&url);
@@ -269,18 +287,8 @@ async fn a_backfill_previews_then_loads_every_product_once() {
     create_product(&erp, &code, "Backfilled gadget", "3.00", None).await;
     let (addr, _log, org) = salesforce::start(&[]).await;
     // Product sync off: only the backfill reads products.
-    let (mappings, connectors) = catalog_setup(&url, addr, "");
-    let app = TestApp::start_with(
-        CONFIG,
-        &[
-            (
-                "HANDOFF_CONNECTORS_DIR",
-                connectors.path().to_str().unwrap(),
-            ),
-            ("HANDOFF_MAPPINGS_DIR", mappings.path().to_str().unwrap()),
-        ],
-    )
-    .await;
+    let catalog = Catalog::new(&url, addr, "", &[PRODUCT_MAPPING]);
+    let app = catalog.start().await;
 
     // The dry run, from the command line: counts, and which flow would take them.
     let url_arg = app.url("");

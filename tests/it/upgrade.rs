@@ -36,6 +36,16 @@ async fn start(data: &std::path::Path, connectors: &std::path::Path) -> TestApp 
     .await
 }
 
+/// The fixtures' dead letter (no AccountId) fixed: the resubmit body.
+fn fixed_opportunity() -> serde_json::Value {
+    json!({"payload": {"type": "opportunity.won", "object": "Opportunity", "data": {
+        "Id": "006UPG3", "AccountId": "001UPG1", "Name": "Restock", "StageName": "Closed Won",
+        "CloseDate": "2026-11-20", "Amount": "58.47", "CurrencyIsoCode": "EUR",
+        "LastModifiedDate": "2026-11-20T11:00:00Z",
+        "OpportunityLineItems": [{"ProductCode": "SKU-1", "Name": "Widget", "Quantity": 3, "UnitPrice": "19.49"}]
+    }}})
+}
+
 fn state_of(jobs: &[serde_json::Value], id: u64) -> (String, String) {
     let job = jobs
         .iter()
@@ -94,17 +104,7 @@ async fn a_release_1_store_is_upgraded_and_its_jobs_go_on() {
         &account("001UPG2", "2026-11-20T10:00:00Z", "Late"),
     )
     .await;
-    let (status, reply) = api_post(
-        &app,
-        "/api/v1/jobs/4/resubmit",
-        json!({"payload": {"type": "opportunity.won", "object": "Opportunity", "data": {
-            "Id": "006UPG3", "AccountId": "001UPG1", "Name": "Restock", "StageName": "Closed Won",
-            "CloseDate": "2026-11-20", "Amount": "58.47", "CurrencyIsoCode": "EUR",
-            "LastModifiedDate": "2026-11-20T11:00:00Z",
-            "OpportunityLineItems": [{"ProductCode": "SKU-1", "Name": "Widget", "Quantity": 3, "UnitPrice": "19.49"}]
-        }}}),
-    )
-    .await;
+    let (status, reply) = api_post(&app, "/api/v1/jobs/4/resubmit", fixed_opportunity()).await;
     assert_eq!(status, 200, "{reply}");
     eventually(
         30,
@@ -177,17 +177,7 @@ async fn a_release_2_store_cut_by_a_crash_opens_and_its_jobs_go_on() {
         &account("001UPG2", "2026-11-20T10:00:00Z", "Late"),
     )
     .await;
-    let (status, reply) = api_post(
-        &app,
-        "/api/v1/jobs/5/resubmit",
-        json!({"payload": {"type": "opportunity.won", "object": "Opportunity", "data": {
-            "Id": "006UPG3", "AccountId": "001UPG1", "Name": "Restock", "StageName": "Closed Won",
-            "CloseDate": "2026-11-20", "Amount": "58.47", "CurrencyIsoCode": "EUR",
-            "LastModifiedDate": "2026-11-20T11:00:00Z",
-            "OpportunityLineItems": [{"ProductCode": "SKU-1", "Name": "Widget", "Quantity": 3, "UnitPrice": "19.49"}]
-        }}}),
-    )
-    .await;
+    let (status, reply) = api_post(&app, "/api/v1/jobs/5/resubmit", fixed_opportunity()).await;
     assert_eq!(status, 200, "{reply}");
     eventually(
         30,
