@@ -46,6 +46,35 @@ fn fixed_opportunity() -> serde_json::Value {
     }}})
 }
 
+/// Account 001UPG2 arrives (its parked order 006UPG2 runs) and dead letter `dead` is
+/// resubmitted fixed (006UPG3): both orders reach the ERP.
+async fn customer_arrives_and_dead_letter_is_fixed(
+    app: &TestApp,
+    fake: &Fake,
+    event: &str,
+    dead: u64,
+) {
+    crm(
+        app,
+        event,
+        &account("001UPG2", "2026-11-20T10:00:00Z", "Late"),
+    )
+    .await;
+    let path = format!("/api/v1/jobs/{dead}/resubmit");
+    let (status, reply) = api_post(app, &path, fixed_opportunity()).await;
+    assert_eq!(status, 200, "{reply}");
+    eventually(
+        30,
+        "the parked and the resubmitted order in the ERP",
+        async || {
+            let books = fake.books();
+            (books.orders.contains_key("006UPG2") && books.orders.contains_key("006UPG3"))
+                .then_some(())
+        },
+    )
+    .await;
+}
+
 fn state_of(jobs: &[serde_json::Value], id: u64) -> (String, String) {
     let job = jobs
         .iter()
@@ -98,24 +127,7 @@ async fn a_release_1_store_is_upgraded_and_its_jobs_go_on() {
     .await;
 
     // The parked order runs once its customer arrives; the dead letter can be resubmitted.
-    crm(
-        &app,
-        "upg-acc-2",
-        &account("001UPG2", "2026-11-20T10:00:00Z", "Late"),
-    )
-    .await;
-    let (status, reply) = api_post(&app, "/api/v1/jobs/4/resubmit", fixed_opportunity()).await;
-    assert_eq!(status, 200, "{reply}");
-    eventually(
-        30,
-        "the parked and the resubmitted order in the ERP",
-        async || {
-            let books = fake.books();
-            (books.orders.contains_key("006UPG2") && books.orders.contains_key("006UPG3"))
-                .then_some(())
-        },
-    )
-    .await;
+    customer_arrives_and_dead_letter_is_fixed(&app, &fake, "upg-acc-2", 4).await;
     let newest = jobs(&app, "").await;
     let ids: Vec<u64> = newest.iter().map(|j| j["id"].as_u64().unwrap()).collect();
     assert!(
@@ -171,24 +183,7 @@ async fn a_release_2_store_cut_by_a_crash_opens_and_its_jobs_go_on() {
     assert!(!fake.books().customers.contains_key("001UPG1"));
 
     // The parked order runs once its customer arrives; the dead letter can be resubmitted.
-    crm(
-        &app,
-        "upg2-acc-2",
-        &account("001UPG2", "2026-11-20T10:00:00Z", "Late"),
-    )
-    .await;
-    let (status, reply) = api_post(&app, "/api/v1/jobs/5/resubmit", fixed_opportunity()).await;
-    assert_eq!(status, 200, "{reply}");
-    eventually(
-        30,
-        "the parked and the resubmitted order in the ERP",
-        async || {
-            let books = fake.books();
-            (books.orders.contains_key("006UPG2") && books.orders.contains_key("006UPG3"))
-                .then_some(())
-        },
-    )
-    .await;
+    customer_arrives_and_dead_letter_is_fixed(&app, &fake, "upg2-acc-2", 5).await;
     assert_eq!(fake.books().duplicate_orders, 0);
     drop(app);
 
