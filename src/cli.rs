@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use crate::app::App;
 use crate::config::Config;
 use crate::mapping::{Lookups, Mapping};
-use crate::operate::{ConnectorsCommand, JobsCommand, ProductsCommand, Target};
+use crate::operate::{ConnectorsCommand, JobsCommand, ProductsCommand, ReconcileCommand, Target};
 
 /// handoff keeps a CRM and an ERP in step: signed webhooks in, a durable journal and queue,
 /// YAML mappings, ERP adapters and status back to the CRM.
@@ -59,6 +59,24 @@ enum Command {
     Products {
         #[command(subcommand)]
         command: ProductsCommand,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Reconciliation on a running handoff: find the records a flow's source and target
+    /// disagree on, say why, and repair the safe cases.
+    Reconcile {
+        #[command(subcommand)]
+        command: ReconcileCommand,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Read one record from a flow's source again and send it through the queue.
+    Resync {
+        #[arg(long)]
+        flow: String,
+        /// The source record's id.
+        #[arg(long)]
+        record: String,
         #[command(flatten)]
         target: Target,
     },
@@ -173,6 +191,12 @@ pub fn main() -> ExitCode {
         Command::Jobs { command, target } => crate::operate::jobs(command, target),
         Command::Connectors { command, target } => crate::operate::connectors(command, target),
         Command::Products { command, target } => crate::operate::products(command, target),
+        Command::Reconcile { command, target } => crate::operate::reconcile(command, target),
+        Command::Resync {
+            flow,
+            record,
+            target,
+        } => crate::operate::resync(flow, record, target),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

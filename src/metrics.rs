@@ -50,7 +50,13 @@ pub struct Metrics {
     /// Settled attempts counted before this process started (`outcomes.json` in the data dir),
     /// and since when they are counted.
     earlier: Mutex<Totals>,
+    /// Per flow: records per drift class in its last finished reconciliation run, and when the
+    /// last successful run finished (ms).
+    drift: Mutex<BTreeMap<String, Drift>>,
 }
+
+/// Records per drift class, and when the run that counted them finished (ms).
+type Drift = (BTreeMap<&'static str, u64>, i64);
 
 /// Where the totals are kept in the data dir.
 pub const TOTALS_FILE: &str = "outcomes.json";
@@ -193,6 +199,21 @@ impl Metrics {
         }
     }
 
+    /// A reconciliation run was stored: a finished one (done or capped) sets its flow's drift.
+    pub fn note_reconcile(&self, run: &crate::sync::reconcile::Run) {
+        let (Some(finished), "done" | "capped") = (run.finished_ms, run.state.as_str()) else {
+            return;
+        };
+        let counts = crate::sync::reconcile::Class::ALL
+            .into_iter()
+            .map(|class| (class.as_str(), run.count(class)))
+            .collect();
+        let mut drift = lock(&self.drift);
+        if drift.get(&run.flow).is_none_or(|(_, at)| *at <= finished) {
+            drift.insert(run.flow.clone(), (counts, finished));
+        }
+    }
+
     /// The Prometheus text format, with `gauges` (name, help, labelled values) appended.
     pub fn render(&self, gauges: &[Gauge]) -> String {
         let mut out = String::new();
@@ -236,6 +257,34 @@ impl Metrics {
                 label(flow),
                 label(connector),
                 h.count
+            );
+        }
+        let drift = lock(&self.drift).clone();
+        let _ = writeln!(
+            out,
+            "# HELP handoff_drift_records Records per drift class in each flow's last finished reconciliation run.\n\
+             # TYPE handoff_drift_records gauge"
+        );
+        for (flow, (counts, _)) in &drift {
+            for (class, n) in counts {
+                let _ = writeln!(
+                    out,
+                    "handoff_drift_records{{flow=\"{}\",class=\"{class}\"}} {n}",
+                    label(flow)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP handoff_reconcile_last_success_seconds When each flow's last reconciliation run finished (unix time).\n\
+             # TYPE handoff_reconcile_last_success_seconds gauge"
+        );
+        for (flow, (_, at_ms)) in &drift {
+            let _ = writeln!(
+                out,
+                "handoff_reconcile_last_success_seconds{{flow=\"{}\"}} {}",
+                label(flow),
+                at_ms / 1000
             );
         }
         for gauge in gauges {

@@ -12,12 +12,14 @@
 mod class;
 pub mod connector;
 pub mod http;
+pub mod listing;
 pub mod product;
 pub mod rest;
 pub mod sandbox;
 pub mod tryton;
 
 pub use class::Class;
+pub use listing::{Listed, Listing};
 pub use product::{PriceChange, ProductChange, ProductsChanged};
 
 use std::future::Future;
@@ -116,6 +118,25 @@ pub trait Adapter: Send + Sync {
     /// Whether [`Adapter::shortages`] really asks the target (a `stock` hold needs it).
     fn checks_stock(&self) -> bool {
         false
+    }
+
+    /// One page of the records `operation` lists (`page`: where the previous page said the next
+    /// starts), for reconciliation. Adapters that cannot list say so.
+    fn list<'a>(
+        &'a self,
+        operation: &'a str,
+        page: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Listing, Failure>> {
+        let _ = page;
+        Box::pin(async move {
+            Err(Failure::new(
+                Class::FixConfig,
+                format!(
+                    "a {} connector cannot list records ({operation})",
+                    self.kind()
+                ),
+            ))
+        })
     }
 
     /// A harmless request that proves the target answers (the dashboard's "test connection").

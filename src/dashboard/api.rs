@@ -16,6 +16,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::api_reconcile;
 use super::data::{self, JobFilter};
 use super::openapi::{ApiDoc, Error};
 use crate::adapters::sandbox::Record;
@@ -64,6 +65,10 @@ fn routes() -> (OpenApiRouter<Arc<Engine>>, OpenApiRouter<Arc<LiveMappings>>) {
         .routes(routes!(test_connector))
         .routes(routes!(retry_now))
         .routes(routes!(backfill_products, backfill_status))
+        .routes(routes!(api_reconcile::start_run, api_reconcile::list_runs))
+        .routes(routes!(api_reconcile::show_run))
+        .routes(routes!(api_reconcile::act_on_row))
+        .routes(routes!(api_reconcile::resync))
         .routes(routes!(xrefs, link))
         .routes(routes!(sandbox_records))
         .routes(routes!(sandbox_advance));
@@ -79,6 +84,8 @@ pub struct MappingInfo {
     event: String,
     connector: String,
     operation: String,
+    /// It has a `reconcile:` block (`handoff reconcile run` compares it).
+    reconciled: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -103,6 +110,7 @@ async fn list_mappings(State(live): State<Arc<LiveMappings>>) -> Json<Mappings> 
             event: m.event.clone(),
             connector: m.connector.clone(),
             operation: m.operation.clone(),
+            reconciled: m.reconcile.is_some(),
         })
         .collect();
     Json(Mappings {
@@ -139,7 +147,7 @@ impl From<QueueError> for ApiError {
     }
 }
 
-type Answer<T> = Result<Json<T>, ApiError>;
+pub(super) type Answer<T> = Result<Json<T>, ApiError>;
 
 /// A page size: `default` when not given, refused outside 1..=`max` (as the API document says).
 pub(super) fn limit(given: Option<usize>, default: usize, max: usize) -> Result<usize, ApiError> {

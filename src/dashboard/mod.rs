@@ -5,6 +5,7 @@
 //! (`auth`, with login throttling in `throttle`).
 
 pub mod api;
+mod api_reconcile;
 pub mod auth;
 pub mod data;
 pub mod health;

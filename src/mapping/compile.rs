@@ -9,7 +9,7 @@ use serde_saphyr::{Location, Spanned};
 use sha2::{Digest, Sha256};
 
 use super::expr::{self, Expr, Node};
-use super::spec::{FieldSpec, MappingSpec, Text};
+use super::spec::{FieldSpec, MappingSpec, ReconcileSpec, Text};
 use super::{Field, Hold, Lines, Mapping, Shared};
 use crate::problem::{Problem, read_yaml, yaml_files};
 
@@ -111,6 +111,9 @@ pub fn compile(
         };
         problems.push(source.problem(hold.referenced, 0, message));
     }
+    if let Some(reconcile) = &spec.reconcile {
+        check_reconcile(&source, reconcile, spec.match_key.is_some(), &mut problems);
+    }
     let schema_name = &spec.target.schema;
     let schema = match schemas.get(&schema_name.value) {
         Some(schema) => {
@@ -170,10 +173,38 @@ pub fn compile(
         }),
         schema: schema.expect("no problems means the schema compiled"),
         tests: spec.tests,
+        reconcile: spec.reconcile.map(|r| r.value),
         shared: Shared::default(),
     };
     share_repeats(&mut mapping);
     Ok(mapping)
+}
+
+/// A `reconcile:` block names known drift classes, a sane cap, and needs the flow's `match`
+/// (the key target records are matched by).
+fn check_reconcile(
+    source: &SourceText<'_>,
+    reconcile: &Spanned<ReconcileSpec>,
+    has_match: bool,
+    problems: &mut Vec<Problem>,
+) {
+    let spec = &reconcile.value;
+    let mut complain =
+        |message: String| problems.push(source.problem(reconcile.referenced, 0, message));
+    if !has_match {
+        complain("`reconcile` needs the flow's `match`: target records are matched by it".into());
+    }
+    for class in &spec.repair {
+        if !crate::sync::reconcile::REPAIRABLE.contains(&class.as_str()) {
+            complain(format!(
+                "reconcile.repair: {class:?} cannot be repaired (repairable: {})",
+                crate::sync::reconcile::REPAIRABLE.join(", ")
+            ));
+        }
+    }
+    if !(0.0..=1.0).contains(&spec.max_repair_share) {
+        complain("reconcile.max_repair_share is a share between 0 and 1".into());
+    }
 }
 
 /// Sub-expressions repeated among the fields, and among a line's rules, get memo slots.

@@ -47,6 +47,8 @@ pub struct Mapping {
     /// The target schema, compiled once.
     pub schema: schema::Schema,
     pub tests: Vec<spec::TestSpec>,
+    /// How `handoff reconcile` compares this flow (none: it is not reconciled).
+    pub reconcile: Option<spec::ReconcileSpec>,
     /// How many repeated sub-expressions share a memo slot (expr/memo.rs): among the fields,
     /// and among a line's rules.
     pub shared: Shared,

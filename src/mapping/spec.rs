@@ -44,8 +44,60 @@ pub struct MappingSpec {
     pub fields: IndexMap<String, Spanned<FieldSpec>>,
     #[serde(default)]
     pub lines: Option<LinesSpec>,
+    /// How `handoff reconcile` compares this flow's source and target records.
+    pub reconcile: Option<Spanned<ReconcileSpec>>,
     #[serde(default)]
     pub tests: Vec<TestSpec>,
+}
+
+/// `reconcile:` in a mapping file: where the flow's records are listed on each side, which
+/// fields the deep pass compares, which drift classes are repaired, and the repair cap.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileSpec {
+    /// The source's listing: each record is mapped as the `data` of an event of this flow.
+    pub source: ListAt,
+    /// The target connector's list operation (records keyed by the mapping's `match`).
+    pub target: String,
+    /// Fields the deep pass compares (default: every field the target lists that the
+    /// document has).
+    #[serde(default)]
+    pub compare: Vec<String>,
+    /// Classes repaired by `--repair safe` (default: `missed_event` and `unlinked`).
+    #[serde(default = "safe_classes")]
+    pub repair: Vec<String>,
+    /// A run repairs nothing when it would repair more than this many records…
+    #[serde(default = "hundred")]
+    pub max_repairs: usize,
+    /// …or more than this share of the records it compared.
+    #[serde(default = "tenth")]
+    pub max_repair_share: f64,
+    /// Records changed this recently are skipped (`in_flight`): their events may be on the way.
+    #[serde(default = "five_minutes")]
+    pub in_flight_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListAt {
+    pub connector: String,
+    pub operation: String,
+}
+
+fn safe_classes() -> Vec<String> {
+    vec!["missed_event".into(), "unlinked".into()]
+}
+
+fn hundred() -> usize {
+    100
+}
+
+fn tenth() -> f64 {
+    0.1
+}
+
+fn five_minutes() -> u64 {
+    300
 }
 
 #[derive(Debug, Deserialize)]

@@ -161,6 +161,13 @@ pub trait Queue: Send + Sync {
         emitted: &[(String, u64)],
     ) -> Result<(), QueueError>;
 
+    // Reconciliation runs (JSON, by id: what `sync::reconcile` keeps of a run).
+    /// Stores a run, durably when it returns.
+    fn save_run(&self, id: u64, run: &Value) -> Result<(), QueueError>;
+    fn run(&self, id: u64) -> Result<Option<Value>, QueueError>;
+    /// The newest `limit` runs, newest first.
+    fn runs(&self, limit: usize) -> Result<Vec<Value>, QueueError>;
+
     // Operators.
     /// Retry runs a dead, parked, held or retrying job now; skip settles it; accept runs a
     /// held job again, accepting the target's own figures.

@@ -26,6 +26,10 @@ pub struct Applied {
     pub version: Option<String>,
     pub seq: u64,
     pub at: Position,
+    /// A digest of the document delivered (reconciliation tells an edit in the target from a
+    /// document the mapping now makes differently); none from releases before it was kept.
+    #[serde(default)]
+    pub digest: Option<u64>,
 }
 
 /// Fields handoff wrote to a CRM record, with their values (every write-back's, until the CRM

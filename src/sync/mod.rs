@@ -13,6 +13,8 @@
 //! - `poll`     status pollers (Tryton): changed orders → `order_status.changed` events in the journal
 //! - `products` product sync from an ERP that masters products: changed products →
 //!   `product.changed` events in the journal
+//! - `reconcile` compares a flow's source and target records with what handoff delivered, sorts
+//!   them into drift classes and repairs the safe ones through the journal
 //! - `status`, `version`, `echo`  the small rules process applies
 //!
 //! # Invariants
@@ -36,6 +38,7 @@ mod echo;
 pub mod poll;
 pub mod process;
 pub mod products;
+pub mod reconcile;
 pub mod router;
 pub mod status;
 mod upkeep;
@@ -399,6 +402,8 @@ impl Engine {
                 );
             }
         }
+        let engine = self.clone();
+        runtime.spawn(async move { reconcile::resume(&engine) });
         let mut workers = JoinSet::new();
         for live in self.connectors.values() {
             for _ in 0..live.connector.concurrency {

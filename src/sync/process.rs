@@ -354,6 +354,7 @@ fn record(
                 version: job.version.clone(),
                 seq: job.seq,
                 at: job.at,
+                digest: Some(super::reconcile::digest(&document.body)),
             },
         });
     }

@@ -16,7 +16,7 @@ pub fn older(a: &str, b: &str) -> bool {
 }
 
 /// RFC 3339, or Salesforce's `2026-11-21T08:00:00.000+0000`.
-fn instant(text: &str) -> Option<DateTime<chrono::FixedOffset>> {
+pub fn instant(text: &str) -> Option<DateTime<chrono::FixedOffset>> {
     DateTime::parse_from_rfc3339(text)
         .or_else(|_| DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z"))
         .ok()

@@ -159,6 +159,26 @@ pub struct OperationSpec {
     /// Top-level fields of the document not sent in the body (an id that is in the path).
     #[serde(default)]
     pub omit: Vec<String>,
+    /// A listing for reconciliation (`GET path`, page after page), not a delivery.
+    pub list: Option<ListSpec>,
+}
+
+/// Where a listing's answer holds its records, each record's id, key and version, and the
+/// next page (JSON pointers).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListSpec {
+    /// The array of records (`""`: the answer is the array).
+    pub items: String,
+    /// The next page's path or URL (Salesforce's `nextRecordsUrl`, HubSpot's
+    /// `paging/next/link`); absent or null on the last page.
+    pub next: Option<String>,
+    pub id: String,
+    /// The natural key handoff matches by (default: the id).
+    pub key: Option<String>,
+    pub version: Option<String>,
+    /// A boolean field saying whether the record is active (default: every record is).
+    pub active: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -7,8 +7,10 @@
 //! - `auth`   credentials, OAuth2 client-credentials tokens cached and refreshed
 //! - `rules`  the connector's error rules (status and body pattern → class)
 //! - `pace`   the connector's rate limit
+//! - `list`   `list` operations: pages of records for reconciliation (paced by the same limit)
 
 pub mod auth;
+mod list;
 pub mod pace;
 pub mod rules;
 
@@ -24,7 +26,7 @@ use self::auth::Auth;
 use self::pace::Pace;
 use self::rules::ErrorRule;
 use super::connector::{ConnectorSpec, IdempotencyFormat, OperationSpec};
-use super::{Adapter, BoxFuture, Delivered, Delivery, Failure, http};
+use super::{Adapter, BoxFuture, Delivered, Delivery, Failure, Listing, http};
 use crate::adapters::Class;
 use crate::config::SecretLookup;
 
@@ -274,6 +276,14 @@ impl Adapter for Rest {
             .get(operation)
             .and_then(|op| op.find.as_ref())
             .is_none_or(|find| find.update.is_some())
+    }
+
+    fn list<'a>(
+        &'a self,
+        operation: &'a str,
+        page: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Listing, Failure>> {
+        Box::pin(self.list_page(operation, page))
     }
 
     fn probe(&self) -> BoxFuture<'_, Result<String, Failure>> {

@@ -7,7 +7,9 @@
 //!   products are found by code and prices sent as decimals; then quoted and confirmed when the
 //!   connector says `confirm: true` (a found draft is confirmed too);
 //! - shortages: products' `forecast_quantity` in the warehouses (the engine's stock holds);
-//! - status poller (`poll.rs`): sales whose `write_date` or `create_date` moved.
+//! - status poller (`poll.rs`): sales whose `write_date` or `create_date` moved;
+//! - `list_customers`, `list_sales_orders` (`listing.rs`): pages of parties and sales for
+//!   reconciliation.
 //!
 //! Raw `create` runs no on_change, so every value the Tryton client would fill in is sent:
 //! addresses, currency, company, and the product's *sale* unit (the CRM's quantity and price
@@ -18,6 +20,7 @@
 //! job as `amount_mismatch` and the sale stays a draft until an operator accepts or fixes it.
 
 mod amounts;
+mod listing;
 mod poll;
 pub mod prices;
 pub mod products;
@@ -31,7 +34,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use super::{Adapter, BoxFuture, Delivered, Delivery, Failure, Shortage};
+use super::{Adapter, BoxFuture, Delivered, Delivery, Failure, Listing, Shortage};
 use crate::adapters::Class;
 use rpc::{Rpc, decimal};
 
@@ -515,6 +518,14 @@ impl Adapter for Tryton {
         lines: &'a [(String, Decimal)],
     ) -> BoxFuture<'a, Result<Vec<Shortage>, Failure>> {
         Box::pin(self.stock_shortages(lines))
+    }
+
+    fn list<'a>(
+        &'a self,
+        operation: &'a str,
+        page: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Listing, Failure>> {
+        Box::pin(self.list_page(operation, page))
     }
 
     fn probe(&self) -> BoxFuture<'_, Result<String, Failure>> {

@@ -19,7 +19,7 @@ use crate::adapters::{BoxFuture, Failure, ProductChange, ProductSource, Products
 const OVERLAP_SECS: i64 = 60;
 
 /// A Tryton boolean: `true`, or `1` from a SQLite database.
-fn truthy(value: &Value) -> bool {
+pub(super) fn truthy(value: &Value) -> bool {
     value
         .as_bool()
         .unwrap_or_else(|| value.as_i64().is_some_and(|n| n != 0))
@@ -129,7 +129,7 @@ impl Tryton {
     }
 
     /// `fields` of the `model` records whose ids are in `ids` (none read twice), by id.
-    async fn read_by_id<'v>(
+    pub(super) async fn read_by_id<'v>(
         &self,
         model: &str,
         ids: impl Iterator<Item = &'v Value>,

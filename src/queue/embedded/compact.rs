@@ -16,6 +16,8 @@ use crate::queue::{Attempt, Reason, State};
 
 /// First byte of a compact index value (never the first byte of JSON).
 pub const TAG: u8 = 1;
+/// First byte of an applied version with the delivered document's digest (after release 3).
+pub const TAG_DIGEST: u8 = 2;
 
 /// Appends fields to a buffer.
 pub struct Out<'a>(pub &'a mut Vec<u8>);
@@ -123,10 +125,16 @@ impl Out<'_> {
         self.i64(xref.at_ms);
     }
 
+    /// An applied version without its digest (see `digest`).
     pub fn applied(&mut self, applied: &Applied) {
         self.opt_str(applied.version.as_deref());
         self.u64(applied.seq);
         self.position(applied.at);
+    }
+
+    /// A digest that may be missing (0).
+    pub fn digest(&mut self, digest: Option<u64>) {
+        self.u64(digest.unwrap_or(0));
     }
 
     pub fn effects(&mut self, effects: &[Effect]) {
@@ -142,10 +150,12 @@ impl Out<'_> {
                     record,
                     applied,
                 } => {
-                    self.0.push(1);
+                    // Kind 1 (release 3) had no digest.
+                    self.0.push(4);
                     self.str(flow);
                     self.str(record);
                     self.applied(applied);
+                    self.digest(applied.digest);
                 }
                 Effect::Status { order, status } => {
                     self.0.push(2);
@@ -296,7 +306,12 @@ impl In<'_> {
             version: self.opt_str()?,
             seq: self.u64()?,
             at: self.position()?,
+            digest: None,
         })
+    }
+
+    pub fn digest(&mut self) -> Option<Option<u64>> {
+        Some(Some(self.u64()?).filter(|d| *d != 0))
     }
 
     pub fn effects(&mut self) -> Option<Vec<Effect>> {
@@ -312,6 +327,16 @@ impl In<'_> {
                     record: self.str()?,
                     applied: self.applied()?,
                 },
+                4 => {
+                    let (flow, record) = (self.str()?, self.str()?);
+                    let mut applied = self.applied()?;
+                    applied.digest = self.digest()?;
+                    Effect::Applied {
+                        flow,
+                        record,
+                        applied,
+                    }
+                }
                 2 => Effect::Status {
                     order: self.str()?,
                     status: self.str()?,
@@ -401,6 +426,7 @@ mod tests {
                         segment: 1,
                         offset: 2,
                     },
+                    digest: Some(u64::MAX),
                 },
             },
             Effect::Status {

@@ -14,6 +14,7 @@
 //! s/<order key>                       furthest order status written back for that order
 //! e/<record id>                       fields handoff itself wrote to a CRM record
 //! p/<connector>[\0<order>]            a status poller's cursor, and milestones emitted per order
+//! g/<run id, 8 bytes big-endian>      a reconciliation run (JSON: progress, counts, rows)
 //! ```
 //!
 //! A store written by release 1 also holds `c`, `n`, `k`, `j/`, `o/` and `a/` (jobs and their
@@ -34,6 +35,7 @@ pub const VERSION: &[u8] = b"v/";
 pub const STATUS: &[u8] = b"s/";
 pub const ECHO: &[u8] = b"e/";
 pub const POLL: &[u8] = b"p/";
+pub const RECONCILE: &[u8] = b"g/";
 
 /// A key under `prefix` made of text parts joined by NUL.
 pub fn text(prefix: &[u8], parts: &[&str]) -> Vec<u8> {
@@ -213,6 +215,41 @@ impl Index {
     }
 }
 
+impl Index {
+    /// Stores a reconciliation run under its id, durably (a run resumes from it after a crash).
+    pub fn save_run(&self, id: u64, run: &serde_json::Value) -> Result<(), QueueError> {
+        let mut key = RECONCILE.to_vec();
+        key.extend_from_slice(&id.to_be_bytes());
+        self.tree.insert(key, json(run))?;
+        self.tree.flush()?;
+        Ok(())
+    }
+
+    /// Reconciliation runs, newest first, at most `limit`.
+    pub fn runs(&self, limit: usize) -> Result<Vec<serde_json::Value>, QueueError> {
+        let mut runs = Vec::new();
+        for entry in self.tree.scan_prefix(RECONCILE).rev().take(limit) {
+            let (key, raw) = entry?;
+            runs.push(serde_json::from_slice(&raw).map_err(|e| {
+                QueueError::Corrupt(format!("{}: {e}", String::from_utf8_lossy(&key)))
+            })?);
+        }
+        Ok(runs)
+    }
+
+    pub fn run(&self, id: u64) -> Result<Option<serde_json::Value>, QueueError> {
+        let mut key = RECONCILE.to_vec();
+        key.extend_from_slice(&id.to_be_bytes());
+        self.tree
+            .get(&key)?
+            .map(|raw| {
+                serde_json::from_slice(&raw)
+                    .map_err(|e| QueueError::Corrupt(format!("reconciliation run {id}: {e}")))
+            })
+            .transpose()
+    }
+}
+
 /// An effect's key and value.
 fn write_of(effect: &Effect) -> (Vec<u8>, Vec<u8>) {
     match effect {
@@ -244,6 +281,11 @@ trait Value: for<'de> Deserialize<'de> + Serialize {
     fn compact(_input: &mut compact::In) -> Option<Self> {
         None
     }
+
+    /// A value whose first byte is [`compact::TAG_DIGEST`].
+    fn compact_digest(_input: &mut compact::In) -> Option<Self> {
+        None
+    }
 }
 
 impl Value for Xref {
@@ -260,13 +302,21 @@ impl Value for Xref {
 
 impl Value for Applied {
     fn encode(&self) -> Vec<u8> {
-        let mut out = vec![compact::TAG];
+        let mut out = vec![compact::TAG_DIGEST];
         compact::Out(&mut out).applied(self);
+        compact::Out(&mut out).digest(self.digest);
         out
     }
 
+    /// Release 3's form, without a digest.
     fn compact(input: &mut compact::In) -> Option<Applied> {
         input.applied()
+    }
+
+    fn compact_digest(input: &mut compact::In) -> Option<Applied> {
+        let mut applied = input.applied()?;
+        applied.digest = input.digest()?;
+        Some(applied)
     }
 }
 
@@ -277,10 +327,13 @@ fn decode<T: Value>(key: &[u8], raw: &[u8]) -> Result<T, QueueError> {
     let corrupt =
         |why: String| QueueError::Corrupt(format!("{}: {why}", String::from_utf8_lossy(key)));
     match raw.split_first() {
-        Some((&compact::TAG, rest)) => {
+        Some((&tag @ (compact::TAG | compact::TAG_DIGEST), rest)) => {
             let mut input = compact::In(rest);
-            let value =
-                T::compact(&mut input).ok_or_else(|| corrupt("cannot be decoded".into()))?;
+            let value = match tag {
+                compact::TAG => T::compact(&mut input),
+                _ => T::compact_digest(&mut input),
+            }
+            .ok_or_else(|| corrupt("cannot be decoded".into()))?;
             input
                 .end()
                 .ok_or_else(|| corrupt("has bytes after its value".into()))?;
@@ -313,7 +366,16 @@ mod tests {
                 segment: 1,
                 offset: 77,
             },
+            digest: Some(0xfeed),
         };
+        // Release 3 wrote it without a digest.
+        let mut release3 = vec![compact::TAG];
+        compact::Out(&mut release3).applied(&applied);
+        let without = Applied {
+            digest: None,
+            ..applied.clone()
+        };
+        assert_eq!(decode::<Applied>(b"k", &release3).unwrap(), without);
         assert_eq!(decode::<Xref>(b"k", &xref.encode()).unwrap(), xref);
         assert_eq!(decode::<Xref>(b"k", &json(&xref)).unwrap(), xref);
         assert_eq!(decode::<Applied>(b"k", &applied.encode()).unwrap(), applied);

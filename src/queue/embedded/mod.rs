@@ -492,6 +492,18 @@ impl Queue for Embedded {
         self.index.poll_emitted(connector, order)
     }
 
+    fn save_run(&self, id: u64, run: &Value) -> Result<(), QueueError> {
+        self.index.save_run(id, run)
+    }
+
+    fn run(&self, id: u64) -> Result<Option<Value>, QueueError> {
+        self.index.run(id)
+    }
+
+    fn runs(&self, limit: usize) -> Result<Vec<Value>, QueueError> {
+        self.index.runs(limit)
+    }
+
     fn save_poll(
         &self,
         connector: &str,

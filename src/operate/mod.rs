@@ -1,6 +1,10 @@
 //! `handoff jobs …`, `handoff connectors …`: the operator's actions from a shell, as calls to a
 //! running handoff's JSON API (the same calls the dashboard makes). Tables for people, `--json`
 //! for scripts; an API error is printed with its code and the command exits non-zero.
+//! `reconcile.rs` holds `handoff reconcile …` and `handoff resync`.
+
+mod reconcile;
+pub use reconcile::{ReconcileCommand, reconcile, resync};
 
 use std::path::PathBuf;
 
@@ -391,7 +395,7 @@ fn print_jobs(answer: &Value) {
 }
 
 /// A JSON value as plain text ("" for null).
-fn text(value: &Value) -> String {
+pub(super) fn text(value: &Value) -> String {
     match value {
         Value::Null => String::new(),
         Value::String(text) => text.clone(),
@@ -399,14 +403,14 @@ fn text(value: &Value) -> String {
     }
 }
 
-struct Api {
+pub(super) struct Api {
     base: String,
     client: reqwest::Client,
     runtime: tokio::runtime::Runtime,
 }
 
 impl Api {
-    fn new(target: &Target) -> anyhow::Result<Api> {
+    pub(super) fn new(target: &Target) -> anyhow::Result<Api> {
         let base = match &target.url {
             Some(url) => url.trim_end_matches('/').to_owned(),
             None => {
@@ -433,11 +437,11 @@ impl Api {
         })
     }
 
-    fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
+    pub(super) fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
         self.send(self.client.get(format!("{}{path}", self.base)).query(query))
     }
 
-    fn post(&self, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    pub(super) fn post(&self, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
         let request = self.client.post(format!("{}{path}", self.base));
         self.send(match body {
             Some(body) => request.json(&body),
