@@ -41,7 +41,8 @@ pub(super) async fn start_run(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(super) struct RunsQuery {
-    /// at most this many (1–200, default 50)
+    /// 1–200; default 50
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<usize>,
 }
 

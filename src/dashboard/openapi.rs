@@ -156,7 +156,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(operations, 21, "{doc}");
+        assert_eq!(operations, 26, "{doc}");
         let error =
             &doc["components"]["responses"]["Error"]["content"]["application/json"]["schema"];
         assert_eq!(error["required"], serde_json::json!(["error"]), "{error}");

@@ -5,6 +5,9 @@
 //! - `GET /orders?reference=R` answers `[{"id": …}]` or `[]` (find before create)
 //! - `POST /orders` creates an order (a second order for the same reference is a duplicate)
 //! - `PATCH /opportunities/{id}` records a CRM update
+//! - `GET /records/{object}?after=&limit=` lists the CRM's records of an object by `Id`, a page
+//!   at a time (`{"records", "next"}`), and `GET /customers?after=&limit=` the ERP's customers
+//!   (reconciliation's `list` operations)
 //!
 //! Every request's idempotency key is recorded in arrival order.
 
@@ -55,6 +58,8 @@ pub struct Books {
     pub duplicate_orders: u32,
     pub opportunities: HashMap<String, Vec<Value>>,
     pub received: Vec<Received>,
+    /// The CRM's records: object → Id → record (what `GET /records/{object}` lists).
+    pub records: HashMap<String, std::collections::BTreeMap<String, Value>>,
 }
 
 impl Books {
@@ -106,6 +111,8 @@ impl Fake {
         let listener = tokio::net::TcpListener::from_std(listener).unwrap();
         let app = Router::new()
             .route("/customers/{code}", put(put_customer))
+            .route("/customers", get(list_customers))
+            .route("/records/{object}", get(list_records))
             .route("/orders", get(find_order).post(create_order))
             .route("/opportunities/{id}", patch(patch_opportunity))
             .with_state(self.clone());
@@ -198,6 +205,67 @@ async fn put_customer(
     }
     fake.slow().await;
     axum::Json(json!({"id": format!("C-{code}")})).into_response()
+}
+
+/// One page of `ids` after `after`: the ids on it, and the query of the next page.
+fn page_of(ids: Vec<String>, query: &HashMap<String, String>) -> (Vec<String>, Option<String>) {
+    let after = query.get("after").cloned().unwrap_or_default();
+    let limit: usize = query
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(100);
+    let page: Vec<String> = ids
+        .into_iter()
+        .filter(|id| *id > after)
+        .take(limit + 1)
+        .collect();
+    let next = (page.len() > limit).then(|| format!("after={}&limit={limit}", page[limit - 1]));
+    (page.into_iter().take(limit).collect(), next)
+}
+
+async fn list_records(
+    State(fake): State<Arc<Fake>>,
+    Path(object): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let asked = format!(
+        "/records/{object}?after={}",
+        query.get("after").cloned().unwrap_or_default()
+    );
+    if let Some(failed) = fake
+        .gate("GET", asked, &HeaderMap::new(), &Value::Null)
+        .await
+    {
+        return failed;
+    }
+    fake.slow().await;
+    let books = fake.books();
+    let records = books.records.get(&object).cloned().unwrap_or_default();
+    let (page, next) = page_of(records.keys().cloned().collect(), &query);
+    axum::Json(json!({
+        "records": page.iter().map(|id| &records[id]).collect::<Vec<_>>(),
+        "next": next.map(|next| format!("/records/{object}?{next}")),
+    }))
+    .into_response()
+}
+
+async fn list_customers(
+    State(fake): State<Arc<Fake>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let books = fake.books();
+    let mut codes: Vec<String> = books.customers.keys().cloned().collect();
+    codes.sort();
+    let (page, next) = page_of(codes, &query);
+    let customers: Vec<Value> = page
+        .iter()
+        .map(|code| json!({"id": format!("C-{code}"), "code": code, "name": books.customers[code]["name"]}))
+        .collect();
+    axum::Json(json!({
+        "customers": customers,
+        "next": next.map(|next| format!("/customers?{next}")),
+    }))
+    .into_response()
 }
 
 async fn find_order(

@@ -32,6 +32,7 @@ mod tryton_money;
 mod tryton_ours;
 mod tryton_prices;
 mod tryton_products;
+mod tryton_reconcile;
 mod tryton_units;
 mod tryton_unknown_product;
 mod upgrade;

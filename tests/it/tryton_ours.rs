@@ -13,7 +13,7 @@ use crate::support::*;
 use crate::tryton::{DB, tryton_url};
 
 /// A Tryton connector of its own (no poller): what a person typing into Tryton does.
-fn by_hand(url: &str, dir: &std::path::Path) -> Connector {
+pub fn by_hand(url: &str, dir: &std::path::Path) -> Connector {
     std::fs::write(
         dir.join("erp.yaml"),
         format!(

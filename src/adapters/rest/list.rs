@@ -70,7 +70,10 @@ fn page_of(answer: &Value, spec: &ListSpec) -> Result<Listing, String> {
             .and_then(id_text)
             .ok_or_else(|| format!("a record has no id at {:?}: {item}", spec.id))?;
         listed.push(Listed {
-            key: text(item, &spec.key).or_else(|| Some(id.clone())),
+            key: match &spec.key {
+                Some(_) => text(item, &spec.key),
+                None => Some(id.clone()),
+            },
             id,
             version: text(item, &spec.version),
             active: spec

@@ -335,10 +335,17 @@ pub fn resume(engine: &Arc<Engine>) {
     }
 }
 
+/// Runs `run` in the background until it ends or the engine stops (then it stays `running`
+/// with its progress stored, and resumes at the next start).
 fn spawn(engine: &Arc<Engine>, mut run: Run) {
     let engine = engine.clone();
+    let mut stop = engine.stop.subscribe();
     tokio::spawn(async move {
-        if let Err(error) = pass::execute(&engine, &mut run).await {
+        let outcome = tokio::select! {
+            outcome = pass::execute(&engine, &mut run) => outcome,
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        };
+        if let Err(error) = outcome {
             tracing::warn!(run = run.id, flow = %run.flow, error = %error, "reconciliation run failed");
             run.state = "failed".into();
             run.error = Some(error.to_string());
