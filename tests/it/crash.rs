@@ -17,12 +17,23 @@ const ACCOUNTS: usize = 12;
 const VERSIONS: usize = 8;
 const KILLS: usize = 20;
 
-struct Service {
+pub struct Service {
     child: Child,
 }
 
 impl Service {
-    fn start(dir: &std::path::Path, connectors: &std::path::Path, port: u16) -> Service {
+    /// The binary on `port` with its data in `dir/data` and the connectors of `connectors`.
+    pub fn start(dir: &std::path::Path, connectors: &std::path::Path, port: u16) -> Service {
+        Service::start_with(dir, connectors, port, &[])
+    }
+
+    /// The same with more environment (`HANDOFF_MAPPINGS_DIR`, …).
+    pub fn start_with(
+        dir: &std::path::Path,
+        connectors: &std::path::Path,
+        port: u16,
+        env: &[(&str, &str)],
+    ) -> Service {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -43,12 +54,13 @@ impl Service {
         for (name, value) in secrets() {
             command.env(name, value);
         }
+        command.envs(env.iter().copied());
         Service {
             child: command.spawn().unwrap(),
         }
     }
 
-    fn kill(mut self) {
+    pub fn kill(mut self) {
         self.child.kill().unwrap(); // SIGKILL
         self.child.wait().unwrap();
     }

@@ -23,6 +23,7 @@ mod postgres_jobs;
 mod postgres_leases;
 mod postgres_router;
 mod quick_start;
+mod reconcile_resume;
 mod reference;
 mod reload;
 mod security;
