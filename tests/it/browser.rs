@@ -469,3 +469,128 @@ async fn a_newcomer_follows_the_quick_start_on_the_dashboard() {
     browser.screenshot("quick-start-status").await;
     app.stop().await;
 }
+
+/// An operator starts a reconciliation run on the dashboard, reads a row's source and target
+/// side by side, replays a missed account and adopts one the ERP already had.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_reconciles_a_flow_on_the_dashboard() {
+    let (fake, addr) = Fake::start().await;
+    let connectors = tempfile::tempdir().unwrap();
+    fake_erp::connectors(connectors.path(), addr, 5);
+    let crm_file = connectors.path().join("crm.yaml");
+    let crm_text = std::fs::read_to_string(&crm_file).unwrap();
+    let lists = crate::tryton_reconcile::crm_lists(10);
+    std::fs::write(&crm_file, format!("{crm_text}{lists}")).unwrap();
+    let erp_file = connectors.path().join("erp.yaml");
+    let erp_text = std::fs::read_to_string(&erp_file).unwrap();
+    std::fs::write(
+        &erp_file,
+        format!(
+            "{erp_text}  list_customers: {{ method: GET, path: /customers, list: {{ items: /customers, next: /next, id: /id, key: /code }} }}\n"
+        ),
+    )
+    .unwrap();
+    let mappings = crate::tryton_reconcile::reconciled_mappings(
+        "  source: { connector: crm, operation: list_accounts }\n  target: list_customers\n  \
+         max_repair_share: 1.0\n",
+        "",
+    );
+    let config = format!(
+        "{CONFIG}\n[dashboard]\nusers = [{{ name = \"ops\", password_hash = \"{}\", role = \"operator\" }}]\n",
+        hash("ops-password-1")
+    );
+    let app = TestApp::start_with(
+        &config,
+        &[
+            (
+                "HANDOFF_CONNECTORS_DIR",
+                connectors.path().to_str().unwrap(),
+            ),
+            ("HANDOFF_MAPPINGS_DIR", mappings.path().to_str().unwrap()),
+        ],
+    )
+    .await;
+    let version = "2026-11-20T10:00:00Z";
+    for (id, name) in [
+        ("001W1", "Sent GmbH"),
+        ("001W2", "Missed GmbH"),
+        ("001W3", "Typed GmbH"),
+    ] {
+        let body = account(id, version, name);
+        let data = serde_json::from_str::<Value>(&body).unwrap()["data"].clone();
+        fake.books()
+            .records
+            .entry("Account".into())
+            .or_default()
+            .insert(id.into(), data);
+        if id == "001W1" {
+            crm(&app, "acc-w1", &body).await;
+        }
+    }
+    // Someone typed the third account into the ERP by hand.
+    fake.books()
+        .customers
+        .insert("001W3".into(), json!({"name": "Typed GmbH"}));
+    eventually(10, "the sent account delivered", async || {
+        fake.books().customers.get("001W1").cloned()
+    })
+    .await;
+
+    let browser = Browser::start().await;
+    browser.log_in(&app, "ops", "ops-password-1").await;
+    browser.goto(&app.url("/ui/reconcile")).await;
+    browser.click("#start button").await;
+    browser.find("#run-state").await;
+    let run_page = browser.url().await;
+    eventually(20, "the run finished", async || {
+        browser.goto(&run_page).await;
+        (browser.text("#run-state").await == "done").then_some(())
+    })
+    .await;
+    assert!(
+        browser
+            .text("#summary")
+            .await
+            .contains("3 source records compared")
+    );
+    assert!(
+        browser
+            .text("#row-0 h3")
+            .await
+            .contains("missed_event — 001W2")
+    );
+    assert!(
+        browser.text("#row-0").await.contains("Missed GmbH"),
+        "the source record shown"
+    );
+    assert!(browser.text("#row-1 h3").await.contains("unlinked — 001W3"));
+    assert!(
+        browser.text("#row-1").await.contains("C-001W3"),
+        "the target record shown"
+    );
+    browser.screenshot("reconcile").await;
+
+    browser.click("#row-0 form[action$='/replay'] button").await;
+    eventually(10, "the replay noted", async || {
+        browser
+            .text("#row-0 .action")
+            .await
+            .contains("replayed (ops)")
+            .then_some(())
+    })
+    .await;
+    eventually(10, "the missed account delivered", async || {
+        fake.books().customers.get("001W2").cloned()
+    })
+    .await;
+    browser.click("#row-1 form[action$='/adopt'] button").await;
+    eventually(10, "the adoption noted", async || {
+        browser
+            .text("#row-1 .action")
+            .await
+            .contains("adopted C-001W3")
+            .then_some(())
+    })
+    .await;
+    app.stop().await;
+}

@@ -46,6 +46,7 @@ pub fn page(title: &str, who: &Who, body: Markup) -> Html<String> {
                     a href="/ui/dead" { "Dead letters" }
                     a href="/ui/connectors" { "Connectors" }
                     a href="/ui/mappings" { "Mappings" }
+                    a href="/ui/reconcile" { "Reconciliation" }
                     span.who {
                         @if who.name == "local" {
                             "open access (no users configured)"

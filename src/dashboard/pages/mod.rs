@@ -1,7 +1,8 @@
 //! The dashboard's pages, server-rendered with maud from the same typed values the JSON API
 //! answers with (`data.rs`), one file per page: overview (refreshing itself every few seconds),
 //! events with search and paging, an event's detail and its actions, edit-and-resubmit with a
-//! dry-run preview, dead letters by reason, connectors, mappings; and the login form. `layout`
+//! dry-run preview, dead letters by reason, connectors, mappings, reconciliation runs and their rows; and the login
+//! form. `layout`
 //! holds the frame and the pieces they share.
 
 mod connectors;
@@ -13,6 +14,7 @@ pub mod layout;
 mod login;
 mod mappings;
 mod overview;
+mod reconcile;
 
 use std::sync::Arc;
 
@@ -51,6 +53,12 @@ pub fn router(ui: Ui) -> Router {
         .route("/ui/connectors", get(connectors::page))
         .route("/ui/connectors/{name}/{action}", post(connectors::act))
         .route("/ui/mappings", get(mappings::page))
+        .route("/ui/reconcile", get(reconcile::runs).post(reconcile::start))
+        .route("/ui/reconcile/{id}", get(reconcile::run))
+        .route(
+            "/ui/reconcile/{id}/rows/{row}/{action}",
+            post(reconcile::act),
+        )
         .with_state(ui)
 }
 
