@@ -82,6 +82,10 @@ pub struct ReconcileSpec {
 pub struct ListAt {
     pub connector: String,
     pub operation: String,
+    /// The listed record is the event's data under this key, as the source's webhooks carry
+    /// it (`data`: `{"type": …, "data": record}`); without it the record is the event itself
+    /// (as an ERP's product events are).
+    pub wrap: Option<String>,
 }
 
 fn safe_classes() -> Vec<String> {

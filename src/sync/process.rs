@@ -202,7 +202,9 @@ fn not_stale_nor_echo(engine: &Engine, job: &Job, record: &str, data: &Value) ->
             format!("version {version} is older than {last}, already applied"),
         )));
     }
-    if job.payload.is_some() || applied.seq == job.seq {
+    // An operator's edit, the event already applied, or a repair asked for: never an echo.
+    if job.payload.is_some() || applied.seq == job.seq || super::reconcile::is_repair(&job.event_id)
+    {
         return Ok(Seen {
             applied: Some(applied),
             echo: None,

@@ -491,7 +491,7 @@ async fn an_operator_reconciles_a_flow_on_the_dashboard() {
     )
     .unwrap();
     let mappings = crate::tryton_reconcile::reconciled_mappings(
-        "  source: { connector: crm, operation: list_accounts }\n  target: list_customers\n  \
+        "  source: { connector: crm, operation: list_accounts, wrap: data }\n  target: list_customers\n  \
          max_repair_share: 1.0\n",
         "",
     );

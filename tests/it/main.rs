@@ -29,6 +29,7 @@ mod reload;
 mod security;
 mod support;
 mod tryton;
+mod tryton_catalog_reconcile;
 mod tryton_money;
 mod tryton_ours;
 mod tryton_prices;

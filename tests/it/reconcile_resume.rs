@@ -42,7 +42,7 @@ async fn a_run_killed_half_way_resumes_where_it_stopped() {
     )
     .unwrap();
     let mappings = reconciled_mappings(
-        "  source: { connector: crm, operation: list_accounts }\n  target: list_customers\n",
+        "  source: { connector: crm, operation: list_accounts, wrap: data }\n  target: list_customers\n",
         "",
     );
     let mappings_dir = mappings.path().to_str().unwrap().to_owned();

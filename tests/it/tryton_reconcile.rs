@@ -135,9 +135,9 @@ async fn drift_lands_in_its_class_and_only_safe_classes_are_repaired_under_the_c
     )
     .unwrap();
     let mappings = reconciled_mappings(
-        "  source: { connector: crm, operation: list_accounts }\n  target: list_customers\n  \
+        "  source: { connector: crm, operation: list_accounts, wrap: data }\n  target: list_customers\n  \
          compare: [name]\n  max_repair_share: 1.0\n",
-        "  source: { connector: crm, operation: list_opportunities }\n  target: list_sales_orders\n  \
+        "  source: { connector: crm, operation: list_opportunities, wrap: data }\n  target: list_sales_orders\n  \
          compare: [reference, total, currency]\n  max_repairs: 1\n  max_repair_share: 1.0\n",
     );
     let app = TestApp::start_with(

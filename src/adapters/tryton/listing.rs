@@ -4,7 +4,9 @@
 //!   `code` (the CRM account id), fields `code` and `name`;
 //! - `list_sales_orders`: sales, cancelled ones as inactive; key `reference` (the opportunity
 //!   id), fields as the sales-order document names them: `reference`, `description`,
-//!   `customer_reference`, `currency`, `total`.
+//!   `customer_reference`, `currency`, `total`;
+//! - `list_products` (a source: product sync's flows): every product as its `product.changed`
+//!   event carries it, active or not, in one page; id and key the product's code.
 //!
 //! The version is the record's newest write (or its creation).
 
@@ -25,6 +27,7 @@ impl Tryton {
     ) -> Result<Listing, Failure> {
         let after: i64 = page.and_then(|p| p.parse().ok()).unwrap_or(0);
         let (model, fields): (&str, &[&str]) = match operation {
+            "list_products" => return self.list_products().await,
             "list_customers" => ("party.party", &["code", "name", "active"]),
             "list_sales_orders" => (
                 "sale.sale",
@@ -41,7 +44,7 @@ impl Tryton {
                 return Err(Failure::new(
                     Class::FixConfig,
                     format!(
-                        "the Tryton connector has no list operation {other:?} (list_customers, list_sales_orders)"
+                        "the Tryton connector has no list operation {other:?} (list_customers, list_sales_orders, list_products)"
                     ),
                 ));
             }
@@ -124,6 +127,22 @@ impl Tryton {
             });
         }
         Ok(Listing { items, next })
+    }
+
+    /// Every product, as product sync reports it.
+    async fn list_products(&self) -> Result<Listing, Failure> {
+        let products = self.read_changed_products(None).await?.changes;
+        let items = products
+            .into_iter()
+            .map(|product| Listed {
+                id: product.code.clone(),
+                key: Some(product.code.clone()),
+                version: Some(product.changed_at.clone()),
+                active: product.active,
+                fields: product.data(),
+            })
+            .collect();
+        Ok(Listing { items, next: None })
     }
 
     /// The parties of the companies in the database (listed as no one's customer).

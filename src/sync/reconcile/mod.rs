@@ -41,6 +41,15 @@ pub use repair::{ResyncError, RowAction, act_on_row, resync};
 /// The classes a flow may list under `reconcile.repair`.
 pub const REPAIRABLE: [&str; 3] = ["missed_event", "unlinked", "missing_in_target"];
 
+/// How the ids of events journaled by a repair (a run's or an operator's replay) and by
+/// `resync` begin. Such an event was asked for: it is never taken for an echo of handoff's own
+/// write (a product deleted in the CRM is sent again even though nothing changed in the ERP).
+pub const REPAIR_PREFIXES: [&str; 2] = ["reconcile:", "resync:"];
+
+pub fn is_repair(event_id: &str) -> bool {
+    REPAIR_PREFIXES.iter().any(|p| event_id.starts_with(p))
+}
+
 /// Rows a run keeps (examples for operators and the repairs it plans); counts go on.
 const ROWS_KEPT: usize = 2000;
 

@@ -69,9 +69,16 @@ impl Sides {
             .unwrap_or(&self.spec().source.connector)
     }
 
-    /// A listed source record as an event of the flow.
+    /// A listed source record as an event of the flow (`source.wrap`).
     pub fn event(&self, record: &Listed) -> Value {
-        json!({ "type": self.mapping().event, "data": record.fields })
+        match &self.spec().source.wrap {
+            Some(key) => {
+                let mut event = json!({ "type": self.mapping().event });
+                event[key.as_str()] = record.fields.clone();
+                event
+            }
+            None => record.fields.clone(),
+        }
     }
 
     /// The key the target matches the record by: the mapping's `match`, else its id.

@@ -123,7 +123,8 @@ async fn act(
                 fields: fields.clone(),
             };
             let id = format!(
-                "reconcile:{}:{record}:{}",
+                "{}{}:{record}:{}",
+                super::REPAIR_PREFIXES[0],
                 sides.mapping().flow,
                 row.version.as_deref().unwrap_or("-")
             );
@@ -208,7 +209,11 @@ pub async fn resync(engine: &Arc<Engine>, flow: &str, record: &str) -> Result<St
             .await
             .map_err(|f| anyhow!("listing {}: {}", sides.source.name(), f.message))?;
         if let Some(found) = listing.items.iter().find(|r| r.id == record) {
-            let id = format!("resync:{flow}:{record}:{}", engine.queue.clock().now_ms());
+            let id = format!(
+                "{}{flow}:{record}:{}",
+                super::REPAIR_PREFIXES[1],
+                engine.queue.clock().now_ms()
+            );
             replay(engine, &sides, found, id).await?;
             return Ok(format!(
                 "{record} (version {}) journaled again for flow {flow}",

@@ -12,6 +12,9 @@
 //!   `INVALID_FIELD_FOR_INSERT_UPDATE`
 //! - `GET /services/data/v61.0/query?q=SELECT Id FROM PricebookEntry WHERE Product2Id = '…' AND
 //!   Pricebook2Id = '…' AND CurrencyIsoCode = '…'` → `{"totalSize", "done", "records": [{"Id"}]}`
+//! - `GET …/query?q=SELECT Id, ERP_Code__c, Name, IsActive, LastModifiedDate FROM Product2`
+//!   lists the products 2,000 a batch; `nextRecordsUrl` (`…/query/01gPRODUCTS-2000`) gives the
+//!   next batch while `done` is false
 
 use std::collections::HashMap;
 
@@ -43,6 +46,8 @@ pub struct Product {
     pub fields: Map<String, Value>,
     /// How many upserts reached it.
     pub writes: u32,
+    /// Its `LastModifiedDate`.
+    pub modified: String,
 }
 
 pub fn routes(router: Router<Shared>) -> Router<Shared> {
@@ -60,6 +65,57 @@ pub fn routes(router: Router<Shared>) -> Router<Shared> {
             patch(update_entry),
         )
         .route("/services/data/v61.0/query", get(query))
+        .route("/services/data/v61.0/query/{locator}", get(more_products))
+}
+
+/// Records a query answers per batch (Salesforce's default).
+const BATCH: usize = 2000;
+
+/// The batch of products from `offset` on.
+fn products_from(org: &super::salesforce::Org, offset: usize) -> Response {
+    let mut products: Vec<(&String, &Product)> = org.products.iter().collect();
+    products.sort_by(|a, b| a.1.id.cmp(&b.1.id));
+    let records: Vec<Value> = products
+        .iter()
+        .skip(offset)
+        .take(BATCH)
+        .map(|(code, p)| {
+            json!({"attributes": {"type": "Product2"}, "Id": p.id, "ERP_Code__c": code,
+                   "Name": p.fields.get("Name"), "IsActive": p.fields.get("IsActive"),
+                   "LastModifiedDate": p.modified})
+        })
+        .collect();
+    let done = offset + BATCH >= products.len();
+    let mut answer = json!({"totalSize": products.len(), "done": done, "records": records});
+    if !done {
+        answer["nextRecordsUrl"] = json!(format!(
+            "/services/data/v61.0/query/01gPRODUCTS-{}",
+            offset + BATCH
+        ));
+    }
+    Json(answer).into_response()
+}
+
+async fn more_products(
+    State(org): State<Shared>,
+    Path(locator): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let org = org.lock().unwrap();
+    if let Some(refused) = session_error(&org, &headers) {
+        return refused;
+    }
+    match locator
+        .strip_prefix("01gPRODUCTS-")
+        .and_then(|n| n.parse().ok())
+    {
+        Some(offset) => products_from(&org, offset),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "INVALID_QUERY_LOCATOR",
+            "invalid query locator",
+        ),
+    }
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
@@ -111,8 +167,12 @@ async fn upsert_product(
         id: next,
         fields: Map::new(),
         writes: 0,
+        modified: String::new(),
     });
     product.writes += 1;
+    product.modified = chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.3f+0000")
+        .to_string();
     for (name, value) in fields {
         product.fields.insert(name.clone(), value.clone());
     }
@@ -236,6 +296,9 @@ async fn query(
         return refused;
     }
     let soql = params.get("q").cloned().unwrap_or_default();
+    if soql == "SELECT Id, ERP_Code__c, Name, IsActive, LastModifiedDate FROM Product2" {
+        return products_from(&org, 0);
+    }
     if !soql.starts_with("SELECT Id FROM PricebookEntry WHERE ") {
         return error(
             StatusCode::BAD_REQUEST,
