@@ -363,7 +363,8 @@ pub async fn post_order(
 struct Sink {
     started: Instant,
     customers: Mutex<HashSet<String>>,
-    products: Mutex<HashSet<String>>,
+    /// Products by code, as last written.
+    products: Mutex<std::collections::BTreeMap<String, Value>>,
     orders: AtomicU64,
     duplicates: AtomicU64,
     keys: Mutex<HashSet<String>>,
@@ -373,7 +374,8 @@ struct Sink {
     last_ms: AtomicU64,
 }
 
-/// A loopback ERP (and CRM catalog: `PATCH /products/{code}`, products counted once each):
+/// A loopback ERP (and CRM catalog: `PATCH /products/{code}`, products counted once each,
+/// listed by `GET /products?after=&limit=` and removed by `DELETE /products/{code}`):
 /// `PUT /customers/{code}` and `POST /orders` answer at once with an id, the
 /// `Idempotency-Key` of every order is remembered (a replay counts as a duplicate and gets the
 /// same answer), and `GET /stats` reports what arrived when.
@@ -391,7 +393,11 @@ pub fn sink_server(addr: &str) -> anyhow::Result<()> {
     });
     let app = axum::Router::new()
         .route("/customers/{code}", put(customer))
-        .route("/products/{code}", axum::routing::patch(product))
+        .route(
+            "/products/{code}",
+            axum::routing::patch(product).delete(delete_product),
+        )
+        .route("/products", get(list_products))
         .route("/orders", post(order))
         .route("/stats", get(stats))
         .with_state(sink);
@@ -410,10 +416,48 @@ async fn customer(
 async fn product(
     State(sink): State<Arc<Sink>>,
     axum::extract::Path(code): axum::extract::Path<String>,
+    Json(body): Json<Value>,
 ) -> Json<Value> {
     let id = format!("P-{code}");
-    sink.products.lock().unwrap().insert(code);
+    sink.products.lock().unwrap().insert(code, body);
     Json(json!({ "id": id }))
+}
+
+async fn delete_product(
+    State(sink): State<Arc<Sink>>,
+    axum::extract::Path(code): axum::extract::Path<String>,
+) -> StatusCode {
+    match sink.products.lock().unwrap().remove(&code) {
+        Some(_) => StatusCode::NO_CONTENT,
+        None => StatusCode::NOT_FOUND,
+    }
+}
+
+/// A page of products after `after` (by code), `limit` of them (default 500).
+async fn list_products(
+    State(sink): State<Arc<Sink>>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Json<Value> {
+    let after = query.get("after").cloned().unwrap_or_default();
+    let limit: usize = query
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(500);
+    let products = sink.products.lock().unwrap();
+    let page: Vec<Value> = products
+        .range::<String, _>((std::ops::Bound::Excluded(&after), std::ops::Bound::Unbounded))
+        .take(limit + 1)
+        .map(|(code, body)| {
+            json!({"id": format!("P-{code}"), "code": code, "Name": body["Name"], "IsActive": body["IsActive"]})
+        })
+        .collect();
+    let next = (page.len() > limit).then(|| {
+        format!(
+            "/products?after={}&limit={limit}",
+            page[limit - 1]["code"].as_str().unwrap_or_default()
+        )
+    });
+    Json(json!({"products": &page[..page.len().min(limit)], "next": next}))
 }
 
 async fn order(

@@ -129,6 +129,7 @@ pub(super) async fn execute(engine: &Arc<Engine>, run: &mut Run) -> anyhow::Resu
     run.target_records = listed;
     let open = open_jobs(engine, &run.flow);
     while run.phase != "repairing" && !(run.pages > 0 && run.next_page.is_none()) {
+        behind_deliveries(engine, run, sides.target.name()).await?;
         run.phase = format!("comparing (page {})", run.pages + 1);
         let listing = sides
             .source
@@ -167,6 +168,32 @@ pub(super) async fn execute(engine: &Arc<Engine>, run: &mut Run) -> anyhow::Resu
     run.finished_ms = Some(engine.queue.clock().now_ms());
     save(engine, run)?;
     Ok(())
+}
+
+/// Jobs waiting to be delivered through the target above which a run waits: deliveries go
+/// first, and records whose jobs are queued would only come out `in_flight`.
+const BACKLOG: u64 = 1000;
+
+/// Waits while the target connector has a backlog of deliveries.
+async fn behind_deliveries(engine: &Engine, run: &mut Run, target: &str) -> anyhow::Result<()> {
+    let key: Arc<str> = Arc::from(target);
+    loop {
+        let waiting = engine
+            .queue
+            .counts()
+            .get(&(key.clone(), State::Ready))
+            .copied()
+            .unwrap_or(0);
+        if waiting < BACKLOG {
+            return Ok(());
+        }
+        let phase = format!("waiting for {waiting} deliveries to {target}");
+        if run.phase != phase {
+            run.phase = phase;
+            save(engine, run)?;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
 }
 
 /// The newest unfinished job (open or dead) of each record of the flow.
