@@ -60,9 +60,16 @@ impl Service {
         }
     }
 
-    pub fn kill(mut self) {
-        self.child.kill().unwrap(); // SIGKILL
-        self.child.wait().unwrap();
+    pub fn kill(self) {
+        drop(self);
+    }
+}
+
+/// SIGKILL, also when a test fails half way (no service outlives its test).
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
