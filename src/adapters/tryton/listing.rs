@@ -6,7 +6,7 @@
 //!   id), fields as the sales-order document names them: `reference`, `description`,
 //!   `customer_reference`, `currency`, `total`;
 //! - `list_products` (a source: product sync's flows): every product as its `product.changed`
-//!   event carries it, active or not, in one page; id and key the product's code.
+//!   event carries it, active or not; id and key the product's code.
 //!
 //! The version is the record's newest write (or its creation).
 
@@ -27,7 +27,7 @@ impl Tryton {
     ) -> Result<Listing, Failure> {
         let after: i64 = page.and_then(|p| p.parse().ok()).unwrap_or(0);
         let (model, fields): (&str, &[&str]) = match operation {
-            "list_products" => return self.list_products().await,
+            "list_products" => return self.list_products(after).await,
             "list_customers" => ("party.party", &["code", "name", "active"]),
             "list_sales_orders" => (
                 "sale.sale",
@@ -129,9 +129,14 @@ impl Tryton {
         Ok(Listing { items, next })
     }
 
-    /// Every product, as product sync reports it.
-    async fn list_products(&self) -> Result<Listing, Failure> {
-        let products = self.read_changed_products(None).await?.changes;
+    /// A page of products after id `after`, as product sync reports them.
+    async fn list_products(&self, after: i64) -> Result<Listing, Failure> {
+        let (products, last) = self
+            .products_where(vec![json!(["id", ">", after])], Some(PAGE))
+            .await?;
+        let next = last
+            .filter(|(_, read)| *read as u64 == PAGE)
+            .map(|(id, _)| id.to_string());
         let items = products
             .into_iter()
             .map(|product| Listed {
@@ -142,7 +147,7 @@ impl Tryton {
                 fields: product.data(),
             })
             .collect();
-        Ok(Listing { items, next: None })
+        Ok(Listing { items, next })
     }
 
     /// The parties of the companies in the database (listed as no one's customer).

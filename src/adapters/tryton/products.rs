@@ -14,6 +14,9 @@ use super::Tryton;
 use super::rpc::{self, plain};
 use crate::adapters::{BoxFuture, Failure, ProductChange, ProductSource, ProductsChanged};
 
+/// Products read per call.
+const READ_PAGE: u64 = 1000;
+
 /// Changes stamped this long before the last one seen are read again (Tryton stamps a write
 /// with its transaction's start).
 const OVERLAP_SECS: i64 = 60;
@@ -46,6 +49,38 @@ impl Tryton {
                 ["template.create_date", ">", at]
             ]));
         }
+        // A page at a time: one call for a whole large catalog is slow to answer and fragile.
+        let mut changes = Vec::new();
+        let mut after = 0;
+        loop {
+            let mut page = domain.clone();
+            page.push(json!(["id", ">", after]));
+            let (found, last) = self.products_where(page, Some(READ_PAGE)).await?;
+            changes.extend(found);
+            match last {
+                Some((id, read)) if read as u64 == READ_PAGE => after = id,
+                _ => break,
+            }
+        }
+        changes.sort_by(|a, b| (&a.changed_at, &a.code).cmp(&(&b.changed_at, &b.code)));
+        let newest = changes
+            .iter()
+            .map(|c| c.changed_at.clone())
+            .chain(since.map(str::to_owned))
+            .max();
+        Ok(ProductsChanged {
+            changes,
+            cursor: newest,
+        })
+    }
+
+    /// The products `domain` selects (active or not), in id order, at most `limit`; with the id
+    /// of the last one read (the next page starts after it).
+    pub(super) async fn products_where(
+        &self,
+        domain: Vec<Value>,
+        limit: Option<u64>,
+    ) -> Result<(Vec<ProductChange>, Option<(i64, usize)>), Failure> {
         let products = self
             .rpc
             .call_in(
@@ -53,7 +88,7 @@ impl Tryton {
                 vec![
                     json!(domain),
                     json!(0),
-                    Value::Null,
+                    json!(limit),
                     json!([["id", "ASC"]]),
                     json!([
                         "code",
@@ -84,7 +119,7 @@ impl Tryton {
                 &["rec_name"],
             )
             .await?;
-        let mut changes: Vec<ProductChange> = products
+        let changes: Vec<ProductChange> = products
             .iter()
             .filter_map(|product| {
                 let code = product["code"].as_str().filter(|c| !c.is_empty())?;
@@ -116,16 +151,11 @@ impl Tryton {
                 })
             })
             .collect();
-        changes.sort_by(|a, b| (&a.changed_at, &a.code).cmp(&(&b.changed_at, &b.code)));
-        let newest = changes
-            .iter()
-            .map(|c| c.changed_at.clone())
-            .chain(since.map(str::to_owned))
-            .max();
-        Ok(ProductsChanged {
-            changes,
-            cursor: newest,
-        })
+        let last = products
+            .last()
+            .and_then(|p| p["id"].as_i64())
+            .map(|id| (id, products.len()));
+        Ok((changes, last))
     }
 
     /// `fields` of the `model` records whose ids are in `ids` (none read twice), by id.
