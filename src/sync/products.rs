@@ -9,7 +9,11 @@
 //!
 //! Prices (`tryton.prices_every_secs`) are read whole on each pass, since a price-list edit
 //! changes no product: each price (product, price list, currency) is journaled as a
-//! `product_price.changed` event only when it differs from the last one journaled.
+//! `product_price.changed` event only when it differs from the last one journaled. Between
+//! passes, each poll also looks at the newest edit of a price list or line, and a poll that
+//! finds one (or finds changed products: a list price lives on the product) brings the next
+//! pass forward. The scheduled pass stays, for what leaves no stamp (a dated list coming into
+//! force, a deleted line).
 
 use std::sync::Arc;
 
@@ -33,17 +37,33 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut prices_due = std::time::Instant::now();
+    let mut lists_seen: Option<String> = None;
     loop {
+        let every = source.prices_every();
         match once(&engine, &name, source.as_ref()).await {
             Ok(0) => {}
             Ok(journaled) => {
-                tracing::info!(connector = %name, journaled, "changed products polled")
+                tracing::info!(connector = %name, journaled, "changed products polled");
+                // A list-price edit changes the product: its prices are read now.
+                prices_due = std::time::Instant::now();
             }
             Err(error) => {
                 tracing::warn!(connector = %name, error = %error, "product poll failed; trying again")
             }
         }
-        let every = source.prices_every();
+        if !every.is_zero() {
+            // A price list or line edited since the last look: a price pass now.
+            match source.price_lists_stamp().await {
+                Ok(stamp) if lists_seen.is_some() && stamp > lists_seen => {
+                    prices_due = std::time::Instant::now();
+                    lists_seen = stamp;
+                }
+                Ok(stamp) => lists_seen = stamp.or(lists_seen),
+                Err(error) => {
+                    tracing::warn!(connector = %name, error = %error.message, "price lists could not be read")
+                }
+            }
+        }
         if !every.is_zero() && std::time::Instant::now() >= prices_due {
             match prices_once(&engine, &name, source.as_ref()).await {
                 Ok(0) => {}

@@ -110,12 +110,13 @@ async fn tryton_computes_list_and_price_list_prices_and_a_line_edit_shows() {
 }
 
 /// The product and price examples, with the price book lookup naming `list` as the custom
-/// book; Tryton asked for products and prices every second.
+/// book; Tryton asked for products every second, the whole price pass due only hourly (a
+/// price-list edit and a product change bring it forward).
 fn setup(url: &str, crm: std::net::SocketAddr, list: &str) -> Catalog {
     let catalog = Catalog::new(
         url,
         crm,
-        ", products_every_secs: 1, prices_every_secs: 1",
+        ", products_every_secs: 1, prices_every_secs: 3600",
         &[
             "product_to_salesforce_product.yaml",
             "standard_price_to_salesforce.yaml",

@@ -110,6 +110,35 @@ impl Tryton {
         Ok(prices)
     }
 
+    /// The newest write or create of a price list or a price-list line (inactive lists too).
+    pub async fn read_price_lists_stamp(&self) -> Result<Option<String>, Failure> {
+        let mut newest: Option<String> = None;
+        for model in ["product.price_list", "product.price_list.line"] {
+            for field in ["write_date", "create_date"] {
+                let found = self
+                    .rpc
+                    .call_in(
+                        &format!("model.{model}.search_read"),
+                        vec![
+                            json!([[field, "!=", null]]),
+                            json!(0),
+                            json!(1),
+                            json!([[field, "DESC"]]),
+                            json!([field]),
+                        ],
+                        json!({ "active_test": false }),
+                    )
+                    .await?;
+                let stamp = found[0]
+                    .get(field)
+                    .map(plain)
+                    .and_then(|v| v.as_str().map(str::to_owned));
+                newest = newest.max(stamp);
+            }
+        }
+        Ok(newest)
+    }
+
     /// The company's currency: its id and ISO code.
     async fn company_currency(&self, company: &Value) -> Result<(Value, String), Failure> {
         let read = self

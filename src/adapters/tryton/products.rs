@@ -203,6 +203,10 @@ impl ProductSource for Tryton {
         std::time::Duration::from_secs(self.spec.prices_every_secs)
     }
 
+    fn price_lists_stamp(&self) -> BoxFuture<'_, Result<Option<String>, Failure>> {
+        Box::pin(self.read_price_lists_stamp())
+    }
+
     fn prices(&self) -> BoxFuture<'_, Result<Vec<crate::adapters::PriceChange>, Failure>> {
         Box::pin(self.read_prices())
     }
