@@ -65,7 +65,7 @@ pub async fn once(engine: &Engine, name: &str, poller: &dyn Poller) -> anyhow::R
     let mut progress = Vec::new();
     let mut not_ours = Vec::new();
     for order in orders {
-        if !ours(engine, name, &order)? {
+        if !ours(engine, name, &order.reference, &order.order_id)? {
             not_ours.push(order);
             continue;
         }
@@ -98,7 +98,12 @@ pub async fn once(engine: &Engine, name: &str, poller: &dyn Poller) -> anyhow::R
 
 /// Whether handoff created the order (or an operator linked it): a cross-reference from its
 /// reference to exactly this order, in any kind a mapping targets on this connector.
-fn ours(engine: &Engine, name: &str, order: &OrderProgress) -> anyhow::Result<bool> {
+pub(crate) fn ours(
+    engine: &Engine,
+    name: &str,
+    reference: &str,
+    order_id: &str,
+) -> anyhow::Result<bool> {
     let loaded = engine.mappings.current();
     let mut kinds: Vec<&str> = loaded
         .mappings
@@ -109,8 +114,8 @@ fn ours(engine: &Engine, name: &str, order: &OrderProgress) -> anyhow::Result<bo
     kinds.sort_unstable();
     kinds.dedup();
     for kind in kinds {
-        if let Some(xref) = engine.queue.xref(name, kind, &order.reference)?
-            && xref.external_id == order.order_id
+        if let Some(xref) = engine.queue.xref(name, kind, reference)?
+            && xref.external_id == order_id
         {
             return Ok(true);
         }

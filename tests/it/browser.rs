@@ -490,11 +490,11 @@ async fn an_operator_reconciles_a_flow_on_the_dashboard() {
         ),
     )
     .unwrap();
-    let mappings = crate::tryton_reconcile::reconciled_mappings(
+    let mappings = crate::tryton_reconcile::reconciled_mappings(&[(
+        "account_to_customer.yaml",
         "  source: { connector: crm, operation: list_accounts, wrap: data }\n  target: list_customers\n  \
          max_repair_share: 1.0\n",
-        "",
-    );
+    )]);
     let config = format!(
         "{CONFIG}\n[dashboard]\nusers = [{{ name = \"ops\", password_hash = \"{}\", role = \"operator\" }}]\n",
         hash("ops-password-1")

@@ -330,7 +330,21 @@ async fn patch_opportunity(
     {
         return failed;
     }
-    fake.books().opportunities.entry(id).or_default().push(body);
+    let mut books = fake.books();
+    // The CRM's record (when it lists one) shows what was written to it.
+    if let (Some(record), Some(fields)) = (
+        books
+            .records
+            .get_mut("Opportunity")
+            .and_then(|r| r.get_mut(&id)),
+        body.as_object(),
+    ) {
+        for (name, value) in fields {
+            record[name.as_str()] = value.clone();
+        }
+    }
+    books.opportunities.entry(id).or_default().push(body);
+    drop(books);
     axum::Json(json!({"ok": true})).into_response()
 }
 

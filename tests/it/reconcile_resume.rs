@@ -41,10 +41,10 @@ async fn a_run_killed_half_way_resumes_where_it_stopped() {
         ),
     )
     .unwrap();
-    let mappings = reconciled_mappings(
+    let mappings = reconciled_mappings(&[(
+        "account_to_customer.yaml",
         "  source: { connector: crm, operation: list_accounts, wrap: data }\n  target: list_customers\n",
-        "",
-    );
+    )]);
     let mappings_dir = mappings.path().to_str().unwrap().to_owned();
     let env = [("HANDOFF_MAPPINGS_DIR", mappings_dir.as_str())];
     let port = std::net::TcpListener::bind("127.0.0.1:0")

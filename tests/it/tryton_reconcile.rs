@@ -15,18 +15,12 @@ use crate::tryton::{DB, call, rpc, sales_of, tryton_url};
 
 const CRM: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-/// The shipped mappings with `reconcile:` blocks for the CRM → ERP flows (empty: none).
-pub fn reconciled_mappings(accounts: &str, opportunities: &str) -> tempfile::TempDir {
+/// The shipped mappings with a `reconcile:` block added to each (file, block).
+pub fn reconciled_mappings(blocks: &[(&str, &str)]) -> tempfile::TempDir {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mappings = tempfile::tempdir().unwrap();
     copy_dir(&root.join("mappings"), mappings.path());
-    for (file, block) in [
-        ("account_to_customer.yaml", accounts),
-        ("opportunity_to_sales_order.yaml", opportunities),
-    ] {
-        if block.is_empty() {
-            continue;
-        }
+    for (file, block) in blocks {
         let path = mappings.path().join(file);
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, format!("{text}\nreconcile:\n{block}")).unwrap();
@@ -134,12 +128,18 @@ async fn drift_lands_in_its_class_and_only_safe_classes_are_repaired_under_the_c
         ),
     )
     .unwrap();
-    let mappings = reconciled_mappings(
-        "  source: { connector: crm, operation: list_accounts, wrap: data }\n  target: list_customers\n  \
-         compare: [name]\n  max_repair_share: 1.0\n",
-        "  source: { connector: crm, operation: list_opportunities, wrap: data }\n  target: list_sales_orders\n  \
-         compare: [reference, total, currency]\n  max_repairs: 1\n  max_repair_share: 1.0\n",
-    );
+    let mappings = reconciled_mappings(&[
+        (
+            "account_to_customer.yaml",
+            "  source: { connector: crm, operation: list_accounts, wrap: data }\n  target: list_customers\n  \
+             compare: [name]\n  max_repair_share: 1.0\n",
+        ),
+        (
+            "opportunity_to_sales_order.yaml",
+            "  source: { connector: crm, operation: list_opportunities, wrap: data }\n  target: list_sales_orders\n  \
+             compare: [reference, total, currency]\n  max_repairs: 1\n  max_repair_share: 1.0\n",
+        ),
+    ]);
     let app = TestApp::start_with(
         CONFIG,
         &[
@@ -404,5 +404,125 @@ async fn drift_lands_in_its_class_and_only_safe_classes_are_repaired_under_the_c
         metrics.contains(
             "handoff_reconcile_last_success_seconds{flow=\"opportunity_to_sales_order\"}"
         )
+    );
+}
+
+/// The status flow: a status the CRM lost is sent again; an order handoff did not make is not
+/// compared (its status is never written).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_status_the_crm_lacks_is_sent_again_and_orders_not_ours_are_left_alone() {
+    let url = tryton_url();
+    let (fake, fake_addr) = Fake::start().await;
+    let connectors = tempfile::tempdir().unwrap();
+    fake_erp::connectors(connectors.path(), fake_addr, 5);
+    let crm_file = connectors.path().join("crm.yaml");
+    let crm_text = std::fs::read_to_string(&crm_file).unwrap();
+    std::fs::write(&crm_file, format!("{crm_text}{}", crm_lists(10))).unwrap();
+    std::fs::write(
+        connectors.path().join("erp.yaml"),
+        format!(
+            "kind: tryton\nrole: erp\nbase_url: {url}\n\
+             auth: {{ basic: {{ user_env: TRYTON_USER, password_env: TRYTON_PASSWORD }} }}\n\
+             tryton: {{ database: {DB}, confirm: true, poll_every_secs: 1 }}\n"
+        ),
+    )
+    .unwrap();
+    let mappings = reconciled_mappings(&[(
+        "order_status_to_opportunity.yaml",
+        "  source: { connector: erp, operation: list_order_status }\n  target: list_opportunities\n  \
+         compare: [ERP_Status__c]\n  repair: [missed_event, edited_in_target]\n  max_repair_share: 1.0\n",
+    )]);
+    let app = TestApp::start_with(
+        CONFIG,
+        &[
+            (
+                "HANDOFF_CONNECTORS_DIR",
+                connectors.path().to_str().unwrap(),
+            ),
+            ("HANDOFF_MAPPINGS_DIR", mappings.path().to_str().unwrap()),
+        ],
+    )
+    .await;
+    let crm = Crm { fake: fake.clone() };
+    let run = fastrand::u32(..);
+    let (account_id, ours, theirs) = (
+        format!("001S{run:08X}"),
+        format!("006S{run:08X}"),
+        format!("006H{run:08X}"),
+    );
+    crm.has(&app, "Account", account(&account_id, "Status GmbH"), true)
+        .await;
+    crm.has(
+        &app,
+        "Opportunity",
+        won(&ours, &account_id, "2026-11-20T10:00:00Z", true),
+        true,
+    )
+    .await;
+    let status_of = |id: &str| {
+        let books = fake.books();
+        books.records["Opportunity"][id]
+            .get("ERP_Status__c")
+            .cloned()
+    };
+    eventually(60, "the status written back", async || {
+        (status_of(&ours) == Some(json!("Confirmed"))).then_some(())
+    })
+    .await;
+    // A sale typed into Tryton for an opportunity handoff never saw.
+    crm.has(
+        &app,
+        "Opportunity",
+        won(&theirs, &account_id, "2026-11-20T10:00:00Z", true),
+        false,
+    )
+    .await;
+    let hand_dir = tempfile::tempdir().unwrap();
+    let hand = crate::tryton_ours::by_hand(&url, hand_dir.path());
+    let party = crate::support::api(&app, &format!("/api/v1/xrefs?id={account_id}")).await["xrefs"]
+        [0]["external_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    crate::tryton::deliver(
+        hand.adapter.as_ref(),
+        "create_sales_order",
+        &json!({"reference": theirs, "customer": party, "currency": "USD",
+                "lines": [{"product_code": "SKU-1", "quantity": 1, "unit_price": "19.49"}]}),
+        &theirs,
+    )
+    .await;
+    // The CRM loses the status (a bulk edit, a restore).
+    fake.books()
+        .records
+        .get_mut("Opportunity")
+        .unwrap()
+        .get_mut(&ours)
+        .unwrap()["ERP_Status__c"] = Value::Null;
+    let writes_before = fake.books().opportunities.get(&ours).map_or(0, Vec::len);
+
+    let first = reconcile(&app, "order_status_to_opportunity", true, true).await;
+    assert_eq!(first["compared"], 1, "only the order handoff made: {first}");
+    let lacking = row_of(&first, &ours).unwrap();
+    assert_eq!(lacking["class"], "edited_in_target", "{first}");
+    assert_eq!(
+        lacking["why"],
+        "changed in the target: ERP_Status__c: \"Confirmed\" → none"
+    );
+    assert!(row_of(&first, &theirs).is_none(), "{first}");
+
+    let repaired = reconcile(&app, "order_status_to_opportunity", true, true).await;
+    assert_eq!(
+        row_of(&repaired, &ours).unwrap()["action"],
+        "replayed (repair)"
+    );
+    eventually(30, "the status sent again", async || {
+        (status_of(&ours) == Some(json!("Confirmed"))).then_some(())
+    })
+    .await;
+    assert_eq!(fake.books().opportunities[&ours].len(), writes_before + 1);
+    assert!(
+        !fake.books().opportunities.contains_key(&theirs),
+        "never written"
     );
 }

@@ -5,6 +5,9 @@
 //! - `list_sales_orders`: sales, cancelled ones as inactive; key `reference` (the opportunity
 //!   id), fields as the sales-order document names them: `reference`, `description`,
 //!   `customer_reference`, `currency`, `total`;
+//! - `list_order_status` (a source: the status flow): each sale with a reference as its newest
+//!   `order_status.changed` event carries it, numbered as the poller numbers it; id and key
+//!   the reference;
 //! - `list_products` (a source: product sync's flows): every product as its `product.changed`
 //!   event carries it, active or not; id and key the product's code.
 //!
@@ -28,6 +31,7 @@ impl Tryton {
         let after: i64 = page.and_then(|p| p.parse().ok()).unwrap_or(0);
         let (model, fields): (&str, &[&str]) = match operation {
             "list_products" => return self.list_products(after).await,
+            "list_order_status" => return self.list_order_status().await,
             "list_customers" => ("party.party", &["code", "name", "active"]),
             "list_sales_orders" => (
                 "sale.sale",
@@ -44,7 +48,7 @@ impl Tryton {
                 return Err(Failure::new(
                     Class::FixConfig,
                     format!(
-                        "the Tryton connector has no list operation {other:?} (list_customers, list_sales_orders, list_products)"
+                        "the Tryton connector has no list operation {other:?} (list_customers, list_sales_orders, list_products, list_order_status)"
                     ),
                 ));
             }
@@ -127,6 +131,29 @@ impl Tryton {
             });
         }
         Ok(Listing { items, next })
+    }
+
+    /// Every sale's newest milestone, in one page (the status poller's read from the start).
+    async fn list_order_status(&self) -> Result<Listing, Failure> {
+        use crate::adapters::Poller;
+        let orders = self.poll(None).await?.orders;
+        let items = orders
+            .into_iter()
+            .filter(|order| !order.reference.is_empty())
+            .filter_map(|order| {
+                let sequence = order.reached.len();
+                let mut fields = order.reached.last()?.clone();
+                fields["sequence"] = Value::from(sequence);
+                Some(Listed {
+                    id: order.reference.clone(),
+                    key: Some(order.reference),
+                    version: Some(sequence.to_string()),
+                    active: true,
+                    fields,
+                })
+            })
+            .collect();
+        Ok(Listing { items, next: None })
     }
 
     /// A page of products after id `after`, as product sync reports them.

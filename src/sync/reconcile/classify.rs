@@ -84,7 +84,9 @@ pub fn classify(facts: &Facts<'_>) -> (Class, String) {
         }
     };
     match facts.xref {
-        None => {
+        // Never delivered nor linked. (A delivery that got no id back, a CRM write-back, keeps
+        // only its applied version.)
+        None if facts.applied.is_none() => {
             return (
                 Class::Unlinked,
                 format!(
@@ -102,7 +104,7 @@ pub fn classify(facts: &Facts<'_>) -> (Class, String) {
                 ),
             );
         }
-        Some(_) => {}
+        _ => {}
     }
     let last = facts.applied.and_then(|a| a.version.as_deref());
     match (facts.version, last) {
@@ -282,6 +284,8 @@ mod tests {
             Class::Duplicate
         );
         assert_eq!(class(&facts(&one, None, None)), Class::Unlinked);
+        // Delivered without an id coming back (a CRM write-back): not unlinked.
+        assert_eq!(class(&facts(&one, Some(&now), None)), Class::Matched);
         assert_eq!(
             class(&facts(&one, Some(&now), Some(&xref("9")))),
             Class::Unlinked

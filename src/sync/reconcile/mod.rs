@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | `matched` | all agree | — |
 //! | `missed_event` | the source is newer than what handoff applied (or was never sent) | replay: the record goes through the queue as an event |
-//! | `edited_in_target` | deep pass: the target's fields differ from what handoff delivered | reported |
+//! | `edited_in_target` | deep pass: the target's fields differ from what handoff delivered | reported (or replayed, when the flow lists it: a status the CRM lacks) |
 //! | `missing_in_target` | handoff delivered it, the target no longer has it | reported (or replayed, when the flow lists it) |
 //! | `only_in_target` | a target record no source record has the key of (deleted at the source, or never linked) | reported |
 //! | `duplicate` | the target has several records with its key | reported |
@@ -39,7 +39,14 @@ use super::Engine;
 pub use repair::{ResyncError, RowAction, act_on_row, resync};
 
 /// The classes a flow may list under `reconcile.repair`.
-pub const REPAIRABLE: [&str; 3] = ["missed_event", "unlinked", "missing_in_target"];
+/// (`edited_in_target` only where the source masters the compared fields: the ERP's order
+/// status on the CRM's opportunity, re-sent when the CRM lacks it or shows another.)
+pub const REPAIRABLE: [&str; 4] = [
+    "missed_event",
+    "unlinked",
+    "missing_in_target",
+    "edited_in_target",
+];
 
 /// How the ids of events journaled by a repair (a run's or an operator's replay) and by
 /// `resync` begin. Such an event was asked for: it is never taken for an echo of handoff's own

@@ -238,7 +238,7 @@ fn compare(
             &sides.loaded.lookups,
         )
         .unwrap_or(false);
-    if !handles {
+    if !handles || !ours(engine, sides, &event)? {
         return Ok(());
     }
     run.compared += 1;
@@ -286,6 +286,21 @@ fn compare(
         action: None,
     });
     Ok(())
+}
+
+/// A status flow compares only orders handoff created or an operator linked (as the status
+/// poller sends only theirs); every other flow compares every record.
+fn ours(engine: &Engine, sides: &Sides, event: &Value) -> anyhow::Result<bool> {
+    if sides.mapping().schema_name != "order_status" {
+        return Ok(true);
+    }
+    let text = |field: &str| event.get(field).and_then(Value::as_str).unwrap_or_default();
+    crate::sync::poll::ours(
+        engine,
+        &sides.spec().source.connector,
+        text("reference"),
+        text("order_id"),
+    )
 }
 
 fn only_in_target(run: &mut Run, key: Option<&String>, records: &[Listed]) {
