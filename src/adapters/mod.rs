@@ -183,6 +183,11 @@ pub trait ProductSource: Send + Sync {
     /// Every product's prices, per price list and currency (a whole pass: price changes do
     /// not show as product changes).
     fn prices(&self) -> BoxFuture<'_, Result<Vec<PriceChange>, Failure>>;
+    /// The CRM's precision for prices: a price that rounds to the amount sent last is not
+    /// sent again.
+    fn price_decimals(&self) -> u32 {
+        2
+    }
     /// The newest change to a price list or one of its lines (a stamp to compare with the one
     /// seen before: a newer one calls for a price pass now, not at the next scheduled one).
     fn price_lists_stamp(&self) -> BoxFuture<'_, Result<Option<String>, Failure>> {

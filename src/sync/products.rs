@@ -153,11 +153,15 @@ pub async fn journal_prices(
     prices: &[PriceChange],
 ) -> anyhow::Result<usize> {
     let key = format!("{name}/prices");
+    let decimals = engine
+        .connector(name)
+        .and_then(|live| live.connector.products.as_ref().map(|p| p.price_decimals()))
+        .unwrap_or(2);
     let mut events = Vec::new();
     let mut emitted = Vec::new();
     for price in prices {
         let entry = price.key();
-        let digest = digest(price);
+        let digest = digest(price, decimals);
         if engine.queue.poll_emitted(&key, &entry)? == digest {
             continue;
         }
@@ -175,11 +179,24 @@ pub async fn journal_prices(
     Ok(changed)
 }
 
-/// What a price is (amount and whether its product is active), as a number never 0 (0 is
-/// "nothing journaled yet").
-fn digest(price: &PriceChange) -> u64 {
+/// What a price is (its amount rounded to `decimals`, the CRM's precision, and whether its
+/// product is active), as a number never 0 (0 is "nothing journaled yet"): a change the CRM
+/// would not show is not sent.
+fn digest(price: &PriceChange, decimals: u32) -> u64 {
     use sha2::{Digest, Sha256};
-    let hash = Sha256::digest(format!("{}\0{}", price.price, price.active).as_bytes());
+    let amount = price
+        .price
+        .parse::<rust_decimal::Decimal>()
+        .map(|d| {
+            d.round_dp_with_strategy(
+                decimals,
+                rust_decimal::RoundingStrategy::MidpointAwayFromZero,
+            )
+            .normalize()
+            .to_string()
+        })
+        .unwrap_or_else(|_| price.price.clone());
+    let hash = Sha256::digest(format!("{amount}\0{}", price.active).as_bytes());
     u64::from_be_bytes(hash[..8].try_into().expect("8 bytes")).max(1)
 }
 
@@ -217,5 +234,33 @@ pub(super) fn envelope(source: &str, change: &ProductChange) -> Envelope {
         raw_body: data.to_string(),
         data,
         data_is_raw_body: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn price(amount: &str) -> PriceChange {
+        PriceChange {
+            code: "P".into(),
+            price_list: "standard".into(),
+            currency: "USD".into(),
+            price: amount.into(),
+            active: true,
+        }
+    }
+
+    #[test]
+    fn prices_are_compared_at_the_crm_precision() {
+        assert_eq!(digest(&price("10.001"), 2), digest(&price("10.0000"), 2));
+        assert_eq!(digest(&price("10.005"), 2), digest(&price("10.01"), 2));
+        assert_ne!(digest(&price("10.004"), 2), digest(&price("10.01"), 2));
+        assert_ne!(digest(&price("10.001"), 4), digest(&price("10.00"), 4));
+        let inactive = PriceChange {
+            active: false,
+            ..price("10.00")
+        };
+        assert_ne!(digest(&inactive, 2), digest(&price("10.00"), 2));
     }
 }

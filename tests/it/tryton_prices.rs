@@ -2,7 +2,8 @@
 //! sync into the Salesforce fake: Tryton computes each price (list price; a price list's
 //! formula), a price-list line edit is seen though no product changed, the standard price
 //! reaches Salesforce before the custom price book's entry, a repriced entry is updated in
-//! place, and a deactivated product deactivates its entries.
+//! place, a deactivated product deactivates its entries, and two price lists in two companies'
+//! currencies give four entries (a product without a EUR price gets none in EUR).
 
 use serde_json::{Value, json};
 
@@ -89,11 +90,14 @@ async fn tryton_computes_list_and_price_list_prices_and_a_line_edit_shows() {
         18.0,
         "{wholesale:?}"
     );
-    assert_eq!(standard.currency, "USD", "the company's currency only");
+    assert_eq!(standard.currency, "USD", "the company's currency");
     assert!(standard.active);
     assert!(
-        prices.iter().all(|p| p.currency == "USD"),
-        "no converted prices"
+        prices
+            .iter()
+            .filter(|p| p.code == code)
+            .all(|p| p.currency == "USD"),
+        "no converted price: the EUR company keeps no price for it"
     );
 
     // The line's formula changes; no product does. The next pass sees the new price.
@@ -232,4 +236,132 @@ async fn prices_reach_salesforce_standard_first_repriced_in_place_and_deactivate
 
 fn salesforce_catalog_standard() -> String {
     crate::fakes::salesforce_catalog::STANDARD_BOOK.to_owned()
+}
+
+/// The company keeping prices in EUR (tests/tryton/fixture.py).
+async fn europe(erp: &handoff::adapters::tryton::rpc::Rpc) -> Value {
+    let party = first_id(erp, "party.party", json!([["code", "=", "COMPANY-EU"]])).await;
+    json!(
+        first_id(erp, "company.company", json!([["party", "=", party]]))
+            .await
+            .unwrap()
+    )
+}
+
+/// Our product's entries: (currency, price book, unit price text), by currency then book.
+fn entries_by_currency(org: &salesforce::Shared, code: &str) -> Vec<(String, String, String)> {
+    let org = org.lock().unwrap();
+    let Some(product) = org.products.get(code) else {
+        return Vec::new();
+    };
+    let mut entries: Vec<(String, String, String)> = org
+        .entries
+        .values()
+        .filter(|e| e["Product2Id"] == product.id.as_str())
+        .map(|e| {
+            let text = |f: &str| e[f].as_str().unwrap_or_default().to_owned();
+            (
+                text("CurrencyIsoCode"),
+                text("Pricebook2Id"),
+                e["UnitPrice"].to_string(),
+            )
+        })
+        .collect();
+    entries.sort();
+    entries
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_price_lists_in_two_currencies_give_four_entries_and_no_converted_guess() {
+    let url = tryton_url();
+    let erp = rpc(&url);
+    let run = fastrand::u32(..);
+    let (priced, unpriced) = (format!("EUR-{run:08X}"), format!("USD-{run:08X}"));
+    let name = format!("Export {run:08X}");
+    let (addr, _log, org) = salesforce::start(&[]).await;
+    let catalog = setup(&url, addr, &name);
+    let template = create_product(&erp, &priced, "Priced in two currencies", "40.00", None).await;
+    create_product(&erp, &unpriced, "Priced in dollars only", "10.00", None).await;
+    let europe = europe(&erp).await;
+    // The EUR company's own list price, and a price list of the same name there.
+    erp.call_in(
+        "model.product.template.write",
+        vec![
+            json!([template]),
+            json!({"list_price": {"__class__": "Decimal", "decimal": "36.00"}}),
+        ],
+        json!({"company": europe, "companies": [europe]}),
+    )
+    .await
+    .unwrap();
+    let mut lists = Vec::new();
+    for (product, company) in [(&priced, Value::Null), (&priced, europe.clone())] {
+        let variant = first_id(&erp, "product.product", json!([["code", "=", product]])).await;
+        let context = if company.is_null() {
+            json!({})
+        } else {
+            json!({"company": company})
+        };
+        let mut values = json!({"name": name, "price": "list_price",
+            "lines": [["create", [{"product": variant, "formula": "unit_price * 0.9"}]]]});
+        if !company.is_null() {
+            values["company"] = company.clone();
+        }
+        let made = erp
+            .call_in(
+                "model.product.price_list.create",
+                vec![json!([values])],
+                context,
+            )
+            .await
+            .unwrap();
+        lists.push(made[0].as_i64().unwrap());
+    }
+    let _app = catalog.start().await;
+    let standard = salesforce_catalog_standard();
+    let custom = "01sCUSTOM0000001".to_owned();
+    let four = eventually(60, "four entries", async || {
+        let entries = entries_by_currency(&org, &priced);
+        (entries.len() == 4).then_some(entries)
+    })
+    .await;
+    assert_eq!(
+        four,
+        [
+            ("EUR".into(), custom.clone(), "32.40".into()),
+            ("EUR".into(), standard.clone(), "36.00".into()),
+            ("USD".into(), custom.clone(), "36.00".into()),
+            ("USD".into(), standard.clone(), "40.00".into()),
+        ]
+    );
+    // In each currency the standard price was made first (the fake refuses a custom entry
+    // before it; entry ids count up).
+    for currency in ["EUR", "USD"] {
+        let org = org.lock().unwrap();
+        let id_of = |book: &str| {
+            org.entries
+                .values()
+                .find(|e| {
+                    e["CurrencyIsoCode"] == currency
+                        && e["Pricebook2Id"] == book
+                        && e["Product2Id"] == org.products[&priced].id.as_str()
+                })
+                .map(|e| e["Id"].as_str().unwrap().to_owned())
+        };
+        assert!(id_of(&standard) < id_of(&custom), "{currency}");
+    }
+    let dollars = eventually(30, "the dollar-only product's entries", async || {
+        let entries = entries_by_currency(&org, &unpriced);
+        (!entries.is_empty()).then_some(entries)
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(
+        entries_by_currency(&org, &unpriced),
+        [("USD".into(), standard, "10.00".into())],
+        "no EUR entry without a EUR price (never a converted guess): {dollars:?}"
+    );
+    for list in lists {
+        retire(&erp, list).await;
+    }
 }

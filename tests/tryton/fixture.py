@@ -9,7 +9,8 @@ product category named "Goods" that products must reference.
 
 Runs in-process through proteus' trytond backend (not over HTTP); it uses the
 helper functions that ship inside the trytond module packages (tests/tools.py).
-It also creates three products (SKU-1..3) and a REST application key.
+It also creates three products (SKU-1..3), a second company keeping its prices in EUR, and a
+REST application key.
 Usage: TRYTOND_CONFIG=trytond.conf python fixture.py DBNAME
 """
 import os
@@ -58,9 +59,22 @@ def main(dbname):
             else template.products.new())
         product.suffix_code = code
         template.save()
-    # An application key for the REST API (the adapter may use either).
+    # A second company keeping its prices in EUR (Tryton's list prices are per company, in
+    # its currency): price sync reads each company's prices, so a product priced there has
+    # EUR prices too. Made last: the account tools expect one company. The admin may work in
+    # both; the USD company stays the current one, and "all companies" lets the records of
+    # either (the EUR company's price lists) be read and made.
+    Company = Model.get('company.company')
+    europe_party = Party(name='Probe Europe', code='COMPANY-EU')
+    europe_party.save()
+    europe = Company(party=europe_party, currency=get_currency('EUR'))
+    europe.save()
     User = Model.get('res.user')
     admin, = User.find([('login', '=', 'admin')])
+    admin.companies.append(Company(europe.id))
+    admin.company_filter = 'all'
+    admin.save()
+    # An application key for the REST API (the adapter may use either).
     Application = Model.get('res.user.application')
     Application(user=admin, application='rest',
         key=os.environ.get('TRYTON_APP_KEY', 'handoff-test-key')).save()

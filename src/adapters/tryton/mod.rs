@@ -62,6 +62,14 @@ pub struct TrytonSpec {
     /// 0, the default, turns it off. Needs `products_every_secs` too.
     #[serde(default)]
     pub prices_every_secs: u64,
+    /// The decimals the CRM keeps prices at (Salesforce: 2): a price that rounds to the
+    /// amount last journaled is not journaled again.
+    #[serde(default = "two")]
+    pub price_decimals: u32,
+}
+
+fn two() -> u32 {
+    2
 }
 
 fn now() -> String {

@@ -1,9 +1,10 @@
 //! Product prices in Tryton, as Tryton itself computes them: for every product with a code,
 //! its price per sale unit (`sale_price_uom`) with no price list (`standard`: the list price)
-//! and under each active price list (`sale_price_list`), for quantity 0, in the company's
-//! currency. Tryton keeps prices in the company currency only: another currency would be a
-//! conversion by today's rate, so none is reported (the CRM gets no entry in a currency the ERP
-//! has no price in). A price-list line edit, a dated list or a new rate changes no product's
+//! and under each active price list (`sale_price_list`), for quantity 0, in each company's
+//! currency. Tryton keeps a list price per company, in that company's currency, and price lists
+//! belong to a company: a company in EUR gives EUR prices. A currency no company keeps prices in
+//! would be a conversion by today's rate, so none is reported, and a product without a list
+//! price in a company gets no price in its currency (the CRM gets no entry). A price-list line edit, a dated list or a new rate changes no product's
 //! `write_date`, so prices are read whole on each pass and the sync keeps what changed.
 
 use serde_json::{Value, json};
@@ -25,24 +26,43 @@ fn truthy(value: &Value) -> bool {
 }
 
 impl Tryton {
-    /// Every product's price under no price list and under each active one, in the company's
-    /// currency; products without a price there are left out.
+    /// Every product's price under no price list and under each active one, in each company's
+    /// currency (the companies the user may work in); products without a price there are left
+    /// out.
     pub async fn read_prices(&self) -> Result<Vec<PriceChange>, Failure> {
-        let context = self.rpc.context().await?;
-        let company = context["company"].clone();
+        let preferences = self
+            .rpc
+            .call("model.res.user.get_preferences", vec![json!(true)])
+            .await?;
+        let mut companies: Vec<Value> = preferences["companies"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if companies.is_empty() {
+            companies.push(self.rpc.context().await?["company"].clone());
+        }
+        let mut prices = Vec::new();
+        for company in companies {
+            prices.extend(self.company_prices(company).await?);
+        }
+        Ok(prices)
+    }
+
+    /// The prices in one company's currency, under its price lists.
+    async fn company_prices(&self, company: Value) -> Result<Vec<PriceChange>, Failure> {
         let currency = self.company_currency(&company).await?;
         let lists = self
             .rpc
             .call_in(
                 "model.product.price_list.search_read",
                 vec![
-                    json!([]),
+                    json!([["company", "=", company]]),
                     json!(0),
                     Value::Null,
                     json!([["id", "ASC"]]),
                     json!(["name"]),
                 ],
-                json!({ "company": company }),
+                json!({ "company": company, "companies": [company] }),
             )
             .await?;
         let mut books: Vec<(Value, String)> = vec![(Value::Null, STANDARD.to_owned())];
@@ -83,7 +103,7 @@ impl Tryton {
                     .call_in(
                         "model.product.product.read",
                         vec![json!(ids), json!(["sale_price_uom"])],
-                        json!({ "company": company, "currency": currency.0,
+                        json!({ "company": company, "companies": [company], "currency": currency.0,
                                 "price_list": list, "quantity": 0, "active_test": false }),
                     )
                     .await?;

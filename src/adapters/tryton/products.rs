@@ -203,6 +203,10 @@ impl ProductSource for Tryton {
         std::time::Duration::from_secs(self.spec.prices_every_secs)
     }
 
+    fn price_decimals(&self) -> u32 {
+        self.spec.price_decimals
+    }
+
     fn price_lists_stamp(&self) -> BoxFuture<'_, Result<Option<String>, Failure>> {
         Box::pin(self.read_price_lists_stamp())
     }
