@@ -20,7 +20,7 @@ type Shared = State<Arc<Engine>>;
     request_body = Ask,
     responses((status = 202, body = Run), (status = 400, response = super::openapi::Error),
         (status = 401, response = super::openapi::Error), (status = 403, response = super::openapi::Error),
-        (status = 409, response = super::openapi::Error), (status = 415, response = super::openapi::Error),
+        (status = 404, response = super::openapi::Error), (status = 409, response = super::openapi::Error), (status = 415, response = super::openapi::Error),
         (status = 422, response = super::openapi::Error)))]
 pub(super) async fn start_run(
     State(engine): Shared,
@@ -28,7 +28,10 @@ pub(super) async fn start_run(
 ) -> Result<(StatusCode, Json<Run>), ApiError> {
     match reconcile::start(&engine, &ask) {
         Ok(run) => Ok((StatusCode::ACCEPTED, Json(run))),
-        Err(StartError::Unknown(why)) => Err(ApiError(StatusCode::BAD_REQUEST, "bad_flow", why)),
+        Err(StartError::NoFlow(why)) => Err(ApiError(StatusCode::NOT_FOUND, "not_found", why)),
+        Err(StartError::NotReconciled(why)) => {
+            Err(ApiError(StatusCode::CONFLICT, "not_reconciled", why))
+        }
         Err(error @ StartError::Running { .. }) => Err(ApiError(
             StatusCode::CONFLICT,
             "already_running",
@@ -109,6 +112,7 @@ pub(super) struct RowPath {
     row: usize,
     /// replay (journal the source record again), adopt (store the cross-reference to the
     /// target's record) or ignore
+    #[param(inline)]
     action: RowAction,
 }
 
@@ -171,7 +175,7 @@ pub(super) async fn resync(
     match reconcile::resync(&engine, &ask.flow, &ask.record).await {
         Ok(message) => Ok((StatusCode::ACCEPTED, Json(Resynced { message }))),
         Err(reconcile::ResyncError::Flow(why)) => {
-            Err(ApiError(StatusCode::BAD_REQUEST, "bad_flow", why))
+            Err(ApiError(StatusCode::NOT_FOUND, "not_found", why))
         }
         Err(reconcile::ResyncError::NotFound(why)) => {
             Err(ApiError(StatusCode::NOT_FOUND, "not_found", why))

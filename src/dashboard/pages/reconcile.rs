@@ -96,7 +96,10 @@ pub async fn start(State(ui): Shared, Form(form): Form<StartForm>) -> Response {
     let ask = Ask {
         flow: form.flow,
         deep: form.deep.is_some(),
-        repair: form.repair,
+        repair: form
+            .repair
+            .is_some_and(|r| r == "safe")
+            .then_some(reconcile::Repair::Safe),
     };
     match reconcile::start(&ui.engine, &ask) {
         Ok(run) => Redirect::to(&format!("/ui/reconcile/{}", run.id)).into_response(),

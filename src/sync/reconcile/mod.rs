@@ -201,14 +201,24 @@ pub struct Ask {
     pub deep: bool,
     /// `safe`: repair the classes the flow lists (default: report only).
     #[serde(default)]
-    pub repair: Option<String>,
+    pub repair: Option<Repair>,
+}
+
+/// What a run repairs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Repair {
+    /// The classes the flow's `reconcile.repair` lists.
+    Safe,
 }
 
 /// Why a run cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("{0}")]
-    Unknown(String),
+    NoFlow(String),
+    #[error("{0}")]
+    NotReconciled(String),
     #[error("a run of flow {flow:?} is going on already (run {id})")]
     Running { flow: String, id: u64 },
     #[error(transparent)]
@@ -261,7 +271,7 @@ pub fn start(engine: &Arc<Engine>, ask: &Ask) -> Result<Run, StartError> {
                 .filter(|m| m.reconcile.is_some())
                 .map(|m| m.flow.as_str())
                 .collect();
-            StartError::Unknown(format!(
+            StartError::NoFlow(format!(
                 "no flow {:?} (flows with `reconcile:`: {})",
                 ask.flow,
                 if flows.is_empty() {
@@ -272,20 +282,12 @@ pub fn start(engine: &Arc<Engine>, ask: &Ask) -> Result<Run, StartError> {
             ))
         })?;
     if mapping.reconcile.is_none() {
-        return Err(StartError::Unknown(format!(
+        return Err(StartError::NotReconciled(format!(
             "flow {:?} has no `reconcile:` block in its mapping file",
             ask.flow
         )));
     }
-    let repair = match ask.repair.as_deref() {
-        None | Some("none") => false,
-        Some("safe") => true,
-        Some(other) => {
-            return Err(StartError::Unknown(format!(
-                "repair {other:?}: use `safe` (or leave it out to only report)"
-            )));
-        }
-    };
+    let repair = ask.repair == Some(Repair::Safe);
     let earlier = runs(engine, 200)?;
     if let Some(going) = earlier
         .iter()
