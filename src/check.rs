@@ -250,6 +250,9 @@ pub fn connector_problems(
             });
             continue;
         };
+        if let Some(reconcile) = &mapping.reconcile {
+            problems.extend(reconcile_problems(mapping, reconcile, connectors, dir));
+        }
         if mapping.holds_for_stock() && !connector.adapter.checks_stock() {
             problems.push(Problem {
                 location,
@@ -261,6 +264,45 @@ pub fn connector_problems(
                 ),
             });
         }
+    }
+    problems
+}
+
+/// A `reconcile:` block whose source connector is missing, or whose list operations the
+/// connectors do not have (found now, not when a run starts).
+fn reconcile_problems(
+    mapping: &crate::mapping::Mapping,
+    reconcile: &crate::mapping::spec::ReconcileSpec,
+    connectors: &[crate::adapters::connector::Connector],
+    dir: &Path,
+) -> Vec<Problem> {
+    let location = format!("mapping {}", mapping.flow);
+    let mut problems = Vec::new();
+    for (what, name, operation) in [
+        (
+            "reconcile.source",
+            &reconcile.source.connector,
+            &reconcile.source.operation,
+        ),
+        ("reconcile.target", &mapping.connector, &reconcile.target),
+    ] {
+        let message = match connectors.iter().find(|c| &c.name == name) {
+            None => format!(
+                "{what}: connector {name:?} has no file {}/{name}.yaml",
+                dir.display()
+            ),
+            Some(c) if !c.adapter.lists(operation) => format!(
+                "{what}: connector {name:?} ({}) has no list operation {operation:?} (a `list:` \
+                 operation in its file; Tryton lists {})",
+                c.adapter.kind(),
+                crate::adapters::tryton::listing_operations().join(", ")
+            ),
+            Some(_) => continue,
+        };
+        problems.push(Problem {
+            location: location.clone(),
+            message,
+        });
     }
     problems
 }

@@ -139,6 +139,12 @@ pub trait Adapter: Send + Sync {
         })
     }
 
+    /// Whether [`Adapter::list`] knows `operation` (checked before a reconciliation runs).
+    fn lists(&self, operation: &str) -> bool {
+        let _ = operation;
+        false
+    }
+
     /// A harmless request that proves the target answers (the dashboard's "test connection").
     fn probe(&self) -> BoxFuture<'_, Result<String, Failure>>;
 }

@@ -230,6 +230,59 @@ fn check_refuses_a_stock_hold_on_a_connector_without_a_stock_view() {
     );
 }
 
+/// A `reconcile:` block naming a connector that is not there, or a list operation a
+/// connector does not have, is found by `check`, not when a run starts.
+#[test]
+fn check_finds_reconcile_blocks_the_connectors_cannot_serve() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let mappings = dir.path().join("mappings");
+    crate::support::copy_dir(&root.join("mappings"), &mappings);
+    for (file, block) in [
+        (
+            "account_to_customer.yaml",
+            "  source: { connector: salesforce, operation: list_accounts, wrap: data }\n  target: list_customers\n",
+        ),
+        (
+            "opportunity_to_sales_order.yaml",
+            "  source: { connector: crm, operation: list_opportunities, wrap: data }\n  target: list_sales_orders\n",
+        ),
+    ] {
+        let path = mappings.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, format!("{text}\nreconcile:\n{block}")).unwrap();
+    }
+    let config = dir.path().join("handoff.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "mappings_dir = {:?}\nconnectors_dir = {:?}\nschemas_dir = {:?}\n",
+            mappings.display().to_string(),
+            root.join("connectors").display().to_string(),
+            root.join("schemas").display().to_string(),
+        ),
+    )
+    .unwrap();
+    let (passed, stdout) = check(&config);
+    assert!(!passed, "{stdout}");
+    assert!(
+        stdout.contains(
+            "mapping account_to_customer: reconcile.source: connector \"salesforce\" has no file"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "mapping opportunity_to_sales_order: reconcile.source: connector \"crm\" (sandbox) has no list operation \"list_opportunities\""
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("reconcile.target: connector \"erp\" (sandbox) has no list operation \"list_sales_orders\""),
+        "{stdout}"
+    );
+}
+
 /// `check` with a copy of the shipped config and every secret set passes, as `serve` does.
 #[test]
 fn check_passes_on_a_copy_of_the_example_config_with_its_secrets() {

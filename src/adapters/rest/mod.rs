@@ -286,6 +286,12 @@ impl Adapter for Rest {
         Box::pin(self.list_page(operation, page))
     }
 
+    fn lists(&self, operation: &str) -> bool {
+        self.operations
+            .get(operation)
+            .is_some_and(|op| op.list.is_some())
+    }
+
     fn probe(&self) -> BoxFuture<'_, Result<String, Failure>> {
         Box::pin(async move {
             let summary = format!("GET {}", self.probe_path);

@@ -22,6 +22,14 @@ use crate::adapters::{Class, Failure, Listed, Listing};
 /// Records per page.
 const PAGE: u64 = 500;
 
+/// The list operations a Tryton connector has.
+pub const OPERATIONS: [&str; 4] = [
+    "list_customers",
+    "list_sales_orders",
+    "list_products",
+    "list_order_status",
+];
+
 impl Tryton {
     pub(super) async fn list_page(
         &self,
@@ -48,7 +56,8 @@ impl Tryton {
                 return Err(Failure::new(
                     Class::FixConfig,
                     format!(
-                        "the Tryton connector has no list operation {other:?} (list_customers, list_sales_orders, list_products, list_order_status)"
+                        "the Tryton connector has no list operation {other:?} ({})",
+                        OPERATIONS.join(", ")
                     ),
                 ));
             }

@@ -536,6 +536,10 @@ impl Adapter for Tryton {
         Box::pin(self.list_page(operation, page))
     }
 
+    fn lists(&self, operation: &str) -> bool {
+        listing::OPERATIONS.contains(&operation)
+    }
+
     fn probe(&self) -> BoxFuture<'_, Result<String, Failure>> {
         Box::pin(async move {
             let context = self.rpc.context().await?;
@@ -545,6 +549,11 @@ impl Adapter for Tryton {
             ))
         })
     }
+}
+
+/// The list operations a Tryton connector has (reconciliation).
+pub fn listing_operations() -> &'static [&'static str] {
+    &listing::OPERATIONS
 }
 
 fn delivered(id: i64, request: String, response: &str) -> Delivered {
