@@ -200,17 +200,14 @@ fn mapping_run(event: &str) -> (bool, String) {
 }
 
 /// A stock hold on a connector that cannot check stock would never hold: `check` refuses it.
-#[test]
-fn check_refuses_a_stock_hold_on_a_connector_without_a_stock_view() {
+/// Runs `check` on a copy of the shipped mappings that `edit` changes (the shipped connectors
+/// and schemas beside them).
+fn check_edited_mappings(edit: impl FnOnce(&std::path::Path)) -> (bool, String) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
     let mappings = dir.path().join("mappings");
     crate::support::copy_dir(&root.join("mappings"), &mappings);
-    let path = mappings.join("opportunity_to_sales_order.yaml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let held = text.replacen("holds:\n", "holds:\n  - { stock: true }\n", 1);
-    assert_ne!(held, text, "the shipped mapping has a holds list");
-    std::fs::write(&path, held).unwrap();
+    edit(&mappings);
     let config = dir.path().join("handoff.toml");
     std::fs::write(
         &config,
@@ -222,7 +219,18 @@ fn check_refuses_a_stock_hold_on_a_connector_without_a_stock_view() {
         ),
     )
     .unwrap();
-    let (passed, stdout) = check(&config);
+    check(&config)
+}
+
+#[test]
+fn check_refuses_a_stock_hold_on_a_connector_without_a_stock_view() {
+    let (passed, stdout) = check_edited_mappings(|mappings| {
+        let path = mappings.join("opportunity_to_sales_order.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let held = text.replacen("holds:\n", "holds:\n  - { stock: true }\n", 1);
+        assert_ne!(held, text, "the shipped mapping has a holds list");
+        std::fs::write(&path, held).unwrap();
+    });
     assert!(!passed, "{stdout}");
     assert!(
         stdout.contains("holds: stock needs a connector that can check stock"),
@@ -234,36 +242,22 @@ fn check_refuses_a_stock_hold_on_a_connector_without_a_stock_view() {
 /// connector does not have, is found by `check`, not when a run starts.
 #[test]
 fn check_finds_reconcile_blocks_the_connectors_cannot_serve() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = tempfile::tempdir().unwrap();
-    let mappings = dir.path().join("mappings");
-    crate::support::copy_dir(&root.join("mappings"), &mappings);
-    for (file, block) in [
-        (
-            "account_to_customer.yaml",
-            "  source: { connector: salesforce, operation: list_accounts, wrap: data }\n  target: list_customers\n",
-        ),
-        (
-            "opportunity_to_sales_order.yaml",
-            "  source: { connector: crm, operation: list_opportunities, wrap: data }\n  target: list_sales_orders\n",
-        ),
-    ] {
-        let path = mappings.join(file);
-        let text = std::fs::read_to_string(&path).unwrap();
-        std::fs::write(&path, format!("{text}\nreconcile:\n{block}")).unwrap();
-    }
-    let config = dir.path().join("handoff.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "mappings_dir = {:?}\nconnectors_dir = {:?}\nschemas_dir = {:?}\n",
-            mappings.display().to_string(),
-            root.join("connectors").display().to_string(),
-            root.join("schemas").display().to_string(),
-        ),
-    )
-    .unwrap();
-    let (passed, stdout) = check(&config);
+    let (passed, stdout) = check_edited_mappings(|mappings| {
+        for (file, block) in [
+            (
+                "account_to_customer.yaml",
+                "  source: { connector: salesforce, operation: list_accounts, wrap: data }\n  target: list_customers\n",
+            ),
+            (
+                "opportunity_to_sales_order.yaml",
+                "  source: { connector: crm, operation: list_opportunities, wrap: data }\n  target: list_sales_orders\n",
+            ),
+        ] {
+            let path = mappings.join(file);
+            let text = std::fs::read_to_string(&path).unwrap();
+            std::fs::write(&path, format!("{text}\nreconcile:\n{block}")).unwrap();
+        }
+    });
     assert!(!passed, "{stdout}");
     assert!(
         stdout.contains(

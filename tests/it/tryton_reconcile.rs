@@ -109,37 +109,34 @@ fn row_of<'a>(run: &'a Value, id: &str) -> Option<&'a Value> {
         .find(|row| row["record"] == id || row["key"] == id)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn drift_lands_in_its_class_and_only_safe_classes_are_repaired_under_the_cap() {
+/// The service with the recording CRM (listing its records, `page` a page) and a Tryton ERP
+/// with `tryton` settings, the shipped mappings with `blocks` added; the temp dirs live as long
+/// as the returned value.
+struct Setup {
+    app: TestApp,
+    fake: Arc<Fake>,
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+}
+
+async fn setup(page: usize, tryton: &str, blocks: &[(&str, &str)]) -> Setup {
     let url = tryton_url();
     let (fake, fake_addr) = Fake::start().await;
     let connectors = tempfile::tempdir().unwrap();
     fake_erp::connectors(connectors.path(), fake_addr, 5);
     let crm_file = connectors.path().join("crm.yaml");
     let crm_text = std::fs::read_to_string(&crm_file).unwrap();
-    std::fs::write(&crm_file, format!("{crm_text}{}", crm_lists(2))).unwrap();
+    std::fs::write(&crm_file, format!("{crm_text}{}", crm_lists(page))).unwrap();
     std::fs::write(
         connectors.path().join("erp.yaml"),
         format!(
             "kind: tryton\nrole: erp\nbase_url: {url}\n\
              auth: {{ basic: {{ user_env: TRYTON_USER, password_env: TRYTON_PASSWORD }} }}\n\
-             tryton: {{ database: {DB}, confirm: false, poll_every_secs: 0 }}\n\
+             tryton: {{ database: {DB}, {tryton} }}\n\
              retry: {{ schedule_secs: [1, 1, 1, 1, 1] }}\n"
         ),
     )
     .unwrap();
-    let mappings = reconciled_mappings(&[
-        (
-            "account_to_customer.yaml",
-            "  source: { connector: crm, operation: list_accounts, wrap: data }\n  target: list_customers\n  \
-             compare: [name]\n  max_repair_share: 1.0\n",
-        ),
-        (
-            "opportunity_to_sales_order.yaml",
-            "  source: { connector: crm, operation: list_opportunities, wrap: data }\n  target: list_sales_orders\n  \
-             compare: [reference, total, currency]\n  max_repairs: 1\n  max_repair_share: 1.0\n",
-        ),
-    ]);
+    let mappings = reconciled_mappings(blocks);
     let app = TestApp::start_with(
         CONFIG,
         &[
@@ -148,6 +145,33 @@ async fn drift_lands_in_its_class_and_only_safe_classes_are_repaired_under_the_c
                 connectors.path().to_str().unwrap(),
             ),
             ("HANDOFF_MAPPINGS_DIR", mappings.path().to_str().unwrap()),
+        ],
+    )
+    .await;
+    Setup {
+        app,
+        fake,
+        _dirs: (connectors, mappings),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drift_lands_in_its_class_and_only_safe_classes_are_repaired_under_the_cap() {
+    let url = tryton_url();
+    let Setup { app, fake, _dirs } = setup(
+        2,
+        "confirm: false, poll_every_secs: 0",
+        &[
+            (
+                "account_to_customer.yaml",
+                "  source: { connector: crm, operation: list_accounts, wrap: data }\n  target: list_customers\n  \
+                 compare: [name]\n  max_repair_share: 1.0\n",
+            ),
+            (
+                "opportunity_to_sales_order.yaml",
+                "  source: { connector: crm, operation: list_opportunities, wrap: data }\n  target: list_sales_orders\n  \
+                 compare: [reference, total, currency]\n  max_repairs: 1\n  max_repair_share: 1.0\n",
+            ),
         ],
     )
     .await;
@@ -412,35 +436,14 @@ async fn drift_lands_in_its_class_and_only_safe_classes_are_repaired_under_the_c
 #[tokio::test(flavor = "multi_thread")]
 async fn a_status_the_crm_lacks_is_sent_again_and_orders_not_ours_are_left_alone() {
     let url = tryton_url();
-    let (fake, fake_addr) = Fake::start().await;
-    let connectors = tempfile::tempdir().unwrap();
-    fake_erp::connectors(connectors.path(), fake_addr, 5);
-    let crm_file = connectors.path().join("crm.yaml");
-    let crm_text = std::fs::read_to_string(&crm_file).unwrap();
-    std::fs::write(&crm_file, format!("{crm_text}{}", crm_lists(10))).unwrap();
-    std::fs::write(
-        connectors.path().join("erp.yaml"),
-        format!(
-            "kind: tryton\nrole: erp\nbase_url: {url}\n\
-             auth: {{ basic: {{ user_env: TRYTON_USER, password_env: TRYTON_PASSWORD }} }}\n\
-             tryton: {{ database: {DB}, confirm: true, poll_every_secs: 1 }}\n"
-        ),
-    )
-    .unwrap();
-    let mappings = reconciled_mappings(&[(
-        "order_status_to_opportunity.yaml",
-        "  source: { connector: erp, operation: list_order_status }\n  target: list_opportunities\n  \
-         compare: [ERP_Status__c]\n  repair: [missed_event, edited_in_target]\n  max_repair_share: 1.0\n",
-    )]);
-    let app = TestApp::start_with(
-        CONFIG,
-        &[
-            (
-                "HANDOFF_CONNECTORS_DIR",
-                connectors.path().to_str().unwrap(),
-            ),
-            ("HANDOFF_MAPPINGS_DIR", mappings.path().to_str().unwrap()),
-        ],
+    let Setup { app, fake, _dirs } = setup(
+        10,
+        "confirm: true, poll_every_secs: 1",
+        &[(
+            "order_status_to_opportunity.yaml",
+            "  source: { connector: erp, operation: list_order_status }\n  target: list_opportunities\n  \
+             compare: [ERP_Status__c]\n  repair: [missed_event, edited_in_target]\n  max_repair_share: 1.0\n",
+        )],
     )
     .await;
     let crm = Crm { fake: fake.clone() };
