@@ -94,6 +94,11 @@ impl Sides {
 pub(super) async fn execute(engine: &Arc<Engine>, run: &mut Run) -> anyhow::Result<()> {
     let sides = Sides::of(engine, &run.flow)?;
     let spec = sides.spec().clone();
+    // A run resumed after its comparison finished goes straight on to its repairs.
+    if run.phase == "repairing" {
+        super::repair::repair_run(engine, &sides, run).await?;
+        return finish(engine, run);
+    }
     run.phase = "listing the target".into();
     save(engine, run)?;
     let mut targets: HashMap<String, Vec<Listed>> = HashMap::new();
@@ -128,7 +133,7 @@ pub(super) async fn execute(engine: &Arc<Engine>, run: &mut Run) -> anyhow::Resu
     }
     run.target_records = listed;
     let open = open_jobs(engine, &run.flow);
-    while run.phase != "repairing" && !(run.pages > 0 && run.next_page.is_none()) {
+    while !(run.pages > 0 && run.next_page.is_none()) {
         behind_deliveries(engine, run, sides.target.name()).await?;
         run.phase = format!("comparing (page {})", run.pages + 1);
         let listing = sides
@@ -151,19 +156,21 @@ pub(super) async fn execute(engine: &Arc<Engine>, run: &mut Run) -> anyhow::Resu
         run.pages += 1;
         save(engine, run)?;
     }
-    if run.phase != "repairing" {
-        for (key, records) in &targets {
-            if !run.seen.contains(key) {
-                only_in_target(run, Some(key), records);
-            }
+    for (key, records) in &targets {
+        if !run.seen.contains(key) {
+            only_in_target(run, Some(key), records);
         }
-        for record in &keyless {
-            only_in_target(run, None, std::slice::from_ref(record));
-        }
-        run.phase = "repairing".into();
-        save(engine, run)?;
     }
+    for record in &keyless {
+        only_in_target(run, None, std::slice::from_ref(record));
+    }
+    run.phase = "repairing".into();
+    save(engine, run)?;
     super::repair::repair_run(engine, &sides, run).await?;
+    finish(engine, run)
+}
+
+fn finish(engine: &Engine, run: &mut Run) -> anyhow::Result<()> {
     run.phase = "finished".into();
     run.finished_ms = Some(engine.queue.clock().now_ms());
     save(engine, run)?;
