@@ -16,7 +16,8 @@
 //!
 //! A run lists the target once, then the source page by page, storing its progress after each
 //! page: a run cut off by a crash resumes at the page it was on when the service starts again.
-//! Listing requests go through the connectors' rate limits. Repairs come last, through the
+//! Listing requests go through the connectors' rate limits; a page that fails is asked again
+//! twice (a record deleted between a search and its read) before the run fails. Repairs come last, through the
 //! normal journal and queue: a run that would repair more than the flow's cap (count, or share
 //! of the records compared) repairs nothing and says so, and a flow's first run is a dry run.
 //!

@@ -106,19 +106,7 @@ pub(super) async fn execute(engine: &Arc<Engine>, run: &mut Run) -> anyhow::Resu
     let mut page: Option<String> = None;
     let mut listed = 0u64;
     loop {
-        let listing = sides
-            .target
-            .adapter()
-            .list(&spec.target, page.as_deref())
-            .await
-            .map_err(|f| {
-                anyhow!(
-                    "listing {} ({}): {}",
-                    sides.target.name(),
-                    spec.target,
-                    f.message
-                )
-            })?;
+        let listing = list(&sides.target, &spec.target, page.as_deref()).await?;
         listed += listing.items.len() as u64;
         for record in listing.items {
             match record.key.clone() {
@@ -136,19 +124,12 @@ pub(super) async fn execute(engine: &Arc<Engine>, run: &mut Run) -> anyhow::Resu
     while !(run.pages > 0 && run.next_page.is_none()) {
         behind_deliveries(engine, run, sides.target.name()).await?;
         run.phase = format!("comparing (page {})", run.pages + 1);
-        let listing = sides
-            .source
-            .adapter()
-            .list(&spec.source.operation, run.next_page.as_deref())
-            .await
-            .map_err(|f| {
-                anyhow!(
-                    "listing {} ({}): {}",
-                    sides.source.name(),
-                    spec.source.operation,
-                    f.message
-                )
-            })?;
+        let listing = list(
+            &sides.source,
+            &spec.source.operation,
+            run.next_page.as_deref(),
+        )
+        .await?;
         for record in &listing.items {
             compare(engine, &sides, run, record, &targets, &open)?;
         }
@@ -168,6 +149,36 @@ pub(super) async fn execute(engine: &Arc<Engine>, run: &mut Run) -> anyhow::Resu
     save(engine, run)?;
     super::repair::repair_run(engine, &sides, run).await?;
     finish(engine, run)
+}
+
+/// Attempts at a listing page before the run fails (a record deleted between a search and its
+/// read, a moment's outage).
+const LIST_ATTEMPTS: u32 = 3;
+
+/// One page of `operation` from `live`, tried again after a failure.
+pub(super) async fn list(
+    live: &Live,
+    operation: &str,
+    page: Option<&str>,
+) -> anyhow::Result<crate::adapters::Listing> {
+    let mut attempt = 1;
+    loop {
+        match live.adapter().list(operation, page).await {
+            Ok(listing) => return Ok(listing),
+            Err(failure) if attempt < LIST_ATTEMPTS => {
+                tracing::warn!(connector = live.name(), operation, attempt, error = %failure.message, "listing failed; trying again");
+                tokio::time::sleep(std::time::Duration::from_secs(u64::from(attempt))).await;
+                attempt += 1;
+            }
+            Err(failure) => {
+                return Err(anyhow!(
+                    "listing {} ({operation}): {}",
+                    live.name(),
+                    failure.message
+                ));
+            }
+        }
+    }
 }
 
 fn finish(engine: &Engine, run: &mut Run) -> anyhow::Result<()> {

@@ -202,12 +202,8 @@ pub async fn resync(engine: &Arc<Engine>, flow: &str, record: &str) -> Result<St
     let spec = sides.spec();
     let mut page: Option<String> = None;
     loop {
-        let listing = sides
-            .source
-            .adapter()
-            .list(&spec.source.operation, page.as_deref())
-            .await
-            .map_err(|f| anyhow!("listing {}: {}", sides.source.name(), f.message))?;
+        let listing =
+            super::pass::list(&sides.source, &spec.source.operation, page.as_deref()).await?;
         if let Some(found) = listing.items.iter().find(|r| r.id == record) {
             let id = format!(
                 "{}{flow}:{record}:{}",
