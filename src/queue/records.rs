@@ -26,8 +26,9 @@ pub struct Applied {
     pub version: Option<String>,
     pub seq: u64,
     pub at: Position,
-    /// A digest of the document delivered (reconciliation tells an edit in the target from a
-    /// document the mapping now makes differently); none from releases before it was kept.
+    /// A digest of the document delivered, for flows with a `reconcile:` block (it tells an
+    /// edit in the target from a document the mapping now makes differently); none for other
+    /// flows and from releases before it was kept.
     #[serde(default)]
     pub digest: Option<u64>,
 }

@@ -356,7 +356,12 @@ fn record(
                 version: job.version.clone(),
                 seq: job.seq,
                 at: job.at,
-                digest: Some(super::reconcile::digest(&document.body)),
+                // Only reconciliation reads it: the delivery path of other flows skips the
+                // serialisation and hash.
+                digest: mapping
+                    .reconcile
+                    .is_some()
+                    .then(|| super::reconcile::digest(&document.body)),
             },
         });
     }
