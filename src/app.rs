@@ -14,16 +14,16 @@ use crate::adapters::connector;
 use crate::clock::Clock;
 use crate::config::{Config, Origin, SecretLookup};
 use crate::ingest::{self, Ingest};
-use crate::journal::Journal;
+use crate::journal::{Events, Journal};
 use crate::mapping::live::LiveMappings;
 use crate::queue::{Embedded, Queue};
 use crate::store::Store;
-use crate::sync::Engine;
+use crate::sync::{Backend, Engine};
 
 /// The running service's parts.
 #[derive(Clone)]
 pub struct App {
-    pub journal: Arc<Journal>,
+    pub journal: Arc<dyn Events>,
     pub ingest: Arc<Ingest>,
     /// The mappings in force.
     pub mappings: Arc<LiveMappings>,
@@ -43,78 +43,22 @@ impl App {
         origin: &Origin,
         secrets: &SecretLookup,
     ) -> anyhow::Result<(App, Vec<String>)> {
-        if config.store.backend == crate::config::Backend::Postgres {
-            anyhow::bail!(
-                "store.backend = \"postgres\": scale-out on PostgreSQL is not finished in this \
-                 release (its schema and `handoff check` are); serve on the embedded backend"
-            );
-        }
         let mappings = LiveMappings::load(&config.mappings_dir, &config.schemas_dir)
             .map_err(|problems| problems_error("mappings", &problems))?;
         std::fs::create_dir_all(&config.data_dir)?;
-        // sled and the journal's dedupe index load side by side, and the schedule after sled:
-        // at a million jobs each takes a while, and a restart should deliver again soon.
-        let (connectors, queue, journal) = std::thread::scope(|scope| {
-            let journal = scope.spawn(|| {
-                let started = std::time::Instant::now();
-                let journal = Journal::open(
-                    &config.data_dir,
-                    config.ingest.dedupe_window_secs,
-                    config.store.journal_segment_bytes,
-                )?;
-                tracing::info!(
-                    ms = started.elapsed().as_millis() as u64,
-                    events = journal.len(),
-                    rss_mib = resident_mib(),
-                    "journal opened"
-                );
-                anyhow::Ok(journal)
-            });
-            let started = std::time::Instant::now();
-            let store = Store::open(
-                &config.data_dir,
-                Some(config.store.flush_every_ms),
-                config.store.cache_mib,
-            )?;
-            tracing::info!(
-                ms = started.elapsed().as_millis() as u64,
-                rss_mib = resident_mib(),
-                "store opened"
-            );
-            let connectors = connector::load_dir(&config.connectors_dir, secrets, Some(&store))
-                .map_err(|problems| problems_error("connectors", &problems))?;
-            let unknown = crate::check::connector_problems(
-                &mappings.current().mappings,
-                &connectors,
-                &config.connectors_dir,
-            );
-            if !unknown.is_empty() {
-                return Err(problems_error("mappings", &unknown));
-            }
-            let started = std::time::Instant::now();
-            let options = crate::queue::embedded::Options {
-                segment_bytes: config.store.queue_segment_bytes,
-                ..Default::default()
-            };
-            let queue = Embedded::open(&store, Clock::new(), options)?;
-            tracing::info!(
-                ms = started.elapsed().as_millis() as u64,
-                jobs = queue.counts().values().sum::<u64>(),
-                rss_mib = resident_mib(),
-                "schedule loaded (open jobs and dead letters)"
-            );
-            let journal = journal.join().expect("the journal opener does not panic")?;
-            let queue: Arc<dyn Queue> = Arc::new(queue);
-            anyhow::Ok((connectors, queue, Arc::new(journal)))
-        })?;
+        let (connectors, queue, backend) = match config.store.backend {
+            crate::config::Backend::Embedded => open_embedded(config, secrets, &mappings)?,
+            crate::config::Backend::Postgres => open_postgres(config, secrets, &mappings)?,
+        };
         // Loading a large schedule and dedupe index leaves freed blocks behind (half-full
         // nodes, the files read whole): hand them back to the OS before serving.
         // SAFETY: mi_collect only frees memory no live allocation uses.
         unsafe { libmimalloc_sys::mi_collect(true) };
         tracing::info!(rss_mib = resident_mib(), "loaded");
         let mappings = Arc::new(mappings);
+        let journal = backend.events();
         let engine = Engine::new(
-            journal.clone(),
+            backend,
             queue,
             mappings.clone(),
             connectors,
@@ -232,6 +176,105 @@ impl App {
         save_totals(&self.engine, &self.data_dir);
         Ok(result?)
     }
+}
+
+/// What the engine runs on: connectors, the queue and the backend.
+type Opened = (Vec<connector::Connector>, Arc<dyn Queue>, Backend);
+
+/// The data dir's journal, sled and queue log, opened side by side.
+fn open_embedded(
+    config: &Config,
+    secrets: &SecretLookup,
+    mappings: &LiveMappings,
+) -> anyhow::Result<Opened> {
+    // sled and the journal's dedupe index load side by side, and the schedule after sled:
+    // at a million jobs each takes a while, and a restart should deliver again soon.
+    std::thread::scope(|scope| {
+        let journal = scope.spawn(|| {
+            let started = std::time::Instant::now();
+            let journal = Journal::open(
+                &config.data_dir,
+                config.ingest.dedupe_window_secs,
+                config.store.journal_segment_bytes,
+            )?;
+            tracing::info!(
+                ms = started.elapsed().as_millis() as u64,
+                events = journal.len(),
+                rss_mib = resident_mib(),
+                "journal opened"
+            );
+            anyhow::Ok(journal)
+        });
+        let started = std::time::Instant::now();
+        let store = Store::open(
+            &config.data_dir,
+            Some(config.store.flush_every_ms),
+            config.store.cache_mib,
+        )?;
+        tracing::info!(
+            ms = started.elapsed().as_millis() as u64,
+            rss_mib = resident_mib(),
+            "store opened"
+        );
+        let connectors = connector::load_dir(&config.connectors_dir, secrets, Some(&store))
+            .map_err(|problems| problems_error("connectors", &problems))?;
+        let unknown = crate::check::connector_problems(
+            &mappings.current().mappings,
+            &connectors,
+            &config.connectors_dir,
+        );
+        if !unknown.is_empty() {
+            return Err(problems_error("mappings", &unknown));
+        }
+        let started = std::time::Instant::now();
+        let options = crate::queue::embedded::Options {
+            segment_bytes: config.store.queue_segment_bytes,
+            ..Default::default()
+        };
+        let queue = Embedded::open(&store, Clock::new(), options)?;
+        tracing::info!(
+            ms = started.elapsed().as_millis() as u64,
+            jobs = queue.counts().values().sum::<u64>(),
+            rss_mib = resident_mib(),
+            "schedule loaded (open jobs and dead letters)"
+        );
+        let journal = journal.join().expect("the journal opener does not panic")?;
+        let queue: Arc<dyn Queue> = Arc::new(queue);
+        anyhow::Ok((connectors, queue, Backend::Embedded(Arc::new(journal))))
+    })
+}
+
+/// The shared PostgreSQL: this instance joins the others (schema, partitions, roles).
+fn open_postgres(
+    config: &Config,
+    secrets: &SecretLookup,
+    mappings: &LiveMappings,
+) -> anyhow::Result<Opened> {
+    let connectors = connector::load_dir(&config.connectors_dir, secrets, None)
+        .map_err(|problems| problems_error("connectors", &problems))?;
+    let unknown = crate::check::connector_problems(
+        &mappings.current().mappings,
+        &connectors,
+        &config.connectors_dir,
+    );
+    if !unknown.is_empty() {
+        return Err(problems_error("mappings", &unknown));
+    }
+    let window = std::time::Duration::from_secs(config.ingest.dedupe_window_secs);
+    let retention = std::time::Duration::from_secs(
+        config
+            .store
+            .journal_retention_secs
+            .max(config.ingest.dedupe_window_secs),
+    );
+    let instance = crate::postgres::instance::Instance::start(
+        &config.store.postgres,
+        secrets,
+        window,
+        retention,
+    )?;
+    let queue: Arc<dyn Queue> = instance.queue.clone();
+    Ok((connectors, queue, Backend::Postgres(Arc::new(instance))))
 }
 
 /// Saves the outcome counts every few seconds, so the dashboard's counts survive a restart.

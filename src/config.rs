@@ -209,6 +209,10 @@ pub struct PostgresConfig {
     /// Seconds to wait for a connection before an operation fails.
     #[serde(default = "default_connect_timeout_secs")]
     pub connect_timeout_secs: u64,
+    /// How long an instance's lease on its partitions (and on the router's and pollers' roles)
+    /// lasts without renewal: a stopped instance's work moves to the others within it.
+    #[serde(default = "default_lease_secs")]
+    pub lease_secs: u64,
 }
 
 impl Default for PostgresConfig {
@@ -217,6 +221,7 @@ impl Default for PostgresConfig {
             url_env: default_url_env(),
             pool_size: default_pool_size(),
             connect_timeout_secs: default_connect_timeout_secs(),
+            lease_secs: default_lease_secs(),
         }
     }
 }
@@ -229,6 +234,9 @@ fn default_pool_size() -> usize {
 }
 fn default_connect_timeout_secs() -> u64 {
     5
+}
+fn default_lease_secs() -> u64 {
+    10
 }
 
 fn default_flush_every_ms() -> u64 {

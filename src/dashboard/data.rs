@@ -52,6 +52,10 @@ pub struct Overview {
     pub flows_since_start: Counts,
     pub oldest_waiting: Option<Oldest>,
     pub connectors: Vec<ConnectorStatus>,
+    /// The instances sharing the store (PostgreSQL), with the partitions each holds; empty
+    /// for a single process on its data dir. Counts of waiting jobs cover every instance;
+    /// outcomes and the last hour are this instance's.
+    pub instances: Vec<queue::Member>,
     /// Delivered and failed attempts per minute.
     pub last_hour: Vec<Minute>,
     pub now_ms: i64,
@@ -118,6 +122,7 @@ pub fn overview(engine: &Engine) -> Overview {
         flows_since_start: flows,
         oldest_waiting,
         connectors: engine.connectors.values().map(|c| c.status()).collect(),
+        instances: engine.queue.members(),
         last_hour: engine.metrics.last_hour(now_ms),
         now_ms,
         counted_since_ms: engine.metrics.counted_since(),

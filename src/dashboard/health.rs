@@ -8,9 +8,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 
-use crate::journal::Journal;
+use crate::journal::Events;
 
-pub fn router(journal: Arc<Journal>) -> Router {
+pub fn router(journal: Arc<dyn Events>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -18,7 +18,7 @@ pub fn router(journal: Arc<Journal>) -> Router {
 }
 
 /// Ready when the store can still write and fsync.
-async fn readyz(State(journal): State<Arc<Journal>>) -> (StatusCode, &'static str) {
+async fn readyz(State(journal): State<Arc<dyn Events>>) -> (StatusCode, &'static str) {
     match journal.probe().await {
         Ok(()) => (StatusCode::OK, "ready"),
         Err(error) => {

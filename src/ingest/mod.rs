@@ -35,7 +35,7 @@ use chrono::Utc;
 use crate::config::{Config, Origin, SecretLookup};
 use crate::envelope::Envelope;
 use crate::ingest::settings::{Preset, SourceConfig};
-use crate::journal::Journal;
+use crate::journal::Events;
 use error::IngestError;
 use event::{IdSource, Typing};
 use verify::{SignedRequest, Verifier};
@@ -72,7 +72,7 @@ pub type Interest = dyn Fn(&str, &str) -> bool + Send + Sync;
 pub struct Ingest {
     sources: HashMap<String, Source>,
     interest: Arc<Interest>,
-    journal: Arc<Journal>,
+    journal: Arc<dyn Events>,
     max_body_bytes: usize,
     /// Ack latencies (shared with the engine's by `App::build`).
     pub metrics: Arc<crate::metrics::Metrics>,
@@ -85,7 +85,7 @@ impl Ingest {
         config: &Config,
         origin: &Origin,
         secrets: &SecretLookup,
-        journal: Arc<Journal>,
+        journal: Arc<dyn Events>,
         interest: Arc<Interest>,
     ) -> anyhow::Result<(Ingest, Vec<String>)> {
         let mut sources = HashMap::new();

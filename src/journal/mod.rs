@@ -36,11 +36,13 @@
 //! `fdatasync` per batch and an in-memory index do not (BENCHMARKS.md).
 
 mod dedupe;
+pub mod events;
 mod recent;
 mod record;
 pub mod segment;
 mod tail;
 
+pub use events::Events;
 pub use tail::{Position, Tail};
 
 use std::collections::HashMap;
@@ -65,6 +67,8 @@ pub enum JournalError {
     Stopped,
     #[error("a journal write or fsync failed earlier; no events are taken until handoff restarts")]
     Poisoned,
+    #[error("{0}")]
+    Shared(String),
 }
 
 impl From<sled::Error> for JournalError {

@@ -18,13 +18,17 @@
 //! mappings in the router, and the wiring into `serve`, which refuses this
 //! backend until then.
 
+pub mod events;
+pub mod instance;
 pub mod jobs;
 pub mod journal;
 pub mod leases;
+pub mod queue;
 pub mod records;
 pub mod roles;
 pub mod router;
 pub mod schema;
+pub mod space;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -152,6 +156,13 @@ pub struct Listener {
     /// Signalled on every notification on the channel.
     pub notified: std::sync::Arc<tokio::sync::Notify>,
     _client: tokio_postgres::Client,
+}
+
+impl Listener {
+    /// The connection ended (the server went away): listen again on a new one.
+    pub fn is_closed(&self) -> bool {
+        self._client.is_closed()
+    }
 }
 
 /// `host:port/database` of a connection config.

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::jobs::{NewJob, insert};
+use super::jobs::insert;
 use super::journal::EVENTS_CHANNEL;
 use super::{PgError, Postgres, roles};
 use crate::envelope::Envelope;
@@ -23,7 +23,7 @@ use crate::journal::Journal;
 const ROLE: &str = "router";
 
 /// The jobs an event makes (the id is the event's, for the jobs it makes).
-pub type Route = dyn Fn(i64, &Envelope) -> Vec<NewJob> + Send + Sync;
+pub type Route = dyn Fn(i64, &Envelope) -> Vec<crate::queue::Job> + Send + Sync;
 
 const READ: &str = "SELECT id, xid::text, envelope FROM events
     WHERE (xid, id) > ($1::text::xid8, $2) AND xid < pg_snapshot_xmin(pg_current_snapshot())
@@ -84,32 +84,41 @@ impl PgRouter {
     /// Routes until aborted: a round whenever ingest notifies, and every `idle` anyway (to take
     /// the role over, and for events whose notification came before this listened).
     pub fn run(self: Arc<Self>, route: Arc<Route>, idle: Duration) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let listener = match self.postgres.listen(EVENTS_CHANNEL).await {
-                Ok(listener) => Some(listener),
-                Err(error) => {
-                    tracing::warn!(error = %error, "no LISTEN: the router polls");
-                    None
-                }
-            };
-            loop {
-                let routed = match self.round(route.as_ref(), 512).await {
-                    Ok(n) => n,
+        tokio::spawn(self.route_forever(route, idle))
+    }
+
+    /// What [`PgRouter::run`] runs.
+    pub async fn route_forever(self: Arc<Self>, route: Arc<Route>, idle: Duration) {
+        let mut listener = None;
+        loop {
+            if listener
+                .as_ref()
+                .is_none_or(|l: &super::Listener| l.is_closed())
+            {
+                listener = match self.postgres.listen(EVENTS_CHANNEL).await {
+                    Ok(listener) => Some(listener),
                     Err(error) => {
-                        tracing::warn!(error = %error, "routing round failed");
-                        0
+                        tracing::warn!(error = %error, "no LISTEN: the router polls");
+                        None
                     }
                 };
-                if routed == 512 {
-                    continue;
-                }
-                match &listener {
-                    Some(listener) => {
-                        let _ = tokio::time::timeout(idle, listener.notified.notified()).await;
-                    }
-                    None => tokio::time::sleep(idle).await,
-                }
             }
-        })
+            let routed = match self.round(route.as_ref(), 512).await {
+                Ok(n) => n,
+                Err(error) => {
+                    tracing::warn!(error = %error, "routing round failed");
+                    0
+                }
+            };
+            if routed == 512 {
+                continue;
+            }
+            match &listener {
+                Some(listener) => {
+                    let _ = tokio::time::timeout(idle, listener.notified.notified()).await;
+                }
+                None => tokio::time::sleep(idle).await,
+            }
+        }
     }
 }

@@ -25,6 +25,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "instances",
         sql: include_str!("migrations/0002_instances.sql"),
     },
+    Migration {
+        version: 3,
+        name: "queue",
+        sql: include_str!("migrations/0003_queue.sql"),
+    },
 ];
 
 /// The newest version this handoff knows.

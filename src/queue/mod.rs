@@ -23,8 +23,10 @@
 //! - `records`  cross-references, applied versions, echo records: what a settle leaves behind
 //! - `lines`    the in-memory schedule (per-key lines, timers, counts)
 //! - `retry`    the retry policy
+//! - `actions`  what an operator's retry, skip, accept or resubmit does to a job
 //! - `embedded` the default backend (queue log + snapshot + sled indexes)
 
+pub mod actions;
 pub mod embedded;
 pub mod job;
 mod lines;
@@ -56,6 +58,13 @@ pub enum QueueError {
     Corrupt(String),
     #[error("no job {0}")]
     NotFound(JobId),
+    #[error("the shared store failed: {0}")]
+    Shared(String),
+    #[error(
+        "job {0}'s partition moved to another instance: its settle is refused, the new owner \
+         runs it again under the same idempotency key"
+    )]
+    Fenced(JobId),
     #[error("job {id} is {state}; {action} needs a {needs} job")]
     WrongState {
         id: JobId,
@@ -111,6 +120,20 @@ pub struct Page {
     pub next_before: Option<JobId>,
 }
 
+/// One instance sharing the store (the PostgreSQL backend), as the dashboard shows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Member {
+    pub name: String,
+    /// The instance answering this request.
+    pub this_instance: bool,
+    /// Until when it counts as alive without renewing.
+    pub alive_until_ms: i64,
+    /// The partitions it holds now.
+    pub partitions: Vec<i16>,
+    /// Jobs its workers have leased now.
+    pub leased: u64,
+}
+
 /// Jobs one listing page looks at, at most.
 pub const SCAN_BUDGET: usize = 10_000;
 
@@ -161,6 +184,12 @@ pub trait Queue: Send + Sync {
         emitted: &[(String, u64)],
     ) -> Result<(), QueueError>;
 
+    /// Takes or keeps `role` (work one instance does at a time, such as polling one ERP) for
+    /// `lease`; false while another instance holds it. A single process always holds it.
+    fn claim(&self, _role: &str, _lease: std::time::Duration) -> Result<bool, QueueError> {
+        Ok(true)
+    }
+
     // Reconciliation runs (JSON, by id: what `sync::reconcile` keeps of a run).
     /// Stores a run, durably when it returns.
     fn save_run(&self, id: u64, run: &Value) -> Result<(), QueueError>;
@@ -208,6 +237,10 @@ pub trait Queue: Send + Sync {
     /// Open and dead jobs per (connector, state).
     fn counts(&self) -> HashMap<(Arc<str>, State), u64>;
     fn oldest_open(&self) -> Option<JobId>;
+    /// The instances sharing the store and what each holds (none for a single process).
+    fn members(&self) -> Vec<Member> {
+        Vec::new()
+    }
 
     // Upkeep.
     /// Writes what recovery needs (a snapshot) and gives back space nothing needs any more;

@@ -55,7 +55,7 @@ use tokio::task::JoinSet;
 use crate::adapters::Adapter;
 use crate::adapters::connector::{Connector, Role};
 use crate::config::SyncConfig;
-use crate::journal::Journal;
+use crate::journal::{Events, Journal};
 use crate::mapping::Mapping;
 use crate::mapping::live::LiveMappings;
 use crate::queue::retry::RetryPolicy;
@@ -290,8 +290,26 @@ pub struct PollerStatus {
     pub not_ours_newest: Vec<String>,
 }
 
+/// Where the engine's events and jobs live, for the background work each store needs.
+pub enum Backend {
+    /// The data dir: the journal's router and the upkeep of its segments.
+    Embedded(Arc<Journal>),
+    /// The shared PostgreSQL: leases, the router role, wake-ups, history by partition.
+    Postgres(Arc<crate::postgres::instance::Instance>),
+}
+
+impl Backend {
+    pub fn events(&self) -> Arc<dyn Events> {
+        match self {
+            Backend::Embedded(journal) => journal.clone(),
+            Backend::Postgres(instance) => instance.events.clone(),
+        }
+    }
+}
+
 pub struct Engine {
-    pub journal: Arc<Journal>,
+    pub journal: Arc<dyn Events>,
+    backend: Backend,
     pub queue: Arc<dyn Queue>,
     pub mappings: Arc<LiveMappings>,
     pub connectors: BTreeMap<String, Arc<Live>>,
@@ -306,7 +324,7 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(
-        journal: Arc<Journal>,
+        backend: Backend,
         queue: Arc<dyn Queue>,
         mappings: Arc<LiveMappings>,
         connectors: Vec<Connector>,
@@ -318,7 +336,8 @@ impl Engine {
             .map(|c| (c.name.clone(), Arc::new(Live::new(c))))
             .collect();
         Arc::new(Engine {
-            journal,
+            journal: backend.events(),
+            backend,
             queue,
             mappings,
             connectors,
@@ -339,22 +358,25 @@ impl Engine {
     /// own, see [`runtime`]).
     pub fn spawn_on(self: &Arc<Self>, runtime: &tokio::runtime::Handle) -> Workers {
         let mut background = JoinSet::new();
-        background.spawn_on(
-            router::run(
-                self.journal.clone(),
-                self.queue.clone(),
-                self.mappings.clone(),
-            ),
-            runtime,
-        );
-        background.spawn_on(
-            upkeep::run(
-                self.journal.clone(),
-                self.queue.clone(),
-                self.journal_retention_secs,
-            ),
-            runtime,
-        );
+        match &self.backend {
+            Backend::Embedded(journal) => {
+                background.spawn_on(
+                    router::run(journal.clone(), self.queue.clone(), self.mappings.clone()),
+                    runtime,
+                );
+                background.spawn_on(
+                    upkeep::run(
+                        journal.clone(),
+                        self.queue.clone(),
+                        self.journal_retention_secs,
+                    ),
+                    runtime,
+                );
+            }
+            Backend::Postgres(instance) => {
+                instance.spawn(self.mappings.clone(), runtime, &mut background)
+            }
+        }
         let queue = self.queue.clone();
         background.spawn_on(
             async move {
@@ -444,6 +466,14 @@ impl Engine {
         }
     }
 
+    /// The embedded journal, when the engine runs on the data dir.
+    pub fn embedded_journal(&self) -> Option<&Arc<Journal>> {
+        match &self.backend {
+            Backend::Embedded(journal) => Some(journal),
+            Backend::Postgres(_) => None,
+        }
+    }
+
     pub fn connector(&self, name: &str) -> Option<&Arc<Live>> {
         self.connectors.get(name)
     }
@@ -520,9 +550,29 @@ async fn worker(engine: Arc<Engine>, live: Arc<Live>, mut stop: watch::Receiver<
         if probe {
             live.probe_done(engine.queue.clock().now_ms());
         }
-        if let Err(error) = result {
-            tracing::error!(connector = live.name(), error = %error, "the queue cannot write; pausing 1 s");
-            tokio::time::sleep(Duration::from_secs(1)).await;
+        match result {
+            Ok(()) => {}
+            Err(error @ crate::queue::QueueError::Fenced(_)) => {
+                tracing::warn!(connector = live.name(), error = %error, "settle refused")
+            }
+            Err(error) => {
+                tracing::error!(connector = live.name(), error = %error, "the queue cannot write; pausing 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Whether this instance does the work one instance does at a time (an ERP's poller) for
+/// the next rounds of `every`: always with the embedded store; on PostgreSQL while it holds
+/// the role (another instance takes it over once it lapses).
+fn holds_role(engine: &Engine, role: &str, every: Duration) -> bool {
+    let lease = every * 3 + Duration::from_secs(10);
+    match engine.queue.claim(role, lease) {
+        Ok(held) => held,
+        Err(error) => {
+            tracing::warn!(role, error = %error, "could not claim the role; skipping this round");
+            false
         }
     }
 }

@@ -27,6 +27,13 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
+        if !super::holds_role(&engine, &format!("poller:{name}"), poller.every()) {
+            tokio::select! {
+                () = tokio::time::sleep(poller.every()) => {}
+                _ = stop.changed() => return,
+            }
+            continue;
+        }
         let result = once(&engine, &name, poller.as_ref()).await;
         if let Some(live) = engine.connector(&name) {
             let now = engine.queue.clock().now_ms();

@@ -40,6 +40,13 @@ pub async fn run(
     let mut lists_seen: Option<String> = None;
     loop {
         let every = source.prices_every();
+        if !super::holds_role(&engine, &format!("products:{name}"), source.every()) {
+            tokio::select! {
+                () = tokio::time::sleep(source.every()) => {}
+                _ = stop.changed() => return,
+            }
+            continue;
+        }
         match once(&engine, &name, source.as_ref()).await {
             Ok(0) => {}
             Ok(journaled) => {

@@ -4,7 +4,7 @@
 //! duplicate order.
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use crate::delivery::{account, won};
@@ -49,7 +49,7 @@ impl Service {
             .env("HANDOFF_DATA_DIR", dir.join("data"))
             .env("HANDOFF_CONNECTORS_DIR", connectors)
             .env("HANDOFF_LOG__LEVEL", "warn")
-            .stdout(Stdio::null())
+            .stdout(log.try_clone().unwrap())
             .stderr(log);
         for (name, value) in secrets() {
             command.env(name, value);
@@ -62,6 +62,15 @@ impl Service {
 
     pub fn kill(self) {
         drop(self);
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process has ended.
+    pub fn exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
     }
 }
 

@@ -22,6 +22,7 @@ mod postgres_ingest;
 mod postgres_jobs;
 mod postgres_leases;
 mod postgres_router;
+mod postgres_service;
 mod quick_start;
 mod reconcile_resume;
 mod reference;

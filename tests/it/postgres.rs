@@ -11,38 +11,41 @@ use handoff::postgres::{PgError, Postgres, schema};
 
 /// A PostgreSQL server of this test's own.
 pub struct PgServer {
-    child: Child,
+    child: Option<Child>,
     pub port: u16,
     _dir: tempfile::TempDir,
 }
 
 pub const PASSWORD: &str = "handoff-test-password";
 
+/// How to run one of the server's programs (as `postgres` when the tests run as root: initdb
+/// refuses root), its stderr into `<program>.log` in `dir`.
+fn program(dir: &std::path::Path, name: &str) -> Command {
+    let mut command = Command::new(server_binaries().join(name));
+    if unsafe { libc::geteuid() } == 0 {
+        use std::os::unix::process::CommandExt;
+        let (uid, gid) = postgres_user();
+        command.uid(uid).gid(gid);
+    }
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("{name}.log")))
+        .unwrap();
+    command.stdout(Stdio::null()).stderr(log);
+    command
+}
+
 impl PgServer {
     pub fn start() -> PgServer {
-        let bin = server_binaries();
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let pwfile = dir.path().join("pw");
         std::fs::write(&pwfile, PASSWORD).unwrap();
-        // initdb refuses to run as root: the server runs as the `postgres` user then.
-        let as_root = unsafe { libc::geteuid() } == 0;
-        if as_root {
+        if unsafe { libc::geteuid() } == 0 {
             chown_postgres(dir.path());
         }
-        let run = |program: &str| {
-            let mut command = Command::new(bin.join(program));
-            if as_root {
-                use std::os::unix::process::CommandExt;
-                let (uid, gid) = postgres_user();
-                command.uid(uid).gid(gid);
-            }
-            command
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(dir.path().join(format!("{program}.log"))).unwrap());
-            command
-        };
-        let output = run("initdb")
+        let output = program(dir.path(), "initdb")
             .args([
                 "-D",
                 data.to_str().unwrap(),
@@ -53,41 +56,63 @@ impl PgServer {
             .arg(format!("--pwfile={}", pwfile.display()))
             .output()
             .unwrap();
-        let log = |program: &str| {
-            std::fs::read_to_string(dir.path().join(format!("{program}.log"))).unwrap_or_default()
-        };
-        assert!(output.status.success(), "initdb: {}", log("initdb"));
-        let port = free_port();
-        let child = run("postgres")
-            .args(["-D", data.to_str().unwrap(), "-p", &port.to_string()])
-            .args(["-c", "listen_addresses=127.0.0.1"])
-            .args([
-                "-c",
-                &format!("unix_socket_directories={}", dir.path().display()),
-            ])
-            .spawn()
-            .unwrap();
-        let server = PgServer {
-            child,
-            port,
+        assert!(
+            output.status.success(),
+            "initdb: {}",
+            std::fs::read_to_string(dir.path().join("initdb.log")).unwrap_or_default()
+        );
+        let mut server = PgServer {
+            child: None,
+            port: free_port(),
             _dir: dir,
         };
+        server.launch();
+        server
+    }
+
+    /// Starts the server on its data directory and port; returns once it accepts connections.
+    fn launch(&mut self) {
+        let dir = self._dir.path();
+        let log = dir.join("postgres.log");
+        let before = std::fs::read_to_string(&log).map_or(0, |l| l.len());
+        let child = program(dir, "postgres")
+            .args(["-D", dir.join("data").to_str().unwrap()])
+            .args(["-p", &self.port.to_string()])
+            .args(["-c", "listen_addresses=127.0.0.1"])
+            .args(["-c", &format!("unix_socket_directories={}", dir.display())])
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
         // The port opens before recovery ends ("the database system is starting up"): ready is
         // when the server says so in its log.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
-            let log = std::fs::read_to_string(server._dir.path().join("postgres.log"))
-                .unwrap_or_default();
-            if log.contains("ready to accept connections") {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text[before.min(text.len())..].contains("ready to accept connections") {
                 break;
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "PostgreSQL did not start: {log}"
+                "PostgreSQL did not start: {text}"
             );
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        server
+    }
+
+    /// A fast shutdown (SIGINT), by PID.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGINT);
+            }
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same data and port (after `stop`).
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
     }
 
     pub fn url(&self, password: &str) -> String {
@@ -99,12 +124,8 @@ impl PgServer {
 }
 
 impl Drop for PgServer {
-    /// A fast shutdown (SIGINT), by PID.
     fn drop(&mut self) {
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGINT);
-        }
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 
@@ -326,7 +347,7 @@ async fn check_says_what_is_wrong_in_one_line_without_the_password() {
 }
 
 #[test]
-fn serve_refuses_the_postgres_backend_until_it_is_finished() {
+fn serve_on_postgres_without_its_url_names_the_variable_and_keeps_no_local_journal() {
     let dir = tempfile::tempdir().unwrap();
     let config = handoff::config::Config::parse(
         "[store]\nbackend = \"postgres\"\n",
@@ -341,7 +362,9 @@ fn serve_refuses_the_postgres_backend_until_it_is_finished() {
     .err()
     .expect("refused");
     assert!(
-        error.to_string().contains("serve on the embedded backend"),
+        error
+            .to_string()
+            .contains("environment variable DATABASE_URL is not set"),
         "{error}"
     );
     assert!(!dir.path().join("journal").exists(), "nothing was created");

@@ -9,10 +9,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use handoff::postgres::Postgres;
-use handoff::postgres::jobs::{NewJob, Outcome, PgJobs};
+use handoff::postgres::jobs::{Leased, NewJob, PgJobs};
 use handoff::postgres::leases::Leases;
 use handoff::postgres::records::PgRecords;
 use handoff::queue::records::{Effect, Xref};
+use handoff::queue::{Settle, State};
 
 use crate::postgres::{PgServer, migrated};
 use crate::support::eventually;
@@ -22,6 +23,18 @@ const PERIOD: Duration = Duration::from_millis(1500);
 async fn scalar(postgres: &Postgres, sql: &str) -> i64 {
     let client = postgres.client().await.unwrap();
     client.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+/// A delivery that succeeded, leaving `effects` behind.
+fn done(leased: &Leased, effects: Vec<Effect>) -> Settle {
+    let mut job = leased.job.clone();
+    job.state = State::Done;
+    Settle {
+        job,
+        attempt: None,
+        effects,
+        releases: Vec::new(),
+    }
 }
 
 /// What reached the "ERP": (record, job id, instance), in arrival order.
@@ -45,11 +58,13 @@ fn instance(
                 continue;
             }
             for job in leased {
-                sink.lock()
-                    .unwrap()
-                    .push((job.order_key.clone(), job.id, me.clone()));
+                sink.lock().unwrap().push((
+                    job.job.order_key.clone(),
+                    job.job.id as i64,
+                    me.clone(),
+                ));
                 tokio::time::sleep(Duration::from_millis(2)).await;
-                jobs.settle(&me, &job, &Outcome::Done(Vec::new()))
+                jobs.settle(&me, &job, &done(&job, Vec::new()))
                     .await
                     .unwrap();
             }
@@ -73,9 +88,13 @@ async fn three_instances_deliver_every_job_in_record_order_and_survive_a_kill() 
                 connector: "erp".into(),
             })
             .collect();
-        let ids = PgJobs::new(&pg).enqueue(&batch).await.unwrap();
+        let jobs: Vec<_> = batch.iter().cloned().map(NewJob::into_job).collect();
+        let ids = PgJobs::new(&pg).enqueue(&jobs).await.unwrap();
         for (job, id) in batch.iter().zip(ids) {
-            expected.entry(job.order_key.clone()).or_default().push(id);
+            expected
+                .entry(job.order_key.clone())
+                .or_default()
+                .push(id as i64);
         }
     }
     let sink: Sink = Arc::default();
@@ -140,11 +159,12 @@ async fn three_instances_deliver_every_job_in_record_order_and_survive_a_kill() 
         assert_eq!(by[0], "c", "job {id}: first by c, then {by:?}");
         assert!(by[1..].iter().all(|b| *b != "c"));
     }
-    // Every job settled once, in the log.
+    // Every job settled once: moved to the finished history.
     assert_eq!(
-        scalar(&pg, "SELECT count(*) FROM job_log WHERE kind = 'done'").await,
+        scalar(&pg, "SELECT count(DISTINCT id) FROM finished").await,
         600
     );
+    assert_eq!(scalar(&pg, "SELECT count(*) FROM finished").await, 600);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -157,7 +177,8 @@ async fn a_paused_instance_cannot_settle_what_the_new_owner_runs_again() {
             order_key: "006PAUSE".into(),
             flow: "opportunity_to_sales_order".into(),
             connector: "erp".into(),
-        }])
+        }
+        .into_job()])
         .await
         .unwrap();
     let a = Leases::new(pg.clone(), "a".into(), PERIOD);
@@ -165,8 +186,8 @@ async fn a_paused_instance_cannot_settle_what_the_new_owner_runs_again() {
     let jobs = PgJobs::new(&pg);
     let first = jobs.lease("a", &a.held(), "erp", 1).await.unwrap();
     assert_eq!(first.len(), 1);
-    assert_eq!(first[0].id, ids[0]);
-    assert!(!first[0].in_doubt);
+    assert_eq!(first[0].job.id, ids[0]);
+    assert!(!first[0].job.in_doubt);
 
     // a is stopped past its lease (no renewals); b takes the partition over and runs the job
     // again, in doubt, as the same job (the same idempotency key).
@@ -177,8 +198,9 @@ async fn a_paused_instance_cannot_settle_what_the_new_owner_runs_again() {
         leased.into_iter().next()
     })
     .await;
-    assert_eq!(again.id, first[0].id);
-    assert!(again.in_doubt, "{again:?}");
+    assert_eq!(again.job.id, first[0].job.id);
+    assert_eq!(again.job.idempotency_key(), first[0].job.idempotency_key());
+    assert!(again.job.in_doubt, "{again:?}");
     assert!(again.epoch > first[0].epoch);
 
     // a wakes up and tries to settle with what its delivery left behind: refused, and none of
@@ -191,7 +213,7 @@ async fn a_paused_instance_cannot_settle_what_the_new_owner_runs_again() {
                 crm_id: "006PAUSE".into(),
                 external_id: format!("SO-{by}"),
                 flow: "opportunity_to_sales_order".into(),
-                job: ids[0] as u64,
+                job: ids[0],
                 at_ms: 0,
             }),
             Effect::Status {
@@ -202,8 +224,8 @@ async fn a_paused_instance_cannot_settle_what_the_new_owner_runs_again() {
     };
     let records = PgRecords::new(&pg);
     let (by_a, by_b) = (
-        Outcome::Done(left_behind("a")),
-        Outcome::Done(left_behind("b")),
+        done(&first[0], left_behind("a")),
+        done(&again, left_behind("b")),
     );
     assert!(!jobs.settle("a", &first[0], &by_a).await.unwrap());
     assert_eq!(
@@ -225,9 +247,6 @@ async fn a_paused_instance_cannot_settle_what_the_new_owner_runs_again() {
         Some("confirmed by b")
     );
     assert_eq!(scalar(&pg, "SELECT count(*) FROM jobs").await, 0);
-    assert_eq!(
-        scalar(&pg, "SELECT count(*) FROM job_log WHERE kind = 'done'").await,
-        1
-    );
+    assert_eq!(scalar(&pg, "SELECT count(*) FROM finished").await, 1);
     b_task.abort();
 }

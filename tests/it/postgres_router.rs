@@ -19,12 +19,15 @@ use crate::support::eventually;
 /// One job per event, keyed by the event's CRM id.
 fn one_job() -> Arc<Route> {
     Arc::new(|event: i64, envelope: &Envelope| {
-        vec![NewJob {
-            event,
-            order_key: envelope.id.clone(),
-            flow: "opportunity_to_sales_order".into(),
-            connector: "erp".into(),
-        }]
+        vec![
+            NewJob {
+                event,
+                order_key: envelope.id.clone(),
+                flow: "opportunity_to_sales_order".into(),
+                connector: "erp".into(),
+            }
+            .into_job(),
+        ]
     })
 }
 

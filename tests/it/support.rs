@@ -79,7 +79,11 @@ impl TestApp {
         let (app, warnings) =
             App::build(&config, &Origin::File("test.toml".into()), &lookup).unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");
-        let journal = app.journal.clone();
+        let journal = app
+            .engine
+            .embedded_journal()
+            .expect("the tests' app runs on the data dir")
+            .clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();

@@ -86,7 +86,28 @@ fn live_part(data: &Overview) -> Markup {
             &["connector", "circuit", "delivered", "waiting", "retrying", "parked", "held", "dead", "poller lag", "last error"],
             &connectors,
         ))
+        @if !data.instances.is_empty() {
+            h2 { "Instances" }
+            p.note { "Delivered counts and the chart are this instance's; waiting counts are every instance's." }
+            (table(&["instance", "partitions", "leased now", "alive until"], &instances(data)))
+        }
     }
+}
+
+/// The instances sharing PostgreSQL and the partitions each holds.
+fn instances(data: &Overview) -> Vec<Vec<Markup>> {
+    data.instances
+        .iter()
+        .map(|member| {
+            let parts: Vec<String> = member.partitions.iter().map(i16::to_string).collect();
+            vec![
+                html! { (member.name) @if member.this_instance { " (this one)" } },
+                html! { (member.partitions.len()) ": " (parts.join(" ")) },
+                html! { (member.leased) },
+                html! { (time(member.alive_until_ms)) },
+            ]
+        })
+        .collect()
 }
 
 fn connector_row(data: &Overview, c: &ConnectorStatus) -> Vec<Markup> {

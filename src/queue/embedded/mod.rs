@@ -49,6 +49,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::Notify;
 
+use super::actions;
 use super::lines::{Lines, Locs};
 use super::records::{Applied, Echo, Effect, Xref};
 use super::{
@@ -281,23 +282,17 @@ impl Embedded {
         let entry = inner.lines.get(id).cloned();
         let Some(entry) = entry else {
             let state = match inner.recent.contains_key(&id) {
-                true => self.read(inner.recent[&id])?.state.as_str(),
+                true => self.read(inner.recent[&id])?.state,
                 false => return Err(QueueError::NotFound(id)),
             };
-            return Err(wrong_state(id, state, action));
+            return Err(actions::wrong_state(id, state, action));
         };
-        if !matches!(
-            entry.state,
-            State::Dead | State::Parked | State::Held | State::Retrying
-        ) {
-            return Err(wrong_state(id, entry.state.as_str(), action));
+        if !actions::may_change(entry.state) {
+            return Err(actions::wrong_state(id, entry.state, action));
         }
         let mut job = self.read(entry.at)?;
         apply(&mut job);
-        // An in-doubt job stays in doubt: the adapter checks before it creates again.
-        job.due_ms = None;
-        job.waits_for = None;
-        job.updated_ms = self.clock.now_ms();
+        actions::touched(&mut job, self.clock.now_ms());
         if payload.is_some() {
             job.payload.clone_from(&payload);
         }
@@ -309,15 +304,6 @@ impl Embedded {
         self.log.sync()?;
         self.wake_all();
         Ok(job)
-    }
-}
-
-fn wrong_state(id: JobId, state: &'static str, action: &'static str) -> QueueError {
-    QueueError::WrongState {
-        id,
-        state,
-        action,
-        needs: "dead, parked, held or retrying",
     }
 }
 
@@ -514,40 +500,11 @@ impl Queue for Embedded {
     }
 
     fn act(&self, id: JobId, action: Action) -> Result<Job, QueueError> {
-        let name = match action {
-            Action::Retry => "retry",
-            Action::Skip => "skip",
-            Action::Accept => "accept",
-        };
-        if action == Action::Accept
-            && let Some(entry) = self.entry(id)
-            && entry.state != State::Held
-        {
-            return Err(QueueError::WrongState {
-                id,
-                state: entry.state.as_str(),
-                action: name,
-                needs: "held",
-            });
+        if let Some(entry) = self.entry(id) {
+            actions::check_accept(id, entry.state, action)?;
         }
-        self.change(id, name, None, |job| match action {
-            Action::Retry => {
-                // A fresh retry budget, unless it is only brought forward.
-                if job.state != State::Retrying {
-                    job.failing = None;
-                }
-                job.state = State::Ready;
-                job.reason = None;
-            }
-            Action::Accept => {
-                job.state = State::Ready;
-                job.reason = None;
-                job.accepted = true;
-            }
-            Action::Skip => {
-                job.state = State::Skipped;
-                job.reason = Some(Reason::new("skipped_by_operator", "skipped by an operator"));
-            }
+        self.change(id, actions::name(action), None, |job| {
+            actions::apply(job, action)
         })
     }
 
@@ -608,11 +565,7 @@ impl Queue for Embedded {
     }
 
     fn resubmit(&self, id: JobId, payload: Option<Value>) -> Result<Job, QueueError> {
-        self.change(id, "resubmit", payload, |job| {
-            job.state = State::Ready;
-            job.reason = None;
-            job.resubmits += 1;
-        })
+        self.change(id, "resubmit", payload, actions::resubmit)
     }
 
     fn get(&self, id: JobId) -> Result<Job, QueueError> {

@@ -6,7 +6,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use super::{Embedded, Group, Inner};
-use crate::queue::{Job, JobId, QueueError, Reason, State};
+use crate::queue::{Job, JobId, QueueError, State};
 
 /// Dead letters by (flow, record id).
 #[derive(Debug, Default)]
@@ -68,13 +68,7 @@ impl Embedded {
                 continue;
             };
             let mut job = self.read(entry.at)?;
-            job.state = State::Skipped;
-            job.reason = Some(Reason::new(
-                "superseded",
-                format!("job {by} delivered a later version of {record}"),
-            ));
-            job.due_ms = None;
-            job.updated_ms = now;
+            crate::queue::actions::supersede(&mut job, by, record, now);
             group.change(&inner, job, None, None, Vec::new());
         }
         self.append(&mut inner, group);

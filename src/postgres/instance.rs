@@ -1,0 +1,118 @@
+//! One handoff instance on the shared database: connects, applies the schema, and runs what
+//! keeps it a member — partition leases, the router (when it holds that role), the wake-ups
+//! for new jobs, and the removal of old history — beside the engine's workers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+
+use super::events::PgEvents;
+use super::leases::Leases;
+use super::queue::{PgQueue, block_on};
+use super::router::PgRouter;
+use super::{PgError, Postgres, schema, space};
+use crate::clock::Clock;
+use crate::config::{PostgresConfig, SecretLookup};
+use crate::journal::Position;
+use crate::mapping::live::LiveMappings;
+
+pub struct Instance {
+    pub postgres: Arc<Postgres>,
+    pub leases: Arc<Leases>,
+    pub queue: Arc<PgQueue>,
+    pub events: Arc<PgEvents>,
+    period: Duration,
+    retention: Duration,
+}
+
+/// A name no other process has: host, process id and a random tag (a restarted process is a
+/// new member; its old partitions move once their lease runs out).
+fn instance_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "handoff".into());
+    format!("{host}-{}-{:04x}", std::process::id(), fastrand::u16(..))
+}
+
+impl Instance {
+    /// Connects, applies the schema (refusing one newer than this handoff knows) and takes a
+    /// first share of the partitions. Call it on the runtime that serves ingest.
+    pub fn start(
+        config: &PostgresConfig,
+        secrets: &SecretLookup,
+        dedupe_window: Duration,
+        retention: Duration,
+    ) -> Result<Instance, PgError> {
+        let postgres = Arc::new(Postgres::new(config, secrets)?);
+        block_on(schema::migrate(&postgres))?;
+        let period = Duration::from_secs(config.lease_secs.max(1));
+        let me = instance_name();
+        let leases = Arc::new(Leases::new(postgres.clone(), me.clone(), period));
+        block_on(leases.round())?;
+        tracing::info!(instance = %me, at = postgres.at(), partitions = leases.held().len(), "joined the instances on PostgreSQL");
+        let queue = Arc::new(PgQueue::new(postgres.clone(), leases.clone(), Clock::new()));
+        let events = Arc::new(PgEvents::start(postgres.clone(), dedupe_window));
+        Ok(Instance {
+            postgres,
+            leases,
+            queue,
+            events,
+            period,
+            retention,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        self.leases.me()
+    }
+
+    /// Starts the background work on `runtime` into `tasks`.
+    pub fn spawn(
+        &self,
+        mappings: Arc<LiveMappings>,
+        runtime: &tokio::runtime::Handle,
+        tasks: &mut JoinSet<()>,
+    ) {
+        let (leases, queue, period) = (self.leases.clone(), self.queue.clone(), self.period);
+        tasks.spawn_on(
+            async move {
+                loop {
+                    let before = leases.held();
+                    match leases.round().await {
+                        Ok(now) if now.keys().ne(before.keys()) => queue.wake_all(),
+                        Ok(_) => {}
+                        Err(error) => {
+                            tracing::warn!(error = %error, "partition leases not renewed this round")
+                        }
+                    }
+                    tokio::time::sleep(period / 3).await;
+                }
+            },
+            runtime,
+        );
+        let router = Arc::new(PgRouter::new(
+            self.postgres.clone(),
+            self.name().to_owned(),
+            self.period,
+        ));
+        let clock = Clock::new();
+        let route = Arc::new(move |id: i64, envelope: &crate::envelope::Envelope| {
+            let at = Position {
+                segment: 0,
+                offset: 0,
+            };
+            crate::sync::router::route(&mappings.current(), envelope, id as u64, at, clock.now_ms())
+        });
+        tasks.spawn_on(router.route_forever(route, Duration::from_secs(1)), runtime);
+        tasks.spawn_on(self.queue.clone().listen(), runtime);
+        tasks.spawn_on(
+            space::run(
+                self.postgres.clone(),
+                self.name().to_owned(),
+                self.retention,
+            ),
+            runtime,
+        );
+    }
+}

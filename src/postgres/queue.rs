@@ -1,0 +1,848 @@
+//! [`PgQueue`]: the storage seam ([`Queue`]) on the shared database, so the engine, the
+//! pollers, the dashboard and the API run unchanged on several instances.
+//!
+//! The trait is synchronous (the embedded backend answers from memory and its own files); each
+//! call here runs its queries with [`block_on`], which hands the calling engine thread's other
+//! tasks to the runtime's other threads while it waits.
+//!
+//! - Workers lease only from the partitions this instance holds (`leases.rs`), and a settle
+//!   is written only under the epoch the job was leased with: after the partition moved, the
+//!   settle is refused ([`QueueError::Fenced`]) and the new owner runs the job again, in doubt,
+//!   under the same idempotency key.
+//! - Timers (retry due, hold recheck, parking deadline) are fired by the partition's owner.
+//! - Operators' actions, listings and counts work on every partition from any instance.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::Notify;
+
+use super::jobs::{self, COLUMNS, JOBS_CHANNEL, Leased, PgJobs, finished_of, job_of};
+use super::leases::Leases;
+use super::records::PgRecords;
+use super::{PgError, Postgres, roles};
+use crate::clock::Clock;
+use crate::queue::records::{Applied, Echo, Effect, Xref};
+use crate::queue::{
+    Action, Attempt, Cursor, Entry, Job, JobId, Member, Page, Queue, QueueError, Reason,
+    SCAN_BUDGET, Scope, Settle, State, actions, entry_of,
+};
+
+/// Runs `work` to its end from synchronous code. On a multi-threaded runtime the calling
+/// thread's other tasks move to the other threads while it waits; elsewhere (a test's
+/// single-threaded runtime, no runtime) it runs on a thread of its own.
+pub fn block_on<T: Send>(work: impl Future<Output = T> + Send) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| handle.block_on(work))
+        }
+        _ => std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("a runtime for one call")
+                        .block_on(work)
+                })
+                .join()
+                .expect("the call does not panic")
+        }),
+    }
+}
+
+fn shared(error: PgError) -> QueueError {
+    QueueError::Shared(error.to_string())
+}
+
+pub struct PgQueue {
+    postgres: Arc<Postgres>,
+    leases: Arc<Leases>,
+    clock: Clock,
+    /// The jobs this instance has leased: their partition and the lease's epoch.
+    leased: Mutex<HashMap<JobId, (i16, i64)>>,
+    wake: Mutex<HashMap<String, Arc<Notify>>>,
+    timers_changed: Notify,
+}
+
+impl PgQueue {
+    pub fn new(postgres: Arc<Postgres>, leases: Arc<Leases>, clock: Clock) -> PgQueue {
+        PgQueue {
+            postgres,
+            leases,
+            clock,
+            leased: Mutex::new(HashMap::new()),
+            wake: Mutex::new(HashMap::new()),
+            timers_changed: Notify::new(),
+        }
+    }
+
+    fn me(&self) -> &str {
+        self.leases.me()
+    }
+
+    fn exec<T: Send>(
+        &self,
+        work: impl Future<Output = Result<T, PgError>> + Send,
+    ) -> Result<T, QueueError> {
+        block_on(work).map_err(shared)
+    }
+
+    fn failed(&self) -> impl Fn(tokio_postgres::Error) -> PgError + '_ {
+        |e| self.postgres.query_error(&e)
+    }
+
+    /// Wakes every connector's workers (new jobs, releases, timers, partitions taken).
+    pub fn wake_all(&self) {
+        for notify in self.wake.lock().unwrap_or_else(|p| p.into_inner()).values() {
+            notify.notify_waiters();
+        }
+    }
+
+    /// Wakes the workers whenever another instance (or this one) notifies that jobs became
+    /// runnable; runs until aborted.
+    pub async fn listen(self: Arc<Self>) {
+        loop {
+            match self.postgres.listen(JOBS_CHANNEL).await {
+                Ok(listener) => loop {
+                    if tokio::time::timeout(Duration::from_secs(30), listener.notified.notified())
+                        .await
+                        .is_ok()
+                    {
+                        self.wake_all();
+                    } else if listener.is_closed() {
+                        break;
+                    }
+                },
+                Err(error) => {
+                    tracing::warn!(error = %error, "no LISTEN for new jobs; workers look every second");
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// Reads one job and applies `change` to it under a row lock, if an operator may change
+    /// it; a settled job is reported in its state.
+    fn change(
+        &self,
+        id: JobId,
+        action: &'static str,
+        change: impl FnOnce(&mut Job) -> Result<(), QueueError> + Send,
+    ) -> Result<Job, QueueError> {
+        let now = self.clock.now_ms();
+        let job = block_on(async {
+            let mut client = self.postgres.client().await.map_err(shared)?;
+            let tx = client
+                .transaction()
+                .await
+                .map_err(|e| shared(self.postgres.query_error(&e)))?;
+            let row = tx
+                .query_opt(
+                    &format!("SELECT {COLUMNS} FROM jobs WHERE id = $1 FOR UPDATE"),
+                    &[&(id as i64)],
+                )
+                .await
+                .map_err(|e| shared(self.postgres.query_error(&e)))?;
+            let Some(row) = row else {
+                return match self.finished(id).await? {
+                    Some(job) => Err(actions::wrong_state(id, job.state, action)),
+                    None => Err(QueueError::NotFound(id)),
+                };
+            };
+            let mut job = job_of(&row)?;
+            if !actions::may_change(job.state) {
+                return Err(actions::wrong_state(id, job.state, action));
+            }
+            change(&mut job)?;
+            actions::touched(&mut job, now);
+            jobs::store(&tx, &job, None)
+                .await
+                .map_err(|e| shared(self.postgres.query_error(&e)))?;
+            tx.batch_execute(&format!("NOTIFY {JOBS_CHANNEL}"))
+                .await
+                .map_err(|e| shared(self.postgres.query_error(&e)))?;
+            tx.commit()
+                .await
+                .map_err(|e| shared(self.postgres.query_error(&e)))?;
+            Ok(job)
+        })?;
+        self.wake_all();
+        self.timers_changed.notify_one();
+        Ok(job)
+    }
+
+    async fn finished(&self, id: JobId) -> Result<Option<Job>, QueueError> {
+        let client = self.postgres.client().await.map_err(shared)?;
+        let row = client
+            .query_opt(
+                "SELECT id, job FROM finished WHERE id = $1 ORDER BY at DESC LIMIT 1",
+                &[&(id as i64)],
+            )
+            .await
+            .map_err(|e| shared(self.postgres.query_error(&e)))?;
+        row.map(|row| finished_of(&row)).transpose()
+    }
+
+    /// Rows of `sql` (which selects [`COLUMNS`] or `id, job`) as jobs.
+    fn jobs(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        read: fn(&tokio_postgres::Row) -> Result<Job, QueueError>,
+    ) -> Result<Vec<Job>, QueueError> {
+        let rows = self.exec(async {
+            let client = self.postgres.client().await?;
+            client.query(sql, params).await.map_err(self.failed())
+        })?;
+        rows.iter().map(read).collect()
+    }
+
+    /// An answer the trait gives without an error: logged and empty when the database fails.
+    fn or_empty<T: Default>(&self, what: &str, result: Result<T, QueueError>) -> T {
+        result.unwrap_or_else(|error| {
+            tracing::warn!(error = %error, "{what}: the shared store did not answer");
+            T::default()
+        })
+    }
+
+    /// Gives this instance's partitions and roles back (a clean shutdown), so the others take
+    /// them at once instead of after the lease period.
+    pub fn release_all(&self) -> Result<(), QueueError> {
+        self.exec(async {
+            let client = self.postgres.client().await?;
+            client
+                .batch_execute(&format!(
+                    "UPDATE parts SET owner = NULL, lease_until = '-infinity' WHERE owner = {me}; \
+                     UPDATE poll_cursors SET owner = NULL, lease_until = '-infinity' WHERE owner = {me}; \
+                     DELETE FROM instances WHERE name = {me};",
+                    me = quote(self.me())
+                ))
+                .await
+                .map_err(self.failed())
+        })
+    }
+}
+
+/// A text literal for SQL.
+fn quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+impl Queue for PgQueue {
+    fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// The router on PostgreSQL keeps its own cursor (`router.rs`).
+    fn cursor(&self) -> Result<Cursor, QueueError> {
+        Ok(Cursor::default())
+    }
+
+    fn enqueue(&self, jobs: Vec<Job>, _cursor: Cursor) -> Result<Vec<JobId>, QueueError> {
+        let ids = self.exec(PgJobs::new(&self.postgres).enqueue(&jobs))?;
+        self.wake_all();
+        Ok(ids)
+    }
+
+    fn try_lease(&self, connector: &str) -> Result<Option<Job>, QueueError> {
+        let held = self.leases.held();
+        if held.is_empty() {
+            return Ok(None);
+        }
+        let mut leased =
+            self.exec(PgJobs::new(&self.postgres).lease(self.me(), &held, connector, 1))?;
+        let Some(Leased {
+            mut job,
+            part,
+            epoch,
+        }) = leased.pop()
+        else {
+            return Ok(None);
+        };
+        self.leased
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(job.id, (part, epoch));
+        job.updated_ms = self.clock.now_ms();
+        // Pass the wake-up on: there may be more.
+        self.wake_of(connector).notify_one();
+        Ok(Some(job))
+    }
+
+    fn wake_of(&self, connector: &str) -> Arc<Notify> {
+        let mut wake = self.wake.lock().unwrap_or_else(|p| p.into_inner());
+        wake.entry(connector.to_owned()).or_default().clone()
+    }
+
+    fn settle(&self, settle: Settle) -> Result<(), QueueError> {
+        let id = settle.job.id;
+        let Some((part, epoch)) = self
+            .leased
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id)
+        else {
+            return Err(QueueError::Fenced(id));
+        };
+        let connector = settle.job.connector.clone();
+        let leased = Leased {
+            job: settle.job.clone(),
+            part,
+            epoch,
+        };
+        let written = self.exec(PgJobs::new(&self.postgres).settle(self.me(), &leased, &settle))?;
+        if !written {
+            return Err(QueueError::Fenced(id));
+        }
+        // The next job of its record may be runnable now.
+        self.wake_of(&connector).notify_one();
+        self.timers_changed.notify_one();
+        Ok(())
+    }
+
+    fn fire_timers(
+        &self,
+        parked_gave_up: &dyn Fn(&Job) -> Reason,
+    ) -> Result<Option<i64>, QueueError> {
+        let now = self.clock.now_ms();
+        let parts: Vec<i16> = self.leases.held().into_keys().collect();
+        // Partitions come and go, and other instances make jobs due: look again within 1 s.
+        let soon = now + 1000;
+        if parts.is_empty() {
+            return Ok(Some(soon));
+        }
+        let mut gave_up = self.jobs(
+            &format!(
+                "SELECT {COLUMNS} FROM jobs WHERE part = ANY($1) AND state = 'parked' \
+                 AND due_at <= now()"
+            ),
+            &[&parts],
+            job_of,
+        )?;
+        for job in &mut gave_up {
+            job.reason = Some(parked_gave_up(job));
+            job.state = State::Dead;
+            job.due_ms = None;
+            job.updated_ms = now;
+        }
+        let next: Option<i64> = self.exec(async {
+            let mut client = self.postgres.client().await?;
+            let tx = client.transaction().await.map_err(self.failed())?;
+            tx.execute(
+                "UPDATE jobs SET state = 'ready', due_at = NULL \
+                 WHERE part = ANY($1) AND state = 'held' AND due_at <= now()",
+                &[&parts],
+            )
+            .await
+            .map_err(self.failed())?;
+            for job in &gave_up {
+                jobs::store(&tx, job, None).await.map_err(self.failed())?;
+            }
+            let next = tx
+                .query_one(
+                    "SELECT (extract(epoch FROM min(due_at)) * 1000)::bigint FROM jobs \
+                     WHERE part = ANY($1) AND state IN ('retrying', 'held', 'parked')",
+                    &[&parts],
+                )
+                .await
+                .map_err(self.failed())?
+                .get(0);
+            tx.commit().await.map_err(self.failed())?;
+            Ok(next)
+        })?;
+        self.wake_all();
+        Ok(Some(next.map_or(soon, |next: i64| next.min(soon))))
+    }
+
+    fn timers_changed(&self) -> &Notify {
+        &self.timers_changed
+    }
+
+    fn xref(&self, system: &str, kind: &str, crm_id: &str) -> Result<Option<Xref>, QueueError> {
+        self.exec(PgRecords::new(&self.postgres).xref(system, kind, crm_id))
+    }
+
+    fn xrefs(&self, filter: &str, limit: usize) -> Result<Vec<Xref>, QueueError> {
+        let rows = self.exec(async {
+            let client = self.postgres.client().await?;
+            client
+                .query(
+                    "SELECT detail FROM xrefs WHERE $1 = '' OR crm_id = $1 OR external_id = $1 \
+                     ORDER BY system, kind, crm_id LIMIT $2",
+                    &[&filter, &(limit.min(i64::MAX as usize) as i64)],
+                )
+                .await
+                .map_err(self.failed())
+        })?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| serde_json::from_value(row.get(0)).ok())
+            .collect())
+    }
+
+    fn link(&self, xref: Xref) -> Result<(), QueueError> {
+        self.exec(async {
+            let mut client = self.postgres.client().await?;
+            let tx = client.transaction().await.map_err(self.failed())?;
+            super::records::write(&tx, &[Effect::Xref(xref)])
+                .await
+                .map_err(self.failed())?;
+            tx.commit().await.map_err(self.failed())
+        })
+    }
+
+    fn applied(&self, flow: &str, record: &str) -> Result<Option<Applied>, QueueError> {
+        self.exec(PgRecords::new(&self.postgres).applied(flow, record))
+    }
+
+    fn status(&self, order: &str) -> Result<Option<String>, QueueError> {
+        self.exec(PgRecords::new(&self.postgres).status(order))
+    }
+
+    fn echo(&self, record: &str) -> Result<Option<Echo>, QueueError> {
+        self.exec(PgRecords::new(&self.postgres).echo(record))
+    }
+
+    fn poll_cursor(&self, connector: &str) -> Result<Option<Value>, QueueError> {
+        let row = self.exec(async {
+            let client = self.postgres.client().await?;
+            client
+                .query_opt(
+                    "SELECT cursor FROM poll_cursors WHERE connector = $1",
+                    &[&connector],
+                )
+                .await
+                .map_err(self.failed())
+        })?;
+        Ok(row.and_then(|row| row.get::<_, Option<Value>>(0)))
+    }
+
+    fn poll_emitted(&self, connector: &str, order: &str) -> Result<u64, QueueError> {
+        let row = self.exec(async {
+            let client = self.postgres.client().await?;
+            client
+                .query_opt(
+                    "SELECT emitted FROM poll_emitted WHERE connector = $1 AND order_ref = $2",
+                    &[&connector, &order],
+                )
+                .await
+                .map_err(self.failed())
+        })?;
+        Ok(row.map_or(0, |row| row.get::<_, i64>(0).max(0) as u64))
+    }
+
+    fn save_poll(
+        &self,
+        connector: &str,
+        cursor: Option<&Value>,
+        emitted: &[(String, u64)],
+    ) -> Result<(), QueueError> {
+        self.exec(async {
+            let mut client = self.postgres.client().await?;
+            let tx = client.transaction().await.map_err(self.failed())?;
+            for (order, count) in emitted {
+                tx.execute(
+                    "INSERT INTO poll_emitted (connector, order_ref, emitted) VALUES ($1, $2, $3) \
+                     ON CONFLICT (connector, order_ref) DO UPDATE SET emitted = EXCLUDED.emitted",
+                    &[&connector, order, &(*count as i64)],
+                )
+                .await
+                .map_err(self.failed())?;
+            }
+            if let Some(cursor) = cursor {
+                tx.execute(
+                    "INSERT INTO poll_cursors (connector, cursor) VALUES ($1, $2) \
+                     ON CONFLICT (connector) DO UPDATE SET cursor = EXCLUDED.cursor",
+                    &[&connector, cursor],
+                )
+                .await
+                .map_err(self.failed())?;
+            }
+            tx.commit().await.map_err(self.failed())
+        })
+    }
+
+    fn claim(&self, role: &str, lease: Duration) -> Result<bool, QueueError> {
+        self.exec(async {
+            let mut client = self.postgres.client().await?;
+            let tx = client.transaction().await.map_err(self.failed())?;
+            let taken = roles::take(&tx, role, self.me(), lease, &Value::Null)
+                .await
+                .map_err(self.failed())?;
+            tx.commit().await.map_err(self.failed())?;
+            Ok(taken.is_some())
+        })
+    }
+
+    fn save_run(&self, id: u64, run: &Value) -> Result<(), QueueError> {
+        self.exec(async {
+            let client = self.postgres.client().await?;
+            client
+                .execute(
+                    "INSERT INTO reconcile_runs (id, run) VALUES ($1, $2) \
+                     ON CONFLICT (id) DO UPDATE SET run = EXCLUDED.run",
+                    &[&(id as i64), run],
+                )
+                .await
+                .map_err(self.failed())
+        })
+        .map(drop)
+    }
+
+    fn run(&self, id: u64) -> Result<Option<Value>, QueueError> {
+        let row = self.exec(async {
+            let client = self.postgres.client().await?;
+            client
+                .query_opt(
+                    "SELECT run FROM reconcile_runs WHERE id = $1",
+                    &[&(id as i64)],
+                )
+                .await
+                .map_err(self.failed())
+        })?;
+        Ok(row.map(|row| row.get(0)))
+    }
+
+    fn runs(&self, limit: usize) -> Result<Vec<Value>, QueueError> {
+        let rows = self.exec(async {
+            let client = self.postgres.client().await?;
+            client
+                .query(
+                    "SELECT run FROM reconcile_runs ORDER BY id DESC LIMIT $1",
+                    &[&(limit.min(i64::MAX as usize) as i64)],
+                )
+                .await
+                .map_err(self.failed())
+        })?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
+    fn act(&self, id: JobId, action: Action) -> Result<Job, QueueError> {
+        self.change(id, actions::name(action), move |job| {
+            actions::check_accept(id, job.state, action)?;
+            actions::apply(job, action);
+            Ok(())
+        })
+    }
+
+    fn supersede(&self, flow: &str, record: &str, by: JobId) -> Result<usize, QueueError> {
+        let now = self.clock.now_ms();
+        self.exec(async {
+            let mut client = self.postgres.client().await?;
+            let tx = client.transaction().await.map_err(self.failed())?;
+            let rows = tx
+                .query(
+                    &format!(
+                        "SELECT {COLUMNS} FROM jobs WHERE state = 'dead' AND flow = $1 \
+                         AND body->>'object_id' = $2 AND id < $3 FOR UPDATE"
+                    ),
+                    &[&flow, &record, &(by as i64)],
+                )
+                .await
+                .map_err(self.failed())?;
+            let mut count = 0;
+            for row in &rows {
+                let Ok(mut job) = job_of(row) else { continue };
+                actions::supersede(&mut job, by, record, now);
+                jobs::store(&tx, &job, None).await.map_err(self.failed())?;
+                count += 1;
+            }
+            tx.commit().await.map_err(self.failed())?;
+            Ok(count)
+        })
+    }
+
+    fn release_retrying(&self, connector: &str, limit: usize) -> Result<usize, QueueError> {
+        let released = self.exec(async {
+            let client = self.postgres.client().await?;
+            client
+                .execute(
+                    "UPDATE jobs SET state = 'ready', due_at = NULL WHERE id IN \
+                     (SELECT id FROM jobs WHERE state = 'retrying' AND connector = $1 \
+                      ORDER BY id LIMIT $2)",
+                    &[&connector, &(limit.min(i64::MAX as usize) as i64)],
+                )
+                .await
+                .map_err(self.failed())
+        })?;
+        self.wake_of(connector).notify_waiters();
+        Ok(released as usize)
+    }
+
+    fn release_parked(&self, on: &[(String, String)]) -> Result<usize, QueueError> {
+        let released = self.exec(async {
+            let mut client = self.postgres.client().await?;
+            let tx = client.transaction().await.map_err(self.failed())?;
+            let released = jobs::release_parked(&tx, on).await.map_err(self.failed())?;
+            tx.commit().await.map_err(self.failed())?;
+            Ok(released)
+        })?;
+        if released > 0 {
+            self.wake_all();
+            self.timers_changed.notify_one();
+        }
+        Ok(released as usize)
+    }
+
+    fn resubmit(&self, id: JobId, payload: Option<Value>) -> Result<Job, QueueError> {
+        self.change(id, "resubmit", move |job| {
+            actions::resubmit(job);
+            if payload.is_some() {
+                job.payload = payload;
+            }
+            Ok(())
+        })
+    }
+
+    fn get(&self, id: JobId) -> Result<Job, QueueError> {
+        let open = self.jobs(
+            &format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"),
+            &[&(id as i64)],
+            job_of,
+        )?;
+        if let Some(job) = open.into_iter().next() {
+            return Ok(job);
+        }
+        block_on(self.finished(id))?.ok_or(QueueError::NotFound(id))
+    }
+
+    fn attempts(&self, id: JobId) -> Result<Vec<Attempt>, QueueError> {
+        let rows = self.exec(async {
+            let client = self.postgres.client().await?;
+            client
+                .query(
+                    "SELECT detail FROM job_log WHERE job = $1 AND kind = 'attempt' ORDER BY at",
+                    &[&(id as i64)],
+                )
+                .await
+                .map_err(self.failed())
+        })?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| serde_json::from_value(row.get(0)).ok())
+            .collect())
+    }
+
+    fn list(
+        &self,
+        scope: Scope<'_>,
+        before: Option<JobId>,
+        limit: usize,
+        keep: &dyn Fn(&Job) -> bool,
+    ) -> Result<Page, QueueError> {
+        let before = before.unwrap_or(JobId::MAX).min(i64::MAX as u64) as i64;
+        let budget = SCAN_BUDGET as i64;
+        let (mut found, since_ms) = match scope {
+            Scope::State(state) => (
+                self.jobs(
+                    &format!(
+                        "SELECT {COLUMNS} FROM jobs WHERE state = $1 AND id < $2 \
+                         ORDER BY id DESC LIMIT $3"
+                    ),
+                    &[&state.as_str(), &before, &budget],
+                    job_of,
+                )?,
+                None,
+            ),
+            Scope::Record(record) => {
+                let mut found = self.jobs(
+                    &format!(
+                        "SELECT {COLUMNS} FROM jobs WHERE id < $2 AND (order_key = $1 \
+                         OR body->>'object_id' = $1 OR body->>'external_id' = $1) \
+                         ORDER BY id DESC LIMIT $3"
+                    ),
+                    &[&record, &before, &budget],
+                    job_of,
+                )?;
+                found.extend(self.jobs(
+                    "SELECT id, job FROM finished WHERE id < $2 AND (job->>'order_key' = $1 \
+                     OR job->>'object_id' = $1 OR job->>'external_id' = $1) \
+                     ORDER BY id DESC LIMIT $3",
+                    &[&record, &before, &budget],
+                    finished_of,
+                )?);
+                (found, None)
+            }
+            Scope::All { since_ms } => {
+                let mut found = self.jobs(
+                    &format!("SELECT {COLUMNS} FROM jobs WHERE id < $1 ORDER BY id DESC LIMIT $2"),
+                    &[&before, &budget],
+                    job_of,
+                )?;
+                found.extend(self.jobs(
+                    "SELECT id, job FROM finished WHERE id < $1 ORDER BY id DESC LIMIT $2",
+                    &[&before, &budget],
+                    finished_of,
+                )?);
+                (found, since_ms)
+            }
+        };
+        found.sort_by_key(|job| std::cmp::Reverse(job.id));
+        found.dedup_by_key(|job| job.id);
+        let mut page = Page::default();
+        for (scanned, job) in found.into_iter().enumerate() {
+            if scanned == SCAN_BUDGET {
+                page.next_before = Some(job.id + 1);
+                break;
+            }
+            if since_ms.is_some_and(|t| job.created_ms < t) {
+                break;
+            }
+            if keep(&job) {
+                let id = job.id;
+                page.jobs.push(job);
+                if page.jobs.len() == limit {
+                    page.next_before = Some(id);
+                    break;
+                }
+            }
+        }
+        Ok(page)
+    }
+
+    fn ids_in(&self, state: State) -> Vec<JobId> {
+        let rows = self.exec(async {
+            let client = self.postgres.client().await?;
+            client
+                .query(
+                    "SELECT id FROM jobs WHERE state = $1 ORDER BY id",
+                    &[&state.as_str()],
+                )
+                .await
+                .map_err(self.failed())
+        });
+        self.or_empty("ids", rows)
+            .iter()
+            .map(|row| row.get::<_, i64>(0) as JobId)
+            .collect()
+    }
+
+    fn groups(&self, state: State, keep: usize) -> BTreeMap<String, (u64, Vec<JobId>)> {
+        let rows = self.exec(async {
+            let client = self.postgres.client().await?;
+            client
+                .query(
+                    "SELECT coalesce(reason->>'code', ''), count(*), \
+                     (array_agg(id ORDER BY id DESC))[1:$2] FROM jobs WHERE state = $1 \
+                     GROUP BY 1",
+                    &[&state.as_str(), &(keep.min(i32::MAX as usize) as i32)],
+                )
+                .await
+                .map_err(self.failed())
+        });
+        self.or_empty("groups", rows)
+            .iter()
+            .map(|row| {
+                let ids: Vec<i64> = row.get(2);
+                (
+                    row.get::<_, String>(0),
+                    (
+                        row.get::<_, i64>(1) as u64,
+                        ids.into_iter().map(|id| id as JobId).collect(),
+                    ),
+                )
+            })
+            .collect()
+    }
+
+    fn entry(&self, id: JobId) -> Option<Entry> {
+        let found = self.jobs(
+            &format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"),
+            &[&(id as i64)],
+            job_of,
+        );
+        self.or_empty("entry", found).first().map(entry_of)
+    }
+
+    fn counts(&self) -> HashMap<(Arc<str>, State), u64> {
+        let rows = self.exec(async {
+            let client = self.postgres.client().await?;
+            client
+                .query(
+                    "SELECT connector, state, count(*) FROM jobs GROUP BY 1, 2",
+                    &[],
+                )
+                .await
+                .map_err(self.failed())
+        });
+        self.or_empty("counts", rows)
+            .iter()
+            .filter_map(|row| {
+                let state = State::parse(row.get(1))?;
+                let connector: String = row.get(0);
+                Some(((Arc::from(connector), state), row.get::<_, i64>(2) as u64))
+            })
+            .collect()
+    }
+
+    fn oldest_open(&self) -> Option<JobId> {
+        let row = self.exec(async {
+            let client = self.postgres.client().await?;
+            client
+                .query_one(
+                    "SELECT min(id) FROM jobs WHERE state IN \
+                     ('ready', 'leased', 'retrying', 'parked', 'held')",
+                    &[],
+                )
+                .await
+                .map_err(self.failed())
+        });
+        self.or_empty("oldest", row.map(Some))
+            .and_then(|row| row.get::<_, Option<i64>>(0))
+            .map(|id| id as JobId)
+    }
+
+    fn members(&self) -> Vec<Member> {
+        let rows = self.exec(async {
+            let client = self.postgres.client().await?;
+            client
+                .query(
+                    "SELECT i.name, (extract(epoch FROM i.seen_until) * 1000)::bigint, \
+                     coalesce((SELECT array_agg(p.part ORDER BY p.part) FROM parts p \
+                               WHERE p.owner = i.name AND p.lease_until > now()), '{}'), \
+                     (SELECT count(*) FROM jobs j JOIN parts p ON p.part = j.part \
+                      WHERE p.owner = i.name AND j.state = 'leased' \
+                      AND j.leased_epoch = p.epoch) \
+                     FROM instances i WHERE i.seen_until > now() ORDER BY i.name",
+                    &[],
+                )
+                .await
+                .map_err(self.failed())
+        });
+        self.or_empty("members", rows)
+            .iter()
+            .map(|row| {
+                let name: String = row.get(0);
+                Member {
+                    this_instance: name == self.me(),
+                    name,
+                    alive_until_ms: row.get(1),
+                    partitions: row.get(2),
+                    leased: row.get::<_, i64>(3) as u64,
+                }
+            })
+            .collect()
+    }
+
+    /// History leaves by partition (`space.rs`), not through this.
+    fn upkeep(
+        &self,
+        _below_seq: u64,
+        _read_event: &dyn Fn(&Job) -> Option<Value>,
+    ) -> Result<u64, QueueError> {
+        Ok(0)
+    }
+
+    fn close_clean(&self) -> Result<(), QueueError> {
+        self.release_all()
+    }
+
+    fn flush(&self) -> Result<(), QueueError> {
+        Ok(())
+    }
+}
