@@ -36,6 +36,13 @@ enum Command {
         #[arg(long, env = "HANDOFF_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Move the embedded store (the data dir) into the PostgreSQL database of `[store.postgres]`,
+    /// with the embedded service stopped: open jobs, dead letters and their events,
+    /// cross-references and the other records, the dedupe keys of the window.
+    MoveToPostgres {
+        #[arg(long, env = "HANDOFF_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Work with mapping files: run their tests, or map one event as a dry run.
     Mapping {
         #[command(subcommand)]
@@ -170,6 +177,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { config } => serve(config),
         Command::Check { config } => return check(config),
+        Command::MoveToPostgres { config } => move_to_postgres(config),
         Command::Mapping { command } => return mapping(command),
         Command::Healthcheck { url, config } => healthcheck(url, config),
         Command::HashPassword => hash_password(),
@@ -239,6 +247,20 @@ fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
     // The engine's tasks have finished (serve waits for them); its idle threads go now.
     engine.shutdown_timeout(std::time::Duration::from_secs(1));
     served
+}
+
+fn move_to_postgres(path: Option<PathBuf>) -> anyhow::Result<()> {
+    let (config, _) = Config::load(path.as_deref())?;
+    let moved =
+        crate::postgres::import::move_to_postgres(&config, &crate::config::env_secrets, &|line| {
+            eprintln!("{line}")
+        })?;
+    println!(
+        "moved {} open jobs, {} dead letters, {} events, {} records and {} dedupe keys; \
+         start the instances with [store] backend = \"postgres\"",
+        moved.jobs, moved.dead_letters, moved.events, moved.records, moved.dedupe_keys
+    );
+    Ok(())
 }
 
 fn check(path: Option<PathBuf>) -> ExitCode {

@@ -19,6 +19,7 @@
 //! backend until then.
 
 pub mod events;
+pub mod import;
 pub mod instance;
 pub mod jobs;
 pub mod journal;

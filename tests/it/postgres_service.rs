@@ -476,3 +476,113 @@ async fn postgres_restarted_under_load_means_503s_then_everything_delivered() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedded_installation_moves_to_postgres_and_goes_on_where_it_stopped() {
+    let server = PgServer::start();
+    let (fake, addr) = Fake::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let connectors = dir.path().join("connectors");
+    std::fs::create_dir(&connectors).unwrap();
+    fake_erp::connectors(&connectors, addr, 5);
+    let old = dir.path().join("embedded");
+    std::fs::create_dir(&old).unwrap();
+    let port = free_port();
+    let client = reqwest::Client::new();
+
+    // The single process delivers the customers, then the ERP goes away: the orders wait.
+    let service = Service::start(&old, &connectors, port);
+    for a in 0..4 {
+        let body = account(&format!("M{a:02}"), "2026-11-20T10:00:00Z", "moved");
+        deliver(&client, &[port], 0, &format!("m-acc-{a}"), &body).await;
+    }
+    eventually(30, "the customers delivered", async || {
+        (fake.books().customers.len() == 4).then_some(())
+    })
+    .await;
+    fake.set_mode(Mode::Unavailable(None));
+    for a in 0..4 {
+        let body = won(
+            &format!("006M{a:02}"),
+            &format!("M{a:02}"),
+            "2026-11-20T11:00:00Z",
+        );
+        deliver(&client, &[port], 0, &format!("m-opp-{a}"), &body).await;
+    }
+    eventually(30, "the orders retrying", async || {
+        let response = client
+            .get(format!("http://127.0.0.1:{port}/api/v1/overview"))
+            .send()
+            .await
+            .ok()?;
+        let overview: serde_json::Value = response.json().await.ok()?;
+        (overview["waiting"]["erp"]["retrying"].as_u64() == Some(4)).then_some(())
+    })
+    .await;
+    service.kill();
+
+    // The move, with the embedded service stopped (killed: it recovers the store first).
+    let url = server.url(PASSWORD);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args(["move-to-postgres", "--config"])
+        .arg(old.join("config.toml"))
+        .env("HANDOFF_DATA_DIR", old.join("data"))
+        .env("HANDOFF_CONNECTORS_DIR", &connectors)
+        .env("HANDOFF_STORE__BACKEND", "postgres")
+        .env("DATABASE_URL", &url)
+        .envs(crate::support::secrets())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        said.contains("moved 4 open jobs, 0 dead letters, 4 events"),
+        "{said}"
+    );
+    assert!(!said.contains(&url) && !said.contains(PASSWORD), "{said}");
+
+    // An instance on PostgreSQL delivers the orders to the customers made before the move.
+    fake.set_mode(Mode::Normal);
+    let new = dir.path().join("instance");
+    std::fs::create_dir(&new).unwrap();
+    let port = free_port();
+    let _instance = Service::start_with(
+        &new,
+        &connectors,
+        port,
+        &[
+            ("HANDOFF_STORE__BACKEND", "postgres"),
+            ("DATABASE_URL", url.as_str()),
+            ("HANDOFF_STORE__POSTGRES__LEASE_SECS", "2"),
+        ],
+    );
+    eventually(60, "the waiting orders delivered", async || {
+        (fake.books().orders.len() == 4).then_some(())
+    })
+    .await;
+    {
+        let books = fake.books();
+        assert_eq!(books.duplicate_orders, 0);
+        for a in 0..4 {
+            let (_, order) = &books.orders[&format!("006M{a:02}")];
+            assert_eq!(
+                order["customer"],
+                format!("C-M{a:02}"),
+                "the moved cross-reference"
+            );
+        }
+    }
+    // A sender retrying an event the old process took gets the duplicate answer.
+    let body = won("006M00", "M00", "2026-11-20T11:00:00Z");
+    deliver(&client, &[port], 0, "m-opp-0", &body).await;
+    let pg = Postgres::new(&config(), &secrets(url.clone())).unwrap();
+    assert_eq!(scalar(&pg, "SELECT count(*) FROM events").await, 4);
+    eventually(30, "nothing left open", async || {
+        (scalar(&pg, "SELECT count(*) FROM jobs").await == 0).then_some(())
+    })
+    .await;
+}

@@ -250,6 +250,69 @@ impl Index {
     }
 }
 
+/// Everything the index holds, for moving an installation to another backend.
+#[derive(Debug, Default)]
+pub struct Exported {
+    /// Cross-references, applied versions, order status and echo records.
+    pub effects: Vec<Effect>,
+    /// Status pollers' cursors (connector → cursor).
+    pub cursors: Vec<(String, serde_json::Value)>,
+    /// Milestones emitted per (connector, order).
+    pub emitted: Vec<(String, String, u64)>,
+    /// Reconciliation runs by id.
+    pub runs: Vec<(u64, serde_json::Value)>,
+}
+
+impl Index {
+    /// Reads every value of the index (staged ones applied first).
+    pub fn export(&self) -> Result<Exported, QueueError> {
+        self.apply(false)?;
+        let mut out = Exported::default();
+        for entry in self.tree.iter() {
+            let (key, raw) = entry?;
+            let parts = |prefix: &[u8]| -> Vec<String> {
+                key[prefix.len()..]
+                    .split(|b| *b == 0)
+                    .map(|part| String::from_utf8_lossy(part).into_owned())
+                    .collect()
+            };
+            if key.starts_with(XREF) {
+                out.effects.push(Effect::Xref(decode(&key, &raw)?));
+            } else if let (true, [flow, record]) = (key.starts_with(VERSION), &parts(VERSION)[..]) {
+                out.effects.push(Effect::Applied {
+                    flow: flow.clone(),
+                    record: record.clone(),
+                    applied: decode(&key, &raw)?,
+                });
+            } else if key.starts_with(STATUS) {
+                out.effects.push(Effect::Status {
+                    order: parts(STATUS).join("\0"),
+                    status: decode(&key, &raw)?,
+                });
+            } else if key.starts_with(ECHO) {
+                out.effects.push(Effect::Echo {
+                    record: parts(ECHO).join("\0"),
+                    echo: decode(&key, &raw)?,
+                });
+            } else if key.starts_with(POLL) {
+                match &parts(POLL)[..] {
+                    [connector] => out.cursors.push((connector.clone(), decode(&key, &raw)?)),
+                    [connector, order] => out.emitted.push((
+                        connector.clone(),
+                        order.clone(),
+                        u64::from_be_bytes(raw.as_ref().try_into().unwrap_or_default()),
+                    )),
+                    _ => {}
+                }
+            } else if key.starts_with(RECONCILE) && key.len() == RECONCILE.len() + 8 {
+                let id = u64::from_be_bytes(key[RECONCILE.len()..].try_into().unwrap_or_default());
+                out.runs.push((id, decode(&key, &raw)?));
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// An effect's key and value.
 fn write_of(effect: &Effect) -> (Vec<u8>, Vec<u8>) {
     match effect {
@@ -322,6 +385,7 @@ impl Value for Applied {
 
 impl Value for String {}
 impl Value for Echo {}
+impl Value for serde_json::Value {}
 
 fn decode<T: Value>(key: &[u8], raw: &[u8]) -> Result<T, QueueError> {
     let corrupt =

@@ -27,7 +27,7 @@
 //! ```
 
 mod compact;
-mod index;
+pub mod index;
 mod listing;
 pub mod log;
 #[cfg(test)]
@@ -202,6 +202,11 @@ impl Embedded {
 
     fn inner(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The indexes' values, for moving the installation to another backend.
+    pub fn export(&self) -> Result<index::Exported, QueueError> {
+        self.index.export()
     }
 
     /// Bytes and records the log has written (benchmarks).
