@@ -22,6 +22,11 @@ pub trait Events: Send + Sync {
     /// The event `seq` (found at `at` in the embedded journal) for the delivery path, without
     /// its raw body.
     fn event(&self, seq: u64, at: Position) -> Result<Arc<Envelope>, JournalError>;
+    /// [`Events::event`] as a future, for the delivery path (a shared store is asked without
+    /// holding a thread).
+    fn fetch_event(&self, seq: u64, at: Position) -> Pending<'_, Arc<Envelope>> {
+        Box::pin(std::future::ready(self.event(seq, at)))
+    }
     /// The event `seq` with its raw body (the dashboard shows it).
     fn read(&self, seq: u64, at: Position) -> Result<Envelope, JournalError>;
     /// How many events the store holds (this instance's count for a shared store).

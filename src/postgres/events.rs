@@ -75,6 +75,14 @@ impl Events for PgEvents {
         Ok(Arc::new(envelope))
     }
 
+    fn fetch_event(&self, seq: u64, _at: Position) -> Pending<'_, Arc<Envelope>> {
+        Box::pin(async move {
+            let mut envelope = self.fetch(seq).await?;
+            envelope.raw_body = String::new();
+            Ok(Arc::new(envelope))
+        })
+    }
+
     fn read(&self, seq: u64, _at: Position) -> Result<Envelope, JournalError> {
         block_on(self.fetch(seq))
     }

@@ -17,8 +17,15 @@ use crate::config::{PostgresConfig, SecretLookup};
 use crate::journal::Position;
 use crate::mapping::live::LiveMappings;
 
+/// Connections ingest keeps for itself (group commit needs one at a time, a read or two more).
+const INGEST_CONNECTIONS: usize = 4;
+/// Connections for leases, the router and upkeep.
+const CONTROL_CONNECTIONS: usize = 3;
+
 pub struct Instance {
     pub postgres: Arc<Postgres>,
+    /// The connections of leases, the router and upkeep.
+    control: Arc<Postgres>,
     pub leases: Arc<Leases>,
     pub queue: Arc<PgQueue>,
     pub events: Arc<PgEvents>,
@@ -48,13 +55,27 @@ impl Instance {
         block_on(schema::migrate(&postgres))?;
         let period = Duration::from_secs(config.lease_secs.max(1));
         let me = instance_name();
-        let leases = Arc::new(Leases::new(postgres.clone(), me.clone(), period));
+        // Leases, the router and upkeep have connections of their own: a renewal never waits
+        // behind the workers (a late one would cost the partitions).
+        let control = PostgresConfig {
+            pool_size: CONTROL_CONNECTIONS,
+            ..config.clone()
+        };
+        let control = Arc::new(Postgres::new(&control, secrets)?);
+        let leases = Arc::new(Leases::new(control.clone(), me.clone(), period));
         block_on(leases.round())?;
         tracing::info!(instance = %me, at = postgres.at(), partitions = leases.held().len(), "joined the instances on PostgreSQL");
         let queue = Arc::new(PgQueue::new(postgres.clone(), leases.clone(), Clock::new()));
-        let events = Arc::new(PgEvents::start(postgres.clone(), dedupe_window));
+        // Ingest has connections of its own: an ack never waits behind the workers.
+        let ingest = PostgresConfig {
+            pool_size: INGEST_CONNECTIONS,
+            ..config.clone()
+        };
+        let ingest = Arc::new(Postgres::new(&ingest, secrets)?);
+        let events = Arc::new(PgEvents::start(ingest, dedupe_window));
         Ok(Instance {
             postgres,
+            control,
             leases,
             queue,
             events,
@@ -92,7 +113,7 @@ impl Instance {
             runtime,
         );
         let router = Arc::new(PgRouter::new(
-            self.postgres.clone(),
+            self.control.clone(),
             self.name().to_owned(),
             self.period,
         ));
@@ -106,6 +127,8 @@ impl Instance {
         });
         tasks.spawn_on(router.route_forever(route, Duration::from_secs(1)), runtime);
         tasks.spawn_on(self.queue.clone().listen(), runtime);
+        // Not among the tasks a shutdown aborts: it writes the last settles first.
+        runtime.spawn(self.queue.clone().commit_settles());
         tasks.spawn_on(
             space::run(
                 self.postgres.clone(),

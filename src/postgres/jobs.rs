@@ -314,36 +314,104 @@ impl<'a> PgJobs<'a> {
         leased: &Leased,
         settle: &Settle,
     ) -> Result<bool, PgError> {
+        let written = self
+            .settle_all(me, std::slice::from_ref(&(leased.clone(), settle.clone())))
+            .await?;
+        Ok(written[0])
+    }
+
+    /// [`PgJobs::settle`] for many jobs in one transaction (the settle committer's batch);
+    /// says of each whether it was written.
+    pub async fn settle_all(
+        &self,
+        me: &str,
+        settles: &[(Leased, Settle)],
+    ) -> Result<Vec<bool>, PgError> {
         let mut client = self.postgres.client().await?;
         let tx = client.transaction().await.map_err(self.failed())?;
-        let written = store(&tx, &settle.job, Some((leased.part, me, leased.epoch)))
-            .await
-            .map_err(self.failed())?;
-        if !written {
-            return Ok(false);
+        let mut written = Vec::with_capacity(settles.len());
+        let mut released = false;
+        for (leased, settle) in settles {
+            let stored = store(&tx, &settle.job, Some((leased.part, me, leased.epoch)))
+                .await
+                .map_err(self.failed())?;
+            written.push(stored);
+            if !stored {
+                continue;
+            }
+            if let Some(attempt) = &settle.attempt {
+                let mut detail = json(attempt);
+                detail["by"] = Value::from(me);
+                detail["epoch"] = Value::from(leased.epoch);
+                tx.execute(
+                    "INSERT INTO job_log (job, kind, detail) VALUES ($1, 'attempt', $2)",
+                    &[&(settle.job.id as i64), &detail],
+                )
+                .await
+                .map_err(self.failed())?;
+            }
+            super::records::write(&tx, &settle.effects)
+                .await
+                .map_err(self.failed())?;
+            if settle.job.state == State::Done && !settle.releases.is_empty() {
+                released |= release_parked(&tx, &settle.releases)
+                    .await
+                    .map_err(self.failed())?
+                    > 0;
+            }
         }
-        if let Some(attempt) = &settle.attempt {
-            let mut detail = json(attempt);
-            detail["by"] = Value::from(me);
-            detail["epoch"] = Value::from(leased.epoch);
-            tx.execute(
-                "INSERT INTO job_log (job, kind, detail) VALUES ($1, 'attempt', $2)",
-                &[&(settle.job.id as i64), &detail],
-            )
+        supersede(&tx, settles, &written)
             .await
             .map_err(self.failed())?;
-        }
-        super::records::write(&tx, &settle.effects)
-            .await
-            .map_err(self.failed())?;
-        if settle.job.state == State::Done && !settle.releases.is_empty() {
-            release_parked(&tx, &settle.releases)
+        if released {
+            tx.batch_execute(&format!("NOTIFY {JOBS_CHANNEL}"))
                 .await
                 .map_err(self.failed())?;
         }
         tx.commit().await.map_err(self.failed())?;
-        Ok(true)
+        Ok(written)
     }
+}
+
+/// Settles the dead letters that the delivered jobs among `settles` make moot (an older job of
+/// the same flow and record) as skipped, `superseded`: one query for the whole batch.
+async fn supersede(
+    tx: &deadpool_postgres::Transaction<'_>,
+    settles: &[(Leased, Settle)],
+    written: &[bool],
+) -> Result<(), tokio_postgres::Error> {
+    let mut flows = Vec::new();
+    let mut records = Vec::new();
+    let mut bys = Vec::new();
+    for ((_, settle), _) in settles.iter().zip(written).filter(|(_, w)| **w) {
+        if let (State::Done, Some(record)) = (settle.job.state, &settle.job.object_id) {
+            flows.push(settle.job.flow.as_str());
+            records.push(record.as_str());
+            bys.push(settle.job.id as i64);
+        }
+    }
+    if bys.is_empty() {
+        return Ok(());
+    }
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT {COLUMNS}, d.by, d.record FROM jobs j \
+                 JOIN unnest($1::text[], $2::text[], $3::bigint[]) AS d(flow, record, by) \
+                 ON j.flow = d.flow AND j.body->>'object_id' = d.record AND j.id < d.by \
+                 WHERE j.state = 'dead' FOR UPDATE OF j"
+            ),
+            &[&flows, &records, &bys],
+        )
+        .await?;
+    let now = chrono::Utc::now().timestamp_millis();
+    for row in &rows {
+        let Ok(mut job) = job_of(row) else { continue };
+        let (by, record): (i64, &str) = (row.get(9), row.get(10));
+        crate::queue::actions::supersede(&mut job, by as JobId, record, now);
+        store(tx, &job, None).await?;
+    }
+    Ok(())
 }
 
 /// Makes the jobs parked on any of `on` (kind, id) ready; returns how many.
@@ -352,15 +420,10 @@ pub(super) async fn release_parked(
     on: &[(String, String)],
 ) -> Result<u64, tokio_postgres::Error> {
     let on: Vec<Value> = on.iter().map(json).collect();
-    let released = tx
-        .execute(
-            "UPDATE jobs SET state = 'ready', due_at = NULL, waits_for = NULL, reason = NULL \
-             WHERE state = 'parked' AND waits_for = ANY($1::jsonb[])",
-            &[&on],
-        )
-        .await?;
-    if released > 0 {
-        tx.batch_execute(&format!("NOTIFY {JOBS_CHANNEL}")).await?;
-    }
-    Ok(released)
+    tx.execute(
+        "UPDATE jobs SET state = 'ready', due_at = NULL, waits_for = NULL, reason = NULL \
+         WHERE state = 'parked' AND waits_for = ANY($1::jsonb[])",
+        &[&on],
+    )
+    .await
 }

@@ -12,13 +12,13 @@
 //! - Timers (retry due, hold recheck, parking deadline) are fired by the partition's owner.
 //! - Operators' actions, listings and counts work on every partition from any instance.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 
 use super::jobs::{self, COLUMNS, JOBS_CHANNEL, Leased, PgJobs, finished_of, job_of};
 use super::leases::Leases;
@@ -27,33 +27,11 @@ use super::{PgError, Postgres, roles};
 use crate::clock::Clock;
 use crate::queue::records::{Applied, Echo, Effect, Xref};
 use crate::queue::{
-    Action, Attempt, Cursor, Entry, Job, JobId, Member, Page, Queue, QueueError, Reason,
+    Action, Attempt, Cursor, Entry, Fetch, Job, JobId, Member, Page, Queue, QueueError, Reason,
     SCAN_BUDGET, Scope, Settle, State, actions, entry_of,
 };
 
-/// Runs `work` to its end from synchronous code. On a multi-threaded runtime the calling
-/// thread's other tasks move to the other threads while it waits; elsewhere (a test's
-/// single-threaded runtime, no runtime) it runs on a thread of its own.
-pub fn block_on<T: Send>(work: impl Future<Output = T> + Send) -> T {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current() {
-        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(|| handle.block_on(work))
-        }
-        _ => std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .expect("a runtime for one call")
-                        .block_on(work)
-                })
-                .join()
-                .expect("the call does not panic")
-        }),
-    }
-}
+pub use crate::queue::block_on;
 
 fn shared(error: PgError) -> QueueError {
     QueueError::Shared(error.to_string())
@@ -65,17 +43,33 @@ pub struct PgQueue {
     clock: Clock,
     /// The jobs this instance has leased: their partition and the lease's epoch.
     leased: Mutex<HashMap<JobId, (i16, i64)>>,
+    /// Jobs leased ahead per connector, for the next workers that ask (one query leases a
+    /// few).
+    ahead: Mutex<HashMap<String, VecDeque<Leased>>>,
+    /// Connectors with a lease query running now.
+    lease_running: Mutex<std::collections::HashSet<String>>,
+    /// Settles on their way to the committer, which writes them in batches.
+    settles: mpsc::UnboundedSender<(Leased, Settle)>,
+    committing: Mutex<Option<mpsc::UnboundedReceiver<(Leased, Settle)>>>,
+    /// Settles handed over and not yet written.
+    unwritten: std::sync::atomic::AtomicUsize,
     wake: Mutex<HashMap<String, Arc<Notify>>>,
     timers_changed: Notify,
 }
 
 impl PgQueue {
     pub fn new(postgres: Arc<Postgres>, leases: Arc<Leases>, clock: Clock) -> PgQueue {
+        let (settles, committing) = mpsc::unbounded_channel();
         PgQueue {
             postgres,
             leases,
             clock,
             leased: Mutex::new(HashMap::new()),
+            ahead: Mutex::new(HashMap::new()),
+            lease_running: Mutex::default(),
+            settles,
+            committing: Mutex::new(Some(committing)),
+            unwritten: std::sync::atomic::AtomicUsize::new(0),
             wake: Mutex::new(HashMap::new()),
             timers_changed: Notify::new(),
         }
@@ -124,6 +118,63 @@ impl PgQueue {
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
+    }
+
+    /// Writes the settles the workers hand over, as many as wait in one transaction, until
+    /// aborted. A batch the database refuses is tried again (the jobs stay leased meanwhile;
+    /// if the partitions move in between, their settles are refused and the new owner runs
+    /// them again).
+    pub async fn commit_settles(self: Arc<Self>) {
+        let Some(mut settles) = self
+            .committing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        else {
+            return;
+        };
+        while let Some(first) = settles.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < SETTLE_BATCH
+                && let Ok(next) = settles.try_recv()
+            {
+                batch.push(next);
+            }
+            let written = loop {
+                match PgJobs::new(&self.postgres)
+                    .settle_all(self.me(), &batch)
+                    .await
+                {
+                    Ok(written) => break written,
+                    Err(error) => {
+                        tracing::warn!(error = %error, settles = batch.len(), "settles not written; trying again in 1 s");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            };
+            for ((_, settle), written) in batch.iter().zip(written) {
+                if !written {
+                    tracing::warn!(error = %QueueError::Fenced(settle.job.id), "settle refused");
+                }
+                // The next job of its record may be runnable now.
+                self.wake_of(&settle.job.connector).notify_one();
+            }
+            self.unwritten
+                .fetch_sub(batch.len(), std::sync::atomic::Ordering::SeqCst);
+            self.timers_changed.notify_one();
+        }
+    }
+
+    /// Waits (up to `limit`) until the committer has written every settle handed over.
+    fn settles_written(&self, limit: Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        while self.unwritten.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
     }
 
     /// Reads one job and applies `change` to it under a row lock, if an operator may change
@@ -219,14 +270,57 @@ impl PgQueue {
                 .batch_execute(&format!(
                     "UPDATE parts SET owner = NULL, lease_until = '-infinity' WHERE owner = {me}; \
                      UPDATE poll_cursors SET owner = NULL, lease_until = '-infinity' WHERE owner = {me}; \
-                     DELETE FROM instances WHERE name = {me};",
-                    me = quote(self.me())
+                     DELETE FROM instances WHERE name = {me}; \
+                     UPDATE jobs SET state = 'ready', attempts = attempts - 1, leased_epoch = NULL \
+                     WHERE id IN ({ahead});",
+                    me = quote(self.me()),
+                    ahead = self.take_ahead()
                 ))
                 .await
                 .map_err(self.failed())
         })
     }
 }
+
+impl PgQueue {
+    /// The ids of the jobs leased ahead and not yet taken (they go back to ready), as SQL.
+    fn take_ahead(&self) -> String {
+        let ahead = std::mem::take(&mut *self.ahead.lock().unwrap_or_else(|p| p.into_inner()));
+        let ids: Vec<String> = ahead
+            .values()
+            .flatten()
+            .map(|l| l.job.id.to_string())
+            .collect();
+        match ids.is_empty() {
+            true => "NULL".into(),
+            false => ids.join(", "),
+        }
+    }
+
+    /// Marks a lease query of `connector` as running (`start`; false when one already runs)
+    /// or done.
+    fn leasing(&self, connector: &str, start: bool) -> bool {
+        let mut running = self.lease_running.lock().unwrap_or_else(|p| p.into_inner());
+        match start {
+            true => running.insert(connector.to_owned()),
+            false => running.remove(connector),
+        }
+    }
+
+    /// The next job leased ahead for `connector` whose partition this instance still holds.
+    fn next_ahead(&self, connector: &str, held: &BTreeMap<i16, i64>) -> Option<Leased> {
+        let mut ahead = self.ahead.lock().unwrap_or_else(|p| p.into_inner());
+        let queue = ahead.get_mut(connector)?;
+        // A job of a partition that moved is its new owner's now.
+        queue.retain(|l| held.get(&l.part) == Some(&l.epoch));
+        queue.pop_front()
+    }
+}
+
+/// Jobs one lease query takes for a connector, at most.
+const LEASE_AHEAD: i64 = 32;
+/// Settles written in one transaction, at most.
+const SETTLE_BATCH: usize = 256;
 
 /// A text literal for SQL.
 fn quote(text: &str) -> String {
@@ -251,19 +345,41 @@ impl Queue for PgQueue {
 
     fn try_lease(&self, connector: &str) -> Result<Option<Job>, QueueError> {
         let held = self.leases.held();
-        if held.is_empty() {
-            return Ok(None);
-        }
-        let mut leased =
-            self.exec(PgJobs::new(&self.postgres).lease(self.me(), &held, connector, 1))?;
-        let Some(Leased {
+        let next = match self.next_ahead(connector, &held) {
+            Some(next) => next,
+            None if held.is_empty() => return Ok(None),
+            None => {
+                // One lease query per connector at a time (each scans the line's head); the
+                // workers that find it running wait for the wake-up its jobs bring.
+                if !self.leasing(connector, true) {
+                    return Ok(None);
+                }
+                let leased = self.exec(PgJobs::new(&self.postgres).lease(
+                    self.me(),
+                    &held,
+                    connector,
+                    LEASE_AHEAD,
+                ));
+                self.leasing(connector, false);
+                let leased = leased?;
+                let mut leased = leased.into_iter();
+                let Some(first) = leased.next() else {
+                    return Ok(None);
+                };
+                self.ahead
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(connector.to_owned())
+                    .or_default()
+                    .extend(leased);
+                first
+            }
+        };
+        let Leased {
             mut job,
             part,
             epoch,
-        }) = leased.pop()
-        else {
-            return Ok(None);
-        };
+        } = next;
         self.leased
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -279,6 +395,8 @@ impl Queue for PgQueue {
         wake.entry(connector.to_owned()).or_default().clone()
     }
 
+    /// Hands the settle to the committer and returns: the next job of the record waits until
+    /// it is written (this one is leased until then).
     fn settle(&self, settle: Settle) -> Result<(), QueueError> {
         let id = settle.job.id;
         let Some((part, epoch)) = self
@@ -289,20 +407,16 @@ impl Queue for PgQueue {
         else {
             return Err(QueueError::Fenced(id));
         };
-        let connector = settle.job.connector.clone();
         let leased = Leased {
             job: settle.job.clone(),
             part,
             epoch,
         };
-        let written = self.exec(PgJobs::new(&self.postgres).settle(self.me(), &leased, &settle))?;
-        if !written {
-            return Err(QueueError::Fenced(id));
-        }
-        // The next job of its record may be runnable now.
-        self.wake_of(&connector).notify_one();
-        self.timers_changed.notify_one();
-        Ok(())
+        self.unwritten
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.settles
+            .send((leased, settle))
+            .map_err(|_| QueueError::Shared("the settle committer has stopped".into()))
     }
 
     fn fire_timers(
@@ -406,6 +520,47 @@ impl Queue for PgQueue {
 
     fn echo(&self, record: &str) -> Result<Option<Echo>, QueueError> {
         self.exec(PgRecords::new(&self.postgres).echo(record))
+    }
+
+    fn fetch_xref<'a>(
+        &'a self,
+        system: &'a str,
+        kind: &'a str,
+        crm_id: &'a str,
+    ) -> Fetch<'a, Option<Xref>> {
+        Box::pin(async move {
+            PgRecords::new(&self.postgres)
+                .xref(system, kind, crm_id)
+                .await
+                .map_err(shared)
+        })
+    }
+
+    fn fetch_applied<'a>(&'a self, flow: &'a str, record: &'a str) -> Fetch<'a, Option<Applied>> {
+        Box::pin(async move {
+            PgRecords::new(&self.postgres)
+                .applied(flow, record)
+                .await
+                .map_err(shared)
+        })
+    }
+
+    fn fetch_status<'a>(&'a self, order: &'a str) -> Fetch<'a, Option<String>> {
+        Box::pin(async move {
+            PgRecords::new(&self.postgres)
+                .status(order)
+                .await
+                .map_err(shared)
+        })
+    }
+
+    fn fetch_echo<'a>(&'a self, record: &'a str) -> Fetch<'a, Option<Echo>> {
+        Box::pin(async move {
+            PgRecords::new(&self.postgres)
+                .echo(record)
+                .await
+                .map_err(shared)
+        })
     }
 
     fn poll_cursor(&self, connector: &str) -> Result<Option<Value>, QueueError> {
@@ -579,6 +734,11 @@ impl Queue for PgQueue {
             let mut client = self.postgres.client().await?;
             let tx = client.transaction().await.map_err(self.failed())?;
             let released = jobs::release_parked(&tx, on).await.map_err(self.failed())?;
+            if released > 0 {
+                tx.batch_execute(&format!("NOTIFY {JOBS_CHANNEL}"))
+                    .await
+                    .map_err(self.failed())?;
+            }
             tx.commit().await.map_err(self.failed())?;
             Ok(released)
         })?;
@@ -838,11 +998,16 @@ impl Queue for PgQueue {
         Ok(0)
     }
 
+    /// Writes the last settles and gives the partitions back.
     fn close_clean(&self) -> Result<(), QueueError> {
+        if !self.settles_written(Duration::from_secs(10)) {
+            tracing::warn!("settles still unwritten after 10 s; their jobs run again, in doubt");
+        }
         self.release_all()
     }
 
     fn flush(&self) -> Result<(), QueueError> {
+        self.settles_written(Duration::from_secs(10));
         Ok(())
     }
 }

@@ -25,9 +25,14 @@ const ROLE: &str = "router";
 /// The jobs an event makes (the id is the event's, for the jobs it makes).
 pub type Route = dyn Fn(i64, &Envelope) -> Vec<crate::queue::Job> + Send + Sync;
 
-const READ: &str = "SELECT id, xid::text, envelope FROM events
-    WHERE (xid, id) > ($1::text::xid8, $2) AND xid < pg_snapshot_xmin(pg_current_snapshot())
-    ORDER BY xid, id LIMIT $3";
+/// The oldest transaction still running, asked in a statement of its own before the read:
+/// every transaction below it ended before the read's snapshot was taken.
+const BOUND: &str = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text";
+/// Ordered by the column, `events.xid`: the text of the xid in the select list would sort
+/// "1000" before "889" (the suite's load runs caught a range of events skipped that way).
+const READ: &str = "SELECT id, xid::text AS xid_text, envelope FROM events
+    WHERE (xid, id) > ($1::text::xid8, $2) AND xid < $4::text::xid8
+    ORDER BY events.xid, events.id LIMIT $3";
 
 pub struct PgRouter {
     postgres: Arc<Postgres>,
@@ -62,7 +67,11 @@ impl PgRouter {
             cursor["xid"].as_str().unwrap_or("0").to_owned(),
             cursor["id"].as_i64().unwrap_or(0),
         );
-        let rows = tx.query(READ, &[&xid, &id, &limit]).await.map_err(failed)?;
+        let bound: String = tx.query_one(BOUND, &[]).await.map_err(failed)?.get(0);
+        let rows = tx
+            .query(READ, &[&xid, &id, &limit, &bound])
+            .await
+            .map_err(failed)?;
         let mut jobs = Vec::new();
         for row in &rows {
             id = row.get(0);
@@ -73,6 +82,7 @@ impl PgRouter {
                 Err(error) => tracing::error!(error = %error, event = id, "event skipped"),
             }
         }
+        tracing::debug!(bound = %bound, read = rows.len(), jobs = jobs.len(), xid = %xid, id, "routed");
         insert(&tx, &jobs).await.map_err(failed)?;
         roles::save(&tx, ROLE, &self.me, &json!({ "xid": xid, "id": id }))
             .await

@@ -92,6 +92,7 @@ pub enum Action {
 }
 
 /// How a leased job's attempt ended, to be stored.
+#[derive(Clone)]
 pub struct Settle {
     /// The job in its new state (reason, due time, dependency, id in the target).
     pub job: Job,
@@ -137,6 +138,10 @@ pub struct Member {
 /// Jobs one listing page looks at, at most.
 pub const SCAN_BUDGET: usize = 10_000;
 
+/// A read of the delivery path, as a future (see [`Queue::fetch_xref`]).
+pub type Fetch<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, QueueError>> + Send + 'a>>;
+
 /// The storage seam: every operation of the queue. Implementations keep the guarantees in the
 /// module doc.
 pub trait Queue: Send + Sync {
@@ -154,7 +159,8 @@ pub trait Queue: Send + Sync {
     fn try_lease(&self, connector: &str) -> Result<Option<Job>, QueueError>;
     /// Signalled when `connector` may have a runnable job.
     fn wake_of(&self, connector: &str) -> Arc<Notify>;
-    /// Stores how a leased job's attempt ended; releases the jobs parked on `releases`.
+    /// Stores how a leased job's attempt ended; releases the jobs parked on `releases`. A job
+    /// delivered (`Done`) supersedes its record's older dead letters of the same flow.
     fn settle(&self, settle: Settle) -> Result<(), QueueError>;
     /// Acts on timers that are due (retries, hold rechecks, parking deadlines); returns when
     /// the next one is due. `parked_gave_up` says why a parked job became a dead letter.
@@ -174,6 +180,25 @@ pub trait Queue: Send + Sync {
     fn applied(&self, flow: &str, record: &str) -> Result<Option<Applied>, QueueError>;
     fn status(&self, order: &str) -> Result<Option<String>, QueueError>;
     fn echo(&self, record: &str) -> Result<Option<Echo>, QueueError>;
+    // The same reads for the delivery path, as futures: a backend that asks a server does not
+    // hold a thread while it waits; the embedded one answers at once.
+    fn fetch_xref<'a>(
+        &'a self,
+        system: &'a str,
+        kind: &'a str,
+        crm_id: &'a str,
+    ) -> Fetch<'a, Option<Xref>> {
+        Box::pin(std::future::ready(self.xref(system, kind, crm_id)))
+    }
+    fn fetch_applied<'a>(&'a self, flow: &'a str, record: &'a str) -> Fetch<'a, Option<Applied>> {
+        Box::pin(std::future::ready(self.applied(flow, record)))
+    }
+    fn fetch_status<'a>(&'a self, order: &'a str) -> Fetch<'a, Option<String>> {
+        Box::pin(std::future::ready(self.status(order)))
+    }
+    fn fetch_echo<'a>(&'a self, record: &'a str) -> Fetch<'a, Option<Echo>> {
+        Box::pin(std::future::ready(self.echo(record)))
+    }
     /// A status poller's cursor, and how many milestones of `order` it emitted.
     fn poll_cursor(&self, connector: &str) -> Result<Option<Value>, QueueError>;
     fn poll_emitted(&self, connector: &str, order: &str) -> Result<u64, QueueError>;
@@ -295,6 +320,30 @@ impl dyn Queue {
     /// Wakes the workers of `connector` (after a pause ends).
     pub fn wake(&self, connector: &str) {
         self.wake_of(connector).notify_waiters();
+    }
+}
+
+/// Runs `work` to its end from synchronous code. On a multi-threaded runtime the calling
+/// thread's other tasks move to the other threads while it waits; elsewhere (a test's
+/// single-threaded runtime, no runtime) it runs on a thread of its own.
+pub fn block_on<T: Send>(work: impl Future<Output = T> + Send) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| handle.block_on(work))
+        }
+        _ => std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("a runtime for one call")
+                        .block_on(work)
+                })
+                .join()
+                .expect("the call does not panic")
+        }),
     }
 }
 

@@ -114,8 +114,8 @@ pub async fn process(
 }
 
 async fn attempt(engine: &Engine, live: &Live, job: &Job) -> Stage<Outcome> {
-    let prepared = prepare(engine, job)?;
-    let context = resolve(engine, job, &prepared)?;
+    let prepared = prepare(engine, job).await?;
+    let context = resolve(engine, job, &prepared).await?;
     let document = map(live, &prepared, &context).await?;
     if let Some(why) = super::changed::check(
         engine,
@@ -129,19 +129,21 @@ async fn attempt(engine: &Engine, live: &Live, job: &Job) -> Stage<Outcome> {
         return Err(Outcome::Held(why));
     }
     let delivered = send(engine, live, job, &document).await?;
-    Ok(record(engine, live, job, &prepared, document, delivered))
+    Ok(record(engine, live, job, &prepared, document, delivered).await)
 }
 
 /// Reads the event (once), picks the flow's mapping and its keys, and skips what must not run.
-fn prepare(engine: &Engine, job: &Job) -> Stage<Prepared> {
+async fn prepare(engine: &Engine, job: &Job) -> Stage<Prepared> {
     let data = match &job.payload {
         Some(payload) => EventData::Edited(payload.clone()),
-        None => EventData::Journaled(engine.journal.event(job.seq, job.at).map_err(|error| {
-            Outcome::Dead(reason(
-                "fix_config",
-                format!("the journaled event is unreadable: {error}"),
-            ))
-        })?),
+        None => EventData::Journaled(engine.journal.fetch_event(job.seq, job.at).await.map_err(
+            |error| {
+                Outcome::Dead(reason(
+                    "fix_config",
+                    format!("the journaled event is unreadable: {error}"),
+                ))
+            },
+        )?),
     };
     let loaded = engine.mappings.current();
     let mapping_at = loaded
@@ -156,7 +158,7 @@ fn prepare(engine: &Engine, job: &Job) -> Stage<Prepared> {
         })?;
     let mapping = &loaded.mappings[mapping_at];
     let seen = match &job.object_id {
-        Some(record) => not_stale_nor_echo(engine, job, record, &data)?,
+        Some(record) => not_stale_nor_echo(engine, job, record, &data).await?,
         None => Seen::default(),
     };
     let status = (mapping.schema_name == "order_status")
@@ -167,7 +169,7 @@ fn prepare(engine: &Engine, job: &Job) -> Stage<Prepared> {
         })
         .flatten();
     if let Some(next) = &status {
-        let last = engine.queue.status(&job.order_key)?;
+        let last = engine.queue.fetch_status(&job.order_key).await?;
         if !status::may_follow(last.as_deref(), next) {
             return Err(Outcome::Skipped(reason(
                 "status_regression",
@@ -190,8 +192,8 @@ fn prepare(engine: &Engine, job: &Job) -> Stage<Prepared> {
 
 /// Skips an event older than the version already applied, or one that only repeats what
 /// handoff itself wrote to the record.
-fn not_stale_nor_echo(engine: &Engine, job: &Job, record: &str, data: &Value) -> Stage<Seen> {
-    let Some(applied) = engine.queue.applied(&job.flow, record)? else {
+async fn not_stale_nor_echo(engine: &Engine, job: &Job, record: &str, data: &Value) -> Stage<Seen> {
+    let Some(applied) = engine.queue.fetch_applied(&job.flow, record).await? else {
         return Ok(Seen::default());
     };
     if let (Some(version), Some(last)) = (&job.version, &applied.version)
@@ -210,13 +212,13 @@ fn not_stale_nor_echo(engine: &Engine, job: &Job, record: &str, data: &Value) ->
             echo: None,
         });
     }
-    let Some(echo) = engine.queue.echo(record)? else {
+    let Some(echo) = engine.queue.fetch_echo(record).await? else {
         return Ok(Seen {
             applied: Some(applied),
             echo: None,
         });
     };
-    let before = engine.journal.event(applied.seq, applied.at);
+    let before = engine.journal.fetch_event(applied.seq, applied.at).await;
     if let Ok(before) = before
         && super::echo::is_echo(&before.data, data, &echo, &engine.config.echo_ignore_fields)
     {
@@ -232,10 +234,10 @@ fn not_stale_nor_echo(engine: &Engine, job: &Job, record: &str, data: &Value) ->
 }
 
 /// The target ids of the records the document refers to; parks when one is missing.
-fn resolve(engine: &Engine, job: &Job, prepared: &Prepared) -> Stage<Context> {
+async fn resolve(engine: &Engine, job: &Job, prepared: &Prepared) -> Stage<Context> {
     let mut context = Context::default();
     for (kind, id) in &prepared.keys.requires {
-        match engine.queue.xref(&job.connector, kind, id)? {
+        match engine.queue.fetch_xref(&job.connector, kind, id).await? {
             Some(xref) => {
                 context
                     .xrefs
@@ -323,7 +325,7 @@ fn target_answered(engine: &Engine, live: &Live) {
 
 /// What a delivery leaves behind: the cross-reference (which releases parked jobs), the
 /// applied version, the order status, and what was written to a CRM record.
-fn record(
+async fn record(
     engine: &Engine,
     live: &Live,
     job: &Job,
@@ -375,7 +377,7 @@ fn record(
         && let (Some(target), Value::Object(fields)) = (crm_id, document.body)
     {
         // Every field handoff wrote to the record counts, not only this write's.
-        let mut echo = match engine.queue.echo(&target) {
+        let mut echo = match engine.queue.fetch_echo(&target).await {
             Ok(Some(echo)) => echo,
             _ => Echo::default(),
         };
@@ -479,7 +481,6 @@ pub fn settle(
         reason: job.reason.clone(),
     };
     let (state, flow) = (job.state, job.flow.clone());
-    let delivered = (state == State::Done).then(|| (job.object_id.clone(), job.id));
     let took = std::time::Duration::from_millis(attempt.duration_ms);
     engine.queue.settle(Settle {
         job,
@@ -490,10 +491,6 @@ pub fn settle(
     engine
         .metrics
         .delivery(&flow, live.name(), state.as_str(), took, now);
-    // Older dead letters of the record are moot now: they no longer count as open.
-    if let Some((Some(record), id)) = delivered {
-        engine.queue.supersede(&flow, &record, id)?;
-    }
     Ok(())
 }
 
@@ -645,7 +642,8 @@ pub fn dry_run(engine: &Engine, job: &Job, data: &Value) -> Result<Value, String
         status: None,
         seen: Seen::default(),
     };
-    let context = resolve(engine, job, &prepared).map_err(|outcome| match outcome {
+    let resolved = crate::queue::block_on(resolve(engine, job, &prepared));
+    let context = resolved.map_err(|outcome| match outcome {
         Outcome::Parked((kind, id), _) => {
             format!("would wait for {kind} {id}, not yet in {}", job.connector)
         }

@@ -108,6 +108,10 @@ pub struct Args {
     /// so the store stays nearly full for the next run).
     #[arg(long)]
     store: Option<PathBuf>,
+    /// Run handoff on PostgreSQL (`[store] backend = "postgres"`) at this URL instead of its
+    /// embedded store (orders flow; benches/postgres.sh starts a server and reads its WAL).
+    #[arg(long)]
+    postgres_url: Option<String>,
     /// Restart: stop handoff with SIGKILL instead of SIGTERM before the timed start, so the
     /// start is a recovery after a crash.
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]

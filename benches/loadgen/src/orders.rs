@@ -65,7 +65,12 @@ impl Bench {
         println!("signing {} won opportunities …", args.requests);
         let opportunities = opportunities(args, ts)?;
         let bench = Bench::prepare(args)?;
-        let handoff = servers::spawn_handoff(&bench.config, &args.secret)?;
+        let url = args.postgres_url.clone().unwrap_or_default();
+        let handoff = servers::spawn_handoff_with(
+            &bench.config,
+            &args.secret,
+            &[("LOADGEN_DATABASE_URL", &url)],
+        )?;
         bench.load_accounts(&handoff, args, ts).await?;
         Ok((bench, handoff, opportunities))
     }
@@ -250,7 +255,12 @@ pub fn write_config(
             mappings = repo("mappings")?,
             connectors = connectors.display().to_string(),
             schemas = repo("schemas")?,
-        ),
+        ) + match args.postgres_url {
+            Some(_) => {
+                "[store]\nbackend = \"postgres\"\n[store.postgres]\nurl_env = \"LOADGEN_DATABASE_URL\"\n"
+            }
+            None => "",
+        },
     )?;
     Ok(config)
 }

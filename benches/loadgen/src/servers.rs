@@ -272,9 +272,18 @@ fn read_listen_line(stdout: std::process::ChildStdout) -> anyhow::Result<(String
         if let Some(rest) = line.split("\"listen\":\"").nth(1) {
             let addr = rest.split('"').next().unwrap_or_default().to_owned();
             // Keep the server's closing report (queue log and journal statistics).
+            // LOADGEN_SERVER_LOG=path keeps the rest of the server's log there.
+            let mut kept = std::env::var_os("LOADGEN_SERVER_LOG")
+                .and_then(|path| std::fs::File::create(path).ok());
             let report = std::thread::spawn(move || {
                 let closing: Vec<String> = lines
                     .map_while(Result::ok)
+                    .inspect(|line| {
+                        if let Some(file) = &mut kept {
+                            use std::io::Write;
+                            let _ = writeln!(file, "{line}");
+                        }
+                    })
                     .filter(|line| line.contains("journal closed") || line.contains("queue closed"))
                     .collect();
                 (!closing.is_empty()).then(|| closing.join("\n  server: "))

@@ -7,6 +7,11 @@ ALTER TABLE jobs ADD COLUMN waits_for jsonb;
 CREATE INDEX jobs_parked ON jobs (waits_for) WHERE state = 'parked';
 CREATE INDEX jobs_by_object ON jobs ((body->>'object_id'));
 CREATE INDEX jobs_due ON jobs (due_at) WHERE due_at IS NOT NULL;
+-- The lease query: the jobs still in their record's line (a later job waits while an earlier
+-- one is here), and the runnable ones in id order.
+CREATE INDEX jobs_in_line ON jobs (order_key, id) WHERE state IN ('ready', 'leased', 'retrying');
+CREATE INDEX jobs_runnable ON jobs (connector, id) WHERE state IN ('ready', 'retrying');
+CREATE INDEX jobs_dead_by_object ON jobs (flow, (body->>'object_id')) WHERE state = 'dead';
 
 CREATE TABLE finished (
     id          bigint      NOT NULL,

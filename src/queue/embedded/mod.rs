@@ -400,6 +400,11 @@ impl Queue for Embedded {
             releases,
         } = settle;
         self.index.stage(&effects);
+        // Older dead letters of the record are moot once a later version is delivered.
+        let superseded = match (job.state, &job.object_id) {
+            (State::Done, Some(record)) => Some((job.flow.clone(), record.clone(), job.id)),
+            _ => None,
+        };
         let mut inner = self.inner();
         let mut group = Group::default();
         let released = if job.state == State::Done {
@@ -413,6 +418,9 @@ impl Queue for Embedded {
         }
         self.append(&mut inner, group);
         drop(inner);
+        if let Some((flow, record, by)) = superseded {
+            self.supersede_dead(&flow, &record, by)?;
+        }
         self.wake_all();
         self.timers_changed.notify_one();
         Ok(())
