@@ -31,7 +31,7 @@ sql() { PGPASSWORD=bench psql -h 127.0.0.1 -p "$port" -U handoff -d postgres -At
 pg_cpu() {
   local ticks=0
   for stat in /proc/[0-9]*/stat; do
-    read -r -a f < "$stat" 2>/dev/null || continue
+    { read -r -a f < "$stat"; } 2>/dev/null || continue
     [ "${f[1]}" = "(postgres)" ] && ticks=$((ticks + f[13] + f[14]))
   done
   echo "scale=2; $ticks / $(getconf CLK_TCK)" | bc

@@ -76,6 +76,12 @@ impl Leases {
         held
     }
 
+    /// Every partition held as of the last round, with its epoch, those being given back
+    /// included (jobs already leased in them still run).
+    pub fn owned(&self) -> BTreeMap<i16, i64> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Renews, takes and gives back leases once; returns what is held now.
     pub async fn round(&self) -> Result<BTreeMap<i16, i64>, PgError> {
         let client = self.postgres.client().await?;

@@ -308,12 +308,39 @@ impl PgQueue {
     }
 
     /// The next job leased ahead for `connector` whose partition this instance still holds.
-    fn next_ahead(&self, connector: &str, held: &BTreeMap<i16, i64>) -> Option<Leased> {
-        let mut ahead = self.ahead.lock().unwrap_or_else(|p| p.into_inner());
-        let queue = ahead.get_mut(connector)?;
-        // A job of a partition that moved is its new owner's now.
-        queue.retain(|l| held.get(&l.part) == Some(&l.epoch));
-        queue.pop_front()
+    /// Jobs leased ahead in a partition this instance no longer holds under that epoch go
+    /// back to ready (unless the new owner leased them already), so nothing stays leased by
+    /// no one.
+    fn next_ahead(&self, connector: &str) -> Result<Option<Leased>, QueueError> {
+        let owned = self.leases.owned();
+        let (next, lost) = {
+            let mut ahead = self.ahead.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(queue) = ahead.get_mut(connector) else {
+                return Ok(None);
+            };
+            let (kept, lost): (Vec<Leased>, Vec<Leased>) = queue
+                .drain(..)
+                .partition(|l| owned.get(&l.part) == Some(&l.epoch));
+            *queue = kept.into();
+            (queue.pop_front(), lost)
+        };
+        if !lost.is_empty() {
+            let (ids, epochs): (Vec<i64>, Vec<i64>) =
+                lost.iter().map(|l| (l.job.id as i64, l.epoch)).unzip();
+            self.exec(async {
+                let client = self.postgres.client().await?;
+                client
+                    .execute(
+                        "UPDATE jobs SET state = 'ready', attempts = attempts - 1, \
+                         leased_epoch = NULL FROM unnest($1::bigint[], $2::bigint[]) AS l(id, epoch) \
+                         WHERE jobs.id = l.id AND jobs.state = 'leased' AND jobs.leased_epoch = l.epoch",
+                        &[&ids, &epochs],
+                    )
+                    .await
+                    .map_err(self.failed())
+            })?;
+        }
+        Ok(next)
     }
 }
 
@@ -345,7 +372,7 @@ impl Queue for PgQueue {
 
     fn try_lease(&self, connector: &str) -> Result<Option<Job>, QueueError> {
         let held = self.leases.held();
-        let next = match self.next_ahead(connector, &held) {
+        let next = match self.next_ahead(connector)? {
             Some(next) => next,
             None if held.is_empty() => return Ok(None),
             None => {

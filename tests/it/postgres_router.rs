@@ -163,3 +163,53 @@ async fn one_instance_polls_an_erp_at_a_time_and_the_next_goes_on_from_its_curso
     assert_eq!(poll("b", 30).await, Some(serde_json::json!(20)));
     assert_eq!(poll("a", 99).await, None, "b polls now");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_are_routed_in_transaction_order_across_an_xid_of_more_digits() {
+    let server = PgServer::start();
+    let pg = migrated(&server).await;
+    let router = PgRouter::new(pg.clone(), "a".into(), Duration::from_secs(5));
+    let route = one_job();
+    let client = pg.client().await.unwrap();
+    let store = "INSERT INTO events (source, event_id, envelope) VALUES ('crm', $1, $2)";
+    // Events stored one transaction each until the transaction ids have one more digit
+    // (a fresh cluster starts in the hundreds): their text would sort "1000" before "999".
+    let start = next_xid(&client).await;
+    let digits = |n: i64| n.to_string().len();
+    let mut n = 0;
+    while digits(next_xid(&client).await) == digits(start) || n < 5 {
+        let id = format!("e{n:05}");
+        client
+            .execute(store, &[&id, &Journal::encode(&event(&id))])
+            .await
+            .unwrap();
+        n += 1;
+        if n % 100 == 0 {
+            // A round now and then, so the cursor sits below the boundary when it is crossed.
+            router.round(route.as_ref(), 1000).await.unwrap();
+        }
+    }
+    for extra in 0..5 {
+        let id = format!("f{extra}");
+        client
+            .execute(store, &[&id, &Journal::encode(&event(&id))])
+            .await
+            .unwrap();
+    }
+    while router.round(route.as_ref(), 64).await.unwrap() > 0 {}
+    let routed = jobs(&pg).await;
+    assert_eq!(routed.len(), n + 5, "every event routed once");
+    let events: Vec<i64> = routed.iter().map(|(event, _)| *event).collect();
+    let mut sorted = events.clone();
+    sorted.sort_unstable();
+    assert_eq!(events, sorted, "in the order they were stored");
+}
+
+/// A new transaction id (asking for it takes one).
+async fn next_xid(client: &deadpool_postgres::Object) -> i64 {
+    client
+        .query_one("SELECT pg_current_xact_id()::text::bigint", &[])
+        .await
+        .unwrap()
+        .get(0)
+}

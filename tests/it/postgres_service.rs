@@ -322,17 +322,32 @@ async fn an_instance_stopped_past_its_lease_has_its_settles_refused_and_repeats_
     // Slow answers: the stopped instance has deliveries in flight when it stops.
     cluster
         .fake
-        .set_mode(Mode::Slow(Duration::from_millis(400)));
+        .set_mode(Mode::Slow(Duration::from_millis(1500)));
     let load = load(vec![cluster.ports[0]], 16, 3, "P", (5, 30));
     let stopped = cluster.pid(1) as i32;
-    eventually(60, "the second instance delivers", async || {
-        (cluster.fake.books().received.len() > 10).then_some(())
-    })
+    let victim = format!("-{stopped}-");
+    // It has jobs leased (and, with 1.5 s answers, deliveries in flight) when it stops.
+    eventually(
+        60,
+        "the second instance has deliveries in flight",
+        async || {
+            let client = pg.client().await.ok()?;
+            let leased: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM jobs j JOIN parts p ON p.part = j.part \
+                 WHERE strpos(p.owner, $1) > 0 AND j.state = 'leased' AND j.leased_epoch = p.epoch",
+                    &[&victim],
+                )
+                .await
+                .ok()?
+                .get(0);
+            (leased > 0 && cluster.fake.books().received.len() > 10).then_some(())
+        },
+    )
     .await;
     unsafe { libc::kill(stopped, libc::SIGSTOP) };
     // Past its lease: the other instance takes its partitions and runs its jobs again.
     tokio::time::sleep(Duration::from_secs(LEASE_SECS * 2 + 1)).await;
-    let victim = format!("-{stopped}-");
     let client = pg.client().await.unwrap();
     let still: i64 = client
         .query_one(
