@@ -27,12 +27,16 @@ trap 'kill -INT $pg 2>/dev/null; wait $pg 2>/dev/null; rm -rf "$dir"' EXIT
 until grep -q "ready to accept connections" "$dir/postgres.log"; do sleep 0.1; done
 url="postgres://handoff:bench@127.0.0.1:$port/postgres"
 sql() { PGPASSWORD=bench psql -h 127.0.0.1 -p "$port" -U handoff -d postgres -Atqc "$1"; }
-# CPU seconds of every PostgreSQL process (user + system, clock ticks / s).
+# CPU seconds of PostgreSQL: the postmaster's own and that of its children it has reaped (the
+# backends of connections closed by then), read from its /proc stat (fields 14-17).
 pg_cpu() {
-  local ticks=0
-  for stat in /proc/[0-9]*/stat; do
-    { read -r -a f < "$stat"; } 2>/dev/null || continue
-    [ "${f[1]}" = "(postgres)" ] && ticks=$((ticks + f[13] + f[14]))
+  local master f
+  master=$(head -1 "$dir/data/postmaster.pid")
+  read -r -a f < "/proc/$master/stat"
+  local ticks=$((f[13] + f[14] + f[15] + f[16]))
+  for child in $(pgrep -P "$master"); do
+    { read -r -a f < "/proc/$child/stat"; } 2>/dev/null || continue
+    ticks=$((ticks + f[13] + f[14]))
   done
   echo "scale=2; $ticks / $(getconf CLK_TCK)" | bc
 }

@@ -1,22 +1,20 @@
 //! The PostgreSQL backend: several handoff instances sharing one database (`[store] backend =
-//! "postgres"`). Built so far:
+//! "postgres"`, README "Running several instances").
 //!
-//! - the connection: a pool, its URL read from the environment variable `[store.postgres]
+//! - the connection: pools, the URL read from the environment variable `[store.postgres]
 //!   url_env` names (never logged), and the one-line diagnosis `handoff check` prints;
 //! - `schema`   versioned migrations, applied under a lock so instances starting together do
 //!   not race; a schema newer than this handoff is refused;
-//! - `journal`  ingest: one transaction per batch, dedupe by a unique key every instance shares;
+//! - `journal`, `events`  ingest: one transaction per batch, dedupe by a unique key every
+//!   instance shares; the `Events` seam on it;
 //! - `leases`   partitions leased under fencing epochs, a fair share per instance;
-//! - `jobs`     jobs leased one at a time per record from the owned partitions, settled only
-//!   under the lease's epoch, with their effects (`records`: cross-references, versions,
-//!   status, echo records);
-//! - `roles`    work one instance does at a time (the router, each ERP's poller) with its cursor;
-//! - `router`   events → jobs by one instance at a time, in transaction order below the oldest
-//!   running transaction (nothing committed late is skipped), woken by LISTEN/NOTIFY.
-//!
-//! Still to come: the rest of the queue (timers, parking, operator actions, listings), the
-//! mappings in the router, and the wiring into `serve`, which refuses this
-//! backend until then.
+//! - `jobs`, `queue`  the `Queue` trait: jobs leased from the owned partitions one at a time
+//!   per record, settled in batches only under the lease's epoch with their effects
+//!   (`records`), timers, operators' actions, listings;
+//! - `roles`    work one instance does at a time (the router, each ERP's poller);
+//! - `router`   events → jobs in transaction order below the oldest running transaction;
+//! - `space`    history by day partitions;
+//! - `instance` one member's wiring; `import` the move from an embedded data dir.
 
 pub mod events;
 pub mod import;
