@@ -416,11 +416,12 @@ impl Queue for Embedded {
         for waiting in released {
             group.change(&inner, waiting, None, None, Vec::new());
         }
+        // In the same group: after a crash the settle and what it made moot are both there.
+        if let Some((flow, record, by)) = superseded {
+            self.moot(&mut inner, &mut group, &flow, &record, by)?;
+        }
         self.append(&mut inner, group);
         drop(inner);
-        if let Some((flow, record, by)) = superseded {
-            self.supersede_dead(&flow, &record, by)?;
-        }
         self.wake_all();
         self.timers_changed.notify_one();
         Ok(())

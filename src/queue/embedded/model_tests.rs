@@ -249,12 +249,19 @@ fn run(ops: Vec<Op>) {
                 (model.state, model.due, model.waits_for) = (state, due, waits);
                 model.reason = reason.map(String::from);
                 if state == State::Done {
-                    for other in world.jobs.values_mut() {
+                    let settled_key = world.jobs[&id].key;
+                    for (other_id, other) in world.jobs.iter_mut() {
                         if other.state == State::Parked
                             && other.waits_for.as_ref() == releases.first()
                         {
                             (other.state, other.due, other.waits_for, other.reason) =
                                 (State::Ready, None, None, None);
+                        }
+                        // A later version delivered: the record's older dead letters are moot.
+                        if other.state == State::Dead && other.key == settled_key && *other_id < id
+                        {
+                            (other.state, other.due, other.waits_for, other.reason) =
+                                (State::Skipped, None, None, Some("superseded".into()));
                         }
                     }
                 }

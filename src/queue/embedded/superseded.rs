@@ -45,11 +45,27 @@ impl Embedded {
         by: JobId,
     ) -> Result<usize, QueueError> {
         let mut inner = self.inner();
+        let mut group = Group::default();
+        let count = self.moot(&mut inner, &mut group, flow, record, by)?;
+        self.append(&mut inner, group);
+        Ok(count)
+    }
+
+    /// Adds to `group` the dead letters of `flow` and `record` older than job `by`, settled as
+    /// superseded; returns how many.
+    pub(super) fn moot(
+        &self,
+        inner: &mut Inner,
+        group: &mut Group,
+        flow: &str,
+        record: &str,
+        by: JobId,
+    ) -> Result<usize, QueueError> {
         if !inner.lines.any_in(State::Dead) {
             return Ok(0);
         }
         if inner.dead_by_record.is_none() {
-            self.index_dead_letters(&mut inner)?;
+            self.index_dead_letters(inner)?;
         }
         let key = (flow.to_owned(), record.to_owned());
         let older: Vec<JobId> = inner
@@ -58,20 +74,15 @@ impl Embedded {
             .and_then(|index| index.0.get(&key))
             .map(|ids| ids.range(..by).copied().collect())
             .unwrap_or_default();
-        if older.is_empty() {
-            return Ok(0);
-        }
         let now = self.clock.now_ms();
-        let mut group = Group::default();
         for id in &older {
             let Some(entry) = inner.lines.get(*id) else {
                 continue;
             };
             let mut job = self.read(entry.at)?;
             crate::queue::actions::supersede(&mut job, by, record, now);
-            group.change(&inner, job, None, None, Vec::new());
+            group.change(inner, job, None, None, Vec::new());
         }
-        self.append(&mut inner, group);
         Ok(older.len())
     }
 
