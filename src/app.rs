@@ -216,16 +216,7 @@ fn open_embedded(
             rss_mib = resident_mib(),
             "store opened"
         );
-        let connectors = connector::load_dir(&config.connectors_dir, secrets, Some(&store))
-            .map_err(|problems| problems_error("connectors", &problems))?;
-        let unknown = crate::check::connector_problems(
-            &mappings.current().mappings,
-            &connectors,
-            &config.connectors_dir,
-        );
-        if !unknown.is_empty() {
-            return Err(problems_error("mappings", &unknown));
-        }
+        let connectors = load_connectors(config, secrets, mappings, Some(&store))?;
         let started = std::time::Instant::now();
         let options = crate::queue::embedded::Options {
             segment_bytes: config.store.queue_segment_bytes,
@@ -244,13 +235,15 @@ fn open_embedded(
     })
 }
 
-/// The shared PostgreSQL: this instance joins the others (schema, partitions, roles).
-fn open_postgres(
+/// The connectors (with their stored state when `store` is given), refused when a mapping
+/// names one that does not exist.
+fn load_connectors(
     config: &Config,
     secrets: &SecretLookup,
     mappings: &LiveMappings,
-) -> anyhow::Result<Opened> {
-    let connectors = connector::load_dir(&config.connectors_dir, secrets, None)
+    store: Option<&Store>,
+) -> anyhow::Result<Vec<connector::Connector>> {
+    let connectors = connector::load_dir(&config.connectors_dir, secrets, store)
         .map_err(|problems| problems_error("connectors", &problems))?;
     let unknown = crate::check::connector_problems(
         &mappings.current().mappings,
@@ -260,6 +253,16 @@ fn open_postgres(
     if !unknown.is_empty() {
         return Err(problems_error("mappings", &unknown));
     }
+    Ok(connectors)
+}
+
+/// The shared PostgreSQL: this instance joins the others (schema, partitions, roles).
+fn open_postgres(
+    config: &Config,
+    secrets: &SecretLookup,
+    mappings: &LiveMappings,
+) -> anyhow::Result<Opened> {
+    let connectors = load_connectors(config, secrets, mappings, None)?;
     let window = std::time::Duration::from_secs(config.ingest.dedupe_window_secs);
     let retention = std::time::Duration::from_secs(
         config
