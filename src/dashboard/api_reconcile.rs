@@ -107,9 +107,11 @@ fn found(engine: &Engine, id: u64) -> Result<Run, ApiError> {
 #[into_params(parameter_in = Path)]
 pub(super) struct RowPath {
     /// the run's id
+    #[param(schema_with = super::openapi::schema::number)]
     id: u64,
     /// the row's place in the run's rows, from 0
-    row: usize,
+    #[param(schema_with = super::openapi::schema::number)]
+    row: u64,
     /// replay (journal the source record again), adopt (store the cross-reference to the
     /// target's record) or ignore
     #[param(inline)]
@@ -135,6 +137,7 @@ pub(super) async fn act_on_row(
             format!("run {id} is still running: act on its rows when it has finished"),
         ));
     }
+    let row = usize::try_from(row).unwrap_or(usize::MAX);
     if row >= run.rows.len() {
         return Err(ApiError(
             StatusCode::NOT_FOUND,

@@ -93,6 +93,15 @@ pub mod schema {
             .build()
     }
 
+    /// Any 64-bit unsigned number (a run id, a row's place).
+    pub fn number() -> Object {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(0usize))
+            .maximum(Some(u64::MAX as usize))
+            .build()
+    }
+
     /// A date, an RFC 3339 time, or empty for any time.
     pub fn since() -> Schema {
         let format = |known| {
