@@ -36,10 +36,15 @@ impl PgEvents {
 
     async fn fetch(&self, id: u64) -> Result<Envelope, JournalError> {
         let client = self.postgres.client().await.map_err(shared)?;
-        let row = client
-            .query_opt("SELECT envelope FROM events WHERE id = $1", &[&(id as i64)])
+        let failed = |e: tokio_postgres::Error| shared(self.postgres.query_error(&e));
+        let statement = client
+            .prepare_cached("SELECT envelope FROM events WHERE id = $1")
             .await
-            .map_err(|e| shared(self.postgres.query_error(&e)))?
+            .map_err(failed)?;
+        let row = client
+            .query_opt(&statement, &[&(id as i64)])
+            .await
+            .map_err(failed)?
             .ok_or(JournalError::Corrupt(id))?;
         Journal::decode(id, row.get(0))
     }

@@ -90,9 +90,8 @@ async fn copy(
     );
     let mut moved = Moved::default();
     let exported = queue.export()?;
-    records::write(&tx, &exported.effects)
-        .await
-        .map_err(failed)?;
+    let effects: Vec<_> = exported.effects.iter().collect();
+    records::write_all(&tx, &effects).await.map_err(failed)?;
     moved.records = exported.effects.len();
     for (connector, cursor) in &exported.cursors {
         tx.execute(

@@ -17,6 +17,7 @@ use tokio_postgres::Row;
 use super::leases::{FENCE, partition_of};
 use super::{PgError, Postgres};
 use crate::journal::Position;
+use crate::queue::records::Effect;
 use crate::queue::{Job, JobId, QueueError, Reason, Settle, State};
 
 /// The channel a change that makes jobs runnable notifies (the router's inserts, releases,
@@ -121,40 +122,52 @@ pub fn finished_of(row: &Row) -> Result<Job, QueueError> {
     serde_json::from_value(row.get(1)).map_err(|e| QueueError::Corrupt(format!("job {id}: {e}")))
 }
 
-/// Inserts jobs (each in its record's partition) within `tx`; returns their ids in order.
+/// Inserts jobs (each in its record's partition) within `tx` in one statement; returns their
+/// ids in order (identities are drawn in the order rows are inserted, which `ORDER BY n` fixes,
+/// so the ids sorted are the jobs' ids in order).
 pub(super) async fn insert(
     tx: &deadpool_postgres::Transaction<'_>,
     jobs: &[Job],
 ) -> Result<Vec<JobId>, tokio_postgres::Error> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
     let statement = tx
-        .prepare(
+        .prepare_cached(
             "INSERT INTO jobs (event, part, order_key, flow, connector, state, reason, body) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+             SELECT event, part, order_key, flow, connector, state, reason, body \
+             FROM unnest($1::bigint[], $2::smallint[], $3::text[], $4::text[], $5::text[], \
+                         $6::text[], $7::jsonb[], $8::jsonb[]) WITH ORDINALITY \
+                  AS j(event, part, order_key, flow, connector, state, reason, body, n) \
+             ORDER BY n RETURNING id",
         )
         .await?;
-    let mut ids = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        let part = partition_of(&job.order_key);
-        let row = tx
-            .query_one(
-                &statement,
-                &[
-                    &(job.seq as i64),
-                    &part,
-                    &job.order_key,
-                    &job.flow,
-                    &job.connector,
-                    &job.state.as_str(),
-                    &job.reason.as_ref().map(json),
-                    &body(job),
-                ],
-            )
-            .await?;
-        ids.push(row.get::<_, i64>(0) as JobId);
-    }
-    if !jobs.is_empty() {
-        tx.batch_execute(&format!("NOTIFY {JOBS_CHANNEL}")).await?;
-    }
+    let events: Vec<i64> = jobs.iter().map(|j| j.seq as i64).collect();
+    let parts: Vec<i16> = jobs.iter().map(|j| partition_of(&j.order_key)).collect();
+    let keys: Vec<&str> = jobs.iter().map(|j| j.order_key.as_str()).collect();
+    let flows: Vec<&str> = jobs.iter().map(|j| j.flow.as_str()).collect();
+    let connectors: Vec<&str> = jobs.iter().map(|j| j.connector.as_str()).collect();
+    let states: Vec<&str> = jobs.iter().map(|j| j.state.as_str()).collect();
+    let reasons: Vec<Option<Value>> = jobs.iter().map(|j| j.reason.as_ref().map(json)).collect();
+    let bodies: Vec<Value> = jobs.iter().map(body).collect();
+    let rows = tx
+        .query(
+            &statement,
+            &[
+                &events,
+                &parts,
+                &keys,
+                &flows,
+                &connectors,
+                &states,
+                &reasons,
+                &bodies,
+            ],
+        )
+        .await?;
+    let mut ids: Vec<JobId> = rows.iter().map(|r| r.get::<_, i64>(0) as JobId).collect();
+    ids.sort_unstable();
+    tx.batch_execute(&format!("NOTIFY {JOBS_CHANNEL}")).await?;
     Ok(ids)
 }
 
@@ -184,28 +197,28 @@ pub(super) async fn store(
     };
     let changed = match job.state {
         State::Done | State::Skipped => {
-            let deleted = tx
-                .execute(
-                    &format!("DELETE FROM jobs WHERE id = $4 AND {condition}"),
-                    &[&part, &me, &epoch, &id],
-                )
+            let delete = tx
+                .prepare_cached(&format!("DELETE FROM jobs WHERE id = $4 AND {condition}"))
                 .await?;
+            let deleted = tx.execute(&delete, &[&part, &me, &epoch, &id]).await?;
             if deleted == 1 {
-                tx.execute(
-                    "INSERT INTO finished (id, job) VALUES ($1, $2)",
-                    &[&id, &json(job)],
-                )
-                .await?;
+                let insert = tx
+                    .prepare_cached("INSERT INTO finished (id, job) VALUES ($1, $2)")
+                    .await?;
+                tx.execute(&insert, &[&id, &json(job)]).await?;
             }
             deleted
         }
         _ => {
-            tx.execute(
-                &format!(
+            let update = tx
+                .prepare_cached(&format!(
                     "UPDATE jobs SET state = $5, attempts = $6, \
                      due_at = to_timestamp($7::float8 / 1000.0), in_doubt = $8, reason = $9, \
                      waits_for = $10, payload = $11, body = $12 WHERE id = $4 AND {condition}"
-                ),
+                ))
+                .await?;
+            tx.execute(
+                &update,
                 &[
                     &part,
                     &me,
@@ -226,6 +239,27 @@ pub(super) async fn store(
     };
     Ok(changed == 1)
 }
+
+/// The lease query (`PgJobs::lease`): `$1` partitions and `$2` their epochs, `$3` connector,
+/// `$4` how many, `$5` this instance. The partitions still held under those epochs are found
+/// once (a scalar subquery), so the scan can walk `jobs_runnable` in id order and stop.
+const LEASE: &str = "WITH candidates AS (
+        SELECT j.id FROM jobs j
+        WHERE j.connector = $3 AND j.state IN ('ready', 'retrying')
+          AND (j.due_at IS NULL OR j.due_at <= now())
+          AND j.part = ANY(ARRAY(SELECT part FROM parts
+                                 WHERE part = ANY($1::smallint[]) AND owner = $5
+                                   AND epoch = ($2::bigint[])[array_position($1::smallint[], part)]
+                                   AND lease_until > now()))
+          AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.order_key = j.order_key
+                          AND k.id < j.id AND k.state IN ('ready', 'leased', 'retrying'))
+        ORDER BY j.id LIMIT $4 FOR UPDATE OF j SKIP LOCKED)
+     UPDATE jobs SET state = 'leased', attempts = jobs.attempts + 1, due_at = NULL,
+        leased_epoch = ($2::bigint[])[array_position($1::smallint[], jobs.part)]
+     FROM candidates
+     WHERE jobs.id = candidates.id
+     RETURNING jobs.id, jobs.state, jobs.attempts, NULL::bigint, jobs.in_doubt,
+        jobs.reason, jobs.payload, jobs.waits_for, jobs.body, jobs.part, jobs.leased_epoch";
 
 pub struct PgJobs<'a> {
     postgres: &'a Postgres,
@@ -250,8 +284,10 @@ impl<'a> PgJobs<'a> {
     }
 
     /// Leases up to `limit` runnable jobs of `connector` in the partitions `held` (partition →
-    /// epoch): ready or due jobs, and jobs leased under an older epoch (their owner lost the
-    /// partition), each the first job in its record's line.
+    /// epoch): ready or due jobs, each the first job in its record's line, in id order. The
+    /// scan walks `jobs_runnable` in id order and stops at `limit`. (Jobs an earlier owner of a
+    /// partition had leased were made ready again, in doubt, when the partition was taken:
+    /// `leases.rs`.)
     pub async fn lease(
         &self,
         me: &str,
@@ -264,28 +300,9 @@ impl<'a> PgJobs<'a> {
         }
         let (parts, epochs): (Vec<i16>, Vec<i64>) = held.iter().map(|(p, e)| (*p, *e)).unzip();
         let client = self.postgres.client().await?;
+        let statement = client.prepare_cached(LEASE).await.map_err(self.failed())?;
         let rows = client
-            .query(
-                "WITH mine AS (SELECT * FROM unnest($1::smallint[], $2::bigint[]) AS m(part, epoch)),
-                     candidates AS (
-                        SELECT j.id, m.epoch FROM jobs j JOIN mine m ON m.part = j.part
-                        WHERE j.connector = $3
-                          AND ((j.state IN ('ready', 'retrying') AND (j.due_at IS NULL OR j.due_at <= now()))
-                               OR (j.state = 'leased' AND j.leased_epoch < m.epoch))
-                          AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.order_key = j.order_key
-                                          AND k.id < j.id AND k.state IN ('ready', 'leased', 'retrying'))
-                        ORDER BY j.id LIMIT $4 FOR UPDATE OF j SKIP LOCKED)
-                     UPDATE jobs SET state = 'leased', attempts = jobs.attempts + 1,
-                        in_doubt = jobs.in_doubt OR jobs.state = 'leased', due_at = NULL,
-                        leased_epoch = candidates.epoch
-                     FROM candidates WHERE jobs.id = candidates.id
-                       AND EXISTS (SELECT 1 FROM parts WHERE parts.part = jobs.part AND owner = $5
-                                   AND parts.epoch = candidates.epoch AND lease_until > now())
-                     RETURNING jobs.id, jobs.state, jobs.attempts, NULL::bigint, jobs.in_doubt,
-                        jobs.reason, jobs.payload, jobs.waits_for, jobs.body, jobs.part,
-                        jobs.leased_epoch",
-                &[&parts, &epochs, &connector, &limit, &me],
-            )
+            .query(&statement, &[&parts, &epochs, &connector, &limit, &me])
             .await
             .map_err(self.failed())?;
         let mut leased = Vec::with_capacity(rows.len());
@@ -321,7 +338,9 @@ impl<'a> PgJobs<'a> {
     }
 
     /// [`PgJobs::settle`] for many jobs in one transaction (the settle committer's batch);
-    /// says of each whether it was written.
+    /// says of each whether it was written. Each kind of write is one statement for the
+    /// whole batch (a delivered job's delete and its move to `finished`, the attempts, each
+    /// kind of effect, the releases), so a batch costs a handful of round trips.
     pub async fn settle_all(
         &self,
         me: &str,
@@ -329,37 +348,28 @@ impl<'a> PgJobs<'a> {
     ) -> Result<Vec<bool>, PgError> {
         let mut client = self.postgres.client().await?;
         let tx = client.transaction().await.map_err(self.failed())?;
-        let mut written = Vec::with_capacity(settles.len());
-        let mut released = false;
-        for (leased, settle) in settles {
-            let stored = store(&tx, &settle.job, Some((leased.part, me, leased.epoch)))
+        let written = store_all(&tx, me, settles).await.map_err(self.failed())?;
+        let kept: Vec<&(Leased, Settle)> = settles
+            .iter()
+            .zip(&written)
+            .filter(|(_, w)| **w)
+            .map(|(s, _)| s)
+            .collect();
+        log_attempts(&tx, me, &kept).await.map_err(self.failed())?;
+        let effects: Vec<&Effect> = kept.iter().flat_map(|(_, s)| &s.effects).collect();
+        super::records::write_all(&tx, &effects)
+            .await
+            .map_err(self.failed())?;
+        let releases: Vec<(String, String)> = kept
+            .iter()
+            .filter(|(_, s)| s.job.state == State::Done)
+            .flat_map(|(_, s)| s.releases.iter().cloned())
+            .collect();
+        let released = !releases.is_empty()
+            && release_parked(&tx, &releases)
                 .await
-                .map_err(self.failed())?;
-            written.push(stored);
-            if !stored {
-                continue;
-            }
-            if let Some(attempt) = &settle.attempt {
-                let mut detail = json(attempt);
-                detail["by"] = Value::from(me);
-                detail["epoch"] = Value::from(leased.epoch);
-                tx.execute(
-                    "INSERT INTO job_log (job, kind, detail) VALUES ($1, 'attempt', $2)",
-                    &[&(settle.job.id as i64), &detail],
-                )
-                .await
-                .map_err(self.failed())?;
-            }
-            super::records::write(&tx, &settle.effects)
-                .await
-                .map_err(self.failed())?;
-            if settle.job.state == State::Done && !settle.releases.is_empty() {
-                released |= release_parked(&tx, &settle.releases)
-                    .await
-                    .map_err(self.failed())?
-                    > 0;
-            }
-        }
+                .map_err(self.failed())?
+                > 0;
         supersede(&tx, settles, &written)
             .await
             .map_err(self.failed())?;
@@ -371,6 +381,90 @@ impl<'a> PgJobs<'a> {
         tx.commit().await.map_err(self.failed())?;
         Ok(written)
     }
+}
+
+/// Stores the settled jobs under their leases' fences: the delivered and skipped ones leave
+/// `jobs` for `finished` in two statements; the others (retry, park, dead) are updated one by
+/// one. Says of each whether it was written.
+async fn store_all(
+    tx: &deadpool_postgres::Transaction<'_>,
+    me: &str,
+    settles: &[(Leased, Settle)],
+) -> Result<Vec<bool>, tokio_postgres::Error> {
+    let finals: Vec<&(Leased, Settle)> = settles
+        .iter()
+        .filter(|(_, s)| matches!(s.job.state, State::Done | State::Skipped))
+        .collect();
+    let mut gone = std::collections::HashSet::new();
+    if !finals.is_empty() {
+        let ids: Vec<i64> = finals.iter().map(|(l, _)| l.job.id as i64).collect();
+        let parts: Vec<i16> = finals.iter().map(|(l, _)| l.part).collect();
+        let epochs: Vec<i64> = finals.iter().map(|(l, _)| l.epoch).collect();
+        let delete = tx
+            .prepare_cached(
+                "DELETE FROM jobs j USING unnest($1::bigint[], $2::smallint[], $3::bigint[]) \
+                 AS s(id, part, epoch) \
+                 WHERE j.id = s.id AND j.part = s.part AND j.leased_epoch = s.epoch \
+                 AND j.state = 'leased' AND EXISTS (SELECT 1 FROM parts p WHERE p.part = s.part \
+                 AND p.owner = $4 AND p.epoch = s.epoch AND p.lease_until > now()) \
+                 RETURNING j.id",
+            )
+            .await?;
+        for row in tx.query(&delete, &[&ids, &parts, &epochs, &me]).await? {
+            gone.insert(row.get::<_, i64>(0));
+        }
+        let (ids, bodies): (Vec<i64>, Vec<Value>) = finals
+            .iter()
+            .filter(|(_, s)| gone.contains(&(s.job.id as i64)))
+            .map(|(_, s)| (s.job.id as i64, json(&s.job)))
+            .unzip();
+        if !ids.is_empty() {
+            let insert = tx
+                .prepare_cached(
+                    "INSERT INTO finished (id, job) \
+                     SELECT * FROM unnest($1::bigint[], $2::jsonb[])",
+                )
+                .await?;
+            tx.execute(&insert, &[&ids, &bodies]).await?;
+        }
+    }
+    let mut written = Vec::with_capacity(settles.len());
+    for (leased, settle) in settles {
+        written.push(match settle.job.state {
+            State::Done | State::Skipped => gone.contains(&(settle.job.id as i64)),
+            _ => store(tx, &settle.job, Some((leased.part, me, leased.epoch))).await?,
+        });
+    }
+    Ok(written)
+}
+
+/// Appends the attempts of the written settles to `job_log`, with who ran them under which
+/// epoch.
+async fn log_attempts(
+    tx: &deadpool_postgres::Transaction<'_>,
+    me: &str,
+    kept: &[&(Leased, Settle)],
+) -> Result<(), tokio_postgres::Error> {
+    let (jobs, details): (Vec<i64>, Vec<Value>) = kept
+        .iter()
+        .filter_map(|(leased, settle)| {
+            let mut detail = json(settle.attempt.as_ref()?);
+            detail["by"] = Value::from(me);
+            detail["epoch"] = Value::from(leased.epoch);
+            Some((settle.job.id as i64, detail))
+        })
+        .unzip();
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO job_log (job, kind, detail) \
+             SELECT job, 'attempt', detail FROM unnest($1::bigint[], $2::jsonb[]) AS a(job, detail)",
+        )
+        .await?;
+    tx.execute(&insert, &[&jobs, &details]).await?;
+    Ok(())
 }
 
 /// Settles the dead letters that the delivered jobs among `settles` make moot (an older job of

@@ -19,18 +19,24 @@ use super::{PgError, Postgres};
 use crate::envelope::Envelope;
 use crate::journal::{Appended, Journal};
 
-/// Claims the key with a fresh event id, or takes over a claim older than the window; returns
-/// the id only when this transaction owns the key now.
+/// Claims the keys (`$1` sources, `$2` event ids, in key order) with fresh event ids, or takes
+/// over claims older than the window; returns the keys this transaction owns now.
 const CLAIM: &str = "INSERT INTO seen (source, event_id, first_id, seen_at)
-    VALUES ($1, $2, nextval(pg_get_serial_sequence('events', 'id')), now())
+    SELECT source, event_id, nextval(pg_get_serial_sequence('events', 'id')), now()
+    FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(source, event_id, n) ORDER BY n
     ON CONFLICT (source, event_id) DO UPDATE
         SET first_id = EXCLUDED.first_id, seen_at = EXCLUDED.seen_at
         WHERE seen.seen_at < now() - make_interval(secs => $3::float8)
-    RETURNING first_id";
-const FIRST: &str = "SELECT first_id FROM seen WHERE source = $1 AND event_id = $2";
+    RETURNING source, event_id, first_id";
+/// The first copy's id of keys claimed before.
+const FIRST: &str = "SELECT seen.source, seen.event_id, first_id FROM seen
+    JOIN unnest($1::text[], $2::text[]) AS k(source, event_id)
+    ON seen.source = k.source AND seen.event_id = k.event_id";
 const STORE: &str = "INSERT INTO events (id, received_at, source, event_id, envelope)
     OVERRIDING SYSTEM VALUE
-    VALUES ($1, to_timestamp($2::float8 / 1000.0), $3, $4, $5)";
+    SELECT id, to_timestamp(ms / 1000.0), source, event_id, envelope
+    FROM unnest($1::bigint[], $2::float8[], $3::text[], $4::text[], $5::bytea[])
+        AS e(id, ms, source, event_id, envelope)";
 
 /// The channel a commit that stored new events notifies.
 pub const EVENTS_CHANNEL: &str = "handoff_events";
@@ -146,41 +152,75 @@ async fn commit(
     let mut client = postgres.client().await.map_err(Retry::Not)?;
     let transaction = client.transaction().await.map_err(failed)?;
     let (claim, first, store) = (
-        transaction.prepare(CLAIM).await.map_err(failed)?,
-        transaction.prepare(FIRST).await.map_err(failed)?,
-        transaction.prepare(STORE).await.map_err(failed)?,
+        transaction.prepare_cached(CLAIM).await.map_err(failed)?,
+        transaction.prepare_cached(FIRST).await.map_err(failed)?,
+        transaction.prepare_cached(STORE).await.map_err(failed)?,
     );
     let window_secs = window.as_secs_f64();
-    // Each key once, in key order (the lock order every instance follows).
+    // Each key once, in key order (the order every instance claims, and so locks, them in).
     let mut keys: BTreeMap<(&str, &str), &Item> = BTreeMap::new();
     for item in batch.iter().flat_map(|r| &r.items) {
         keys.entry((&item.source, &item.event_id)).or_insert(item);
     }
+    let (sources, event_ids): (Vec<&str>, Vec<&str>) = keys.keys().copied().unzip();
+    let entries: Vec<((&str, &str), &Item)> = keys.iter().map(|(k, i)| (*k, *i)).collect();
+    // The batch's own key for a key a row names.
+    let find = |source: &str, event_id: &str| {
+        entries
+            .binary_search_by(|((s, e), _)| (*s, *e).cmp(&(source, event_id)))
+            .ok()
+            .map(|at| entries[at])
+    };
     let mut answers: BTreeMap<(&str, &str), Appended> = BTreeMap::new();
-    for ((source, event_id), item) in keys {
-        let claimed = transaction
-            .query_opt(&claim, &[&source, &event_id, &window_secs])
+    let mut new = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for row in transaction
+        .query(&claim, &[&sources, &event_ids, &window_secs])
+        .await
+        .map_err(failed)?
+    {
+        let (source, event_id, id): (&str, &str, i64) = (row.get(0), row.get(1), row.get(2));
+        let Some(((source, event_id), item)) = find(source, event_id) else {
+            continue;
+        };
+        answers.insert((source, event_id), Appended::New(id as u64));
+        new.0.push(id);
+        new.1.push(item.received_ms as f64);
+        new.2.push(source);
+        new.3.push(event_id);
+        new.4.push(item.record.as_slice());
+    }
+    if !new.0.is_empty() {
+        let (ids, received, sources, event_ids, records) = &new;
+        transaction
+            .execute(&store, &[ids, received, sources, event_ids, records])
             .await
             .map_err(failed)?;
-        let answer = match claimed {
-            Some(row) => {
-                let id: i64 = row.get(0);
-                let received = item.received_ms as f64;
-                transaction
-                    .execute(&store, &[&id, &received, &source, &event_id, &item.record])
-                    .await
-                    .map_err(failed)?;
-                Appended::New(id as u64)
+    }
+    let (sources, event_ids): (Vec<&str>, Vec<&str>) = keys
+        .keys()
+        .filter(|key| !answers.contains_key(*key))
+        .copied()
+        .unzip();
+    if !sources.is_empty() {
+        for row in transaction
+            .query(&first, &[&sources, &event_ids])
+            .await
+            .map_err(failed)?
+        {
+            let (source, event_id, id): (&str, &str, i64) = (row.get(0), row.get(1), row.get(2));
+            if let Some(((source, event_id), _)) = find(source, event_id) {
+                answers.insert((source, event_id), Appended::Duplicate(id as u64));
             }
-            None => {
-                let row = transaction
-                    .query_one(&first, &[&source, &event_id])
-                    .await
-                    .map_err(failed)?;
-                Appended::Duplicate(row.get::<_, i64>(0) as u64)
-            }
-        };
-        answers.insert((source, event_id), answer);
+        }
+    }
+    if let Some(key) = keys.keys().find(|key| !answers.contains_key(*key)) {
+        return Err(Retry::Again(PgError::Query {
+            at: postgres.at().to_owned(),
+            reason: format!(
+                "the dedupe key of event {} was neither new nor found",
+                key.1
+            ),
+        }));
     }
     if answers.values().any(|a| matches!(a, Appended::New(_))) {
         // Delivered at commit: wakes the router of whichever instance routes.

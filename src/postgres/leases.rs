@@ -136,10 +136,17 @@ impl Leases {
         if missing > 0 {
             let taken = client
                 .query(
+                    // The jobs an earlier owner had leased in them run again, in doubt (its
+                    // settles are refused by the epoch).
                     &format!(
-                        "UPDATE parts SET owner = $1, epoch = epoch + 1, lease_until = {until} \
-                         WHERE part IN (SELECT part FROM parts WHERE lease_until <= now() \
-                         ORDER BY part LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING part, epoch"
+                        "WITH taken AS (UPDATE parts SET owner = $1, epoch = epoch + 1, \
+                         lease_until = {until} WHERE part IN (SELECT part FROM parts \
+                         WHERE lease_until <= now() ORDER BY part LIMIT $3 \
+                         FOR UPDATE SKIP LOCKED) RETURNING part, epoch), \
+                         again AS (UPDATE jobs SET state = 'ready', in_doubt = true, \
+                         leased_epoch = NULL FROM taken WHERE jobs.part = taken.part \
+                         AND jobs.state = 'leased') \
+                         SELECT part, epoch FROM taken"
                     ),
                     &[&self.me, &period, &missing],
                 )

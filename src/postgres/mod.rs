@@ -73,6 +73,15 @@ impl Postgres {
             .map_err(|_| PgError::BadUrl(config.url_env.clone()))?;
         pg.connect_timeout(Duration::from_secs(config.connect_timeout_secs));
         pg.application_name("handoff");
+        // `jobs` grows and shrinks by orders of magnitude within minutes: statements prepared
+        // once per connection are planned again on every run, for the table as it is then (a
+        // generic plan made while it was empty scans it whole once it is not).
+        let custom = "-c plan_cache_mode=force_custom_plan";
+        let options = match pg.get_options() {
+            Some(given) => format!("{given} {custom}"),
+            None => custom.to_owned(),
+        };
+        pg.options(&options);
         let at = describe(&pg);
         let manager = Manager::from_config(
             pg.clone(),

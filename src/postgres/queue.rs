@@ -530,7 +530,7 @@ impl Queue for PgQueue {
         self.exec(async {
             let mut client = self.postgres.client().await?;
             let tx = client.transaction().await.map_err(self.failed())?;
-            super::records::write(&tx, &[Effect::Xref(xref)])
+            super::records::write_all(&tx, &[&Effect::Xref(xref)])
                 .await
                 .map_err(self.failed())?;
             tx.commit().await.map_err(self.failed())

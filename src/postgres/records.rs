@@ -2,66 +2,116 @@
 //! status and echo records. A settle writes its effects in its own transaction, under the
 //! lease's fence (`jobs.rs`), so an instance that lost the partition leaves none behind.
 
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
 use super::{PgError, Postgres};
 use crate::queue::records::{Applied, Echo, Effect, Xref};
 
-/// Writes `effects` within `tx`.
-pub(super) async fn write(
+/// Writes `effects` within `tx`: one statement per kind of record, the newest effect per key
+/// winning (a batch holds them in settle order), keys in order (the order two instances lock
+/// rows in).
+pub(super) async fn write_all(
     tx: &deadpool_postgres::Transaction<'_>,
-    effects: &[Effect],
+    effects: &[&Effect],
 ) -> Result<(), tokio_postgres::Error> {
+    let mut xrefs: BTreeMap<(&str, &str, &str), &Xref> = BTreeMap::new();
+    let mut applied: BTreeMap<(&str, &str), &Applied> = BTreeMap::new();
+    let mut status: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut echo: BTreeMap<&str, &Echo> = BTreeMap::new();
     for effect in effects {
         match effect {
-            Effect::Xref(xref) => {
-                tx.execute(
-                    "INSERT INTO xrefs (system, kind, crm_id, external_id, detail) \
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (system, kind, crm_id) \
-                     DO UPDATE SET external_id = EXCLUDED.external_id, detail = EXCLUDED.detail",
-                    &[
-                        &xref.system,
-                        &xref.kind,
-                        &xref.crm_id,
-                        &xref.external_id,
-                        &json(xref),
-                    ],
-                )
-                .await?;
+            Effect::Xref(x) => {
+                xrefs.insert((&x.system, &x.kind, &x.crm_id), x);
             }
             Effect::Applied {
                 flow,
                 record,
-                applied,
+                applied: a,
             } => {
-                tx.execute(
-                    "INSERT INTO applied (flow, record, detail) VALUES ($1, $2, $3) \
-                     ON CONFLICT (flow, record) DO UPDATE SET detail = EXCLUDED.detail",
-                    &[flow, record, &json(applied)],
-                )
-                .await?;
+                applied.insert((flow, record), a);
             }
-            Effect::Status { order, status } => {
-                tx.execute(
-                    "INSERT INTO order_status (order_ref, status) VALUES ($1, $2) \
-                     ON CONFLICT (order_ref) DO UPDATE SET status = EXCLUDED.status",
-                    &[order, status],
-                )
-                .await?;
+            Effect::Status { order, status: s } => {
+                status.insert(order, s);
             }
-            Effect::Echo { record, echo } => {
-                tx.execute(
-                    "INSERT INTO echo (record, detail) VALUES ($1, $2) \
-                     ON CONFLICT (record) DO UPDATE SET detail = EXCLUDED.detail",
-                    &[record, &json(echo)],
-                )
-                .await?;
+            Effect::Echo { record, echo: e } => {
+                echo.insert(record, e);
             }
         }
+    }
+    if !xrefs.is_empty() {
+        let mut columns: (Vec<&str>, Vec<&str>, Vec<&str>, Vec<&str>, Vec<Value>) =
+            Default::default();
+        for x in xrefs.values() {
+            columns.0.push(&x.system);
+            columns.1.push(&x.kind);
+            columns.2.push(&x.crm_id);
+            columns.3.push(&x.external_id);
+            columns.4.push(json(x));
+        }
+        let (a, b, c, d, e) = &columns;
+        upsert(
+            tx,
+            "INSERT INTO xrefs (system, kind, crm_id, external_id, detail) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[]) \
+             ON CONFLICT (system, kind, crm_id) \
+             DO UPDATE SET external_id = EXCLUDED.external_id, detail = EXCLUDED.detail",
+            &[a, b, c, d, e],
+        )
+        .await?;
+    }
+    if !applied.is_empty() {
+        let flows: Vec<&str> = applied.keys().map(|k| k.0).collect();
+        let records: Vec<&str> = applied.keys().map(|k| k.1).collect();
+        let details: Vec<Value> = applied.values().map(|a| json(a)).collect();
+        upsert(
+            tx,
+            "INSERT INTO applied (flow, record, detail) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[]) \
+             ON CONFLICT (flow, record) DO UPDATE SET detail = EXCLUDED.detail",
+            &[&flows, &records, &details],
+        )
+        .await?;
+    }
+    if !status.is_empty() {
+        let orders: Vec<&str> = status.keys().copied().collect();
+        let states: Vec<&str> = status.values().copied().collect();
+        upsert(
+            tx,
+            "INSERT INTO order_status (order_ref, status) \
+             SELECT * FROM unnest($1::text[], $2::text[]) \
+             ON CONFLICT (order_ref) DO UPDATE SET status = EXCLUDED.status",
+            &[&orders, &states],
+        )
+        .await?;
+    }
+    if !echo.is_empty() {
+        let records: Vec<&str> = echo.keys().copied().collect();
+        let details: Vec<Value> = echo.values().map(|e| json(e)).collect();
+        upsert(
+            tx,
+            "INSERT INTO echo (record, detail) SELECT * FROM unnest($1::text[], $2::jsonb[]) \
+             ON CONFLICT (record) DO UPDATE SET detail = EXCLUDED.detail",
+            &[&records, &details],
+        )
+        .await?;
     }
     Ok(())
 }
 
+async fn upsert(
+    tx: &deadpool_postgres::Transaction<'_>,
+    sql: &str,
+    columns: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<(), tokio_postgres::Error> {
+    let statement = tx.prepare_cached(sql).await?;
+    tx.execute(&statement, columns).await?;
+    Ok(())
+}
+
 /// The JSON a record is stored as.
-fn json<T: serde::Serialize>(value: &T) -> serde_json::Value {
+fn json<T: serde::Serialize>(value: &T) -> Value {
     serde_json::to_value(value).expect("records serialise")
 }
 
@@ -80,12 +130,22 @@ impl<'a> PgRecords<'a> {
         sql: &str,
         keys: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Option<T>, PgError> {
+        Ok(self
+            .row(sql, keys)
+            .await?
+            .and_then(|row| serde_json::from_value(row.get(0)).ok()))
+    }
+
+    /// The row `sql` finds for `keys`, if any (the statement prepared once per connection).
+    async fn row(
+        &self,
+        sql: &str,
+        keys: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Option<tokio_postgres::Row>, PgError> {
         let client = self.postgres.client().await?;
-        let row = client
-            .query_opt(sql, keys)
-            .await
-            .map_err(|e| self.postgres.query_error(&e))?;
-        Ok(row.and_then(|row| serde_json::from_value(row.get(0)).ok()))
+        let failed = |e: tokio_postgres::Error| self.postgres.query_error(&e);
+        let statement = client.prepare_cached(sql).await.map_err(failed)?;
+        client.query_opt(&statement, keys).await.map_err(failed)
     }
 
     pub async fn xref(
@@ -115,14 +175,12 @@ impl<'a> PgRecords<'a> {
     }
 
     pub async fn status(&self, order: &str) -> Result<Option<String>, PgError> {
-        let client = self.postgres.client().await?;
-        let row = client
-            .query_opt(
+        let row = self
+            .row(
                 "SELECT status FROM order_status WHERE order_ref = $1",
                 &[&order],
             )
-            .await
-            .map_err(|e| self.postgres.query_error(&e))?;
+            .await?;
         Ok(row.map(|row| row.get(0)))
     }
 }

@@ -30,6 +30,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "queue",
         sql: include_str!("migrations/0003_queue.sql"),
     },
+    Migration {
+        version: 4,
+        name: "lease",
+        sql: include_str!("migrations/0004_lease.sql"),
+    },
 ];
 
 /// The newest version this handoff knows.

@@ -3,10 +3,11 @@
 //! journal and the queue log).
 //!
 //! A settle's effects are written first in its `changed` record in the queue log and kept in
-//! memory (`overlay`, read before sled); `apply` moves them to sled in one large batch (a
-//! small sled write costs ~6 KB and ~150 µs; in batches of thousands ~1–1.5 KB and ~10 µs,
-//! BENCHMARKS.md). A snapshot applies and flushes them first, so after a crash the effects
-//! of the records after the snapshot are all that recovery puts back.
+//! memory (`overlay`, read before sled); `apply` moves them to sled all at once, in batches of
+//! a few thousand keys (a small sled write costs ~6 KB and ~150 µs; in batches of thousands
+//! ~1–1.5 KB and ~10 µs, BENCHMARKS.md; sled's readers wait while a batch is applied, so the
+//! batches stay that small). A snapshot applies and flushes them first, so after a crash the
+//! effects of the records after the snapshot are all that recovery puts back.
 //!
 //! ```text
 //! x/<system>\0<kind>\0<crm id>        the id the record has in <system> (JSON Xref)
@@ -62,6 +63,8 @@ pub struct Index {
 const APPLY_AT: usize = 100_000;
 /// …or this long after the last batch (a snapshot, every 30 s at most, applies them too).
 const APPLY_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+/// Keys per sled batch while applying (each batch blocks sled's readers while it runs).
+const APPLY_CHUNK: usize = 2_000;
 
 impl Index {
     pub fn new(tree: sled::Tree) -> Index {
@@ -101,7 +104,7 @@ impl Index {
         }
     }
 
-    /// Moves the staged effects to sled in one batch; `flush` also makes sled durable.
+    /// Moves the staged effects to sled; `flush` also makes sled durable.
     pub fn apply(&self, flush: bool) -> Result<(), QueueError> {
         let staged: Vec<(Vec<u8>, Arc<[u8]>)> = self
             .overlay()
@@ -109,11 +112,15 @@ impl Index {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         if !staged.is_empty() {
-            let mut batch = sled::Batch::default();
-            for (key, value) in &staged {
-                batch.insert(key.as_slice(), value.as_ref());
+            // sled holds a lock every read waits on while it applies a batch: in chunks, the
+            // workers' look-ups go on between them instead of stalling for the whole batch.
+            for chunk in staged.chunks(APPLY_CHUNK) {
+                let mut batch = sled::Batch::default();
+                for (key, value) in chunk {
+                    batch.insert(key.as_slice(), value.as_ref());
+                }
+                self.tree.apply_batch(batch)?;
             }
-            self.tree.apply_batch(batch)?;
             // Only what was applied leaves the overlay; a newer value stays.
             let mut overlay = self.overlay();
             for (key, value) in staged {
