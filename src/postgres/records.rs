@@ -41,30 +41,26 @@ pub(super) async fn write_all(
         }
     }
     if !xrefs.is_empty() {
-        let mut columns: (Vec<&str>, Vec<&str>, Vec<&str>, Vec<&str>, Vec<Value>) =
-            Default::default();
-        for x in xrefs.values() {
-            columns.0.push(&x.system);
-            columns.1.push(&x.kind);
-            columns.2.push(&x.crm_id);
-            columns.3.push(&x.external_id);
-            columns.4.push(json(x));
-        }
-        let (a, b, c, d, e) = &columns;
+        let xrefs: Vec<&Xref> = xrefs.into_values().collect();
+        let systems: Vec<&str> = xrefs.iter().map(|x| x.system.as_str()).collect();
+        let kinds: Vec<&str> = xrefs.iter().map(|x| x.kind.as_str()).collect();
+        let crm_ids: Vec<&str> = xrefs.iter().map(|x| x.crm_id.as_str()).collect();
+        let external_ids: Vec<&str> = xrefs.iter().map(|x| x.external_id.as_str()).collect();
+        let details: Vec<Value> = xrefs.iter().map(json).collect();
         upsert(
             tx,
             "INSERT INTO xrefs (system, kind, crm_id, external_id, detail) \
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[]) \
              ON CONFLICT (system, kind, crm_id) \
              DO UPDATE SET external_id = EXCLUDED.external_id, detail = EXCLUDED.detail",
-            &[a, b, c, d, e],
+            &[&systems, &kinds, &crm_ids, &external_ids, &details],
         )
         .await?;
     }
     if !applied.is_empty() {
         let flows: Vec<&str> = applied.keys().map(|k| k.0).collect();
         let records: Vec<&str> = applied.keys().map(|k| k.1).collect();
-        let details: Vec<Value> = applied.values().map(|a| json(a)).collect();
+        let details: Vec<Value> = applied.values().map(json).collect();
         upsert(
             tx,
             "INSERT INTO applied (flow, record, detail) \
@@ -88,7 +84,7 @@ pub(super) async fn write_all(
     }
     if !echo.is_empty() {
         let records: Vec<&str> = echo.keys().copied().collect();
-        let details: Vec<Value> = echo.values().map(|e| json(e)).collect();
+        let details: Vec<Value> = echo.values().map(json).collect();
         upsert(
             tx,
             "INSERT INTO echo (record, detail) SELECT * FROM unnest($1::text[], $2::jsonb[]) \
