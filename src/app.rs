@@ -216,7 +216,7 @@ fn open_embedded(
             rss_mib = resident_mib(),
             "store opened"
         );
-        let connectors = load_connectors(config, secrets, mappings, Some(&store))?;
+        let connectors = load_connectors(config, secrets, mappings, Some(&store.db))?;
         let started = std::time::Instant::now();
         let options = crate::queue::embedded::Options {
             segment_bytes: config.store.queue_segment_bytes,
@@ -241,7 +241,7 @@ fn load_connectors(
     config: &Config,
     secrets: &SecretLookup,
     mappings: &LiveMappings,
-    store: Option<&Store>,
+    store: Option<&sled::Db>,
 ) -> anyhow::Result<Vec<connector::Connector>> {
     let connectors = connector::load_dir(&config.connectors_dir, secrets, store)
         .map_err(|problems| problems_error("connectors", &problems))?;
@@ -262,7 +262,13 @@ fn open_postgres(
     secrets: &SecretLookup,
     mappings: &LiveMappings,
 ) -> anyhow::Result<Opened> {
-    let connectors = load_connectors(config, secrets, mappings, None)?;
+    let mut connectors = load_connectors(config, secrets, mappings, None)?;
+    if connectors.iter().any(|c| c.sandbox.is_some()) {
+        // The sandbox connectors (the quick start's) are demonstrations, not shared state: each
+        // instance keeps what its sandbox holds in its own data directory.
+        let sandbox = sled::open(config.data_dir.join("sandbox"))?;
+        connectors = load_connectors(config, secrets, mappings, Some(&sandbox))?;
+    }
     let window = std::time::Duration::from_secs(config.ingest.dedupe_window_secs);
     let retention = std::time::Duration::from_secs(
         config

@@ -10,7 +10,9 @@
 # and target/tryton/: the Tryton 8.2 ERP (PyPI, SQLite), started on 127.0.0.1:8069 for the
 # adapter tests and stopped by its PID when this script exits. Debian's chromium and
 # chromium-driver are installed (apt) when missing, for the dashboard's browser test, and
-# Debian's postgresql (server binaries; each test runs initdb into a temp dir on a free port).
+# Debian's postgresql (server binaries; each test runs initdb into a temp dir on a free port,
+# and the delivery, crash, operate and dashboard tests run a second time on a PostgreSQL of
+# their own: tests/postgres/server.sh, stopped by its PID).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -54,7 +56,8 @@ ls -d /usr/lib/postgresql/*/bin
 step "Tryton ERP (PyPI: trytond 8.2 + sale, sale_discount; SQLite) on 127.0.0.1:8069"
 tryton_data="$PWD/target/tryton/data"
 bash tests/tryton/stop_tryton.sh "$tryton_data"   # a server left by an interrupted run
-trap 'bash tests/tryton/stop_tryton.sh "$tryton_data"' EXIT
+pg_dir="$PWD/target/postgres-suite"
+trap 'bash tests/tryton/stop_tryton.sh "$tryton_data"; bash tests/postgres/server.sh stop "$pg_dir"' EXIT
 bash tests/tryton/start_tryton.sh "$PWD/target/tryton/venv" 8069 "$tryton_data" > target/tryton-start.log 2>&1 \
   || { cat target/tryton-start.log; exit 1; }
 tail -n 3 target/tryton-start.log
@@ -66,6 +69,11 @@ cargo clippy --locked --all-targets -- -D warnings
 
 step "tests"
 cargo test --locked --all-targets 2>&1 | tee target/test-output.txt
+
+step "the delivery, crash, operate and dashboard tests again, on the PostgreSQL backend"
+SUITE_POSTGRES_URL=$(bash tests/postgres/server.sh start "$pg_dir") \
+  cargo test --locked --test it -- delivery:: crash:: operate:: browser:: 2>&1 | tee -a target/test-output.txt
+bash tests/postgres/server.sh stop "$pg_dir"
 
 step "the JSON API against its OpenAPI document (schemathesis, every check)"
 bash tests/schemathesis.sh target/debug/handoff target/schemathesis/venv/bin/st 60

@@ -15,7 +15,6 @@ use serde_json::{Value, json};
 
 use super::{Adapter, BoxFuture, Delivered, Delivery, Failure};
 use crate::adapters::Class;
-use crate::store::Store;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -56,11 +55,11 @@ pub const STEPS: [(&str, &str); 5] = [
 ];
 
 impl Sandbox {
-    pub fn open(store: &Store, name: &str, role: Role) -> Result<Sandbox, sled::Error> {
+    pub fn open(db: &sled::Db, name: &str, role: Role) -> Result<Sandbox, sled::Error> {
         Ok(Sandbox {
             name: name.to_owned(),
             role,
-            tree: Some(store.db.open_tree("sandbox")?),
+            tree: Some(db.open_tree("sandbox")?),
         })
     }
 

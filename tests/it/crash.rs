@@ -54,6 +54,7 @@ impl Service {
         for (name, value) in secrets() {
             command.env(name, value);
         }
+        command.envs(store_env(dir));
         command.envs(env.iter().copied());
         Service {
             child: command.spawn().unwrap(),

@@ -60,7 +60,7 @@ pub async fn erp_status(app: &TestApp, id: &str, body: Value) {
     assert_eq!(status, 202, "{reply}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn an_order_waits_for_its_customer_and_status_flows_back_forward_only() {
     let (fake, addr) = Fake::start().await;
     let (app, _connectors) = start(addr, 5).await;
@@ -189,7 +189,7 @@ async fn an_order_waits_for_its_customer_and_status_flows_back_forward_only() {
     assert_eq!(posts, 1, "the echo of an older write-back is no change");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn an_older_version_is_skipped_as_stale() {
     let (fake, addr) = Fake::start().await;
     let (app, _connectors) = start(addr, 5).await;
@@ -220,7 +220,7 @@ async fn an_older_version_is_skipped_as_stale() {
     assert_eq!(fake.books().customers["001S"]["name"], "Newer name");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn an_outage_delays_but_loses_nothing_and_keeps_order() {
     let (fake, addr) = Fake::start().await;
     fake.set_mode(Mode::Unavailable(Some(1)));
@@ -271,7 +271,7 @@ async fn an_outage_delays_but_loses_nothing_and_keeps_order() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_poison_event_is_dead_at_once_then_fixed_and_resubmitted() {
     let (fake, addr) = Fake::start().await;
     let (app, _connectors) = start(addr, 5).await;
@@ -341,7 +341,7 @@ async fn a_poison_event_is_dead_at_once_then_fixed_and_resubmitted() {
     assert_eq!(status, 409, "a done job cannot be retried: {reply}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_timeout_after_sending_is_in_doubt_and_the_retry_finds_the_order() {
     let (fake, addr) = Fake::start().await;
     let (app, _connectors) = start(addr, 1).await;
@@ -385,7 +385,7 @@ async fn a_timeout_after_sending_is_in_doubt_and_the_retry_finds_the_order() {
     assert_eq!(done["external_id"], "SO-1");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_rate_limited_delivery_waits_as_long_as_asked() {
     let (fake, addr) = Fake::start().await;
     let (app, _connectors) = start(addr, 5).await;
@@ -416,7 +416,7 @@ async fn a_rate_limited_delivery_waits_as_long_as_asked() {
 /// A won opportunity whose lines change after its order exists is not dropped as "found
 /// existing": the ERP connector leaves a found order as it is, so the job is held as
 /// `order_changed`, naming what differs.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_change_after_the_order_exists_is_held_with_what_differs() {
     let (fake, addr) = Fake::start().await;
     let (app, _connectors) = start(addr, 5).await;
@@ -461,7 +461,7 @@ async fn a_change_after_the_order_exists_is_held_with_what_differs() {
 
 /// A dead letter that a later version of the same record made moot is settled as superseded:
 /// it no longer counts as dead.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_later_delivery_supersedes_the_records_dead_letter() {
     let (fake, addr) = Fake::start().await;
     let (app, _connectors) = start(addr, 5).await;

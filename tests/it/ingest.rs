@@ -92,7 +92,7 @@ async fn bad_signatures_and_windows_are_401_and_store_nothing() {
             "{reply}"
         );
     }
-    assert!(app.journal.is_empty());
+    assert!(app.journal().is_empty());
 }
 
 #[tokio::test]
@@ -113,12 +113,12 @@ async fn a_duplicate_gets_the_same_answer_and_creates_nothing() {
     let second = app.post("/hooks/crm", &headers, &body).await;
     assert_eq!(first, second);
     assert_eq!(first.0, 202);
-    assert_eq!(app.journal.len(), 1);
+    assert_eq!(app.journal().len(), 1);
     // The same id from another source is another event.
     let body2 = opportunity("006A", "Prospecting");
     let other = standard_webhooks(CRM_SECRET, "msg_dup2", now(), &body2);
     app.post("/hooks/crm", &other, &body2).await;
-    assert_eq!(app.journal.len(), 2);
+    assert_eq!(app.journal().len(), 2);
 }
 
 #[tokio::test]
@@ -145,7 +145,7 @@ async fn refusals_have_stable_codes_and_store_nothing() {
         (415, "unsupported_media_type".into())
     );
 
-    assert!(app.journal.is_empty());
+    assert!(app.journal().is_empty());
 }
 
 #[tokio::test]
@@ -301,7 +301,7 @@ async fn salesforce_outbound_message_with_two_notifications() {
 
     // Redelivery: same Ack, nothing new.
     assert_eq!(app.post("/hooks/salesforce", &headers, xml).await.0, 200);
-    assert_eq!(app.journal.len(), 2);
+    assert_eq!(app.journal().len(), 2);
 
     let foreign = xml.replace("00D000000000062EAA", "00D000000000099ZZZ");
     let (status, reply) = app.post("/hooks/salesforce", &headers, &foreign).await;
@@ -309,7 +309,7 @@ async fn salesforce_outbound_message_with_two_notifications() {
         (status, code(&reply)),
         (403, "organization_not_allowed".into())
     );
-    assert_eq!(app.journal.len(), 2);
+    assert_eq!(app.journal().len(), 2);
 
     // The same with a namespace prefix on the session id (as some SOAP stacks write it): it is
     // still removed.

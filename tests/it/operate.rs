@@ -64,7 +64,7 @@ async fn app_with_a_dead_order() -> (TestApp, std::sync::Arc<Fake>, Vec<tempfile
     (app, fake, vec![connectors, mappings], id)
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn operators_list_inspect_pause_and_resubmit_from_the_command_line() {
     let (app, fake, _dirs, id) = app_with_a_dead_order().await;
     let id_text = id.to_string();
@@ -131,7 +131,7 @@ async fn operators_list_inspect_pause_and_resubmit_from_the_command_line() {
     assert!(ok && out.contains("erp: ok"), "{out}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn after_the_mapping_is_fixed_a_resubmit_delivers_the_event_as_it_was() {
     let (app, fake, dirs, id) = app_with_a_dead_order().await;
     // The integrator teaches the mapping the CRM's "12,50 EUR" price format.
@@ -174,7 +174,7 @@ async fn after_the_mapping_is_fixed_a_resubmit_delivers_the_event_as_it_was() {
 
 /// The dashboard's counts come back after a restart: delivered stays delivered, and the window
 /// they count over is named.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn the_overview_counts_survive_a_restart() {
     let (fake, addr) = crate::fake_erp::Fake::start().await;
     let connectors = tempfile::tempdir().unwrap();

@@ -127,7 +127,7 @@ async fn stripe_library_test_header_is_accepted_and_expires() {
     let (status, reply) = app.post("/hooks/stripe", &headers, body).await;
     // Accepted and stored; 200 because no shipped mapping handles payments.
     assert_eq!(status, 200, "{reply}");
-    assert_eq!(app.journal.len(), 1);
+    assert_eq!(app.journal().len(), 1);
     let body = r#"{"id":"evt_ref_2","type":"payment_intent.succeeded"}"#;
     let stale = stripe_sign(
         json!({"secret": "whsec_test_stripe_secret", "body": body, "timestamp": now() - 600}),

@@ -51,7 +51,8 @@ pub fn secrets() -> HashMap<String, String> {
 
 pub struct TestApp {
     pub addr: SocketAddr,
-    pub journal: Arc<Journal>,
+    /// The embedded store's journal (`None` when the suite runs on PostgreSQL).
+    pub journal: Option<Arc<Journal>>,
     pub client: reqwest::Client,
     _dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
@@ -73,17 +74,28 @@ impl TestApp {
         if !env.iter().any(|(k, _)| k == "HANDOFF_DATA_DIR") {
             env.push(("HANDOFF_DATA_DIR".into(), dir.path().display().to_string()));
         }
+        let data_dir = env
+            .iter()
+            .find(|(k, _)| k == "HANDOFF_DATA_DIR")
+            .unwrap()
+            .1
+            .clone();
+        // On PostgreSQL (see `store_env`) the URL is a secret; the rest are settings an
+        // explicit override of the test wins over.
+        let mut secrets = secrets();
+        for (name, value) in store_env(std::path::Path::new(&data_dir)) {
+            if name == "DATABASE_URL" {
+                secrets.insert(name, value);
+            } else if !env.iter().any(|(k, _)| *k == name) {
+                env.push((name, value));
+            }
+        }
         let config = Config::parse(config, env).unwrap();
-        let secrets = secrets();
         let lookup = move |name: &str| secrets.get(name).cloned();
         let (app, warnings) =
             App::build(&config, &Origin::File("test.toml".into()), &lookup).unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");
-        let journal = app
-            .engine
-            .embedded_journal()
-            .expect("the tests' app runs on the data dir")
-            .clone();
+        let journal = app.engine.embedded_journal().cloned();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -124,8 +136,15 @@ impl TestApp {
         (response.status().as_u16(), response.text().await.unwrap())
     }
 
-    pub fn envelopes(&self) -> Vec<handoff::envelope::Envelope> {
+    /// The embedded journal (tests that read it run on the embedded store only).
+    pub fn journal(&self) -> &Journal {
         self.journal
+            .as_deref()
+            .expect("this test reads the embedded journal")
+    }
+
+    pub fn envelopes(&self) -> Vec<handoff::envelope::Envelope> {
+        self.journal()
             .iter_from(0)
             .unwrap()
             .map(|r| r.unwrap().1)
@@ -151,6 +170,43 @@ impl Drop for TestApp {
             let _ = stop.send(());
         }
     }
+}
+
+/// The store the suite runs on. By default the embedded one (nothing to add). With
+/// `SUITE_POSTGRES_URL` set (tests/run.sh sets it for its second pass over the delivery,
+/// crash, operate and dashboard tests), PostgreSQL: one database per data directory, created
+/// when missing (so a restart on the same directory finds its data again), and a short lease
+/// (a restarted instance takes over the partitions of the one killed before it).
+pub fn store_env(data_dir: &std::path::Path) -> Vec<(String, String)> {
+    let Ok(server) = std::env::var("SUITE_POSTGRES_URL") else {
+        return Vec::new();
+    };
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    data_dir.hash(&mut hasher);
+    let database = format!("t{:016x}", hasher.finish());
+    let exists = std::process::Command::new("psql")
+        .args([server.as_str(), "-Atqc"])
+        .arg(format!(
+            "SELECT 1 FROM pg_database WHERE datname = '{database}'"
+        ))
+        .output()
+        .expect("psql (Debian package postgresql-client)");
+    assert!(exists.status.success(), "{exists:?}");
+    if exists.stdout.is_empty() {
+        let created = std::process::Command::new("psql")
+            .args([server.as_str(), "-qc"])
+            .arg(format!("CREATE DATABASE {database}"))
+            .output()
+            .unwrap();
+        assert!(created.status.success(), "{created:?}");
+    }
+    let (base, _) = server.rsplit_once('/').expect("a URL ending in /database");
+    vec![
+        ("HANDOFF_STORE__BACKEND".into(), "postgres".into()),
+        ("DATABASE_URL".into(), format!("{base}/{database}")),
+        ("HANDOFF_STORE__POSTGRES__LEASE_SECS".into(), "2".into()),
+    ]
 }
 
 pub fn now() -> i64 {

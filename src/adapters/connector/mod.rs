@@ -59,7 +59,6 @@ use super::{Adapter, Poller};
 use crate::config::SecretLookup;
 use crate::problem::Problem;
 use crate::queue::retry::RetryPolicy;
-use crate::store::Store;
 
 /// A configured external system.
 pub struct Connector {
@@ -79,12 +78,12 @@ pub struct Connector {
     pub products: Option<Arc<dyn crate::adapters::ProductSource>>,
 }
 
-/// Reads every connector file in `dir` (problems with file:line:col); builds adapters when a
-/// store is given (`handoff check` passes none).
+/// Reads every connector file in `dir` (problems with file:line:col). Sandbox connectors keep
+/// what they hold in `store` (`handoff check` passes none: a sandbox without storage).
 pub fn load_dir(
     dir: &Path,
     secrets: &SecretLookup,
-    store: Option<&Store>,
+    store: Option<&sled::Db>,
 ) -> Result<Vec<Connector>, Vec<Problem>> {
     let mut connectors = Vec::new();
     let mut problems = Vec::new();
@@ -106,7 +105,7 @@ fn build(
     name: String,
     spec: ConnectorSpec,
     secrets: &SecretLookup,
-    store: Option<&Store>,
+    store: Option<&sled::Db>,
 ) -> Result<Connector, Problem> {
     let at = spec.kind.referenced;
     // A missing secret is the `auth:` entry's problem: point there, not at `kind:`.
