@@ -31,9 +31,6 @@ async fn start(data: &std::path::Path, connectors: &std::path::Path) -> TestApp 
         &[
             ("HANDOFF_DATA_DIR", data.to_str().unwrap()),
             ("HANDOFF_CONNECTORS_DIR", connectors.to_str().unwrap()),
-            // The fixtures' jobs were parked when the fixtures were made: a day's park timeout
-            // would turn the parked order into a dead letter once the fixture is a day old.
-            ("HANDOFF_SYNC__PARK_TIMEOUT_SECS", "315360000"),
         ],
     )
     .await
