@@ -1,8 +1,10 @@
 //! Data directories written by earlier releases open with this build. Release 1 (jobs and their
 //! states in sled): its open jobs and dead letters move into the queue log once, keep their
-//! states, and are delivered or can be acted on; nothing acknowledged is lost and ids are not
-//! reused. Release 2 (the queue log's records as JSON), cut by a SIGKILL: its records replay,
-//! a cross-reference that was only in the log is known, and its jobs go on.
+//! states and deadlines (its parked order, parked more than a day ago, gives up), and are
+//! delivered or can be acted on; nothing acknowledged is lost and ids are not reused.
+//! Release 2 (the queue log's records as JSON), cut by a SIGKILL: its records replay, a
+//! cross-reference that was only in the log is known, and its jobs go on (its fixture was made
+//! with a park timeout of a century, so its parked order is still parked).
 
 use std::process::Command;
 
@@ -46,13 +48,15 @@ fn fixed_opportunity() -> serde_json::Value {
     }}})
 }
 
-/// Account 001UPG2 arrives (its parked order 006UPG2 runs) and dead letter `dead` is
-/// resubmitted fixed (006UPG3): both orders reach the ERP.
+/// Account 001UPG2 arrives (its parked order 006UPG2 runs, or is retried as job `timed_out`
+/// if it gave up waiting) and dead letter `dead` is resubmitted fixed (006UPG3): both orders
+/// reach the ERP.
 async fn customer_arrives_and_dead_letter_is_fixed(
     app: &TestApp,
     fake: &Fake,
     event: &str,
     dead: u64,
+    timed_out: Option<u64>,
 ) {
     crm(
         app,
@@ -60,6 +64,14 @@ async fn customer_arrives_and_dead_letter_is_fixed(
         &account("001UPG2", "2026-11-20T10:00:00Z", "Late"),
     )
     .await;
+    if let Some(id) = timed_out {
+        eventually(30, "the customer 001UPG2 in the ERP", async || {
+            fake.books().customers.contains_key("001UPG2").then_some(())
+        })
+        .await;
+        let (status, reply) = api_post(app, &format!("/api/v1/jobs/{id}/retry"), json!({})).await;
+        assert_eq!(status, 200, "{reply}");
+    }
     let path = format!("/api/v1/jobs/{dead}/resubmit");
     let (status, reply) = api_post(app, &path, fixed_opportunity()).await;
     assert_eq!(status, 200, "{reply}");
@@ -106,8 +118,15 @@ async fn a_release_1_store_is_upgraded_and_its_jobs_go_on() {
         4,
         "every open job and dead letter moved: {listed:?}"
     );
-    assert_eq!(state_of(&listed, 3), ("parked".into(), "dependency".into()));
     assert_eq!(state_of(&listed, 4), ("dead".into(), "fix_data".into()));
+    // The parked order's 24 h deadline was set when release 1 parked it, long before this run:
+    // the upgrade keeps it, so the order gives up on its customer instead of waiting anew.
+    let code = eventually(10, "the aged parked order given up", async || {
+        let (state, code) = state_of(&jobs(&app, "").await, 3);
+        (state == "dead").then_some(code)
+    })
+    .await;
+    assert_eq!(code, "dependency_timeout");
     assert!(data.join("queue").is_dir());
     assert!(
         !data.join("schedule.snap").exists(),
@@ -126,8 +145,8 @@ async fn a_release_1_store_is_upgraded_and_its_jobs_go_on() {
     )
     .await;
 
-    // The parked order runs once its customer arrives; the dead letter can be resubmitted.
-    customer_arrives_and_dead_letter_is_fixed(&app, &fake, "upg-acc-2", 4).await;
+    // Its customer arrives and it is retried; the other dead letter can be resubmitted.
+    customer_arrives_and_dead_letter_is_fixed(&app, &fake, "upg-acc-2", 4, Some(3)).await;
     let newest = jobs(&app, "").await;
     let ids: Vec<u64> = newest.iter().map(|j| j["id"].as_u64().unwrap()).collect();
     assert!(
@@ -183,7 +202,7 @@ async fn a_release_2_store_cut_by_a_crash_opens_and_its_jobs_go_on() {
     assert!(!fake.books().customers.contains_key("001UPG1"));
 
     // The parked order runs once its customer arrives; the dead letter can be resubmitted.
-    customer_arrives_and_dead_letter_is_fixed(&app, &fake, "upg2-acc-2", 5).await;
+    customer_arrives_and_dead_letter_is_fixed(&app, &fake, "upg2-acc-2", 5, None).await;
     assert_eq!(fake.books().duplicate_orders, 0);
     drop(app);
 
