@@ -44,10 +44,34 @@ pub fn round<'a>(args: Args<'a>, _: &Scope<'a>, span: Span) -> Result<Val<'a>, E
     if value.is_null() {
         return Ok(Val::Null);
     }
-    let value = number(value, span)?;
-    let mut rounded = value.round_dp_with_strategy(places, strategy);
+    Ok(Val::Num(round_to(number(value, span)?, places, strategy)))
+}
+
+/// `value` rounded to `places` digits after the point, and written with exactly that many.
+/// Most money already has that many digits or a few more, so this divides the mantissa once
+/// (in `i128`, which holds every mantissa and every power of ten up to 10^28) instead of taking
+/// `rust_decimal`'s general path; the property test below holds it to that path.
+fn round_to(value: Decimal, places: u32, strategy: RoundingStrategy) -> Decimal {
+    let mut rounded = if value.scale() <= places {
+        value
+    } else {
+        let divisor = 10i128.pow(value.scale() - places);
+        let (mantissa, away) = (value.mantissa(), value.mantissa().signum());
+        let (quotient, remainder) = (mantissa / divisor, (mantissa % divisor).abs());
+        let up = match (2 * remainder).cmp(&divisor) {
+            std::cmp::Ordering::Greater => true,
+            std::cmp::Ordering::Equal => {
+                strategy == RoundingStrategy::MidpointAwayFromZero || quotient % 2 != 0
+            }
+            std::cmp::Ordering::Less => false,
+        };
+        let mut result =
+            Decimal::from_i128_with_scale(quotient + if up { away } else { 0 }, places);
+        result.set_sign_negative(value.is_sign_negative() && !result.is_zero());
+        result
+    };
     rounded.rescale(places);
-    Ok(Val::Num(rounded))
+    rounded
 }
 
 pub fn sum<'a>(args: Args<'a>, _: &Scope<'a>, span: Span) -> Result<Val<'a>, EvalError> {
@@ -84,4 +108,54 @@ pub fn len<'a>(args: Args<'a>, _: &Scope<'a>, span: Span) -> Result<Val<'a>, Eva
         other => list(other, span)?.len(),
     };
     Ok(Val::Num(Decimal::from(n)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn round_to_agrees_with_rust_decimal(
+            mantissa in any::<i64>(),
+            scale in 0u32..=28,
+            places in 0u32..=28,
+            even in any::<bool>(),
+        ) {
+            let value = Decimal::from_i128_with_scale(i128::from(mantissa), scale);
+            let strategy = if even {
+                RoundingStrategy::MidpointNearestEven
+            } else {
+                RoundingStrategy::MidpointAwayFromZero
+            };
+            let mut expected = value.round_dp_with_strategy(places, strategy);
+            expected.rescale(places);
+            let got = round_to(value, places, strategy);
+            prop_assert_eq!(got.to_string(), expected.to_string());
+            prop_assert_eq!(got.scale(), expected.scale());
+        }
+    }
+
+    #[test]
+    fn round_to_halves_by_mode() {
+        let cases = [
+            ("2.345", 2, false, "2.35"),
+            ("2.345", 2, true, "2.34"),
+            ("-2.345", 2, false, "-2.35"),
+            ("-2.355", 2, true, "-2.36"),
+            ("-0.004", 2, false, "0.00"),
+            ("19.49", 2, false, "19.49"),
+            ("7", 2, false, "7.00"),
+        ];
+        for (value, places, even, expected) in cases {
+            let strategy = if even {
+                RoundingStrategy::MidpointNearestEven
+            } else {
+                RoundingStrategy::MidpointAwayFromZero
+            };
+            let value: Decimal = value.parse().unwrap();
+            assert_eq!(round_to(value, places, strategy).to_string(), expected);
+        }
+    }
 }
