@@ -56,7 +56,8 @@ fn round_to(value: Decimal, places: u32, strategy: RoundingStrategy) -> Decimal 
         value
     } else {
         let divisor = 10i128.pow(value.scale() - places);
-        let (mantissa, away) = (value.mantissa(), value.mantissa().signum());
+        let mantissa = value.mantissa();
+        let away = mantissa.signum();
         let (quotient, remainder) = (mantissa / divisor, (mantissa % divisor).abs());
         let up = match (2 * remainder).cmp(&divisor) {
             std::cmp::Ordering::Greater => true,
@@ -115,6 +116,14 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn mode(even: bool) -> RoundingStrategy {
+        if even {
+            RoundingStrategy::MidpointNearestEven
+        } else {
+            RoundingStrategy::MidpointAwayFromZero
+        }
+    }
+
     proptest! {
         #[test]
         fn round_to_agrees_with_rust_decimal(
@@ -124,11 +133,7 @@ mod tests {
             even in any::<bool>(),
         ) {
             let value = Decimal::from_i128_with_scale(i128::from(mantissa), scale);
-            let strategy = if even {
-                RoundingStrategy::MidpointNearestEven
-            } else {
-                RoundingStrategy::MidpointAwayFromZero
-            };
+            let strategy = mode(even);
             let mut expected = value.round_dp_with_strategy(places, strategy);
             expected.rescale(places);
             let got = round_to(value, places, strategy);
@@ -149,11 +154,7 @@ mod tests {
             ("7", 2, false, "7.00"),
         ];
         for (value, places, even, expected) in cases {
-            let strategy = if even {
-                RoundingStrategy::MidpointNearestEven
-            } else {
-                RoundingStrategy::MidpointAwayFromZero
-            };
+            let strategy = mode(even);
             let value: Decimal = value.parse().unwrap();
             assert_eq!(round_to(value, places, strategy).to_string(), expected);
         }
