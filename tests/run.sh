@@ -17,6 +17,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n== %s\n' "$*"; }
+# A hung test fails the run after a bound instead of holding CI to its limit.
+bounded() {
+  local secs=$1; shift
+  local rc=0
+  timeout --kill-after=30 "$secs" "$@" || rc=$?
+  [ "$rc" = 124 ] && echo "!! not finished within $secs s (a hung test?): $*"
+  return "$rc"
+}
 ref=target/reference
 mkdir -p "$ref"
 
@@ -68,11 +76,11 @@ cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 
 step "tests"
-cargo test --locked --all-targets 2>&1 | tee target/test-output.txt
+bounded 2400 cargo test --locked --all-targets 2>&1 | tee target/test-output.txt
 
 step "the delivery, crash, operate and dashboard tests again, on the PostgreSQL backend"
 SUITE_POSTGRES_URL=$(bash tests/postgres/server.sh start "$pg_dir") \
-  cargo test --locked --test it -- delivery:: crash:: operate:: browser:: 2>&1 | tee -a target/test-output.txt
+  bounded 900 cargo test --locked --test it -- delivery:: crash:: operate:: browser:: 2>&1 | tee -a target/test-output.txt
 bash tests/postgres/server.sh stop "$pg_dir"
 
 step "the JSON API against its OpenAPI document (schemathesis, every check)"

@@ -164,10 +164,29 @@ impl TestApp {
     }
 }
 
+/// A test that ends without [`TestApp::stop`] still shuts the service down to its end, as
+/// `handoff serve` does before its runtime goes: abandoned mid-shutdown, a store call waiting on
+/// the database would hold the test's runtime open forever. On a single-threaded runtime
+/// (nothing can wait there) the service is only told to stop.
 impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+        let Some(served) = self.served.take() else {
+            return;
+        };
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+            return;
+        }
+        let stopped = tokio::task::block_in_place(|| {
+            handle.block_on(tokio::time::timeout(Duration::from_secs(60), served))
+        });
+        if stopped.is_err() && !std::thread::panicking() {
+            panic!("the service did not shut down within 60 s");
         }
     }
 }
