@@ -2,6 +2,7 @@
 # The orders flow on PostgreSQL against the embedded store, same machine, same run (issue 19).
 #
 #   bash benches/postgres.sh [REQUESTS] [SOAK_SECS]
+#   PG_EXTRA="-c log_min_duration_statement=200" bash benches/postgres.sh ...   (more settings)
 #
 # Starts a PostgreSQL of its own (Debian's server binaries, initdb into a temp dir, a free port,
 # stopped by PID at the end), runs `loadgen --flow orders` on the embedded store, then on
@@ -21,9 +22,18 @@ echo bench > "$dir/pw"
 "${as_pg[@]}" "$bin/initdb" -D "$dir/data" -U handoff --auth=scram-sha-256 --pwfile="$dir/pw" >/dev/null
 "${as_pg[@]}" "$bin/postgres" -D "$dir/data" -p "$port" -c listen_addresses=127.0.0.1 \
   -c unix_socket_directories="$dir" -c shared_buffers=512MB -c max_wal_size=4GB \
-  -c max_connections=200 >"$dir/postgres.log" 2>&1 &
+  -c max_connections=200 -c log_autovacuum_min_duration=0 ${PG_EXTRA:-} >"$dir/postgres.log" 2>&1 &
 pg=$!
-trap 'kill -INT $pg 2>/dev/null; wait $pg 2>/dev/null; rm -rf "$dir"' EXIT
+# Stopped by the postmaster's own PID (under runuser, $! is runuser's), then its launcher.
+stop_pg() {
+  local master
+  master=$(head -1 "$dir/data/postmaster.pid" 2>/dev/null || true)
+  [ -n "$master" ] && kill -INT "$master" 2>/dev/null
+  kill -INT "$pg" 2>/dev/null
+  wait "$pg" 2>/dev/null
+  rm -rf "$dir"
+}
+trap stop_pg EXIT
 until grep -q "ready to accept connections" "$dir/postgres.log"; do sleep 0.1; done
 url="postgres://handoff:bench@127.0.0.1:$port/postgres"
 sql() { PGPASSWORD=bench psql -h 127.0.0.1 -p "$port" -U handoff -d postgres -Atqc "$1"; }
@@ -70,4 +80,6 @@ if [ "$soak" -gt 0 ]; then
     last=$now
   done
   wait $load
+  echo "== autovacuum runs and slow statements (postgres.log)"
+  grep -E "automatic vacuum|automatic analyze|duration:" "$dir/postgres.log" | cut -c1-300 || true
 fi

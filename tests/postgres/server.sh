@@ -28,6 +28,8 @@ case "$action" in
       sleep 0.1
     done
     grep -q "ready to accept connections" "$dir/postgres.log" || { cat "$dir/postgres.log" >&2; exit 1; }
+    # The postmaster's own PID: under runuser, $! is runuser's, which does not pass SIGINT on.
+    head -1 "$dir/data/postmaster.pid" > "$dir/pid"
     echo "postgres://handoff:suite@127.0.0.1:$port/postgres"
     ;;
   stop)
