@@ -424,11 +424,11 @@ async fn store_all(
         let epochs: Vec<i64> = finals.iter().map(|(l, _)| l.epoch).collect();
         let delete = tx
             .prepare_cached(
-                "DELETE FROM jobs j USING unnest($1::bigint[], $2::smallint[], $3::bigint[]) \
-                 AS s(id, part, epoch) \
-                 WHERE j.id = s.id AND j.part = s.part AND j.leased_epoch = s.epoch \
-                 AND j.state = 'leased' AND EXISTS (SELECT 1 FROM parts p WHERE p.part = s.part \
-                 AND p.owner = $4 AND p.epoch = s.epoch AND p.lease_until > now()) \
+                "DELETE FROM jobs j WHERE j.id = ANY($1::bigint[]) AND j.state = 'leased' \
+                 AND j.part = ($2::smallint[])[array_position($1::bigint[], j.id)] \
+                 AND j.leased_epoch = ($3::bigint[])[array_position($1::bigint[], j.id)] \
+                 AND EXISTS (SELECT 1 FROM parts p WHERE p.part = j.part \
+                 AND p.owner = $4 AND p.epoch = j.leased_epoch AND p.lease_until > now()) \
                  RETURNING j.id",
             )
             .await?;

@@ -35,6 +35,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "lease",
         sql: include_str!("migrations/0004_lease.sql"),
     },
+    Migration {
+        version: 5,
+        name: "settle",
+        sql: include_str!("migrations/0005_settle.sql"),
+    },
 ];
 
 /// The newest version this handoff knows.
