@@ -52,6 +52,14 @@ impl Instance {
         retention: Duration,
     ) -> Result<Instance, PgError> {
         let postgres = Arc::new(Postgres::new(config, secrets)?);
+        // The store's synchronous calls wait on queries whose connections the runtime drives:
+        // on a single thread, or on none, they would wait forever.
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        match Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(RuntimeFlavor::MultiThread) => {}
+            Ok(_) => return Err(PgError::Runtime("on a single-threaded one")),
+            Err(_) => return Err(PgError::Runtime("outside any")),
+        }
         block_on(schema::migrate(&postgres))?;
         let period = Duration::from_secs(config.lease_secs.max(1));
         let me = instance_name();
@@ -137,5 +145,39 @@ impl Instance {
             ),
             runtime,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start() -> Result<Instance, PgError> {
+        let secrets = |_: &str| Some("postgres://handoff@127.0.0.1:1/none".to_owned());
+        Instance::start(
+            &PostgresConfig::default(),
+            &secrets,
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        )
+    }
+
+    #[test]
+    fn outside_a_runtime_the_store_refuses_to_start() {
+        let error = start().err().expect("refused");
+        assert!(matches!(error, PgError::Runtime("outside any")), "{error}");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn on_a_single_threaded_runtime_the_store_refuses_to_start_instead_of_hanging() {
+        let error = start().err().expect("refused");
+        assert!(
+            error.to_string().contains("multi-threaded runtime"),
+            "{error}"
+        );
+        assert!(matches!(
+            error,
+            PgError::Runtime("on a single-threaded one")
+        ));
     }
 }

@@ -54,6 +54,11 @@ pub enum PgError {
          upgrade handoff, or point it at another database"
     )]
     TooNew { found: i32, known: i32 },
+    #[error(
+        "the PostgreSQL store runs on tokio's multi-threaded runtime (as `handoff serve` does); \
+         it was started {0}"
+    )]
+    Runtime(&'static str),
 }
 
 /// A pool of connections to the shared database.
