@@ -256,9 +256,14 @@ fn move_to_postgres(path: Option<PathBuf>) -> anyhow::Result<()> {
             eprintln!("{line}")
         })?;
     println!(
-        "moved {} open jobs, {} dead letters, {} events, {} records and {} dedupe keys; \
-         start the instances with [store] backend = \"postgres\"",
-        moved.jobs, moved.dead_letters, moved.events, moved.records, moved.dedupe_keys
+        "moved {} open jobs, {} dead letters, {} events ({} still to route), {} records and {} \
+         dedupe keys; start the instances with [store] backend = \"postgres\"",
+        moved.jobs,
+        moved.dead_letters,
+        moved.events,
+        moved.unrouted,
+        moved.records,
+        moved.dedupe_keys
     );
     Ok(())
 }

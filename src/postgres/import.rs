@@ -32,6 +32,8 @@ pub struct Moved {
     pub jobs: usize,
     pub dead_letters: usize,
     pub events: usize,
+    /// Events acknowledged and not yet routed into jobs (among `events`).
+    pub unrouted: usize,
     pub records: usize,
     pub dedupe_keys: usize,
 }
@@ -136,20 +138,7 @@ async fn copy(
                 Some(event) => Some(*event),
                 None => match journal.read(job.seq, job.at) {
                     Ok(envelope) => {
-                        let row = tx
-                            .query_one(
-                                "INSERT INTO events (received_at, source, event_id, envelope) \
-                                 VALUES (to_timestamp($1::float8 / 1000.0), $2, $3, $4) RETURNING id",
-                                &[
-                                    &(envelope.received_at.timestamp_millis() as f64),
-                                    &envelope.source,
-                                    &envelope.id,
-                                    &Journal::encode(&envelope),
-                                ],
-                            )
-                            .await
-                            .map_err(failed)?;
-                        let event: i64 = row.get(0);
+                        let event = insert_event(&tx, &envelope).await.map_err(failed)?;
                         events.insert(job.seq, event);
                         Some(event)
                     }
@@ -180,6 +169,18 @@ async fn copy(
             }
         }
     }
+    // The router of the instances starts after the events moved with their jobs.
+    let last = events.values().copied().max().unwrap_or(0);
+    // The embedded router stores its cursor with the jobs it makes, and a process killed before
+    // its last slice was written routes those events again at start: they are acknowledged and
+    // have no jobs yet. They go in after `last`, for the instances' router.
+    for entry in journal.iter_from(queue.cursor()?.next_seq)? {
+        let (seq, envelope) = entry?;
+        if let std::collections::hash_map::Entry::Vacant(slot) = events.entry(seq) {
+            slot.insert(insert_event(&tx, &envelope).await.map_err(failed)?);
+            moved.unrouted += 1;
+        }
+    }
     moved.events = events.len();
 
     // The dedupe keys of the window: a retried event gets the duplicate answer.
@@ -208,8 +209,6 @@ async fn copy(
             .map_err(failed)?;
         moved.dedupe_keys += claimed as usize;
     }
-    // The router starts after the moved events.
-    let last = events.values().copied().max().unwrap_or(0);
     tx.execute(
         "INSERT INTO poll_cursors (connector, cursor) VALUES ('router', \
          jsonb_build_object('xid', pg_current_xact_id()::text, 'id', $1::bigint)) \
@@ -220,4 +219,24 @@ async fn copy(
     .map_err(failed)?;
     tx.commit().await.map_err(failed)?;
     Ok(moved)
+}
+
+/// Stores one event of the journal; returns its id.
+async fn insert_event(
+    tx: &deadpool_postgres::Transaction<'_>,
+    envelope: &crate::envelope::Envelope,
+) -> Result<i64, tokio_postgres::Error> {
+    let row = tx
+        .query_one(
+            "INSERT INTO events (received_at, source, event_id, envelope) \
+             VALUES (to_timestamp($1::float8 / 1000.0), $2, $3, $4) RETURNING id",
+            &[
+                &(envelope.received_at.timestamp_millis() as f64),
+                &envelope.source,
+                &envelope.id,
+                &Journal::encode(envelope),
+            ],
+        )
+        .await?;
+    Ok(row.get(0))
 }
