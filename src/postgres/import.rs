@@ -1,16 +1,19 @@
-//! `handoff store move-to-postgres`: moves an embedded installation (its data dir) into an
+//! `handoff move-to-postgres`: moves an embedded installation (its data dir) into an
 //! empty handoff database, so several instances can take over where the single process
 //! stopped. Run it with the embedded service stopped; nothing acknowledged is lost:
 //!
 //! - every open job and dead letter, with its state, attempts count, retry time, reason,
 //!   parking and edited payload, and the event it refers to (each event once);
+//! - the events acknowledged but not yet routed into jobs (after the embedded router's cursor:
+//!   a process killed just after taking them), for the instances' router;
 //! - cross-references, applied versions, order status, echo records, the status pollers'
 //!   cursors and milestones, reconciliation runs;
 //! - the dedupe keys of the events received within the dedupe window, so a sender that
 //!   retries an event the old process took gets the duplicate answer.
 //!
 //! It all goes in one transaction: a failure leaves the database as it was. The router's
-//! cursor is set after the moved events, so they are not routed a second time.
+//! cursor is set after the events moved with jobs, so they are not routed a second time, and
+//! before the ones still to route.
 
 use std::collections::HashMap;
 
