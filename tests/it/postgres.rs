@@ -369,3 +369,47 @@ fn serve_on_postgres_without_its_url_names_the_variable_and_keeps_no_local_journ
     );
     assert!(!dir.path().join("journal").exists(), "nothing was created");
 }
+
+/// A data dir whose journal runs ahead of its queue (a process killed after taking events and
+/// before its router stored their jobs) moves with those events, placed after the router's
+/// cursor, so the instances route them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_move_takes_the_events_the_embedded_router_had_not_routed_yet() {
+    let server = PgServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let journal = handoff::journal::Journal::open(dir.path(), 86_400, 1 << 20).unwrap();
+        journal
+            .append(vec![event("unrouted-1"), event("unrouted-2")])
+            .await
+            .unwrap();
+    }
+    let config = handoff::config::Config::parse(
+        "[store]\nbackend = \"postgres\"\n[store.postgres]\nurl_env = \"TEST_DATABASE_URL\"\n",
+        vec![("HANDOFF_DATA_DIR".into(), dir.path().display().to_string())],
+    )
+    .unwrap();
+    let moved = handoff::postgres::import::move_to_postgres(
+        &config,
+        &secrets(server.url(PASSWORD)),
+        &|_: &str| {},
+    )
+    .unwrap();
+    assert_eq!(
+        (moved.jobs, moved.events, moved.unrouted, moved.dedupe_keys),
+        (0, 2, 2, 2)
+    );
+    // Both lie after the router's cursor, where the instances' router reads from.
+    let postgres = migrated(&server).await;
+    let client = postgres.client().await.unwrap();
+    let ahead: i64 = client
+        .query_one(
+            "SELECT count(*) FROM events e, poll_cursors c WHERE c.connector = 'router' \
+             AND (e.xid, e.id) > ((c.cursor->>'xid')::xid8, (c.cursor->>'id')::bigint)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(ahead, 2);
+}
