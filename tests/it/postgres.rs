@@ -206,6 +206,15 @@ pub fn event(id: &str) -> handoff::envelope::Envelope {
     }
 }
 
+/// A config on the PostgreSQL backend with its data dir at `data_dir`, plus `more` TOML.
+fn postgres_config(data_dir: &std::path::Path, more: &str) -> handoff::config::Config {
+    handoff::config::Config::parse(
+        &format!("[store]\nbackend = \"postgres\"\n{more}"),
+        vec![("HANDOFF_DATA_DIR".into(), data_dir.display().to_string())],
+    )
+    .unwrap()
+}
+
 pub fn secrets(url: String) -> impl Fn(&str) -> Option<String> + Send + Sync {
     let table = HashMap::from([("TEST_DATABASE_URL".to_owned(), url)]);
     move |name: &str| table.get(name).cloned()
@@ -349,11 +358,7 @@ async fn check_says_what_is_wrong_in_one_line_without_the_password() {
 #[test]
 fn serve_on_postgres_without_its_url_names_the_variable_and_keeps_no_local_journal() {
     let dir = tempfile::tempdir().unwrap();
-    let config = handoff::config::Config::parse(
-        "[store]\nbackend = \"postgres\"\n",
-        vec![("HANDOFF_DATA_DIR".into(), dir.path().display().to_string())],
-    )
-    .unwrap();
+    let config = postgres_config(dir.path(), "");
     let error = handoff::app::App::build(
         &config,
         &handoff::config::Origin::File("test.toml".into()),
@@ -384,11 +389,10 @@ async fn a_move_takes_the_events_the_embedded_router_had_not_routed_yet() {
             .await
             .unwrap();
     }
-    let config = handoff::config::Config::parse(
-        "[store]\nbackend = \"postgres\"\n[store.postgres]\nurl_env = \"TEST_DATABASE_URL\"\n",
-        vec![("HANDOFF_DATA_DIR".into(), dir.path().display().to_string())],
-    )
-    .unwrap();
+    let config = postgres_config(
+        dir.path(),
+        "[store.postgres]\nurl_env = \"TEST_DATABASE_URL\"\n",
+    );
     let moved = handoff::postgres::import::move_to_postgres(
         &config,
         &secrets(server.url(PASSWORD)),
