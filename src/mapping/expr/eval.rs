@@ -104,6 +104,7 @@ impl Expr {
                 }
                 (function.call)(values, scope, span)?
             }
+            Node::Prepared(call) => call.eval(scope, span)?,
             Node::If(parts) => {
                 let [cond, then, otherwise] = parts.as_ref();
                 if truthy(&cond.eval(scope)?, cond.span)? {

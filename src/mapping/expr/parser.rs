@@ -41,6 +41,9 @@ pub enum Node {
     Neg(Box<Expr>),
     Not(Box<Expr>),
     Binary(BinOp, Box<Expr>, Box<Expr>),
+    /// A call prepared when parsed (functions/prepared.rs): no argument list, constant
+    /// arguments read once.
+    Prepared(Box<functions::Prepared>),
     /// A sub-expression that occurs more than once in its scope, evaluated once per scope into
     /// this slot (memo.rs).
     Memo(usize, Box<Expr>),
@@ -54,6 +57,7 @@ impl Expr {
             Node::Path(inner, _) | Node::Neg(inner) | Node::Not(inner) | Node::Memo(_, inner) => {
                 inner.visit(f)
             }
+            Node::Prepared(call) => call.args().visit(f),
             Node::Call(_, args) | Node::Coalesce(args) => args.iter().for_each(|a| a.visit(f)),
             Node::If(parts) => parts.iter().for_each(|a| a.visit(f)),
             Node::Binary(_, l, r) => {
@@ -70,6 +74,7 @@ impl Expr {
             Node::Path(inner, _) | Node::Neg(inner) | Node::Not(inner) | Node::Memo(_, inner) => {
                 vec![inner]
             }
+            Node::Prepared(call) => vec![call.args_mut()],
             Node::Call(_, args) | Node::Coalesce(args) => args.iter_mut().collect(),
             Node::If(parts) => parts.iter_mut().collect(),
             Node::Binary(_, l, r) => vec![l, r],
@@ -114,6 +119,11 @@ impl Expr {
             Node::Call(function, args) => {
                 write!(out, "{}(", function.name).unwrap_or_default();
                 list(out, args);
+                out.push(')');
+            }
+            Node::Prepared(call) => {
+                write!(out, "{}(", call.constants()).unwrap_or_default();
+                call.args().write_shape(out);
                 out.push(')');
             }
             Node::If(parts) => {
@@ -502,7 +512,10 @@ impl Parser {
                 Node::If(Box::new([cond, then, otherwise]))
             }
             "coalesce" => Node::Coalesce(args),
-            _ => Node::Call(function, args),
+            _ => match functions::prepare(function, &mut args) {
+                Some(prepared) => Node::Prepared(Box::new(prepared)),
+                None => Node::Call(function, args),
+            },
         };
         Ok(Expr { node, span })
     }

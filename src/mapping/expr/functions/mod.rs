@@ -6,7 +6,10 @@ use std::borrow::Cow;
 mod context;
 mod date;
 mod number;
+mod prepared;
 mod text;
+
+pub use prepared::{Prepared, Unary, prepare};
 
 use rust_decimal::prelude::ToPrimitive;
 
@@ -23,6 +26,12 @@ type Call = for<'a> fn(Args<'a>, &Scope<'a>, Span) -> Result<Val<'a>, EvalError>
 pub(super) fn take<'a, const N: usize>(args: Args<'a>) -> [Val<'a>; N] {
     let mut args = args.into_iter();
     std::array::from_fn(|_| args.next().expect("arity checked"))
+}
+
+/// The one argument of a call whose arity the parser checked.
+fn first(args: Args<'_>) -> Val<'_> {
+    let [value] = take::<1>(args);
+    value
 }
 
 pub struct Function {
@@ -113,7 +122,7 @@ pub static FUNCTIONS: &[Function] = &[
         Some(1),
         "trim(text)",
         "text without leading and trailing white space",
-        |a, _, s| text::map_text(a, s, |t| Cow::Borrowed(t.trim())),
+        |a, _, s| Unary::Trim.apply(first(a), s),
     ),
     function(
         "upper",
@@ -121,7 +130,7 @@ pub static FUNCTIONS: &[Function] = &[
         Some(1),
         "upper(text)",
         "text in upper case",
-        |a, _, s| text::map_text(a, s, |t| text::change_case(t, true)),
+        |a, _, s| Unary::Upper.apply(first(a), s),
     ),
     function(
         "lower",
@@ -129,7 +138,7 @@ pub static FUNCTIONS: &[Function] = &[
         Some(1),
         "lower(text)",
         "text in lower case",
-        |a, _, s| text::map_text(a, s, |t| text::change_case(t, false)),
+        |a, _, s| Unary::Lower.apply(first(a), s),
     ),
     function(
         "concat",
@@ -193,7 +202,7 @@ pub static FUNCTIONS: &[Function] = &[
         Some(1),
         "decimal(value)",
         "a number from a number or text (`\"1,5\"` is an error: use replace first); null stays null",
-        number::decimal,
+        |a, _, s| Unary::Decimal.apply(first(a), s),
     ),
     function(
         "round",

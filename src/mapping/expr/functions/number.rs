@@ -9,14 +9,6 @@ use super::{list, text, whole};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::Value;
 
-pub fn decimal<'a>(args: Args<'a>, _: &Scope<'a>, span: Span) -> Result<Val<'a>, EvalError> {
-    let [value] = take::<1>(args);
-    match value {
-        Val::Null => Ok(Val::Null),
-        other => Ok(Val::Num(number(other, span)?)),
-    }
-}
-
 pub fn round<'a>(args: Args<'a>, _: &Scope<'a>, span: Span) -> Result<Val<'a>, EvalError> {
     let mut args = args.into_iter();
     let (value, places) = (args.next().expect("arity"), args.next().expect("arity"));
@@ -51,7 +43,7 @@ pub fn round<'a>(args: Args<'a>, _: &Scope<'a>, span: Span) -> Result<Val<'a>, E
 /// Most money already has that many digits or a few more, so this divides the mantissa once
 /// (in `i128`, which holds every mantissa and every power of ten up to 10^28) instead of taking
 /// `rust_decimal`'s general path; the property test below holds it to that path.
-fn round_to(value: Decimal, places: u32, strategy: RoundingStrategy) -> Decimal {
+pub(super) fn round_to(value: Decimal, places: u32, strategy: RoundingStrategy) -> Decimal {
     let mut rounded = if value.scale() <= places {
         value
     } else {

@@ -8,38 +8,6 @@ use super::super::value::Val;
 use super::{Args, take};
 use super::{list, text, whole};
 
-/// Applies `f` to a text argument; text borrowed from the event stays borrowed when `f` only
-/// slices it (`trim`) or leaves it as it is.
-pub fn map_text<'a>(
-    args: Args<'a>,
-    span: Span,
-    f: impl for<'s> Fn(&'s str) -> Cow<'s, str>,
-) -> Result<Val<'a>, EvalError> {
-    let [value] = take::<1>(args);
-    Ok(match text(value, span)? {
-        None => Val::Null,
-        Some(Cow::Borrowed(t)) => Val::Str(f(t)),
-        Some(Cow::Owned(t)) => Val::Str(Cow::Owned(f(&t).into_owned())),
-    })
-}
-
-/// `upper` and `lower`: text already in the asked case (plain ASCII) is kept as it is.
-pub fn change_case(t: &str, upper: bool) -> Cow<'_, str> {
-    let unchanged = t.bytes().all(|b| {
-        b.is_ascii()
-            && !(if upper {
-                b.is_ascii_lowercase()
-            } else {
-                b.is_ascii_uppercase()
-            })
-    });
-    match (unchanged, upper) {
-        (true, _) => Cow::Borrowed(t),
-        (false, true) => Cow::Owned(t.to_uppercase()),
-        (false, false) => Cow::Owned(t.to_lowercase()),
-    }
-}
-
 pub fn concat<'a>(args: Args<'a>, _: &Scope<'a>, span: Span) -> Result<Val<'a>, EvalError> {
     let mut out = String::new();
     for arg in args {
