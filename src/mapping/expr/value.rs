@@ -125,19 +125,18 @@ pub fn decimal_to_json(d: Decimal) -> Value {
 }
 
 /// A decimal's text, as its `Display` writes it (`decimal_text_matches_display` checks that),
-/// without the formatting machinery: the mantissa's digits with the point put in.
+/// without the formatting machinery: the mantissa's digits with the point put in, written
+/// straight into a string of the right size.
 pub fn decimal_text(d: Decimal) -> String {
+    // The mantissa's digits, least significant first.
     let mut digits = [0u8; 40];
-    let mut at = digits.len();
-    let mut push = |digit: u8| {
-        at -= 1;
-        digits[at] = b'0' + digit;
-    };
+    let mut count = 0;
     let mantissa = d.mantissa().unsigned_abs();
     // Most mantissas fit 64 bits, whose division is far cheaper than 128 bits'.
     match u64::try_from(mantissa) {
         Ok(mut rest) => loop {
-            push((rest % 10) as u8);
+            digits[count] = (rest % 10) as u8;
+            count += 1;
             rest /= 10;
             if rest == 0 {
                 break;
@@ -146,7 +145,8 @@ pub fn decimal_text(d: Decimal) -> String {
         Err(_) => {
             let mut rest = mantissa;
             loop {
-                push((rest % 10) as u8);
+                digits[count] = (rest % 10) as u8;
+                count += 1;
                 rest /= 10;
                 if rest == 0 {
                     break;
@@ -154,23 +154,21 @@ pub fn decimal_text(d: Decimal) -> String {
             }
         }
     }
-    let digits = std::str::from_utf8(&digits[at..]).expect("ascii digits");
     let scale = d.scale() as usize;
-    let mut out = String::with_capacity(digits.len() + scale + 3);
+    let all_fraction = count <= scale;
+    let mut out = String::with_capacity(scale.max(count) + 3);
     if d.is_sign_negative() {
         out.push('-');
     }
-    if scale == 0 {
-        out.push_str(digits);
-    } else if digits.len() > scale {
-        let (whole, fraction) = digits.split_at(digits.len() - scale);
-        out.push_str(whole);
-        out.push('.');
-        out.push_str(fraction);
-    } else {
+    if all_fraction {
         out.push_str("0.");
-        out.extend(std::iter::repeat_n('0', scale - digits.len()));
-        out.push_str(digits);
+        (count..scale).for_each(|_| out.push('0'));
+    }
+    for at in (0..count).rev() {
+        if at + 1 == scale && !all_fraction {
+            out.push('.');
+        }
+        out.push(char::from(b'0' + digits[at]));
     }
     out
 }
