@@ -344,7 +344,7 @@ fn fields<'a>(
             }
             continue;
         }
-        match rule.name.contains('.') {
+        match rule.dotted {
             false => plain.push((rule.name.clone(), value)),
             true => dotted.push((&rule.name, value)),
         }

@@ -318,6 +318,7 @@ fn compile_fields(
                 None => None,
             };
             Some(Field {
+                dotted: name.contains('.'),
                 name: name.clone(),
                 text: text.to_owned(),
                 expr: expr?,

@@ -71,6 +71,8 @@ impl std::fmt::Debug for Mapping {
 
 pub struct Field {
     pub name: String,
+    /// A dotted name (`invoice_address.city`) sets a member of a nested object.
+    pub dotted: bool,
     /// The rule's text, for error messages.
     pub text: String,
     pub expr: Expr,
