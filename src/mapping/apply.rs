@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 use thiserror::Error;
 
 use super::expr::{EvalError, Expr, Memo, Scope, Val};
+use super::schema::ObjectPlan;
 use super::{Field, Hold, Lookups, Mapping};
 
 /// What the caller fetched for the mapping: cross-references by kind, CRM id → ERP id.
@@ -81,7 +82,9 @@ impl Mapping {
             memo: Some(&top),
             ..scope(data, None, lookups, context)
         };
-        let mut body = fields(&self.fields, &scope, None)?;
+        let checks = self.checks.as_ref();
+        let (mut body, mut sure) = fields(&self.fields, &scope, None, checks.map(|c| &c.top))?;
+        let line_checks = checks.and_then(|c| c.lines.as_ref());
         if let Some(lines) = &self.lines {
             let source = lines
                 .from
@@ -124,16 +127,21 @@ impl Mapping {
                 {
                     continue;
                 }
-                out.push(Value::Object(fields(
+                let (line, line_sure) = fields(
                     &lines.fields,
                     &scope,
                     Some((&lines.into, n)),
-                )?));
+                    line_checks.map(|c| &c.item),
+                )?;
+                sure = sure && line_sure;
+                out.push(Value::Object(line));
             }
+            sure = sure && line_checks.is_some_and(|c| c.count(out.len()));
             body.insert(lines.into.clone(), Value::Array(out));
         }
         let body = Value::Object(body);
-        if let Err(violation) = self.schema.validate(&body) {
+        // Checked as it was built; else walked whole, and `jsonschema` names what is wrong.
+        if !sure && let Err(violation) = self.schema.validate(&body) {
             let path = violation.path;
             return Err(MappingError {
                 field: match path.trim_start_matches('/') {
@@ -288,16 +296,23 @@ fn text(value: Val<'_>) -> Option<String> {
 
 /// Evaluates field rules into an object; null results are left out.
 /// `line` is the list's field and the element's index, inside `lines`.
+///
+/// With `checks`, each value is checked against its property's schema as it is produced; the
+/// second result says whether the object surely satisfies its schema (`false` without checks:
+/// the caller validates the whole document).
 fn fields<'a>(
     rules: &'a [Field],
     scope: &Scope<'a>,
     line: Option<(&str, usize)>,
-) -> Result<Map<String, Value>, MappingError> {
+    checks: Option<&ObjectPlan>,
+) -> Result<(Map<String, Value>, bool), MappingError> {
+    let mut sure = checks.is_some();
+    let mut given = 0u128;
     // Plain names are collected and the object built in one go (sorted once, not inserted one
     // by one); a dotted name (`invoice_address.city`) is inserted into its nested object.
     let mut plain: Vec<(String, Value)> = Vec::with_capacity(rules.len());
     let mut dotted: Vec<(&str, Value)> = Vec::new();
-    for rule in rules {
+    for (index, rule) in rules.iter().enumerate() {
         let name = || match line {
             Some((into, n)) => format!("{into}[{n}].{}", rule.name),
             None => rule.name.clone(),
@@ -344,6 +359,10 @@ fn fields<'a>(
             }
             continue;
         }
+        if let Some(checks) = checks {
+            sure = sure && checks.value(index, &value);
+            given |= 1 << index;
+        }
         match rule.dotted {
             false => plain.push((rule.name.clone(), value)),
             true => dotted.push((&rule.name, value)),
@@ -353,7 +372,8 @@ fn fields<'a>(
     for (name, value) in dotted {
         insert(&mut out, name, value);
     }
-    Ok(out)
+    let sure = sure && checks.is_some_and(|checks| checks.object(given, &out));
+    Ok((out, sure))
 }
 
 /// Sets `name` in `object`; a dotted name (`invoice_address.city`) builds nested objects.

@@ -171,12 +171,14 @@ pub fn compile(
                 .map(Option::unwrap)
                 .collect(),
         }),
+        checks: None,
         schema: schema.expect("no problems means the schema compiled"),
         tests: spec.tests,
         reconcile: spec.reconcile.map(|r| r.value),
         shared: Shared::default(),
     };
     share_repeats(&mut mapping);
+    mapping.checks = plan_checks(&mapping);
     Ok(mapping)
 }
 
@@ -205,6 +207,20 @@ fn check_reconcile(
     if !(0.0..=1.0).contains(&spec.max_repair_share) {
         complain("reconcile.max_repair_share is a share between 0 and 1".into());
     }
+}
+
+/// The schema's checks for the mapping's rules, made once.
+fn plan_checks(mapping: &Mapping) -> Option<super::schema::Plan> {
+    fn names(fields: &[Field]) -> Vec<&str> {
+        fields.iter().map(|f| f.name.as_str()).collect()
+    }
+    let line_names = mapping.lines.as_ref().map(|l| names(&l.fields));
+    let lines = mapping
+        .lines
+        .as_ref()
+        .zip(line_names.as_deref())
+        .map(|(l, n)| (l.into.as_str(), n));
+    mapping.schema.plan(&names(&mapping.fields), lines)
 }
 
 /// Sub-expressions repeated among the fields, and among a line's rules, get memo slots.

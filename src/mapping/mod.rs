@@ -46,6 +46,8 @@ pub struct Mapping {
     pub lines: Option<Lines>,
     /// The target schema, compiled once.
     pub schema: schema::Schema,
+    /// The schema's checks resolved for these rules (`None`: each document is validated whole).
+    pub checks: Option<schema::Plan>,
     pub tests: Vec<spec::TestSpec>,
     /// How `handoff reconcile` compares this flow (none: it is not reconciled).
     pub reconcile: Option<spec::ReconcileSpec>,
@@ -163,5 +165,7 @@ fn load_schemas(dir: &Path, problems: &mut Vec<Problem>) -> HashMap<String, serd
     schemas
 }
 
+#[cfg(test)]
+mod checks_tests;
 #[cfg(test)]
 mod tests;

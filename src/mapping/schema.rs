@@ -12,10 +12,15 @@
 //! combine or refer to other schemas (`$ref`, `allOf`, `if`, `prefixItems`, …) is checked by
 //! `jsonschema` alone. A property test (`schema_tests.rs`) shows both agree on random documents.
 
+mod plan;
+
+pub use plan::{ListPlan, ObjectPlan, Plan};
+
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// A compiled target schema.
 pub struct Schema {
@@ -101,14 +106,16 @@ struct Node {
     maximum: Option<Decimal>,
     exclusive_minimum: Option<Decimal>,
     exclusive_maximum: Option<Decimal>,
+    /// How numbers are bounded, worked out from the four bounds above.
+    bounds: Bounds,
     min_items: Option<usize>,
     max_items: Option<usize>,
-    items: Option<Box<Node>>,
+    items: Option<Arc<Node>>,
     min_properties: Option<usize>,
     max_properties: Option<usize>,
     /// By name, in the order of the document's members (serde_json's map is sorted), each with
     /// whether it is required.
-    properties: Vec<(String, Node, bool)>,
+    properties: Vec<(String, Arc<Node>, bool)>,
     /// Required names that have no `properties` entry.
     required_elsewhere: Vec<String>,
     additional: Additional,
@@ -116,6 +123,19 @@ struct Node {
     delegated: Option<jsonschema::Validator>,
     /// `$ref` to a definition in the same schema (`#/$defs/address`), checked as well.
     referred: Option<Box<Node>>,
+}
+
+/// The numeric bounds of a schema, by how a number is checked against them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Bounds {
+    #[default]
+    None,
+    /// `minimum: 0` alone: read from the sign and the digits, without parsing.
+    NotNegative,
+    /// `exclusiveMinimum: 0` alone: the same.
+    Positive,
+    /// Anything else: compared as decimals.
+    Decimal,
 }
 
 #[derive(Default)]
@@ -206,11 +226,11 @@ impl Node {
                 "maximum" => node.maximum = Some(bound(value)?),
                 "exclusiveMinimum" => node.exclusive_minimum = Some(bound(value)?),
                 "exclusiveMaximum" => node.exclusive_maximum = Some(bound(value)?),
-                "items" => node.items = Some(compile(value)?),
+                "items" => node.items = Some(Arc::from(compile(value)?)),
                 "properties" => {
                     for (name, schema) in value.as_object()? {
                         node.properties
-                            .push((name.clone(), *compile(schema)?, false));
+                            .push((name.clone(), Arc::from(compile(schema)?), false));
                     }
                 }
                 "$ref" => {
@@ -232,6 +252,7 @@ impl Node {
                 _ => return None,
             }
         }
+        node.bounds = Bounds::of(&node);
         node.properties.sort_by(|a, b| a.0.cmp(&b.0));
         for name in required {
             match node.properties.iter_mut().find(|p| p.0 == name) {
@@ -282,36 +303,36 @@ impl Node {
     }
 
     fn check_number(&self, text: &str) -> Verdict {
-        let bounded = self.minimum.is_some()
-            || self.maximum.is_some()
-            || self.exclusive_minimum.is_some()
-            || self.exclusive_maximum.is_some();
-        if !bounded {
-            return Valid;
-        }
-        // The common bound, "not negative" or "positive" alone, is read from the sign and the
-        // digits without parsing (a JSON number's text: `-?digits[.digits][e±digits]`).
-        let zero = Some(Decimal::ZERO);
-        if self.maximum.is_none() && self.exclusive_maximum.is_none() {
+        let not_negative = || {
+            // A JSON number's text: `-?digits[.digits][e±digits]`.
             let negative = text.starts_with('-');
-            let mantissa = text.split(['e', 'E']).next().unwrap_or(text);
-            let nonzero = mantissa.bytes().any(|b| matches!(b, b'1'..=b'9'));
-            match (self.minimum, self.exclusive_minimum) {
-                (m, None) if m == zero => return sure(!negative || !nonzero),
-                (None, m) if m == zero => return sure(!negative && nonzero),
-                _ => {}
-            }
-        }
-        // A number a decimal cannot hold exactly is left to `jsonschema`.
-        let Some(n) = exact_decimal(text) else {
-            return Ask;
+            let nonzero = text
+                .bytes()
+                .take_while(|b| !matches!(b, b'e' | b'E'))
+                .any(|b| matches!(b, b'1'..=b'9'));
+            (negative, nonzero)
         };
-        sure(
-            self.minimum.is_none_or(|b| n >= b)
-                && self.maximum.is_none_or(|b| n <= b)
-                && self.exclusive_minimum.is_none_or(|b| n > b)
-                && self.exclusive_maximum.is_none_or(|b| n < b),
-        )
+        match self.bounds {
+            Bounds::None => Valid,
+            Bounds::NotNegative => {
+                let (negative, nonzero) = not_negative();
+                sure(!negative || !nonzero)
+            }
+            Bounds::Positive => {
+                let (negative, nonzero) = not_negative();
+                sure(!negative && nonzero)
+            }
+            // A number a decimal cannot hold exactly is left to `jsonschema`.
+            Bounds::Decimal => match exact_decimal(text) {
+                Some(n) => sure(
+                    self.minimum.is_none_or(|b| n >= b)
+                        && self.maximum.is_none_or(|b| n <= b)
+                        && self.exclusive_minimum.is_none_or(|b| n > b)
+                        && self.exclusive_maximum.is_none_or(|b| n < b),
+                ),
+                None => Ask,
+            },
+        }
     }
 
     fn check_items(&self, items: &[Value]) -> Verdict {
@@ -364,6 +385,23 @@ impl Node {
         }
         // A required property after the last member is missing.
         sure(!properties.any(|(_, _, required)| *required))
+    }
+}
+
+impl Bounds {
+    fn of(node: &Node) -> Bounds {
+        let zero = Some(Decimal::ZERO);
+        match (
+            node.minimum,
+            node.exclusive_minimum,
+            node.maximum,
+            node.exclusive_maximum,
+        ) {
+            (None, None, None, None) => Bounds::None,
+            (m, None, None, None) if m == zero => Bounds::NotNegative,
+            (None, m, None, None) if m == zero => Bounds::Positive,
+            _ => Bounds::Decimal,
+        }
     }
 }
 
