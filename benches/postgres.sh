@@ -3,6 +3,8 @@
 #
 #   bash benches/postgres.sh [REQUESTS] [SOAK_SECS]
 #   PG_EXTRA="-c log_min_duration_statement=200" bash benches/postgres.sh ...   (more settings)
+#   PG_STATEMENTS=1 bash benches/postgres.sh ...   (pg_stat_statements: the statements that took
+#                                                   PostgreSQL's time in the orders run)
 #
 # Starts a PostgreSQL of its own (Debian's server binaries, initdb into a temp dir, a free port,
 # stopped by PID at the end), runs `loadgen --flow orders` on the embedded store, then on
@@ -22,7 +24,9 @@ echo bench > "$dir/pw"
 "${as_pg[@]}" "$bin/initdb" -D "$dir/data" -U handoff --auth=scram-sha-256 --pwfile="$dir/pw" >/dev/null
 "${as_pg[@]}" "$bin/postgres" -D "$dir/data" -p "$port" -c listen_addresses=127.0.0.1 \
   -c unix_socket_directories="$dir" -c shared_buffers=512MB -c max_wal_size=4GB \
-  -c max_connections=200 -c log_autovacuum_min_duration=0 ${PG_EXTRA:-} >"$dir/postgres.log" 2>&1 &
+  -c max_connections=200 -c log_autovacuum_min_duration=0 \
+  ${PG_STATEMENTS:+-c shared_preload_libraries=pg_stat_statements} ${PG_EXTRA:-} \
+  >"$dir/postgres.log" 2>&1 &
 pg=$!
 # Stopped by the postmaster's own PID (under runuser, $! is runuser's), then its launcher.
 stop_pg() {
@@ -54,6 +58,10 @@ pg_cpu() {
 echo "== embedded store"
 target/release/loadgen --flow orders --requests "$requests" --compare-bare false
 echo "== PostgreSQL at 127.0.0.1:$port"
+if [ -n "${PG_STATEMENTS:-}" ]; then
+  sql "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"
+  sql "SELECT pg_stat_statements_reset()" >/dev/null
+fi
 wal0=$(sql "SELECT wal_bytes FROM pg_stat_wal")
 cpu0=$(pg_cpu)
 target/release/loadgen --flow orders --requests "$requests" --compare-bare false --postgres-url "$url"
@@ -65,6 +73,12 @@ echo "  PostgreSQL: $delivered orders delivered; WAL $(( (wal1 - wal0) / 1024 / 
   "(accounts included); CPU $(echo "$cpu1 - $cpu0" | bc) s," \
   "$(echo "scale=1; ($cpu1 - $cpu0) * 1000000 / $delivered" | bc) µs per delivered order"
 sql "SELECT relname, n_live_tup, n_dead_tup, pg_size_pretty(pg_total_relation_size(relid)) FROM pg_stat_user_tables WHERE n_live_tup + n_dead_tup > 0 ORDER BY relname"
+if [ -n "${PG_STATEMENTS:-}" ]; then
+  echo "== statements by total time (calls | total ms | µs per call | rows | µs per delivered order)"
+  sql "SELECT calls, round(total_exec_time), round(mean_exec_time * 1000), rows,
+              round(total_exec_time * 1000 / $delivered), left(regexp_replace(query, '\s+', ' ', 'g'), 150)
+       FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 20"
+fi
 
 if [ "$soak" -gt 0 ]; then
   echo "== soak: $soak s at 1,000 orders/s on PostgreSQL"
