@@ -78,6 +78,9 @@ if [ -n "${PG_STATEMENTS:-}" ]; then
   sql "SELECT calls, round(total_exec_time), round(mean_exec_time * 1000), rows,
               round(total_exec_time * 1000 / $delivered), left(regexp_replace(query, '\s+', ' ', 'g'), 150)
        FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 20"
+  echo "== index scans on jobs (index | scans | size)"
+  sql "SELECT indexrelname, idx_scan, pg_size_pretty(pg_relation_size(indexrelid))
+       FROM pg_stat_user_indexes WHERE relname = 'jobs' ORDER BY idx_scan DESC"
 fi
 
 if [ "$soak" -gt 0 ]; then

@@ -40,6 +40,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "settle",
         sql: include_str!("migrations/0005_settle.sql"),
     },
+    Migration {
+        version: 6,
+        name: "jobs_by_object",
+        sql: include_str!("migrations/0006_jobs_by_object.sql"),
+    },
 ];
 
 /// The newest version this handoff knows.
