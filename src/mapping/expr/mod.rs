@@ -30,7 +30,8 @@
 //!
 //! A path that leads nowhere is `null`, not an error; functions decide what `null` means
 //! (`coalesce` skips it, `trim(null)` is `null`, arithmetic on `null` is an error naming the path).
-//! Function names and their arities are checked when the expression is parsed (`functions.rs`).
+//! Function names and their arities are checked when the expression is parsed (`functions/`);
+//! calls whose constant arguments are literals are prepared then (`functions/prepared.rs`).
 
 mod eval;
 mod functions;

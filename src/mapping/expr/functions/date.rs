@@ -42,6 +42,12 @@ pub struct Formats {
     zone: chrono_tz::Tz,
 }
 
+impl std::fmt::Debug for Formats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Formats({})", self.key())
+    }
+}
+
 /// A format: `rfc3339`, strftime items, or text that is not a format (every use fails, as
 /// parsing or printing with it does).
 #[derive(Clone)]

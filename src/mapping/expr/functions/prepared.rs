@@ -32,12 +32,6 @@ pub enum Unary {
     Lower,
 }
 
-impl std::fmt::Debug for date::Formats {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Formats")
-    }
-}
-
 /// The call prepared, or `None` when it stays a general call.
 pub fn prepare(function: &'static Function, args: &mut Vec<Expr>) -> Option<Prepared> {
     let unary = match function.name {
