@@ -1,6 +1,6 @@
 //! The shared journal as the service sees it ([`Events`]): ingest appends through
 //! [`PgJournal`] (one transaction per batch, answered after its commit), and the delivery path
-//! reads an event by its id. A failure of the database is a [`JournalError::Shared`]: ingest
+//! reads an event by its id (most were read with their job's lease: `Postgres::take_event`). A failure of the database is a [`JournalError::Shared`]: ingest
 //! answers 503 and the sender retries.
 
 use std::sync::Arc;
@@ -14,7 +14,10 @@ use crate::journal::events::{Events, Pending};
 use crate::journal::{Appended, Journal, JournalError, Position};
 
 pub struct PgEvents {
+    /// Ingest's connections: appends and the readiness probe.
     postgres: Arc<Postgres>,
+    /// The workers' connections, whose leases read events ahead: the delivery path's reads.
+    reads: Arc<Postgres>,
     journal: PgJournal,
     /// Events this instance stored since it started.
     stored: AtomicU64,
@@ -26,17 +29,25 @@ fn shared(error: PgError) -> JournalError {
 
 impl PgEvents {
     /// Starts the committer on the current runtime.
-    pub fn start(postgres: Arc<Postgres>, dedupe_window: std::time::Duration) -> PgEvents {
+    pub fn start(
+        postgres: Arc<Postgres>,
+        reads: Arc<Postgres>,
+        dedupe_window: std::time::Duration,
+    ) -> PgEvents {
         PgEvents {
             journal: PgJournal::start(postgres.clone(), dedupe_window),
             postgres,
+            reads,
             stored: AtomicU64::new(0),
         }
     }
 
     async fn fetch(&self, id: u64) -> Result<Envelope, JournalError> {
-        let client = self.postgres.client().await.map_err(shared)?;
-        let failed = |e: tokio_postgres::Error| shared(self.postgres.query_error(&e));
+        if let Some(envelope) = self.reads.take_event(id) {
+            return Journal::decode(id, &envelope);
+        }
+        let client = self.reads.client().await.map_err(shared)?;
+        let failed = |e: tokio_postgres::Error| shared(self.reads.query_error(&e));
         let statement = client
             .prepare_cached("SELECT envelope FROM events WHERE id = $1")
             .await

@@ -80,7 +80,7 @@ impl Instance {
             ..config.clone()
         };
         let ingest = Arc::new(Postgres::new(&ingest, secrets)?);
-        let events = Arc::new(PgEvents::start(ingest, dedupe_window));
+        let events = Arc::new(PgEvents::start(ingest, postgres.clone(), dedupe_window));
         Ok(Instance {
             postgres,
             control,

@@ -241,7 +241,8 @@ pub(super) async fn store(
 }
 
 /// The lease query (`PgJobs::lease`): `$1` partitions and `$2` their epochs, `$3` connector,
-/// `$4` how many, `$5` this instance. The partitions still held under those epochs are found
+/// `$4` how many, `$5` this instance. Each job's event comes with it (its envelope, unless an
+/// operator's payload replaces it), kept for the delivery path's read (`keep_events`). The partitions still held under those epochs are found
 /// once (a scalar subquery), so the scan can walk `jobs_runnable` in id order, check each
 /// job's line with a probe of `jobs_by_key`, and stop at `$4` (under [`PLAN_BY_INDEX`]).
 const LEASE: &str = "WITH candidates AS (
@@ -255,12 +256,15 @@ const LEASE: &str = "WITH candidates AS (
           AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.order_key = j.order_key
                           AND k.id < j.id AND k.state IN ('ready', 'leased', 'retrying'))
         ORDER BY j.id LIMIT $4 FOR UPDATE OF j SKIP LOCKED)
-     UPDATE jobs SET state = 'leased', attempts = jobs.attempts + 1, due_at = NULL,
+     , leased AS (UPDATE jobs SET state = 'leased', attempts = jobs.attempts + 1, due_at = NULL,
         leased_epoch = ($2::bigint[])[array_position($1::smallint[], jobs.part)]
      FROM candidates
      WHERE jobs.id = candidates.id
-     RETURNING jobs.id, jobs.state, jobs.attempts, NULL::bigint, jobs.in_doubt,
-        jobs.reason, jobs.payload, jobs.waits_for, jobs.body, jobs.part, jobs.leased_epoch";
+     RETURNING jobs.id, jobs.state, jobs.attempts, NULL::bigint AS due_ms, jobs.in_doubt,
+        jobs.reason, jobs.payload, jobs.waits_for, jobs.body, jobs.part, jobs.leased_epoch,
+        jobs.event)
+     SELECT leased.*, e.envelope FROM leased
+     LEFT JOIN events e ON e.id = leased.event AND leased.payload IS NULL";
 
 /// Planner settings for the lease's transaction alone. A queue table's statistics are always
 /// stale (taken while it was nearly empty, or full), and with them the planner sorted every
@@ -322,6 +326,10 @@ impl<'a> PgJobs<'a> {
             .await
             .map_err(self.failed())?;
         tx.commit().await.map_err(self.failed())?;
+        self.postgres.keep_events(rows.iter().filter_map(|row| {
+            let envelope: Option<Vec<u8>> = row.get(12);
+            envelope.map(|envelope| (row.get::<_, i64>(11) as u64, envelope))
+        }));
         let mut leased = Vec::with_capacity(rows.len());
         for row in &rows {
             let job = job_of(row).map_err(|e| PgError::Query {

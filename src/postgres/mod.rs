@@ -29,6 +29,7 @@ pub mod router;
 pub mod schema;
 pub mod space;
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -68,7 +69,14 @@ pub struct Postgres {
     config: tokio_postgres::Config,
     /// `host:port/database`, for messages (never the user or password).
     at: String,
+    /// Events read with the lease of their jobs (event id → stored envelope), taken by the
+    /// delivery path's read of the event instead of a query of its own. Events are written
+    /// once, so a copy never goes stale; at most [`EVENTS_AHEAD`] are kept.
+    events_ahead: std::sync::Mutex<HashMap<u64, Vec<u8>>>,
 }
+
+/// How many events read ahead are kept (a job leased but not run leaves its event behind).
+const EVENTS_AHEAD: usize = 10_000;
 
 impl Postgres {
     /// Reads the URL through `secrets` and makes the pool; connects lazily.
@@ -106,7 +114,23 @@ impl Postgres {
             pool,
             config: pg,
             at,
+            events_ahead: Default::default(),
         })
+    }
+
+    /// Keeps events read with their jobs' lease for the delivery path.
+    pub fn keep_events(&self, events: impl IntoIterator<Item = (u64, Vec<u8>)>) {
+        let mut ahead = self.events_ahead.lock().unwrap_or_else(|e| e.into_inner());
+        if ahead.len() > EVENTS_AHEAD {
+            ahead.clear();
+        }
+        ahead.extend(events);
+    }
+
+    /// An event read ahead, if it was (taken: the next read asks the database).
+    pub fn take_event(&self, id: u64) -> Option<Vec<u8>> {
+        let mut ahead = self.events_ahead.lock().unwrap_or_else(|e| e.into_inner());
+        ahead.remove(&id)
     }
 
     /// Where the database is, for messages.
