@@ -250,3 +250,54 @@ async fn a_paused_instance_cannot_settle_what_the_new_owner_runs_again() {
     assert_eq!(scalar(&pg, "SELECT count(*) FROM finished").await, 1);
     b_task.abort();
 }
+
+/// A lease reads its jobs' events with them: the delivery path's read of the event takes the
+/// copy once (the next read asks the database again); a job whose event is not stored brings
+/// none.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lease_reads_its_jobs_events_for_the_delivery_path() {
+    let server = PgServer::start();
+    let pg = migrated(&server).await;
+    let client = pg.client().await.unwrap();
+    let stored: i64 = client
+        .query_one(
+            "INSERT INTO events (source, event_id, envelope) VALUES ('crm', 'evt-1', $1) \
+             RETURNING id",
+            &[&b"stored envelope".to_vec()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let missing = stored + 1000;
+    let jobs: Vec<_> = [(stored, "006AHEAD"), (missing, "006NONE")]
+        .into_iter()
+        .map(|(event, key)| {
+            NewJob {
+                event,
+                order_key: key.into(),
+                flow: "opportunity_to_sales_order".into(),
+                connector: "erp".into(),
+            }
+            .into_job()
+        })
+        .collect();
+    PgJobs::new(&pg).enqueue(&jobs).await.unwrap();
+    assert_eq!(
+        pg.take_event(stored as u64),
+        None,
+        "nothing read before a lease"
+    );
+    let leases = Leases::new(pg.clone(), "a".into(), PERIOD);
+    leases.round().await.unwrap();
+    let leased = PgJobs::new(&pg)
+        .lease("a", &leases.held(), "erp", 10)
+        .await
+        .unwrap();
+    assert_eq!(leased.len(), 2);
+    assert_eq!(
+        pg.take_event(stored as u64).as_deref(),
+        Some(&b"stored envelope"[..])
+    );
+    assert_eq!(pg.take_event(stored as u64), None, "taken once");
+    assert_eq!(pg.take_event(missing as u64), None);
+}
