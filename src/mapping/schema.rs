@@ -335,10 +335,14 @@ impl Node {
         }
     }
 
+    /// Whether a list of `count` items fits `minItems` and `maxItems`.
+    fn items_fit(&self, count: usize) -> bool {
+        self.min_items.is_none_or(|min| count >= min)
+            && self.max_items.is_none_or(|max| count <= max)
+    }
+
     fn check_items(&self, items: &[Value]) -> Verdict {
-        if !(self.min_items.is_none_or(|min| items.len() >= min)
-            && self.max_items.is_none_or(|max| items.len() <= max))
-        {
+        if !self.items_fit(items.len()) {
             return Ask;
         }
         match &self.items {

@@ -21,8 +21,8 @@ pub struct Plan {
 }
 
 pub struct ListPlan {
-    min_items: Option<usize>,
-    max_items: Option<usize>,
+    /// The list's schema, for its item counts.
+    list: Arc<Node>,
     pub item: ObjectPlan,
 }
 
@@ -50,7 +50,7 @@ impl Schema {
                 None => None,
                 Some((into, line_names)) => {
                     let (list, _) = property(top, into)?;
-                    Some(ListPlan::new(&list, line_names)?)
+                    Some(ListPlan::new(list, line_names)?)
                 }
             },
         };
@@ -144,7 +144,7 @@ impl ObjectPlan {
 }
 
 impl ListPlan {
-    fn new(list: &Node, names: &[&str]) -> Option<ListPlan> {
+    fn new(list: Arc<Node>, names: &[&str]) -> Option<ListPlan> {
         let list_only = !list.nothing
             && list.types.is_none_or(|t| t.array)
             && list.delegated.is_none()
@@ -153,17 +153,12 @@ impl ListPlan {
             return None;
         }
         let item = ObjectPlan::new(list.items.as_deref()?, names, None)?;
-        Some(ListPlan {
-            min_items: list.min_items,
-            max_items: list.max_items,
-            item,
-        })
+        Some(ListPlan { list, item })
     }
 
     /// Whether a list of `count` lines surely satisfies the list's counts.
     pub fn count(&self, count: usize) -> bool {
-        self.min_items.is_none_or(|min| count >= min)
-            && self.max_items.is_none_or(|max| count <= max)
+        self.list.items_fit(count)
     }
 }
 
