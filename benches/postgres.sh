@@ -10,7 +10,10 @@
 # stopped by PID at the end), runs `loadgen --flow orders` on the embedded store, then on
 # PostgreSQL, and prints the WAL written (pg_stat_wal) and PostgreSQL's CPU (all its processes,
 # from /proc) per delivered order. With SOAK_SECS it then runs a soak at a steady rate and
-# prints throughput per minute, dead tuples and table sizes every minute.
+# prints throughput per minute, dead tuples and table sizes every minute. Between the two it
+# runs the durable floor on the same PostgreSQL (loadgen --postgres-floor: HMAC, one committed
+# insert per batch before the 202s, the mapping, POST, delete; floor.rs) with the same figures,
+# so the ratio to what this machine allows on PostgreSQL is measured in the same invocation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 requests=${1:-100000}
@@ -82,6 +85,15 @@ if [ -n "${PG_STATEMENTS:-}" ]; then
   sql "SELECT indexrelname, idx_scan, pg_size_pretty(pg_relation_size(indexrelid))
        FROM pg_stat_user_indexes WHERE relname = 'jobs' ORDER BY idx_scan DESC"
 fi
+
+echo "== the durable floor on the same PostgreSQL"
+wal0=$(sql "SELECT wal_bytes FROM pg_stat_wal")
+cpu0=$(pg_cpu)
+target/release/loadgen --flow orders --requests "$requests" --postgres-url "$url" --postgres-floor true
+wal1=$(sql "SELECT wal_bytes FROM pg_stat_wal")
+cpu1=$(pg_cpu)
+echo "  PostgreSQL under the floor: WAL $(( (wal1 - wal0) / requests )) bytes per order;" \
+  "CPU $(echo "$cpu1 - $cpu0" | bc) s, $(echo "scale=1; ($cpu1 - $cpu0) * 1000000 / $requests" | bc) µs per order"
 
 if [ "$soak" -gt 0 ]; then
   echo "== soak: $soak s at 1,000 orders/s on PostgreSQL"

@@ -6,6 +6,11 @@
 //! sink under an `Idempotency-Key`. No dedupe, no queue state, no retry, no per-record order, no
 //! cross-reference store (the customer id is made up from the account id): what is measured is
 //! the cost of the work every durable, mapping relay has to do on this machine.
+//!
+//! With `--relay-pg-url` the journal is a PostgreSQL table instead of a file (the floor under
+//! handoff on PostgreSQL): each batch of waiting bodies is one `INSERT … RETURNING id`, committed
+//! before the 202s, and delivered rows are deleted in batches, so the table is a queue that a
+//! restart could resume from. Still no dedupe, leases, per-record order or history.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -21,13 +26,14 @@ use base64::Engine as _;
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use tokio::sync::mpsc as tokio_mpsc;
 use tokio::sync::oneshot;
 
 use handoff::mapping::{Context, Lookups, Mapping};
 
 struct Floor {
     key: Vec<u8>,
-    journal: mpsc::Sender<(Bytes, oneshot::Sender<()>)>,
+    journal: Journal,
     mapping: Mapping,
     lookups: Lookups,
     http: reqwest::Client,
@@ -36,13 +42,51 @@ struct Floor {
     sent: AtomicU64,
 }
 
-/// Serves the floor on `addr`, delivering to `to`; the journal file goes in `dir`.
+/// Where accepted bodies are kept before the 202.
+enum Journal {
+    /// One file, appended and `fdatasync`ed per batch.
+    File(mpsc::Sender<(Bytes, oneshot::Sender<()>)>),
+    /// A PostgreSQL table: one committed insert per batch; rows deleted once delivered.
+    Postgres {
+        write: tokio_mpsc::UnboundedSender<(Bytes, oneshot::Sender<i64>)>,
+        done: tokio_mpsc::UnboundedSender<i64>,
+    },
+}
+
+impl Journal {
+    /// Keeps `body` durably; its row id on PostgreSQL (0 in a file). `None` when it failed.
+    async fn write(&self, body: Bytes) -> Option<i64> {
+        match self {
+            Journal::File(journal) => {
+                let (done, written) = oneshot::channel();
+                journal.send((body, done)).ok()?;
+                written.await.ok().map(|()| 0)
+            }
+            Journal::Postgres { write, .. } => {
+                let (done, written) = oneshot::channel();
+                write.send((body, done)).ok()?;
+                written.await.ok()
+            }
+        }
+    }
+
+    /// The body kept under `id` was delivered.
+    fn delivered(&self, id: i64) {
+        if let Journal::Postgres { done, .. } = self {
+            let _ = done.send(id);
+        }
+    }
+}
+
+/// Serves the floor on `addr`, delivering to `to`; the journal file goes in `dir`, or into
+/// PostgreSQL at `postgres` when given.
 pub fn durable_relay_server(
     addr: &str,
     to: &str,
     concurrency: usize,
     repo: &Path,
     dir: &Path,
+    postgres: Option<&str>,
     secret: &str,
 ) -> anyhow::Result<()> {
     let (mappings, lookups) =
@@ -56,7 +100,10 @@ pub fn durable_relay_server(
     let floor = Arc::new(Floor {
         key: base64::engine::general_purpose::STANDARD
             .decode(secret.trim_start_matches("whsec_"))?,
-        journal: journal(&dir.join("floor.log"))?,
+        journal: match postgres {
+            Some(url) => pg_journal(url)?,
+            None => Journal::File(journal(&dir.join("floor.log"))?),
+        },
         mapping,
         lookups,
         http: reqwest::Client::new(),
@@ -101,15 +148,93 @@ fn journal(path: &Path) -> anyhow::Result<mpsc::Sender<(Bytes, oneshot::Sender<(
     Ok(tx)
 }
 
+/// The journal on PostgreSQL, run by a thread of its own with two connections: one inserts each
+/// batch of waiting bodies in one statement (its own transaction, committed before the answers),
+/// the other deletes delivered rows in batches.
+fn pg_journal(url: &str) -> anyhow::Result<Journal> {
+    let (write, mut bodies) = tokio_mpsc::unbounded_channel::<(Bytes, oneshot::Sender<i64>)>();
+    let (done, mut delivered) = tokio_mpsc::unbounded_channel::<i64>();
+    let (ready, started) = mpsc::channel::<anyhow::Result<()>>();
+    let url = url.to_owned();
+    std::thread::spawn(move || {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(error) => return drop(ready.send(Err(error.into()))),
+        };
+        runtime.block_on(async move {
+            let (inserts, deletes) = match pg_connections(&url).await {
+                Ok(pair) => pair,
+                Err(error) => return drop(ready.send(Err(error))),
+            };
+            let _ = ready.send(Ok(()));
+            let deleting = async {
+                while let Some(first) = delivered.recv().await {
+                    let mut ids = vec![first];
+                    while let Ok(id) = delivered.try_recv() {
+                        ids.push(id);
+                    }
+                    let sql = "DELETE FROM floor_events WHERE id = ANY($1)";
+                    if deletes.execute(sql, &[&ids]).await.is_err() {
+                        return;
+                    }
+                }
+            };
+            let inserting = async {
+                while let Some(first) = bodies.recv().await {
+                    let mut batch = vec![first];
+                    while let Ok(next) = bodies.try_recv() {
+                        batch.push(next);
+                    }
+                    let rows: Vec<&[u8]> = batch.iter().map(|(body, _)| &body[..]).collect();
+                    let sql =
+                        "INSERT INTO floor_events (body) SELECT unnest($1::bytea[]) RETURNING id";
+                    let Ok(ids) = inserts.query(sql, &[&rows]).await else {
+                        return;
+                    };
+                    for ((_, answer), row) in batch.into_iter().zip(ids) {
+                        let _ = answer.send(row.get::<_, i64>(0));
+                    }
+                }
+            };
+            tokio::join!(deleting, inserting);
+        });
+    });
+    started.recv()??;
+    Ok(Journal::Postgres { write, done })
+}
+
+/// Two connections to `url`, with the floor's table created (and emptied) on the first.
+async fn pg_connections(
+    url: &str,
+) -> anyhow::Result<(tokio_postgres::Client, tokio_postgres::Client)> {
+    let mut clients = Vec::new();
+    for _ in 0..2 {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+        tokio::spawn(connection);
+        clients.push(client);
+    }
+    let deletes = clients.pop().expect("two connections");
+    let inserts = clients.pop().expect("two connections");
+    inserts
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS floor_events (id bigserial PRIMARY KEY, body bytea NOT NULL);
+             TRUNCATE floor_events",
+        )
+        .await?;
+    Ok((inserts, deletes))
+}
+
 async fn accept(State(floor): State<Arc<Floor>>, headers: HeaderMap, body: Bytes) -> StatusCode {
     if !signed(&floor.key, &headers, &body) {
         return StatusCode::UNAUTHORIZED;
     }
-    let (done, written) = oneshot::channel();
-    if floor.journal.send((body.clone(), done)).is_err() || written.await.is_err() {
+    let Some(id) = floor.journal.write(body.clone()).await else {
         return StatusCode::SERVICE_UNAVAILABLE;
-    }
-    tokio::spawn(deliver(floor, body));
+    };
+    tokio::spawn(deliver(floor, body, id));
     StatusCode::ACCEPTED
 }
 
@@ -137,7 +262,7 @@ fn signed(key: &[u8], headers: &HeaderMap, body: &[u8]) -> bool {
     })
 }
 
-async fn deliver(floor: Arc<Floor>, body: Bytes) {
+async fn deliver(floor: Arc<Floor>, body: Bytes, id: i64) {
     let _slot = floor.slots.acquire().await;
     let Ok(event) = serde_json::from_slice::<serde_json::Value>(&body) else {
         return;
@@ -164,4 +289,5 @@ async fn deliver(floor: Arc<Floor>, body: Bytes) {
     };
     let n = floor.sent.fetch_add(1, Ordering::Relaxed);
     crate::servers::post_order(&floor.http, &floor.url, format!("floor-{n}"), json).await;
+    floor.journal.delivered(id);
 }

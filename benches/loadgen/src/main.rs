@@ -6,6 +6,8 @@
 //! target/release/loadgen --flow orders      # won opportunities → sales orders at a loopback ERP
 //! target/release/loadgen --flow orders --compare-nodered true   # + the same flow in Node-RED
 //! target/release/loadgen --flow orders --rate 3500              # a steady offered load
+//! target/release/loadgen --flow orders --postgres-url URL        # handoff on PostgreSQL
+//! target/release/loadgen --flow orders --postgres-url URL --postgres-floor true   # its floor
 //! target/release/loadgen --flow restart --store /tmp/r1m --kill true   # restart after SIGKILL
 //! target/release/loadgen --flow restart     # restart with every order still queued
 //! target/release/loadgen --flow dashboard --requests 1000000 --duration-secs 300
@@ -112,6 +114,10 @@ pub struct Args {
     /// embedded store (orders flow; benches/postgres.sh starts a server and reads its WAL).
     #[arg(long)]
     postgres_url: Option<String>,
+    /// Orders with `--postgres-url`: run the durable floor with its journal in a table there
+    /// (floor.rs) instead of handoff: the least any service durable on PostgreSQL must do.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    postgres_floor: bool,
     /// Restart: stop handoff with SIGKILL instead of SIGTERM before the timed start, so the
     /// start is a recovery after a crash.
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
@@ -137,6 +143,9 @@ pub struct Args {
     durable_relay_server: Option<String>,
     #[arg(long, hide = true)]
     relay_dir: Option<PathBuf>,
+    /// Internal: the durable floor journals into PostgreSQL at this URL instead.
+    #[arg(long, hide = true)]
+    relay_pg_url: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -156,6 +165,7 @@ fn main() -> anyhow::Result<()> {
             args.erp_concurrency,
             &args.repo,
             dir,
+            args.relay_pg_url.as_deref(),
             &args.secret,
         );
     }

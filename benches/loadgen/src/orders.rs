@@ -357,6 +357,10 @@ pub fn print_memory(name: &str, handoff: &Spawned) {
 }
 
 pub async fn orders(args: &Args) -> anyhow::Result<()> {
+    if let (true, Some(url)) = (args.postgres_floor, &args.postgres_url) {
+        let opportunities = opportunities(args, chrono::Utc::now().timestamp())?;
+        return durable_floor(args, &opportunities, Some(url)).await;
+    }
     let (bench, handoff, opportunities) = Bench::start(args).await?;
     let before = handoff.usage();
     let report = send_for_the_run(args, &handoff.base(), &opportunities, "orders").await?;
@@ -438,31 +442,47 @@ async fn relay_baseline(args: &Args, opportunities: &[Signed]) -> anyhow::Result
     through(args, &relay, &sink, opportunities, "relay").await?;
     relay.stop();
     sink.stop();
-    durable_floor(args, opportunities).await
+    durable_floor(args, opportunities, None).await
 }
 
-/// The durable floor (floor.rs): HMAC, one fsynced append before the 202, the repo's mapping,
-/// one POST per order. What any durable, mapping relay must spend here, measured in this run.
-async fn durable_floor(args: &Args, opportunities: &[Signed]) -> anyhow::Result<()> {
-    println!("durable floor (HMAC, fsynced append before 202, the mapping, POST; no queue) …");
+/// The durable floor (floor.rs): HMAC, one fsynced append before the 202 (or one committed
+/// insert into PostgreSQL at `postgres`), the repo's mapping, one POST per order. What any
+/// durable, mapping relay must spend here, measured in this run.
+async fn durable_floor(
+    args: &Args,
+    opportunities: &[Signed],
+    postgres: Option<&str>,
+) -> anyhow::Result<()> {
+    match postgres {
+        Some(_) => println!(
+            "durable floor on PostgreSQL (HMAC, committed insert before 202, the mapping, POST, delete; no queue state) …"
+        ),
+        None => println!(
+            "durable floor (HMAC, fsynced append before 202, the mapping, POST; no queue) …"
+        ),
+    }
     let dir = servers::temp_dir()?;
     let sink = servers::spawn_self("--sink-server")?;
     let concurrency = args.erp_concurrency.to_string();
-    let floor = servers::spawn_self_with(
-        "--durable-relay-server",
-        &[
-            "--relay-to",
-            &sink.base(),
-            "--erp-concurrency",
-            &concurrency,
-            "--relay-dir",
-            &dir.to_string_lossy(),
-            "--secret",
-            &args.secret,
-            "--repo",
-            &args.repo.to_string_lossy(),
-        ],
-    )?;
+    let dir_arg = dir.to_string_lossy();
+    let repo_arg = args.repo.to_string_lossy();
+    let sink_base = sink.base();
+    let mut floor_args = vec![
+        "--relay-to",
+        &sink_base,
+        "--erp-concurrency",
+        &concurrency,
+        "--relay-dir",
+        &dir_arg,
+        "--secret",
+        &args.secret,
+        "--repo",
+        &repo_arg,
+    ];
+    if let Some(url) = postgres {
+        floor_args.extend(["--relay-pg-url", url]);
+    }
+    let floor = servers::spawn_self_with("--durable-relay-server", &floor_args)?;
     through(args, &floor, &sink, opportunities, "floor").await?;
     println!(
         "  written by the floor: {:.1} MiB in its journal",
