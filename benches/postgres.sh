@@ -28,7 +28,8 @@ echo bench > "$dir/pw"
 "${as_pg[@]}" "$bin/postgres" -D "$dir/data" -p "$port" -c listen_addresses=127.0.0.1 \
   -c unix_socket_directories="$dir" -c shared_buffers=512MB -c max_wal_size=4GB \
   -c max_connections=200 -c log_autovacuum_min_duration=0 \
-  ${PG_STATEMENTS:+-c shared_preload_libraries=pg_stat_statements} ${PG_EXTRA:-} \
+  ${PG_STATEMENTS:+-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track_planning=on} \
+  ${PG_EXTRA:-} \
   >"$dir/postgres.log" 2>&1 &
 pg=$!
 # Stopped by the postmaster's own PID (under runuser, $! is runuser's), then its launcher.
@@ -77,10 +78,11 @@ echo "  PostgreSQL: $delivered orders delivered; WAL $(( (wal1 - wal0) / 1024 / 
   "$(echo "scale=1; ($cpu1 - $cpu0) * 1000000 / $delivered" | bc) µs per delivered order"
 sql "SELECT relname, n_live_tup, n_dead_tup, pg_size_pretty(pg_total_relation_size(relid)) FROM pg_stat_user_tables WHERE n_live_tup + n_dead_tup > 0 ORDER BY relname"
 if [ -n "${PG_STATEMENTS:-}" ]; then
-  echo "== statements by total time (calls | total ms | µs per call | rows | µs per delivered order)"
+  echo "== statements by total time (calls | total ms | µs per call | rows | µs per delivered order | planning µs per delivered order)"
   sql "SELECT calls, round(total_exec_time), round(mean_exec_time * 1000), rows,
-              round(total_exec_time * 1000 / $delivered), left(regexp_replace(query, '\s+', ' ', 'g'), 150)
-       FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 20"
+              round(total_exec_time * 1000 / $delivered), round(total_plan_time * 1000 / $delivered),
+              left(regexp_replace(query, '\s+', ' ', 'g'), 150)
+       FROM pg_stat_statements ORDER BY total_exec_time + total_plan_time DESC LIMIT 20"
   echo "== index scans on jobs (index | scans | size)"
   sql "SELECT indexrelname, idx_scan, pg_size_pretty(pg_relation_size(indexrelid))
        FROM pg_stat_user_indexes WHERE relname = 'jobs' ORDER BY idx_scan DESC"
