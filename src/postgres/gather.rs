@@ -5,10 +5,6 @@
 //!
 //! A read is sent after it was asked, so it sees everything committed before it was asked (a
 //! record's next job, run after its last settle, sees that settle).
-//!
-//! Each kind sends its statements one at a time on a connection of its own, where the statement
-//! is planned once (the pool's connections plan every statement on every run, for `jobs`);
-//! a failed connection is opened again for the next statement.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,13 +15,6 @@ use tokio_postgres::types::ToSql;
 
 use super::{PgError, Postgres};
 
-/// The settings of a gathering connection: its statement planned once (generic), as the walk of
-/// the table's key for each key asked, the only shape that fits a read of a few rows by key (a
-/// generic plan guesses how many keys come; left free, it read `applied` whole and hashed it,
-/// 4 ms a statement).
-const ONE_PLAN: &str = "SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off; \
-    SET enable_bitmapscan = off; SET enable_hashjoin = off; SET enable_mergejoin = off";
-
 /// Reads waiting for the next statement at most; the rest wait for the one after.
 const MOST: usize = 512;
 
@@ -35,8 +24,6 @@ pub struct Gather {
     postgres: Arc<Postgres>,
     sql: &'static str,
     waiting: Mutex<Waiting>,
-    /// The connection and the prepared statement, while they work.
-    connection: tokio::sync::Mutex<Option<(tokio_postgres::Client, tokio_postgres::Statement)>>,
     /// Statements sent so far.
     sent: AtomicU64,
 }
@@ -56,7 +43,6 @@ impl Gather {
             postgres,
             sql,
             waiting: Mutex::default(),
-            connection: tokio::sync::Mutex::new(None),
             sent: AtomicU64::new(0),
         })
     }
@@ -124,24 +110,11 @@ impl Gather {
             .collect();
         let params: Vec<&(dyn ToSql + Sync)> =
             arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
-        let mut connection = self.connection.lock().await;
-        let (client, statement) = match connection.take() {
-            Some(open) => open,
-            None => {
-                let client = self.postgres.own_client(ONE_PLAN).await?;
-                let statement = client
-                    .prepare(self.sql)
-                    .await
-                    .map_err(|e| self.postgres.query_error(&e))?;
-                (client, statement)
-            }
-        };
+        let client = self.postgres.client().await?;
+        let failed = |e: tokio_postgres::Error| self.postgres.query_error(&e);
+        let statement = client.prepare_cached(self.sql).await.map_err(failed)?;
         self.sent.fetch_add(1, Ordering::Relaxed);
-        let rows = client
-            .query(&statement, &params)
-            .await
-            .map_err(|e| self.postgres.query_error(&e))?;
-        *connection = Some((client, statement));
+        let rows = client.query(&statement, &params).await.map_err(failed)?;
         let mut found = vec![None; keys.len()];
         for row in rows {
             let ordinal: i64 = row.get(0);
