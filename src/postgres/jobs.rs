@@ -244,7 +244,7 @@ pub(super) async fn store(
 /// `$4` how many, `$5` this instance. Each job's event comes with it (its envelope, unless an
 /// operator's payload replaces it), kept for the delivery path's read (`keep_events`). The partitions still held under those epochs are found
 /// once (a scalar subquery), so the scan can walk `jobs_runnable` in id order, check each
-/// job's line with a probe of `jobs_by_key`, and stop at `$4` (under [`LEASE_SETTINGS`]).
+/// job's line with a probe of `jobs_by_key`, and stop at `$4` (under [`PLAN_BY_INDEX`]).
 const LEASE: &str = "WITH candidates AS (
         SELECT j.id FROM jobs j
         WHERE j.connector = $3 AND j.state IN ('ready', 'retrying')
@@ -266,22 +266,14 @@ const LEASE: &str = "WITH candidates AS (
      SELECT leased.*, e.envelope FROM leased
      LEFT JOIN events e ON e.id = leased.event AND leased.payload IS NULL";
 
-/// Settings for the lease's transaction alone.
-///
-/// The planner's: a queue table's statistics are always stale (taken while it was nearly
-/// empty, or full), and with them the planner sorted every runnable job, or read them through
-/// bitmaps, and checked each one's line through the dead entries a busy queue leaves between
-/// vacuums: leases of 0.3-50 s in the soak, the queue stalled for tens of seconds. With sorts,
-/// bitmap and sequential scans, hash and merge joins priced out, only the walk in index order
-/// is left (3 ms against 190 ms on a reproduction with 150,000 dead rows and 8,000 waiting).
-/// The plan is still made on every lease, for the table as it is then: a plan made once per
-/// connection (generic, under these settings) saved the planning — a third of the lease's
-/// execution — but leases then took 0.5-3.2 s each for 45 s of a soak, until the next analyze.
-///
-/// Its commit waits for the WAL flush like every other: with `synchronous_commit = off` for the
-/// leases and the routing rounds, three soaks of three stalled for 30-45 s with leases of 0.5-4.6
-/// s each (the reason is not known yet; with the flush, the soaks before were flat).
-const LEASE_SETTINGS: &str = "SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off; \
+/// Planner settings for the lease's transaction alone. A queue table's statistics are always
+/// stale (taken while it was nearly empty, or full), and with them the planner sorted every
+/// runnable job, or read them through bitmaps, and checked each one's line through the dead
+/// entries a busy queue leaves between vacuums: leases of 0.3-50 s in the soak, the queue
+/// stalled for tens of seconds. With sorts, bitmap and sequential scans, hash and merge joins
+/// priced out, only the walk in index order is left (3 ms against 190 ms on a reproduction
+/// with 150,000 dead rows and 8,000 waiting).
+const PLAN_BY_INDEX: &str = "SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off; \
     SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; \
     SET LOCAL enable_mergejoin = off; SET LOCAL enable_material = off";
 
@@ -325,7 +317,7 @@ impl<'a> PgJobs<'a> {
         let (parts, epochs): (Vec<i16>, Vec<i64>) = held.iter().map(|(p, e)| (*p, *e)).unzip();
         let mut client = self.postgres.client().await?;
         let tx = client.transaction().await.map_err(self.failed())?;
-        tx.batch_execute(LEASE_SETTINGS)
+        tx.batch_execute(PLAN_BY_INDEX)
             .await
             .map_err(self.failed())?;
         let statement = tx.prepare_cached(LEASE).await.map_err(self.failed())?;
