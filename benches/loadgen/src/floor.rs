@@ -45,7 +45,7 @@ struct Floor {
 /// Where accepted bodies are kept before the 202.
 enum Journal {
     /// One file, appended and `fdatasync`ed per batch.
-    File(mpsc::Sender<(Bytes, oneshot::Sender<()>)>),
+    File(mpsc::Sender<(Bytes, oneshot::Sender<i64>)>),
     /// A PostgreSQL table: one committed insert per batch; rows deleted once delivered.
     Postgres {
         write: tokio_mpsc::UnboundedSender<(Bytes, oneshot::Sender<i64>)>,
@@ -56,18 +56,15 @@ enum Journal {
 impl Journal {
     /// Keeps `body` durably; its row id on PostgreSQL (0 in a file). `None` when it failed.
     async fn write(&self, body: Bytes) -> Option<i64> {
-        match self {
-            Journal::File(journal) => {
-                let (done, written) = oneshot::channel();
-                journal.send((body, done)).ok()?;
-                written.await.ok().map(|()| 0)
-            }
-            Journal::Postgres { write, .. } => {
-                let (done, written) = oneshot::channel();
-                write.send((body, done)).ok()?;
-                written.await.ok()
-            }
+        let (done, written) = oneshot::channel();
+        let sent = match self {
+            Journal::File(journal) => journal.send((body, done)).is_ok(),
+            Journal::Postgres { write, .. } => write.send((body, done)).is_ok(),
+        };
+        if !sent {
+            return None;
         }
+        written.await.ok()
     }
 
     /// The body kept under `id` was delivered.
@@ -118,12 +115,12 @@ pub fn durable_relay_server(
 }
 
 /// A writer thread: takes every body waiting, appends them, one `fdatasync`, then answers all.
-fn journal(path: &Path) -> anyhow::Result<mpsc::Sender<(Bytes, oneshot::Sender<()>)>> {
+fn journal(path: &Path) -> anyhow::Result<mpsc::Sender<(Bytes, oneshot::Sender<i64>)>> {
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)?;
-    let (tx, rx) = mpsc::channel::<(Bytes, oneshot::Sender<()>)>();
+    let (tx, rx) = mpsc::channel::<(Bytes, oneshot::Sender<i64>)>();
     std::thread::spawn(move || {
         while let Ok(first) = rx.recv() {
             let mut batch = vec![first];
@@ -141,7 +138,7 @@ fn journal(path: &Path) -> anyhow::Result<mpsc::Sender<(Bytes, oneshot::Sender<(
                 return;
             }
             for (_, done) in batch {
-                let _ = done.send(());
+                let _ = done.send(0);
             }
         }
     });

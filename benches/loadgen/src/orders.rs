@@ -484,10 +484,12 @@ async fn durable_floor(
     }
     let floor = servers::spawn_self_with("--durable-relay-server", &floor_args)?;
     through(args, &floor, &sink, opportunities, "floor").await?;
-    println!(
-        "  written by the floor: {:.1} MiB in its journal",
-        servers::du_mib(&dir)
-    );
+    if postgres.is_none() {
+        println!(
+            "  written by the floor: {:.1} MiB in its journal",
+            servers::du_mib(&dir)
+        );
+    }
     floor.stop();
     sink.stop();
     let _ = std::fs::remove_dir_all(&dir);
