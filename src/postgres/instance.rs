@@ -107,9 +107,11 @@ impl Instance {
         tasks.spawn_on(
             async move {
                 loop {
-                    let before = leases.held();
+                    // A partition taken again under a new epoch counts too: its jobs were
+                    // made ready, and workers that found none under the old epoch wait.
+                    let before = leases.owned();
                     match leases.round().await {
-                        Ok(now) if now.keys().ne(before.keys()) => queue.wake_all(),
+                        Ok(now) if now != before => queue.wake_all(),
                         Ok(_) => {}
                         Err(error) => {
                             tracing::warn!(error = %error, "partition leases not renewed this round")

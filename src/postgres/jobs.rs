@@ -425,22 +425,26 @@ async fn store_all(
         let ids: Vec<i64> = finals.iter().map(|(l, _)| l.job.id as i64).collect();
         let parts: Vec<i16> = finals.iter().map(|(l, _)| l.part).collect();
         let epochs: Vec<i64> = finals.iter().map(|(l, _)| l.epoch).collect();
+        // Each settle is matched with its own lease: a batch may hold two settles of one job
+        // (one leased under an epoch since taken again, and the new lease's), and only the
+        // current lease's is written.
         let delete = tx
             .prepare_cached(
-                "DELETE FROM jobs j WHERE j.id = ANY($1::bigint[]) AND j.state = 'leased' \
-                 AND j.part = ($2::smallint[])[array_position($1::bigint[], j.id)] \
-                 AND j.leased_epoch = ($3::bigint[])[array_position($1::bigint[], j.id)] \
+                "DELETE FROM jobs j USING unnest($1::bigint[], $2::smallint[], $3::bigint[]) \
+                 AS s(id, part, epoch) \
+                 WHERE j.id = s.id AND j.state = 'leased' AND j.part = s.part \
+                 AND j.leased_epoch = s.epoch \
                  AND EXISTS (SELECT 1 FROM parts p WHERE p.part = j.part \
                  AND p.owner = $4 AND p.epoch = j.leased_epoch AND p.lease_until > now()) \
-                 RETURNING j.id",
+                 RETURNING j.id, j.leased_epoch",
             )
             .await?;
         for row in tx.query(&delete, &[&ids, &parts, &epochs, &me]).await? {
-            gone.insert(row.get::<_, i64>(0));
+            gone.insert((row.get::<_, i64>(0), row.get::<_, i64>(1)));
         }
         let (ids, bodies): (Vec<i64>, Vec<Value>) = finals
             .iter()
-            .filter(|(_, s)| gone.contains(&(s.job.id as i64)))
+            .filter(|(l, _)| gone.contains(&(l.job.id as i64, l.epoch)))
             .map(|(_, s)| (s.job.id as i64, json(&s.job)))
             .unzip();
         if !ids.is_empty() {
@@ -456,7 +460,7 @@ async fn store_all(
     let mut written = Vec::with_capacity(settles.len());
     for (leased, settle) in settles {
         written.push(match settle.job.state {
-            State::Done | State::Skipped => gone.contains(&(settle.job.id as i64)),
+            State::Done | State::Skipped => gone.contains(&(leased.job.id as i64, leased.epoch)),
             _ => store(tx, &settle.job, Some((leased.part, me, leased.epoch))).await?,
         });
     }

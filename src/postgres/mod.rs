@@ -149,6 +149,8 @@ impl Postgres {
     }
 
     /// Listens on `channel` on a connection of its own, open as long as the [`Listener`] lives.
+    /// `notified` also fires once when the connection ends (a restarted server), so a waiter
+    /// sees [`Listener::is_closed`] at once and listens again.
     pub async fn listen(&self, channel: &str) -> Result<Listener, PgError> {
         let (client, mut connection) =
             self.config
@@ -168,6 +170,7 @@ impl Postgres {
                     signal.notify_one();
                 }
             }
+            signal.notify_one();
         });
         client
             .batch_execute(&format!("LISTEN {channel}"))

@@ -98,22 +98,24 @@ impl PgQueue {
     }
 
     /// Wakes the workers whenever another instance (or this one) notifies that jobs became
-    /// runnable; runs until aborted.
+    /// runnable, and every [`LOOK_AGAIN`] anyway; runs until aborted. Notifications sent while
+    /// the connection was down are lost, so a new connection wakes everyone once, and the
+    /// periodic look bounds what any other lost wake-up can cost (an instance's workers that
+    /// found nothing wait for a wake-up).
     pub async fn listen(self: Arc<Self>) {
         loop {
             match self.postgres.listen(JOBS_CHANNEL).await {
-                Ok(listener) => loop {
-                    if tokio::time::timeout(Duration::from_secs(30), listener.notified.notified())
-                        .await
-                        .is_ok()
-                    {
+                Ok(listener) => {
+                    self.wake_all();
+                    while !listener.is_closed() {
+                        let _ =
+                            tokio::time::timeout(LOOK_AGAIN, listener.notified.notified()).await;
                         self.wake_all();
-                    } else if listener.is_closed() {
-                        break;
                     }
-                },
+                }
                 Err(error) => {
                     tracing::warn!(error = %error, "no LISTEN for new jobs; workers look every second");
+                    self.wake_all();
                 }
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -344,6 +346,9 @@ impl PgQueue {
     }
 }
 
+/// How often idle workers look for jobs without being woken (a wake-up lost with a broken
+/// connection costs this much at most).
+const LOOK_AGAIN: Duration = Duration::from_secs(5);
 /// Jobs one lease query takes for a connector, at most.
 const LEASE_AHEAD: i64 = 32;
 /// Settles written in one transaction, at most.

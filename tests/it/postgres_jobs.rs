@@ -251,6 +251,71 @@ async fn a_paused_instance_cannot_settle_what_the_new_owner_runs_again() {
     b_task.abort();
 }
 
+/// An instance whose lease ran out (PostgreSQL restarted, say) takes its partitions again
+/// under new epochs and runs the jobs again, while the first runs' settles still wait to be
+/// written: when both come in one batch, in either order, each old lease's settle is refused
+/// and each new one's written (both refused left the job leased by no one, for good).
+#[tokio::test(flavor = "multi_thread")]
+async fn two_settles_of_one_job_in_a_batch_are_each_checked_against_their_own_lease() {
+    let server = PgServer::start();
+    let pg = migrated(&server).await;
+    let records = ["006AGAIN", "006TWICE"];
+    PgJobs::new(&pg)
+        .enqueue(&records.map(|record| {
+            NewJob {
+                event: 1,
+                order_key: record.into(),
+                flow: "opportunity_to_sales_order".into(),
+                connector: "erp".into(),
+            }
+            .into_job()
+        }))
+        .await
+        .unwrap();
+    let a = Leases::new(pg.clone(), "a".into(), PERIOD);
+    a.round().await.unwrap();
+    let jobs = PgJobs::new(&pg);
+    let first = jobs.lease("a", &a.held(), "erp", 2).await.unwrap();
+    // No renewal for longer than the leases last; then a takes its partitions again.
+    tokio::time::sleep(PERIOD).await;
+    a.round().await.unwrap();
+    let again = jobs.lease("a", &a.held(), "erp", 2).await.unwrap();
+    assert_eq!((first.len(), again.len()), (2, 2));
+    for (old, new) in first.iter().zip(&again) {
+        assert_eq!(old.job.id, new.job.id);
+        assert!(new.epoch > old.epoch, "{new:?} after {old:?}");
+    }
+    let settled = |leased: &Leased, by: &str| {
+        let order = leased.job.order_key.clone();
+        let status = format!("by {by}");
+        (
+            leased.clone(),
+            done(leased, vec![Effect::Status { order, status }]),
+        )
+    };
+    let batch = [
+        settled(&first[0], "old"),
+        settled(&again[0], "new"),
+        settled(&again[1], "new"),
+        settled(&first[1], "old"),
+    ];
+    let written = jobs.settle_all("a", &batch).await.unwrap();
+    assert_eq!(
+        written,
+        [false, true, true, false],
+        "only the current leases' settles"
+    );
+    assert_eq!(scalar(&pg, "SELECT count(*) FROM jobs").await, 0);
+    assert_eq!(scalar(&pg, "SELECT count(*) FROM finished").await, 2);
+    let status = PgRecords::new(&pg);
+    for record in records {
+        assert_eq!(
+            status.status(record).await.unwrap().as_deref(),
+            Some("by new")
+        );
+    }
+}
+
 /// A lease reads its jobs' events with them: the delivery path's read of the event takes the
 /// copy once (the next read asks the database again); a job whose event is not stored brings
 /// none.

@@ -107,6 +107,57 @@ impl Cluster {
     }
 }
 
+/// A failing test shows the end of each instance's log (the temp dir goes with the test).
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for n in 0..self.ports.len() {
+                let log = self.log(n);
+                let tail: Vec<&str> = log.lines().rev().take(80).collect();
+                eprintln!("--- instance {n}, last lines of its log:");
+                for line in tail.iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
+            eprintln!("--- the shared store:\n{}", self.store_state());
+        }
+    }
+}
+
+impl Cluster {
+    /// The queue's state in the database, for a failing test's report.
+    fn store_state(&self) -> String {
+        let url = self.server.url(PASSWORD);
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            runtime.block_on(async {
+                let pg = Postgres::new(&config(), &secrets(url)).unwrap();
+                let Ok(client) = pg.client().await else {
+                    return "(PostgreSQL does not answer)".to_owned();
+                };
+                let mut report = String::new();
+                for sql in [
+                    "SELECT json_agg(j)::text FROM (SELECT id, state, connector, order_key, part, \
+                     leased_epoch, attempts, due_at::text, reason::text FROM jobs ORDER BY id) j",
+                    "SELECT json_agg(p)::text FROM (SELECT part, owner, epoch, \
+                     (lease_until > now()) AS live FROM parts ORDER BY part) p",
+                    "SELECT json_agg(c)::text FROM (SELECT connector, owner, cursor::text, \
+                     (lease_until > now()) AS live FROM poll_cursors) c",
+                    "SELECT json_agg(e)::text FROM (SELECT id, xid::text FROM events ORDER BY id) e",
+                ] {
+                    match client.query_one(sql, &[]).await {
+                        Ok(row) => report += &format!("{}\n", row.get::<_, Option<String>>(0).unwrap_or_default()),
+                        Err(error) => report += &format!("{sql}: {error}\n"),
+                    }
+                }
+                report
+            })
+        })
+        .join()
+        .unwrap_or_default()
+    }
+}
+
 async fn scalar(postgres: &Postgres, sql: &str) -> i64 {
     let client = postgres.client().await.unwrap();
     client.query_one(sql, &[]).await.unwrap().get(0)
