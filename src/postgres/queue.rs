@@ -412,13 +412,28 @@ impl Queue for PgQueue {
             part,
             epoch,
         } = next;
-        self.leased
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(job.id, (part, epoch));
-        job.updated_ms = self.clock.now_ms();
+        // A job leased again while this instance's earlier run of it is still under way (the
+        // partition was taken again under a new epoch: PostgreSQL was gone past the lease):
+        // that run settles under the new lease, instead of a second delivery beside it.
+        let running = {
+            let mut leased = self.leased.lock().unwrap_or_else(|p| p.into_inner());
+            match leased.get_mut(&job.id) {
+                Some(lease) => {
+                    *lease = (part, epoch);
+                    true
+                }
+                None => {
+                    leased.insert(job.id, (part, epoch));
+                    false
+                }
+            }
+        };
         // Pass the wake-up on: there may be more.
         self.wake_of(connector).notify_one();
+        if running {
+            return Ok(None);
+        }
+        job.updated_ms = self.clock.now_ms();
         Ok(Some(job))
     }
 

@@ -316,6 +316,66 @@ async fn two_settles_of_one_job_in_a_batch_are_each_checked_against_their_own_le
     }
 }
 
+/// When an instance takes its own partition again under a new epoch (PostgreSQL was gone past
+/// the lease) while one of its workers still runs a job there, the job leased again is not
+/// handed to a second worker: the running one settles it under the new lease.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_leased_again_while_its_run_goes_on_is_settled_by_that_run() {
+    use handoff::queue::Queue;
+    let server = PgServer::start();
+    let pg = migrated(&server).await;
+    PgJobs::new(&pg)
+        .enqueue(&[NewJob {
+            event: 1,
+            order_key: "006RUNNING".into(),
+            flow: "opportunity_to_sales_order".into(),
+            connector: "erp".into(),
+        }
+        .into_job()])
+        .await
+        .unwrap();
+    let leases = Arc::new(Leases::new(pg.clone(), "a".into(), PERIOD));
+    leases.round().await.unwrap();
+    let queue = Arc::new(handoff::postgres::queue::PgQueue::new(
+        pg.clone(),
+        leases.clone(),
+        handoff::clock::Clock::new(),
+    ));
+    tokio::spawn(queue.clone().commit_settles());
+    let mut running = queue.try_lease("erp").unwrap().expect("the job");
+    tokio::time::sleep(PERIOD).await;
+    leases.round().await.unwrap();
+    assert_eq!(
+        scalar(
+            &pg,
+            "SELECT count(*) FROM jobs WHERE state = 'ready' AND in_doubt"
+        )
+        .await,
+        1,
+        "made ready again when the partition was taken"
+    );
+    assert!(
+        queue.try_lease("erp").unwrap().is_none(),
+        "not run twice here"
+    );
+    running.state = State::Done;
+    queue
+        .settle(Settle {
+            job: running,
+            attempt: None,
+            effects: Vec::new(),
+            releases: Vec::new(),
+        })
+        .unwrap();
+    eventually(
+        10,
+        "the run's settle written under the new lease",
+        async || (scalar(&pg, "SELECT count(*) FROM finished").await == 1).then_some(()),
+    )
+    .await;
+    assert_eq!(scalar(&pg, "SELECT count(*) FROM jobs").await, 0);
+}
+
 /// A lease reads its jobs' events with them: the delivery path's read of the event takes the
 /// copy once (the next read asks the database again); a job whose event is not stored brings
 /// none.
