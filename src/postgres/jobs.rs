@@ -242,9 +242,19 @@ pub(super) async fn store(
 
 /// The lease query (`PgJobs::lease`): `$1` partitions and `$2` their epochs, `$3` connector,
 /// `$4` how many, `$5` this instance. Each job's event comes with it (its envelope, unless an
-/// operator's payload replaces it), kept for the delivery path's read (`keep_events`). The partitions still held under those epochs are found
-/// once (a scalar subquery), so the scan can walk `jobs_runnable` in id order, check each
-/// job's line with a probe of `jobs_by_key`, and stop at `$4` (under [`PLAN_BY_INDEX`]).
+/// operator's payload replaces it), kept for the delivery path's read (`keep_events`). The
+/// partitions still held under those epochs are found once (a scalar subquery), so the scan
+/// can walk `jobs_runnable` in id order, check each job's line with a probe of `jobs_by_key`,
+/// and stop at `$4` (under [`PLAN_BY_INDEX`]).
+///
+/// Every access to `jobs` is written so that one index path is possible, whatever the
+/// statistics say: a vacuum that found the queue empty leaves the planner expecting no rows,
+/// and then a scan of a whole index costs it as little as a probe. The line check is a
+/// subplan (`OFFSET 0` keeps it from becoming a join, whose inner side could be a scan of all
+/// of `jobs_by_key` for every job walked past) with `k.id + 0` (so `jobs_pkey` is no
+/// candidate); the update finds its rows by `id = ANY(…)` (not a join that could read all of
+/// `jobs_pkey`). Those plans gave leases of 0.5-1.5 s and a minute of stalled deliveries in a
+/// soak under a CPU shortage, until autovacuum analysed the table again.
 const LEASE: &str = "WITH candidates AS (
         SELECT j.id FROM jobs j
         WHERE j.connector = $3 AND j.state IN ('ready', 'retrying')
@@ -254,12 +264,12 @@ const LEASE: &str = "WITH candidates AS (
                                    AND epoch = ($2::bigint[])[array_position($1::smallint[], part)]
                                    AND lease_until > now()))
           AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.order_key = j.order_key
-                          AND k.id < j.id AND k.state IN ('ready', 'leased', 'retrying'))
+                          AND k.id + 0 < j.id AND k.state IN ('ready', 'leased', 'retrying')
+                          OFFSET 0)
         ORDER BY j.id LIMIT $4 FOR UPDATE OF j SKIP LOCKED)
      , leased AS (UPDATE jobs SET state = 'leased', attempts = jobs.attempts + 1, due_at = NULL,
         leased_epoch = ($2::bigint[])[array_position($1::smallint[], jobs.part)]
-     FROM candidates
-     WHERE jobs.id = candidates.id
+     WHERE jobs.id = ANY(ARRAY(SELECT id FROM candidates))
      RETURNING jobs.id, jobs.state, jobs.attempts, NULL::bigint AS due_ms, jobs.in_doubt,
         jobs.reason, jobs.payload, jobs.waits_for, jobs.body, jobs.part, jobs.leased_epoch,
         jobs.event)
@@ -346,6 +356,36 @@ impl<'a> PgJobs<'a> {
         Ok(leased)
     }
 
+    /// The plan [`PgJobs::lease`] runs with now, as `EXPLAIN` prints it (for tests and for
+    /// diagnosing a slow queue): the same statement, parameters and planner settings.
+    pub async fn lease_plan(
+        &self,
+        me: &str,
+        held: &BTreeMap<i16, i64>,
+        connector: &str,
+        limit: i64,
+    ) -> Result<String, PgError> {
+        let (parts, epochs): (Vec<i16>, Vec<i64>) = held.iter().map(|(p, e)| (*p, *e)).unzip();
+        let mut client = self.postgres.client().await?;
+        let tx = client.transaction().await.map_err(self.failed())?;
+        tx.batch_execute(PLAN_BY_INDEX)
+            .await
+            .map_err(self.failed())?;
+        let rows = tx
+            .query(
+                &format!("EXPLAIN {LEASE}"),
+                &[&parts, &epochs, &connector, &limit, &me],
+            )
+            .await
+            .map_err(self.failed())?;
+        tx.rollback().await.map_err(self.failed())?;
+        Ok(rows
+            .iter()
+            .map(|row| row.get::<_, String>(0))
+            .collect::<Vec<_>>()
+            .join("\n"))
+    }
+
     /// Stores how the attempt ended, if this instance still holds the job's partition under
     /// the epoch it leased it with: the job's new state, its attempt, its effects, and the
     /// jobs parked on what it made released. Returns false (and changes nothing) when it does
@@ -408,6 +448,16 @@ impl<'a> PgJobs<'a> {
     }
 }
 
+/// The delivered and skipped jobs of a settle batch leave `jobs` (`$1` ids, `$2` partitions,
+/// `$3` epochs, `$4` this instance): each only under its own lease, found by `id = ANY` (an
+/// index condition whatever the statistics say).
+pub const SETTLE_DELETE: &str = "DELETE FROM jobs j WHERE j.id = ANY($1::bigint[]) AND j.state = 'leased' \
+    AND (j.id, j.part, j.leased_epoch) IN \
+    (SELECT * FROM unnest($1::bigint[], $2::smallint[], $3::bigint[])) \
+    AND EXISTS (SELECT 1 FROM parts p WHERE p.part = j.part \
+    AND p.owner = $4 AND p.epoch = j.leased_epoch AND p.lease_until > now()) \
+    RETURNING j.id, j.leased_epoch";
+
 /// Stores the settled jobs under their leases' fences: the delivered and skipped ones leave
 /// `jobs` for `finished` in two statements; the others (retry, park, dead) are updated one by
 /// one. Says of each whether it was written.
@@ -427,18 +477,9 @@ async fn store_all(
         let epochs: Vec<i64> = finals.iter().map(|(l, _)| l.epoch).collect();
         // Each settle is matched with its own lease: a batch may hold two settles of one job
         // (one leased under an epoch since taken again, and the new lease's), and only the
-        // current lease's is written.
-        let delete = tx
-            .prepare_cached(
-                "DELETE FROM jobs j USING unnest($1::bigint[], $2::smallint[], $3::bigint[]) \
-                 AS s(id, part, epoch) \
-                 WHERE j.id = s.id AND j.state = 'leased' AND j.part = s.part \
-                 AND j.leased_epoch = s.epoch \
-                 AND EXISTS (SELECT 1 FROM parts p WHERE p.part = j.part \
-                 AND p.owner = $4 AND p.epoch = j.leased_epoch AND p.lease_until > now()) \
-                 RETURNING j.id, j.leased_epoch",
-            )
-            .await?;
+        // current lease's is written. The jobs are found by `id = ANY` (an index condition
+        // whatever the statistics say), the leases matched among them.
+        let delete = tx.prepare_cached(SETTLE_DELETE).await?;
         for row in tx.query(&delete, &[&ids, &parts, &epochs, &me]).await? {
             gone.insert((row.get::<_, i64>(0), row.get::<_, i64>(1)));
         }

@@ -45,6 +45,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "jobs_by_object",
         sql: include_str!("migrations/0006_jobs_by_object.sql"),
     },
+    Migration {
+        version: 7,
+        name: "jobs_by_key",
+        sql: include_str!("migrations/0007_jobs_by_key.sql"),
+    },
 ];
 
 /// The newest version this handoff knows.
