@@ -12,11 +12,13 @@
 //!   per record, settled in batches only under the lease's epoch with their effects
 //!   (`records`), timers, operators' actions, listings;
 //! - `roles`    work one instance does at a time (the router, each ERP's poller);
+//! - `gather`   the delivery path's one-row reads gathered into one statement per batch;
 //! - `router`   events → jobs in transaction order below the oldest running transaction;
 //! - `space`    history by day partitions;
 //! - `instance` one member's wiring; `import` the move from an embedded data dir.
 
 pub mod events;
+pub mod gather;
 pub mod import;
 pub mod instance;
 pub mod jobs;

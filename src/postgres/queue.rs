@@ -22,7 +22,7 @@ use tokio::sync::{Notify, mpsc};
 
 use super::jobs::{self, COLUMNS, JOBS_CHANNEL, Leased, PgJobs, finished_of, job_of};
 use super::leases::Leases;
-use super::records::PgRecords;
+use super::records::{PgRecords, RecordReads};
 use super::{PgError, Postgres, roles};
 use crate::clock::Clock;
 use crate::queue::records::{Applied, Echo, Effect, Xref};
@@ -55,13 +55,14 @@ pub struct PgQueue {
     unwritten: std::sync::atomic::AtomicUsize,
     wake: Mutex<HashMap<String, Arc<Notify>>>,
     timers_changed: Notify,
+    /// The delivery path's reads of cross-references and applied versions, gathered.
+    reads: RecordReads,
 }
 
 impl PgQueue {
     pub fn new(postgres: Arc<Postgres>, leases: Arc<Leases>, clock: Clock) -> PgQueue {
         let (settles, committing) = mpsc::unbounded_channel();
         PgQueue {
-            postgres,
             leases,
             clock,
             leased: Mutex::new(HashMap::new()),
@@ -72,6 +73,8 @@ impl PgQueue {
             unwritten: std::sync::atomic::AtomicUsize::new(0),
             wake: Mutex::new(HashMap::new()),
             timers_changed: Notify::new(),
+            reads: RecordReads::new(&postgres),
+            postgres,
         }
     }
 
@@ -575,21 +578,11 @@ impl Queue for PgQueue {
         kind: &'a str,
         crm_id: &'a str,
     ) -> Fetch<'a, Option<Xref>> {
-        Box::pin(async move {
-            PgRecords::new(&self.postgres)
-                .xref(system, kind, crm_id)
-                .await
-                .map_err(shared)
-        })
+        Box::pin(async move { self.reads.xref(system, kind, crm_id).await.map_err(shared) })
     }
 
     fn fetch_applied<'a>(&'a self, flow: &'a str, record: &'a str) -> Fetch<'a, Option<Applied>> {
-        Box::pin(async move {
-            PgRecords::new(&self.postgres)
-                .applied(flow, record)
-                .await
-                .map_err(shared)
-        })
+        Box::pin(async move { self.reads.applied(flow, record).await.map_err(shared) })
     }
 
     fn fetch_status<'a>(&'a self, order: &'a str) -> Fetch<'a, Option<String>> {

@@ -3,9 +3,11 @@
 //! lease's fence (`jobs.rs`), so an instance that lost the partition leaves none behind.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::gather::Gather;
 use super::{PgError, Postgres};
 use crate::queue::records::{Applied, Echo, Effect, Xref};
 
@@ -111,6 +113,56 @@ fn json<T: serde::Serialize>(value: &T) -> Value {
     serde_json::to_value(value).expect("records serialise")
 }
 
+/// The delivery path's reads of cross-references and applied versions, gathered into one
+/// statement per batch of workers asking (`gather`).
+pub struct RecordReads {
+    xrefs: Arc<Gather>,
+    applied: Arc<Gather>,
+}
+
+impl RecordReads {
+    pub fn new(postgres: &Arc<Postgres>) -> RecordReads {
+        RecordReads {
+            xrefs: Gather::new(
+                postgres.clone(),
+                "SELECT k.i, x.detail \
+                 FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS k(system, kind, crm_id, i) \
+                 JOIN xrefs x ON x.system = k.system AND x.kind = k.kind AND x.crm_id = k.crm_id",
+            ),
+            applied: Gather::new(
+                postgres.clone(),
+                "SELECT k.i, a.detail \
+                 FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(flow, record, i) \
+                 JOIN applied a ON a.flow = k.flow AND a.record = k.record",
+            ),
+        }
+    }
+
+    pub async fn xref(
+        &self,
+        system: &str,
+        kind: &str,
+        crm_id: &str,
+    ) -> Result<Option<Xref>, PgError> {
+        let key = vec![system.to_owned(), kind.to_owned(), crm_id.to_owned()];
+        Ok(decode(self.xrefs.read(key).await?))
+    }
+
+    /// Statements sent for the reads so far.
+    pub fn statements(&self) -> u64 {
+        self.xrefs.statements() + self.applied.statements()
+    }
+
+    pub async fn applied(&self, flow: &str, record: &str) -> Result<Option<Applied>, PgError> {
+        let key = vec![flow.to_owned(), record.to_owned()];
+        Ok(decode(self.applied.read(key).await?))
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(detail: Option<Value>) -> Option<T> {
+    detail.and_then(|detail| serde_json::from_value(detail).ok())
+}
+
 /// Reads of the records.
 pub struct PgRecords<'a> {
     postgres: &'a Postgres,
@@ -126,10 +178,7 @@ impl<'a> PgRecords<'a> {
         sql: &str,
         keys: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Option<T>, PgError> {
-        Ok(self
-            .row(sql, keys)
-            .await?
-            .and_then(|row| serde_json::from_value(row.get(0)).ok()))
+        Ok(decode(self.row(sql, keys).await?.map(|row| row.get(0))))
     }
 
     /// The row `sql` finds for `keys`, if any (the statement prepared once per connection).

@@ -8,11 +8,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use handoff::journal::Position;
 use handoff::postgres::Postgres;
 use handoff::postgres::jobs::{Leased, NewJob, PgJobs};
 use handoff::postgres::leases::Leases;
-use handoff::postgres::records::PgRecords;
-use handoff::queue::records::{Effect, Xref};
+use handoff::postgres::records::{PgRecords, RecordReads};
+use handoff::queue::records::{Applied, Effect, Xref};
 use handoff::queue::{Settle, State};
 
 use crate::postgres::{PgServer, migrated};
@@ -523,4 +524,85 @@ async fn a_lease_reads_its_jobs_events_for_the_delivery_path() {
     );
     assert_eq!(pg.take_event(stored as u64), None, "taken once");
     assert_eq!(pg.take_event(missing as u64), None);
+}
+
+/// The delivery path's reads of cross-references and applied versions, asked by many workers at
+/// once, are gathered into a few statements, and each worker gets the row of its own key (or
+/// none when there is none).
+#[tokio::test(flavor = "multi_thread")]
+async fn record_reads_asked_together_are_gathered_and_each_gets_its_own_row() {
+    let server = PgServer::start();
+    let pg = migrated(&server).await;
+    let client = pg.client().await.unwrap();
+    for n in (0..200).step_by(2) {
+        let xref = Xref {
+            system: "erp".into(),
+            kind: "customer".into(),
+            crm_id: format!("001-{n}"),
+            external_id: format!("C-{n}"),
+            flow: "account_to_customer".into(),
+            job: n,
+            at_ms: 0,
+        };
+        let applied = Applied {
+            version: Some(format!("v{n}")),
+            seq: n,
+            at: Position {
+                segment: 0,
+                offset: n,
+            },
+            digest: None,
+        };
+        client
+            .execute(
+                "INSERT INTO xrefs (system, kind, crm_id, external_id, detail) \
+                 VALUES ('erp', 'customer', $1, $2, $3)",
+                &[
+                    &xref.crm_id,
+                    &xref.external_id,
+                    &serde_json::to_value(&xref).unwrap(),
+                ],
+            )
+            .await
+            .unwrap();
+        client
+            .execute(
+                "INSERT INTO applied (flow, record, detail) VALUES ('orders', $1, $2)",
+                &[
+                    &format!("006-{n}"),
+                    &serde_json::to_value(&applied).unwrap(),
+                ],
+            )
+            .await
+            .unwrap();
+    }
+    let reads = Arc::new(RecordReads::new(&pg));
+    let asked: Vec<_> = (0..200u64)
+        .map(|n| {
+            let reads = reads.clone();
+            tokio::spawn(async move {
+                let xref = reads.xref("erp", "customer", &format!("001-{n}")).await;
+                let applied = reads.applied("orders", &format!("006-{n}")).await;
+                (n, xref.unwrap(), applied.unwrap())
+            })
+        })
+        .collect();
+    for task in asked {
+        let (n, xref, applied) = task.await.unwrap();
+        match n % 2 {
+            0 => {
+                assert_eq!(xref.map(|x| x.external_id), Some(format!("C-{n}")));
+                assert_eq!(applied.map(|a| a.version), Some(Some(format!("v{n}"))));
+            }
+            _ => {
+                assert_eq!(xref, None, "no cross-reference for 001-{n}");
+                assert_eq!(applied, None, "nothing applied to 006-{n}");
+            }
+        }
+    }
+    let statements = reads.statements();
+    assert!(
+        (2..=100).contains(&statements),
+        "400 reads asked together took {statements} statements"
+    );
 }

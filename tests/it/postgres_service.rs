@@ -273,23 +273,24 @@ async fn kill_9_of_one_instance_loses_nothing_and_its_partitions_move_within_a_l
         (owners_and_held == 3 * 100 + 64).then_some(())
     })
     .await;
-    // Any instance's API shows every instance and the partitions each holds.
-    let overview: serde_json::Value = reqwest::get(format!(
-        "http://127.0.0.1:{}/api/v1/overview",
-        cluster.ports[0]
-    ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    let members = overview["instances"].as_array().unwrap();
-    assert_eq!(members.len(), 3, "{overview}");
-    let partitions: usize = members
-        .iter()
-        .map(|m| m["partitions"].as_array().unwrap().len())
-        .sum();
-    assert_eq!(partitions, 64, "{members:?}");
+    // Any instance's API shows every instance and the partitions each holds (asked again
+    // while a share is on the move: under a CPU shortage a renewal can come late, and the
+    // partition changes hands).
+    let url = format!("http://127.0.0.1:{}/api/v1/overview", cluster.ports[0]);
+    let members = eventually(
+        30,
+        "the overview shows three instances holding 64",
+        async || {
+            let overview: serde_json::Value = reqwest::get(&url).await.ok()?.json().await.ok()?;
+            let members = overview["instances"].as_array()?.clone();
+            let partitions: usize = members
+                .iter()
+                .map(|m| m["partitions"].as_array().map_or(0, Vec::len))
+                .sum();
+            (members.len() == 3 && partitions == 64).then_some(members)
+        },
+    )
+    .await;
     assert_eq!(
         members
             .iter()
