@@ -137,3 +137,31 @@ async fn every_acknowledged_event_survives_sigkill() {
         lost.first()
     );
 }
+
+/// A SIGTERM that comes as soon as the service says it is serving stops it cleanly: the
+/// handlers are installed before that line (they were installed when the server's loop first
+/// looked at its shutdown future, and a SIGTERM before that killed the process: 20 of 20 times
+/// when sent at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_right_after_start_is_a_clean_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("handoff.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n",
+            dir.path().join("data").display().to_string()
+        ),
+    )
+    .unwrap();
+    for _ in 0..5 {
+        let (mut child, _addr) = start(&config);
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        let status = child.wait().unwrap();
+        assert!(status.success(), "a clean stop, not {status}");
+    }
+}
