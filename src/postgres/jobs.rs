@@ -324,18 +324,9 @@ impl<'a> PgJobs<'a> {
         if held.is_empty() {
             return Ok(Vec::new());
         }
-        let (parts, epochs): (Vec<i16>, Vec<i64>) = held.iter().map(|(p, e)| (*p, *e)).unzip();
-        let mut client = self.postgres.client().await?;
-        let tx = client.transaction().await.map_err(self.failed())?;
-        tx.batch_execute(PLAN_BY_INDEX)
-            .await
-            .map_err(self.failed())?;
-        let statement = tx.prepare_cached(LEASE).await.map_err(self.failed())?;
-        let rows = tx
-            .query(&statement, &[&parts, &epochs, &connector, &limit, &me])
-            .await
-            .map_err(self.failed())?;
-        tx.commit().await.map_err(self.failed())?;
+        let rows = self
+            .run_lease(LEASE, me, held, connector, limit, true)
+            .await?;
         self.postgres.keep_events(rows.iter().filter_map(|row| {
             let envelope: Option<Vec<u8>> = row.get(12);
             envelope.map(|envelope| (row.get::<_, i64>(11) as u64, envelope))
@@ -365,25 +356,45 @@ impl<'a> PgJobs<'a> {
         connector: &str,
         limit: i64,
     ) -> Result<String, PgError> {
+        let explain = format!("EXPLAIN {LEASE}");
+        let rows = self
+            .run_lease(&explain, me, held, connector, limit, false)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| row.get::<_, String>(0))
+            .collect::<Vec<_>>()
+            .join("\n"))
+    }
+
+    /// Runs `sql` (the lease, or its `EXPLAIN`) with the lease's parameters under
+    /// [`PLAN_BY_INDEX`] in a transaction of its own, committed when `keep` (else rolled back).
+    async fn run_lease(
+        &self,
+        sql: &str,
+        me: &str,
+        held: &BTreeMap<i16, i64>,
+        connector: &str,
+        limit: i64,
+        keep: bool,
+    ) -> Result<Vec<tokio_postgres::Row>, PgError> {
         let (parts, epochs): (Vec<i16>, Vec<i64>) = held.iter().map(|(p, e)| (*p, *e)).unzip();
         let mut client = self.postgres.client().await?;
         let tx = client.transaction().await.map_err(self.failed())?;
         tx.batch_execute(PLAN_BY_INDEX)
             .await
             .map_err(self.failed())?;
+        let statement = tx.prepare_cached(sql).await.map_err(self.failed())?;
         let rows = tx
-            .query(
-                &format!("EXPLAIN {LEASE}"),
-                &[&parts, &epochs, &connector, &limit, &me],
-            )
+            .query(&statement, &[&parts, &epochs, &connector, &limit, &me])
             .await
             .map_err(self.failed())?;
-        tx.rollback().await.map_err(self.failed())?;
-        Ok(rows
-            .iter()
-            .map(|row| row.get::<_, String>(0))
-            .collect::<Vec<_>>()
-            .join("\n"))
+        match keep {
+            true => tx.commit().await,
+            false => tx.rollback().await,
+        }
+        .map_err(self.failed())?;
+        Ok(rows)
     }
 
     /// Stores how the attempt ended, if this instance still holds the job's partition under
