@@ -31,6 +31,30 @@ fn start(config: &Path) -> (Child, String) {
     (child, addr)
 }
 
+/// The service's config in `dir`: an ephemeral port, the data dir inside, the `crm` source.
+fn write_config(dir: &Path) -> std::path::PathBuf {
+    let config = dir.join("handoff.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n[store]\njournal_segment_bytes = 1048576\n[sources.crm]\npreset = \"standard_webhooks\"\nsecret_env = \"CRM_SECRET\"\n",
+            dir.join("data").display().to_string()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// Sends SIGTERM and waits for the process to end.
+fn sigterm(child: &mut Child) -> std::process::ExitStatus {
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    child.wait().unwrap()
+}
+
 /// Reads a child's JSON log until it says where it listens; keeps draining it afterwards.
 pub fn listen_address(child: &mut Child) -> String {
     let stdout = child.stdout.take().unwrap();
@@ -52,15 +76,7 @@ pub fn listen_address(child: &mut Child) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_event_survives_sigkill() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("handoff.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n[store]\njournal_segment_bytes = 1048576\n[sources.crm]\npreset = \"standard_webhooks\"\nsecret_env = \"CRM_SECRET\"\n",
-            dir.path().join("data").display().to_string()
-        ),
-    )
-    .unwrap();
+    let config = write_config(dir.path());
     let acked = Arc::new(Mutex::new(HashSet::<String>::new()));
     let client = reqwest::Client::new();
 
@@ -110,12 +126,7 @@ async fn every_acknowledged_event_survives_sigkill() {
         .await
         .unwrap();
     assert_eq!(ready.status().as_u16(), 200);
-    Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(child.wait().unwrap().success(), "graceful stop on SIGTERM");
+    assert!(sigterm(&mut child).success(), "graceful stop on SIGTERM");
 
     let journal = Journal::open(&dir.path().join("data"), 3600, 1 << 20).unwrap();
     let stored: HashSet<String> = journal
@@ -145,23 +156,10 @@ async fn every_acknowledged_event_survives_sigkill() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigterm_right_after_start_is_a_clean_stop() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("handoff.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n",
-            dir.path().join("data").display().to_string()
-        ),
-    )
-    .unwrap();
+    let config = write_config(dir.path());
     for _ in 0..5 {
         let (mut child, _addr) = start(&config);
-        Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status()
-            .unwrap();
-        let status = child.wait().unwrap();
+        let status = sigterm(&mut child);
         assert!(status.success(), "a clean stop, not {status}");
     }
 }

@@ -26,6 +26,17 @@ async fn scalar(postgres: &Postgres, sql: &str) -> i64 {
     client.query_one(sql, &[]).await.unwrap().get(0)
 }
 
+/// A won opportunity's job for `record` to the ERP, as the router makes it.
+fn order_job(event: i64, record: &str) -> handoff::queue::Job {
+    NewJob {
+        event,
+        order_key: record.into(),
+        flow: "opportunity_to_sales_order".into(),
+        connector: "erp".into(),
+    }
+    .into_job()
+}
+
 /// A delivery that succeeded, leaving `effects` behind.
 fn done(leased: &Leased, effects: Vec<Effect>) -> Settle {
     let mut job = leased.job.clone();
@@ -173,13 +184,7 @@ async fn a_paused_instance_cannot_settle_what_the_new_owner_runs_again() {
     let server = PgServer::start();
     let pg = migrated(&server).await;
     let ids = PgJobs::new(&pg)
-        .enqueue(&[NewJob {
-            event: 1,
-            order_key: "006PAUSE".into(),
-            flow: "opportunity_to_sales_order".into(),
-            connector: "erp".into(),
-        }
-        .into_job()])
+        .enqueue(&[order_job(1, "006PAUSE")])
         .await
         .unwrap();
     let a = Leases::new(pg.clone(), "a".into(), PERIOD);
@@ -262,15 +267,7 @@ async fn two_settles_of_one_job_in_a_batch_are_each_checked_against_their_own_le
     let pg = migrated(&server).await;
     let records = ["006AGAIN", "006TWICE"];
     PgJobs::new(&pg)
-        .enqueue(&records.map(|record| {
-            NewJob {
-                event: 1,
-                order_key: record.into(),
-                flow: "opportunity_to_sales_order".into(),
-                connector: "erp".into(),
-            }
-            .into_job()
-        }))
+        .enqueue(&records.map(|record| order_job(1, record)))
         .await
         .unwrap();
     let a = Leases::new(pg.clone(), "a".into(), PERIOD);
@@ -326,13 +323,7 @@ async fn a_job_leased_again_while_its_run_goes_on_is_settled_by_that_run() {
     let server = PgServer::start();
     let pg = migrated(&server).await;
     PgJobs::new(&pg)
-        .enqueue(&[NewJob {
-            event: 1,
-            order_key: "006RUNNING".into(),
-            flow: "opportunity_to_sales_order".into(),
-            connector: "erp".into(),
-        }
-        .into_job()])
+        .enqueue(&[order_job(1, "006RUNNING")])
         .await
         .unwrap();
     let leases = Arc::new(Leases::new(pg.clone(), "a".into(), PERIOD));
@@ -495,15 +486,7 @@ async fn a_lease_reads_its_jobs_events_for_the_delivery_path() {
     let missing = stored + 1000;
     let jobs: Vec<_> = [(stored, "006AHEAD"), (missing, "006NONE")]
         .into_iter()
-        .map(|(event, key)| {
-            NewJob {
-                event,
-                order_key: key.into(),
-                flow: "opportunity_to_sales_order".into(),
-                connector: "erp".into(),
-            }
-            .into_job()
-        })
+        .map(|(event, key)| order_job(event, key))
         .collect();
     PgJobs::new(&pg).enqueue(&jobs).await.unwrap();
     assert_eq!(
