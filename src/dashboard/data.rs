@@ -158,7 +158,7 @@ pub struct JobFilter {
 /// One page of jobs, newest first, and where the next page starts when there may be more.
 pub fn jobs(engine: &Engine, filter: &JobFilter) -> Result<queue::Page, ApiError> {
     let bad = |message: String| ApiError(StatusCode::BAD_REQUEST, "bad_filter", message);
-    let since_ms = match empty(&filter.since) {
+    let since_ms = match given(&filter.since) {
         Some(text) => Some(parse_since(text).ok_or_else(|| {
             bad(format!(
                 "since {text:?} is not a date (2026-11-23) or an RFC 3339 time"
@@ -166,7 +166,7 @@ pub fn jobs(engine: &Engine, filter: &JobFilter) -> Result<queue::Page, ApiError
         })?),
         None => None,
     };
-    let state = match &empty(&filter.state) {
+    let state = match &given(&filter.state) {
         Some(text) => {
             Some(State::parse(text).ok_or_else(|| bad(format!("unknown state {text:?}")))?)
         }
@@ -202,6 +202,12 @@ pub fn jobs(engine: &Engine, filter: &JobFilter) -> Result<queue::Page, ApiError
 /// A filter's text, when it says something.
 fn empty(text: &Option<String>) -> Option<&str> {
     text.as_deref().map(str::trim).filter(|t| !t.is_empty())
+}
+
+/// A filter whose values are named in the API document (a state, a date): only an empty text
+/// means "any"; anything else, blanks included, must be one of those values.
+fn given(text: &Option<String>) -> Option<&str> {
+    text.as_deref().filter(|t| !t.is_empty())
 }
 
 /// `2026-11-23` (midnight UTC) or an RFC 3339 time, as ms since the epoch.

@@ -113,3 +113,30 @@ async fn every_api_error_is_the_documented_json() {
     );
     app.stop().await;
 }
+
+/// A state or a date is one of the values the API document names; only an empty text means
+/// "any". Blanks are not trimmed away into "any" (the fuzzer sent `state=%0C` and got 200).
+#[tokio::test]
+async fn a_named_filter_value_is_exactly_one_of_its_values() {
+    let app = TestApp::start().await;
+    let get = reqwest::Method::GET;
+    for query in ["state=%0C", "state=%20ready", "since=%20", "since=%0C"] {
+        let (status, body, _) =
+            probe(&app, get.clone(), &format!("/api/v1/jobs?{query}"), None).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (400, Some("bad_filter")),
+            "{query}: {body}"
+        );
+    }
+    for query in ["state=", "since=", "state=ready", "since=2026-11-23"] {
+        let response = app
+            .client
+            .get(app.url(&format!("/api/v1/jobs?{query}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{query}");
+    }
+    app.stop().await;
+}
