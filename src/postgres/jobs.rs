@@ -282,10 +282,13 @@ const LEASE: &str = "WITH candidates AS (
 /// entries a busy queue leaves between vacuums: leases of 0.3-50 s in the soak, the queue
 /// stalled for tens of seconds. With sorts, bitmap and sequential scans, hash and merge joins
 /// priced out, only the walk in index order is left (3 ms against 190 ms on a reproduction
-/// with 150,000 dead rows and 8,000 waiting).
+/// with 150,000 dead rows and 8,000 waiting). With one shape left, the plan is made once per
+/// connection (generic) instead of on every lease: planning took as long as a third of the
+/// lease's execution (pg_stat_statements with track_planning, benches/postgres.sh).
 const PLAN_BY_INDEX: &str = "SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off; \
     SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; \
-    SET LOCAL enable_mergejoin = off; SET LOCAL enable_material = off";
+    SET LOCAL enable_mergejoin = off; SET LOCAL enable_material = off; \
+    SET LOCAL plan_cache_mode = force_generic_plan";
 
 pub struct PgJobs<'a> {
     postgres: &'a Postgres,
