@@ -245,7 +245,7 @@ pub(super) async fn store(
 /// operator's payload replaces it), kept for the delivery path's read (`keep_events`). The
 /// partitions still held under those epochs are found once (a scalar subquery), so the scan
 /// can walk `jobs_runnable` in id order, check each job's line with a probe of `jobs_by_key`,
-/// and stop at `$4` (under [`PLAN_BY_INDEX`]).
+/// and stop at `$4` (under [`LEASE_SETTINGS`]).
 ///
 /// Every access to `jobs` is written so that one index path is possible, whatever the
 /// statistics say: a vacuum that found the queue empty leaves the planner expecting no rows,
@@ -276,19 +276,25 @@ const LEASE: &str = "WITH candidates AS (
      SELECT leased.*, e.envelope FROM leased
      LEFT JOIN events e ON e.id = leased.event AND leased.payload IS NULL";
 
-/// Planner settings for the lease's transaction alone. A queue table's statistics are always
-/// stale (taken while it was nearly empty, or full), and with them the planner sorted every
-/// runnable job, or read them through bitmaps, and checked each one's line through the dead
-/// entries a busy queue leaves between vacuums: leases of 0.3-50 s in the soak, the queue
-/// stalled for tens of seconds. With sorts, bitmap and sequential scans, hash and merge joins
-/// priced out, only the walk in index order is left (3 ms against 190 ms on a reproduction
-/// with 150,000 dead rows and 8,000 waiting). With one shape left, the plan is made once per
-/// connection (generic) instead of on every lease: planning took as long as a third of the
-/// lease's execution (pg_stat_statements with track_planning, benches/postgres.sh).
-const PLAN_BY_INDEX: &str = "SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off; \
+/// Settings for the lease's transaction alone.
+///
+/// The planner's: a queue table's statistics are always stale (taken while it was nearly
+/// empty, or full), and with them the planner sorted every runnable job, or read them through
+/// bitmaps, and checked each one's line through the dead entries a busy queue leaves between
+/// vacuums: leases of 0.3-50 s in the soak, the queue stalled for tens of seconds. With sorts,
+/// bitmap and sequential scans, hash and merge joins priced out, only the walk in index order
+/// is left (3 ms against 190 ms on a reproduction with 150,000 dead rows and 8,000 waiting).
+/// With one shape left, the plan is made once per connection (generic) instead of on every
+/// lease: planning took as long as a third of the lease's execution (pg_stat_statements with
+/// track_planning, benches/postgres.sh).
+///
+/// And its commit does not wait for the WAL to reach the disk (`synchronous_commit = off`): a
+/// lease lost in a crash of PostgreSQL leaves its jobs ready, to be run again under the same
+/// idempotency key, and any later commit that waits (an ack's, a settle's) flushes it too.
+const LEASE_SETTINGS: &str = "SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off; \
     SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; \
     SET LOCAL enable_mergejoin = off; SET LOCAL enable_material = off; \
-    SET LOCAL plan_cache_mode = force_generic_plan";
+    SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL synchronous_commit = off";
 
 pub struct PgJobs<'a> {
     postgres: &'a Postgres,
@@ -371,7 +377,7 @@ impl<'a> PgJobs<'a> {
     }
 
     /// Runs `sql` (the lease, or its `EXPLAIN`) with the lease's parameters under
-    /// [`PLAN_BY_INDEX`] in a transaction of its own, committed when `keep` (else rolled back).
+    /// [`LEASE_SETTINGS`] in a transaction of its own, committed when `keep` (else rolled back).
     async fn run_lease(
         &self,
         sql: &str,
@@ -384,7 +390,7 @@ impl<'a> PgJobs<'a> {
         let (parts, epochs): (Vec<i16>, Vec<i64>) = held.iter().map(|(p, e)| (*p, *e)).unzip();
         let mut client = self.postgres.client().await?;
         let tx = client.transaction().await.map_err(self.failed())?;
-        tx.batch_execute(PLAN_BY_INDEX)
+        tx.batch_execute(LEASE_SETTINGS)
             .await
             .map_err(self.failed())?;
         let statement = tx.prepare_cached(sql).await.map_err(self.failed())?;

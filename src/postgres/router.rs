@@ -55,6 +55,11 @@ impl PgRouter {
         let failed = |e: tokio_postgres::Error| self.postgres.query_error(&e);
         let mut client = self.postgres.client().await?;
         let tx = client.transaction().await.map_err(failed)?;
+        // Lost in a crash of PostgreSQL, a round is done again from the cursor it did not
+        // move: its jobs come back with the same idempotency keys (flow, record, version).
+        tx.batch_execute("SET LOCAL synchronous_commit = off")
+            .await
+            .map_err(failed)?;
         let start = json!({ "xid": "0", "id": 0 });
         let Some(cursor) = roles::take(&tx, ROLE, &self.me, self.lease, &start)
             .await
