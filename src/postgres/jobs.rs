@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 use tokio_postgres::Row;
+use tokio_postgres::types::Json;
 
 use super::leases::{FENCE, partition_of};
 use super::{PgError, Postgres};
@@ -82,13 +83,45 @@ pub struct Leased {
     pub epoch: i64,
 }
 
-/// The job as stored in `body`: everything but its payload and the columns.
-fn body(job: &Job) -> Value {
-    let mut value = serde_json::to_value(job).expect("a job serialises");
-    if let Some(map) = value.as_object_mut() {
-        map.remove("payload");
+/// The job as stored in `body`: everything but its payload and the columns. Written straight
+/// from the job (no `Value` in between) unless an operator's payload must be left out.
+fn body(job: &Job) -> Body<'_> {
+    match &job.payload {
+        None => Body::Job(Json(job)),
+        Some(_) => {
+            let mut value = serde_json::to_value(job).expect("a job serialises");
+            if let Some(map) = value.as_object_mut() {
+                map.remove("payload");
+            }
+            Body::Value(value)
+        }
     }
-    value
+}
+
+/// A job's `body` parameter (see [`body`]).
+#[derive(Debug)]
+enum Body<'a> {
+    Job(Json<&'a Job>),
+    Value(Value),
+}
+
+impl tokio_postgres::types::ToSql for Body<'_> {
+    fn to_sql(
+        &self,
+        ty: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Body::Job(job) => job.to_sql(ty, out),
+            Body::Value(value) => value.to_sql(ty, out),
+        }
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        <Value as tokio_postgres::types::ToSql>::accepts(ty)
+    }
+
+    tokio_postgres::types::to_sql_checked!();
 }
 
 fn json<T: serde::Serialize>(value: &T) -> Value {
@@ -98,7 +131,8 @@ fn json<T: serde::Serialize>(value: &T) -> Value {
 /// A job from a row of [`COLUMNS`].
 pub fn job_of(row: &Row) -> Result<Job, QueueError> {
     let id: i64 = row.get(0);
-    let mut job: Job = serde_json::from_value(row.get(8))
+    let Json(mut job) = row
+        .try_get::<_, Json<Job>>(8)
         .map_err(|e| QueueError::Corrupt(format!("job {id}: {e}")))?;
     job.id = id as JobId;
     let state: &str = row.get(1);
@@ -119,7 +153,9 @@ pub fn job_of(row: &Row) -> Result<Job, QueueError> {
 /// A settled job as `finished` keeps it.
 pub fn finished_of(row: &Row) -> Result<Job, QueueError> {
     let id: i64 = row.get(0);
-    serde_json::from_value(row.get(1)).map_err(|e| QueueError::Corrupt(format!("job {id}: {e}")))
+    row.try_get::<_, Json<Job>>(1)
+        .map(|Json(job)| job)
+        .map_err(|e| QueueError::Corrupt(format!("job {id}: {e}")))
 }
 
 /// Inserts jobs (each in its record's partition) within `tx` in one statement; returns their
@@ -149,7 +185,7 @@ pub(super) async fn insert(
     let connectors: Vec<&str> = jobs.iter().map(|j| j.connector.as_str()).collect();
     let states: Vec<&str> = jobs.iter().map(|j| j.state.as_str()).collect();
     let reasons: Vec<Option<Value>> = jobs.iter().map(|j| j.reason.as_ref().map(json)).collect();
-    let bodies: Vec<Value> = jobs.iter().map(body).collect();
+    let bodies: Vec<Body> = jobs.iter().map(body).collect();
     let rows = tx
         .query(
             &statement,
@@ -205,7 +241,7 @@ pub(super) async fn store(
                 let insert = tx
                     .prepare_cached("INSERT INTO finished (id, job) VALUES ($1, $2)")
                     .await?;
-                tx.execute(&insert, &[&id, &json(job)]).await?;
+                tx.execute(&insert, &[&id, &Json(job)]).await?;
             }
             deleted
         }
@@ -503,10 +539,10 @@ async fn store_all(
         for row in tx.query(&delete, &[&ids, &parts, &epochs, &me]).await? {
             gone.insert((row.get::<_, i64>(0), row.get::<_, i64>(1)));
         }
-        let (ids, bodies): (Vec<i64>, Vec<Value>) = finals
+        let (ids, bodies): (Vec<i64>, Vec<Json<&Job>>) = finals
             .iter()
             .filter(|(l, _)| gone.contains(&(l.job.id as i64, l.epoch)))
-            .map(|(_, s)| (s.job.id as i64, json(&s.job)))
+            .map(|(_, s)| (s.job.id as i64, Json(&s.job)))
             .unzip();
         if !ids.is_empty() {
             let insert = tx

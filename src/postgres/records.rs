@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use tokio_postgres::types::Json;
+
 use super::gather::Gather;
 use super::{PgError, Postgres};
 use crate::queue::records::{Applied, Echo, Effect, Xref};
@@ -48,7 +50,7 @@ pub(super) async fn write_all(
         let kinds: Vec<&str> = xrefs.iter().map(|x| x.kind.as_str()).collect();
         let crm_ids: Vec<&str> = xrefs.iter().map(|x| x.crm_id.as_str()).collect();
         let external_ids: Vec<&str> = xrefs.iter().map(|x| x.external_id.as_str()).collect();
-        let details: Vec<Value> = xrefs.iter().map(json).collect();
+        let details: Vec<Json<&&Xref>> = xrefs.iter().map(Json).collect();
         upsert(
             tx,
             "INSERT INTO xrefs (system, kind, crm_id, external_id, detail) \
@@ -62,7 +64,7 @@ pub(super) async fn write_all(
     if !applied.is_empty() {
         let flows: Vec<&str> = applied.keys().map(|k| k.0).collect();
         let records: Vec<&str> = applied.keys().map(|k| k.1).collect();
-        let details: Vec<Value> = applied.values().map(json).collect();
+        let details: Vec<Json<&&Applied>> = applied.values().map(Json).collect();
         upsert(
             tx,
             "INSERT INTO applied (flow, record, detail) \
@@ -86,7 +88,7 @@ pub(super) async fn write_all(
     }
     if !echo.is_empty() {
         let records: Vec<&str> = echo.keys().copied().collect();
-        let details: Vec<Value> = echo.values().map(json).collect();
+        let details: Vec<Json<&&Echo>> = echo.values().map(Json).collect();
         upsert(
             tx,
             "INSERT INTO echo (record, detail) SELECT * FROM unnest($1::text[], $2::jsonb[]) \
@@ -106,11 +108,6 @@ async fn upsert(
     let statement = tx.prepare_cached(sql).await?;
     tx.execute(&statement, columns).await?;
     Ok(())
-}
-
-/// The JSON a record is stored as.
-fn json<T: serde::Serialize>(value: &T) -> Value {
-    serde_json::to_value(value).expect("records serialise")
 }
 
 /// The delivery path's reads of cross-references and applied versions, gathered into one
