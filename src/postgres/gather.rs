@@ -5,6 +5,10 @@
 //!
 //! A read is sent after it was asked, so it sees everything committed before it was asked (a
 //! record's next job, run after its last settle, sees that settle).
+//!
+//! Each kind sends its statements one at a time on a connection of its own, where the statement
+//! is planned once (the pool's connections plan every statement on every run, for `jobs`);
+//! a failed connection is opened again for the next statement.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,6 +28,8 @@ pub struct Gather {
     postgres: Arc<Postgres>,
     sql: &'static str,
     waiting: Mutex<Waiting>,
+    /// The connection and the prepared statement, while they work.
+    connection: tokio::sync::Mutex<Option<(tokio_postgres::Client, tokio_postgres::Statement)>>,
     /// Statements sent so far.
     sent: AtomicU64,
 }
@@ -43,6 +49,7 @@ impl Gather {
             postgres,
             sql,
             waiting: Mutex::default(),
+            connection: tokio::sync::Mutex::new(None),
             sent: AtomicU64::new(0),
         })
     }
@@ -110,11 +117,27 @@ impl Gather {
             .collect();
         let params: Vec<&(dyn ToSql + Sync)> =
             arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
-        let client = self.postgres.client().await?;
-        let failed = |e: tokio_postgres::Error| self.postgres.query_error(&e);
-        let statement = client.prepare_cached(self.sql).await.map_err(failed)?;
+        let mut connection = self.connection.lock().await;
+        let (client, statement) = match connection.take() {
+            Some(open) => open,
+            None => {
+                let client = self
+                    .postgres
+                    .own_client("SET plan_cache_mode = force_generic_plan")
+                    .await?;
+                let statement = client
+                    .prepare(self.sql)
+                    .await
+                    .map_err(|e| self.postgres.query_error(&e))?;
+                (client, statement)
+            }
+        };
         self.sent.fetch_add(1, Ordering::Relaxed);
-        let rows = client.query(&statement, &params).await.map_err(failed)?;
+        let rows = client
+            .query(&statement, &params)
+            .await
+            .map_err(|e| self.postgres.query_error(&e))?;
+        *connection = Some((client, statement));
         let mut found = vec![None; keys.len()];
         for row in rows {
             let ordinal: i64 = row.get(0);

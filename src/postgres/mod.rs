@@ -150,6 +150,25 @@ impl Postgres {
         })
     }
 
+    /// A connection of its own, outside the pool, with `setup` run on it first (settings for
+    /// this connection alone); it closes when the client is dropped.
+    pub async fn own_client(&self, setup: &str) -> Result<tokio_postgres::Client, PgError> {
+        let (client, connection) =
+            self.config
+                .connect(NoTls)
+                .await
+                .map_err(|e| PgError::Connect {
+                    at: self.at.clone(),
+                    reason: reason(&e),
+                })?;
+        tokio::spawn(connection);
+        client
+            .batch_execute(setup)
+            .await
+            .map_err(|e| self.query_error(&e))?;
+        Ok(client)
+    }
+
     /// Listens on `channel` on a connection of its own, open as long as the [`Listener`] lives.
     /// `notified` also fires once when the connection ends (a restarted server), so a waiter
     /// sees [`Listener::is_closed`] at once and listens again.
