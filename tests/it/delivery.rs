@@ -319,8 +319,13 @@ async fn a_poison_event_is_dead_at_once_then_fixed_and_resubmitted() {
     })
     .await;
     assert_eq!(order.1["lines"][0]["unit_price"].to_string(), "12.50");
-    let detail = api(&app, &format!("/api/v1/jobs/{id}")).await;
-    assert_eq!(detail["job"]["state"], "done");
+    // The ERP has the order before the job's settle is stored (on PostgreSQL, by the next
+    // settle batch).
+    let detail = eventually(10, "the job done", async || {
+        let detail = api(&app, &format!("/api/v1/jobs/{id}")).await;
+        (detail["job"]["state"] == "done").then_some(detail)
+    })
+    .await;
     assert_eq!(detail["attempts"].as_array().unwrap().len(), 2);
     let key = detail["idempotency_key"].as_str().unwrap();
     assert!(key.ends_with(":r1"), "{key}");

@@ -164,8 +164,12 @@ async fn after_the_mapping_is_fixed_a_resubmit_delivers_the_event_as_it_was() {
     .await;
     assert_eq!(order.1["lines"][0]["unit_price"].to_string(), "12.50");
     assert_eq!(order.1["lines"][0]["line_total"].to_string(), "37.50");
-    let detail = api(&app, &format!("/api/v1/jobs/{id}")).await;
-    assert_eq!(detail["job"]["state"], "done");
+    // The ERP has the order before the job's settle is stored.
+    let detail = eventually(10, "the job done", async || {
+        let detail = api(&app, &format!("/api/v1/jobs/{id}")).await;
+        (detail["job"]["state"] == "done").then_some(detail)
+    })
+    .await;
     assert!(
         detail["job"]["payload"].is_null(),
         "the event itself was not edited"

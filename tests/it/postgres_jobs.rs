@@ -434,29 +434,47 @@ async fn the_lease_probes_each_jobs_line_by_its_record_even_under_stale_statisti
             && lines[probe + 1].contains("order_key = j.order_key"),
         "the line is probed by record:\n{plan}"
     );
-    // The settle's delete finds its jobs by id under the same statistics.
+    // The settle's delete finds its jobs by id under the same statistics, and under fresh ones.
     let ids64: Vec<i64> = ids[..32].iter().map(|&id| id as i64).collect();
     let parts: Vec<i16> = vec![0; 32];
     let epochs: Vec<i64> = vec![1; 32];
-    let plan: Vec<String> = client
-        .query(
-            &format!("EXPLAIN {}", handoff::postgres::jobs::SETTLE_DELETE),
-            &[&ids64, &parts, &epochs, &"a"],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    let scan = plan
-        .iter()
-        .position(|line| line.contains("Scan") && line.contains(" on jobs"))
-        .unwrap_or_else(|| panic!("{plan:#?}"));
-    assert!(
-        plan[scan].contains("Index Scan using jobs_pkey")
-            && plan[scan + 1].contains("Index Cond: (id = ANY"),
-        "{plan:#?}"
-    );
+    for statistics in ["stale", "fresh"] {
+        if statistics == "fresh" {
+            client.execute("ANALYZE jobs", &[]).await.unwrap();
+        }
+        let plan: Vec<String> = client
+            .query(
+                &format!("EXPLAIN {}", handoff::postgres::jobs::SETTLE_DELETE),
+                &[&ids64, &parts, &epochs, &"a"],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let scan = plan
+            .iter()
+            .position(|line| line.contains("Scan") && line.contains(" on jobs"))
+            .unwrap_or_else(|| panic!("{statistics}: {plan:#?}"));
+        assert!(
+            plan[scan].contains("Index Scan using jobs_pkey")
+                && plan[scan + 1].contains("Index Cond: (id = ANY (")
+                && !plan[scan + 1].contains(" AND "),
+            "{statistics}: {plan:#?}"
+        );
+        // Once, with the array as its only condition, and first (the outer side of any join):
+        // not the inner side of a join repeated per job with the whole array again.
+        let jobs_scans = plan
+            .iter()
+            .filter(|line| line.contains("Scan") && line.contains(" on jobs"))
+            .count();
+        let first_scan = plan.iter().position(|line| line.contains("Scan"));
+        assert_eq!(
+            (jobs_scans, first_scan),
+            (1, Some(scan)),
+            "{statistics}: {plan:#?}"
+        );
+    }
     // And it leases what it should: the first job of each record's line only.
     let leased = PgJobs::new(&pg)
         .lease("a", &leases.held(), "erp", 200)
