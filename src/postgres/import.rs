@@ -199,7 +199,7 @@ async fn copy(
         let claimed = tx
             .execute(
                 "INSERT INTO seen (source, event_id, first_id, seen_at) VALUES ($1, $2, \
-                 coalesce($3, nextval(pg_get_serial_sequence('events', 'id'))), \
+                 coalesce($3, nextval((SELECT pg_get_serial_sequence('events', 'id'))::regclass)), \
                  to_timestamp($4::float8 / 1000.0)) ON CONFLICT DO NOTHING",
                 &[
                     &envelope.source,
