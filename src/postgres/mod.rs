@@ -150,17 +150,30 @@ impl Postgres {
         })
     }
 
+    /// A connection outside the pool: the client and the connection's task, for the caller to
+    /// run.
+    async fn connect(
+        &self,
+    ) -> Result<
+        (
+            tokio_postgres::Client,
+            tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
+        ),
+        PgError,
+    > {
+        self.config
+            .connect(NoTls)
+            .await
+            .map_err(|e| PgError::Connect {
+                at: self.at.clone(),
+                reason: reason(&e),
+            })
+    }
+
     /// A connection of its own, outside the pool, with `setup` run on it first (settings for
     /// this connection alone); it closes when the client is dropped.
     pub async fn own_client(&self, setup: &str) -> Result<tokio_postgres::Client, PgError> {
-        let (client, connection) =
-            self.config
-                .connect(NoTls)
-                .await
-                .map_err(|e| PgError::Connect {
-                    at: self.at.clone(),
-                    reason: reason(&e),
-                })?;
+        let (client, connection) = self.connect().await?;
         tokio::spawn(connection);
         client
             .batch_execute(setup)
@@ -173,14 +186,7 @@ impl Postgres {
     /// `notified` also fires once when the connection ends (a restarted server), so a waiter
     /// sees [`Listener::is_closed`] at once and listens again.
     pub async fn listen(&self, channel: &str) -> Result<Listener, PgError> {
-        let (client, mut connection) =
-            self.config
-                .connect(NoTls)
-                .await
-                .map_err(|e| PgError::Connect {
-                    at: self.at.clone(),
-                    reason: reason(&e),
-                })?;
+        let (client, mut connection) = self.connect().await?;
         let notify = std::sync::Arc::new(tokio::sync::Notify::new());
         let signal = notify.clone();
         tokio::spawn(async move {
