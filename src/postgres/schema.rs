@@ -50,6 +50,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "jobs_by_key",
         sql: include_str!("migrations/0007_jobs_by_key.sql"),
     },
+    Migration {
+        version: 8,
+        name: "events_lz4",
+        sql: include_str!("migrations/0008_events_lz4.sql"),
+    },
 ];
 
 /// The newest version this handoff knows.
