@@ -70,16 +70,21 @@ impl Mapping {
     }
 
     /// Maps `data` (the event's data) into the target document, validated against its schema.
+    #[inline(never)] // its own symbol, for profiling (BENCHMARKS: issue 18)
     pub fn apply(
         &self,
         data: &Value,
         lookups: &Lookups,
         context: &Context,
     ) -> Result<Document, MappingError> {
+        let mut root_slots = Vec::new();
+        self.slots.root.fill(Some(data), &mut root_slots);
+        let mut item_slots = Vec::new();
         let top = Memo::new(self.shared.fields);
         let per_line = Memo::new(self.shared.lines);
         let scope = Scope {
             memo: Some(&top),
+            root_slots: &root_slots,
             ..scope(data, None, lookups, context)
         };
         let checks = self.checks.as_ref();
@@ -107,11 +112,16 @@ impl Mapping {
                 }
             };
             let mut out = Vec::with_capacity(items.len());
+            for item in &items {
+                self.slots.item.fill(Some(item), &mut item_slots);
+            }
+            let width = self.slots.item.len();
             for (n, item) in items.into_iter().enumerate() {
                 per_line.clear();
                 let scope = Scope {
                     item: Some(item),
                     memo: Some(&per_line),
+                    item_slots: &item_slots[n * width..(n + 1) * width],
                     ..scope
                 };
                 if let Some(when) = &lines.when
@@ -261,6 +271,8 @@ fn scope<'a>(
         lookups,
         xrefs: &context.xrefs,
         memo: None,
+        root_slots: &[],
+        item_slots: &[],
     }
 }
 

@@ -176,8 +176,10 @@ pub fn compile(
         tests: spec.tests,
         reconcile: spec.reconcile.map(|r| r.value),
         shared: Shared::default(),
+        slots: expr::Slots::default(),
     };
     share_repeats(&mut mapping);
+    mapping.slots = assign_slots(&mut mapping);
     mapping.checks = plan_checks(&mapping);
     Ok(mapping)
 }
@@ -241,6 +243,34 @@ fn share_repeats(mapping: &mut Mapping) {
             ),
         );
     }
+}
+
+/// The event's members every rule reads get a place in a table filled once per scope.
+fn assign_slots(mapping: &mut Mapping) -> expr::Slots {
+    let top = (mapping.when.iter_mut())
+        .chain(std::iter::once(&mut mapping.order_key))
+        .chain(mapping.match_key.as_mut())
+        .chain(mapping.requires.iter_mut().map(|(_, e)| e))
+        .chain(mapping.holds.iter_mut().filter_map(|hold| match hold {
+            Hold::Until { until, .. } => Some(until),
+            Hold::Stock => None,
+        }))
+        .chain(
+            mapping
+                .fields
+                .iter_mut()
+                .flat_map(|f| std::iter::once(&mut f.expr).chain(f.when.as_mut())),
+        )
+        .map(|e| (e, false));
+    let lines = mapping.lines.as_mut().into_iter().flat_map(|l| {
+        let line = l.when.as_mut().into_iter().chain(
+            l.fields
+                .iter_mut()
+                .flat_map(|f| std::iter::once(&mut f.expr).chain(f.when.as_mut())),
+        );
+        std::iter::once((&mut l.from, false)).chain(line.map(|e| (e, true)))
+    });
+    expr::Slots::assign(top.chain(lines))
 }
 
 fn compile_expr(

@@ -54,6 +54,8 @@ pub struct Mapping {
     /// How many repeated sub-expressions share a memo slot (expr/memo.rs): among the fields,
     /// and among a line's rules.
     pub shared: Shared,
+    /// The event's members the rules read, found once per scope (expr/slots.rs).
+    pub slots: expr::Slots,
 }
 
 #[derive(Debug, Clone, Copy, Default)]

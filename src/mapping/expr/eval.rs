@@ -26,6 +26,10 @@ pub struct Scope<'a> {
     /// The values of this scope's shared sub-expressions (`Node::Memo`); without it each is
     /// evaluated where it occurs.
     pub memo: Option<&'a super::Memo<'a>>,
+    /// The members of `$`'s table and of the line's (slots.rs), by position; empty where not
+    /// filled, and then each path is walked.
+    pub root_slots: &'a [Option<&'a Value>],
+    pub item_slots: &'a [Option<&'a Value>],
 }
 
 /// A run-time error: the data does not fit the rule. Never retried; it names the span of the
@@ -125,6 +129,16 @@ impl Expr {
             Node::Neg(inner) => Val::Num(-number(inner.eval(scope)?, inner.span)?),
             Node::Not(inner) => Val::Bool(!truthy(&inner.eval(scope)?, inner.span)?),
             Node::Binary(op, left, right) => binary(*op, left, right, scope, span)?,
+            Node::Slot(slot) => {
+                let table = match slot.item {
+                    true => scope.item_slots,
+                    false => scope.root_slots,
+                };
+                match table.get(slot.index) {
+                    Some(found) => walk(*found, &slot.rest),
+                    None => slot.path.eval(scope)?,
+                }
+            }
             Node::Memo(slot, inner) => match scope.memo {
                 Some(memo) => match memo.get(*slot) {
                     Some(value) => value,

@@ -38,12 +38,14 @@ mod functions;
 mod lexer;
 mod memo;
 mod parser;
+mod slots;
 mod value;
 
 pub use eval::{EvalError, Scope};
 pub use functions::FUNCTIONS;
 pub use memo::{Memo, share};
 pub use parser::{Expr, Node, ParseError, parse};
+pub use slots::Slots;
 pub use value::{Val, parse_decimal};
 
 /// A byte range in the expression text.

@@ -47,6 +47,8 @@ pub enum Node {
     /// A sub-expression that occurs more than once in its scope, evaluated once per scope into
     /// this slot (memo.rs).
     Memo(usize, Box<Expr>),
+    /// A path whose member is found once per scope (slots.rs).
+    Slot(Box<super::slots::Slot>),
 }
 
 impl Expr {
@@ -58,6 +60,7 @@ impl Expr {
                 inner.visit(f)
             }
             Node::Prepared(call) => call.args().visit(f),
+            Node::Slot(slot) => slot.path.visit(f),
             Node::Call(_, args) | Node::Coalesce(args) => args.iter().for_each(|a| a.visit(f)),
             Node::If(parts) => parts.iter().for_each(|a| a.visit(f)),
             Node::Binary(_, l, r) => {
@@ -75,6 +78,7 @@ impl Expr {
                 vec![inner]
             }
             Node::Prepared(call) => vec![call.args_mut()],
+            Node::Slot(slot) => vec![&mut slot.path],
             Node::Call(_, args) | Node::Coalesce(args) => args.iter_mut().collect(),
             Node::If(parts) => parts.iter_mut().collect(),
             Node::Binary(_, l, r) => vec![l, r],
@@ -154,6 +158,7 @@ impl Expr {
                 out.push(')');
             }
             Node::Memo(_, inner) => inner.write_shape(out),
+            Node::Slot(slot) => slot.path.write_shape(out),
         }
     }
 

@@ -33,8 +33,9 @@ fn fixture() -> Fixture {
     }
 }
 
-/// Evaluates `text` as parsed, and again with its repeated sub-expressions shared through a
-/// memo (as mappings run): both must agree, value or error.
+/// Evaluates `text` as parsed, again with its repeated sub-expressions shared through a memo,
+/// and again with its paths read from filled slot tables (as mappings run): all must agree,
+/// value or error.
 fn eval(text: &str) -> Result<Value, EvalError> {
     let f = fixture();
     let expr = parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
@@ -44,6 +45,8 @@ fn eval(text: &str) -> Result<Value, EvalError> {
         lookups: &f.lookups,
         xrefs: &f.xrefs,
         memo: None,
+        root_slots: &[],
+        item_slots: &[],
     };
     let plain = expr.eval(&scope).map(Val::into_json);
     let mut shared = expr.clone();
@@ -60,7 +63,78 @@ fn eval(text: &str) -> Result<Value, EvalError> {
         again, plain,
         "{text}: a second evaluation from the memo differs"
     );
+    let mut slotted = shared.clone();
+    let tables = super::Slots::assign([(&mut slotted, true)]);
+    let (mut root_slots, mut item_slots) = (Vec::new(), Vec::new());
+    tables.root.fill(Some(&f.root), &mut root_slots);
+    tables.item.fill(Some(&f.item), &mut item_slots);
+    memo.clear();
+    let with_slots = Scope {
+        root_slots: &root_slots,
+        item_slots: &item_slots,
+        ..with_memo
+    };
+    assert_eq!(
+        slotted.eval(&with_slots).map(Val::into_json),
+        plain,
+        "{text}: reading paths from slots changes the result"
+    );
     plain
+}
+
+#[test]
+fn paths_read_from_slots_find_what_a_walk_finds() {
+    let text = "coalesce($.a.x, $.a.y[1], $.b.z, $.a.w.v, item.q, item.r[0], $)";
+    let walking = parse(text).unwrap();
+    let mut expr = walking.clone();
+    let slots = super::Slots::assign([(&mut expr, true)]);
+    // `$.a.x`, `$.a.y`, `$.a.w` under `$.a` (the first name most paths share); `$.b.z` and `$`
+    // stay paths; `item.q`, `item.r`.
+    assert_eq!(slots.root.len(), 3);
+    assert_eq!(slots.item.len(), 2);
+    let mut slotted = 0;
+    expr.visit(&mut |e| slotted += usize::from(matches!(e.node, Node::Slot(_))));
+    assert_eq!(slotted, 5);
+    for (root, item) in [
+        (
+            json!({"a": {"x": null, "y": [0, "Y"]}, "b": {"z": 1}}),
+            json!({"q": null, "r": [7]}),
+        ),
+        (json!({"a": {"w": {"v": "V"}, "x": ""}}), json!({})),
+        (json!({"a": 3}), json!([1])),
+        // A large object is searched per name instead of merged.
+        (
+            json!({"a": (0..40).map(|n| (format!("k{n}"), json!(n))).chain([("x".into(), json!("X"))]).collect::<Map<String, Value>>()}),
+            json!({"q": "Q"}),
+        ),
+    ] {
+        let f = fixture();
+        let plain = Scope {
+            root: &root,
+            item: Some(&item),
+            lookups: &f.lookups,
+            xrefs: &f.xrefs,
+            memo: None,
+            root_slots: &[],
+            item_slots: &[],
+        };
+        let walked = walking.eval(&plain).map(Val::into_json);
+        let (mut root_slots, mut item_slots) = (Vec::new(), Vec::new());
+        slots.root.fill(Some(&root), &mut root_slots);
+        slots.item.fill(Some(&item), &mut item_slots);
+        let filled = Scope {
+            root_slots: &root_slots,
+            item_slots: &item_slots,
+            ..plain
+        };
+        assert_eq!(
+            expr.eval(&filled).map(Val::into_json),
+            walked,
+            "{root} {item}"
+        );
+        // Unfilled tables: the paths are walked.
+        assert_eq!(expr.eval(&plain).map(Val::into_json), walked);
+    }
 }
 
 #[test]

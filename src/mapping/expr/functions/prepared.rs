@@ -232,7 +232,7 @@ mod tests {
             let mut root = constants();
             root["v"] = value;
             let (lookups, xrefs) = (HashMap::new(), HashMap::new());
-            let scope = Scope { root: &root, item: None, lookups: &lookups, xrefs: &xrefs, memo: None };
+            let scope = Scope { root: &root, item: None, lookups: &lookups, xrefs: &xrefs, memo: None, root_slots: &[], item_slots: &[] };
             let outcome = |result: Result<Val<'_>, EvalError>| match result {
                 Ok(value) => Ok(value.into_json()),
                 Err(e) => Err((e.code, e.message.clone(), e.span.start)),
