@@ -7,6 +7,7 @@ use thiserror::Error;
 
 use super::expr::{EvalError, Expr, Memo, Scope, Val};
 use super::schema::ObjectPlan;
+use super::shape::Shape;
 use super::{Field, Hold, Lookups, Mapping};
 
 /// What the caller fetched for the mapping: cross-references by kind, CRM id → ERP id.
@@ -88,7 +89,15 @@ impl Mapping {
             ..scope(data, None, lookups, context)
         };
         let checks = self.checks.as_ref();
-        let (mut body, mut sure) = fields(&self.fields, &scope, None, checks.map(|c| &c.top))?;
+        let (mut values, mut line_values) = (Vec::new(), Vec::new());
+        let (mut body, mut sure) = fields(
+            &self.fields,
+            &scope,
+            None,
+            checks.map(|c| &c.top),
+            self.shapes.top.as_ref(),
+            &mut values,
+        )?;
         let line_checks = checks.and_then(|c| c.lines.as_ref());
         if let Some(lines) = &self.lines {
             let source = lines
@@ -142,6 +151,8 @@ impl Mapping {
                     &scope,
                     Some((&lines.into, n)),
                     line_checks.map(|c| &c.item),
+                    self.shapes.line.as_ref(),
+                    &mut line_values,
                 )?;
                 sure = sure && line_sure;
                 out.push(Value::Object(line));
@@ -307,7 +318,8 @@ fn text(value: Val<'_>) -> Option<String> {
 }
 
 /// Evaluates field rules into an object; null results are left out.
-/// `line` is the list's field and the element's index, inside `lines`.
+/// `line` is the list's field and the element's index, inside `lines`; `shape` builds the
+/// object in one go (shape.rs), with `values` (all `null`, one per rule) as its scratch space.
 ///
 /// With `checks`, each value is checked against its property's schema as it is produced; the
 /// second result says whether the object surely satisfies its schema (`false` without checks:
@@ -317,13 +329,16 @@ fn fields<'a>(
     scope: &Scope<'a>,
     line: Option<(&str, usize)>,
     checks: Option<&ObjectPlan>,
+    shape: Option<&Shape>,
+    values: &mut Vec<Value>,
 ) -> Result<(Map<String, Value>, bool), MappingError> {
     let mut sure = checks.is_some();
     let mut given = 0u128;
-    // Plain names are collected and the object built in one go (sorted once, not inserted one
-    // by one); a dotted name (`invoice_address.city`) is inserted into its nested object.
-    let mut plain: Vec<(String, Value)> = Vec::with_capacity(rules.len());
-    let mut dotted: Vec<(&str, Value)> = Vec::new();
+    // Building takes every value out, so the space is all `null` again after each object.
+    if values.len() != rules.len() {
+        values.clear();
+        values.resize(rules.len(), Value::Null);
+    }
     for (index, rule) in rules.iter().enumerate() {
         let name = || match line {
             Some((into, n)) => format!("{into}[{n}].{}", rule.name),
@@ -375,17 +390,34 @@ fn fields<'a>(
             sure = sure && checks.value(index, &value);
             given |= 1 << index;
         }
-        match rule.dotted {
-            false => plain.push((rule.name.clone(), value)),
-            true => dotted.push((&rule.name, value)),
-        }
+        values[index] = value;
     }
-    let mut out = Map::from_iter(plain);
-    for (name, value) in dotted {
-        insert(&mut out, name, value);
-    }
+    let out = match shape {
+        Some(shape) => shape.build(values),
+        None => assemble(rules, values),
+    };
     let sure = sure && checks.is_some_and(|checks| checks.object(given, &out));
     Ok((out, sure))
+}
+
+/// The object built member by member, where no shape could be made: plain names first, then
+/// each dotted name (`invoice_address.city`) inserted into its nested object.
+fn assemble(rules: &[Field], values: &mut [Value]) -> Map<String, Value> {
+    let given = || {
+        rules
+            .iter()
+            .zip(values.iter())
+            .filter(|(_, value)| !value.is_null())
+    };
+    let mut out: Map<String, Value> = given()
+        .filter(|(rule, _)| !rule.dotted)
+        .map(|(rule, value)| (rule.name.clone(), value.clone()))
+        .collect();
+    for (rule, value) in given().filter(|(rule, _)| rule.dotted) {
+        insert(&mut out, &rule.name, value.clone());
+    }
+    values.fill(Value::Null);
+    out
 }
 
 /// Sets `name` in `object`; a dotted name (`invoice_address.city`) builds nested objects.

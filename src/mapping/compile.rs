@@ -9,8 +9,9 @@ use serde_saphyr::{Location, Spanned};
 use sha2::{Digest, Sha256};
 
 use super::expr::{self, Expr, Node};
+use super::shape::Shape;
 use super::spec::{FieldSpec, MappingSpec, ReconcileSpec, Text};
-use super::{Field, Hold, Lines, Mapping, Shared};
+use super::{Field, Hold, Lines, Mapping, Shapes, Shared};
 use crate::problem::{Problem, read_yaml, yaml_files};
 
 /// Lookup tables by name (file stem in `mappings/lookups/`).
@@ -177,6 +178,11 @@ pub fn compile(
         reconcile: spec.reconcile.map(|r| r.value),
         shared: Shared::default(),
         slots: expr::Slots::default(),
+        shapes: Shapes::default(),
+    };
+    mapping.shapes = Shapes {
+        top: Shape::new(&mapping.fields),
+        line: mapping.lines.as_ref().and_then(|l| Shape::new(&l.fields)),
     };
     share_repeats(&mut mapping);
     mapping.slots = assign_slots(&mut mapping);

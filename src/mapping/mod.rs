@@ -3,7 +3,7 @@
 //! spec (serde of the YAML, with locations, `spec.rs`) → compile (every problem at once, with
 //! file:line:col and a caret, `compile.rs`) → apply (pure: lookups and cross-references come in
 //! through the context, `apply.rs`). Field rules are written in the expression language of `expr`.
-//! `bench.rs` measures one mapping on one event (`handoff mapping bench`).
+//! `shape.rs` builds output objects from a template made at load; `bench.rs` measures one mapping on one event (`handoff mapping bench`).
 //!
 //! Layout on disk: `mappings/*.yaml` (one flow each, with its `tests:`), `mappings/lookups/*.yaml`
 //! (static tables, one per file), `schemas/*.json` (the target documents' JSON Schemas).
@@ -14,6 +14,7 @@ pub mod compile;
 pub mod expr;
 pub mod live;
 pub mod schema;
+mod shape;
 pub mod spec;
 pub mod testing;
 
@@ -56,6 +57,14 @@ pub struct Mapping {
     pub shared: Shared,
     /// The event's members the rules read, found once per scope (expr/slots.rs).
     pub slots: expr::Slots,
+    /// How the output objects are built (shape.rs): the document's, and a line's.
+    pub shapes: Shapes,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Shapes {
+    pub top: Option<shape::Shape>,
+    pub line: Option<shape::Shape>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]

@@ -6,38 +6,52 @@
 //! are data in the scope), so the result is the same; an error is not stored, and the rule that
 //! meets it first reports it, as before.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 use super::parser::{Expr, Node};
 use super::value::Val;
 
-/// The values of one scope's shared sub-expressions, by slot.
+/// The values of one scope's shared sub-expressions, by slot. Each value carries the scope's
+/// generation it was stored in; a new scope only counts one up (a value of an earlier scope is
+/// never read, and is dropped when its slot is stored again).
 #[derive(Debug, Default)]
 pub struct Memo<'a> {
-    slots: RefCell<Vec<Option<Val<'a>>>>,
+    slots: RefCell<Vec<(u32, Option<Val<'a>>)>>,
+    generation: Cell<u32>,
 }
 
 impl<'a> Memo<'a> {
     pub fn new(slots: usize) -> Memo<'a> {
         Memo {
-            slots: RefCell::new(vec![None; slots]),
+            slots: RefCell::new(vec![(0, None); slots]),
+            generation: Cell::new(0),
         }
     }
 
     pub fn get(&self, slot: usize) -> Option<Val<'a>> {
-        self.slots.borrow().get(slot).cloned().flatten()
+        match self.slots.borrow().get(slot) {
+            Some((generation, Some(value))) if *generation == self.generation.get() => {
+                Some(value.clone())
+            }
+            _ => None,
+        }
     }
 
     pub fn set(&self, slot: usize, value: Val<'a>) {
         if let Some(place) = self.slots.borrow_mut().get_mut(slot) {
-            *place = Some(value);
+            *place = (self.generation.get(), Some(value));
         }
     }
 
     /// Forgets every value (the next line of `lines` is a new scope).
     pub fn clear(&self) {
-        self.slots.borrow_mut().fill(None);
+        let next = self.generation.get().wrapping_add(1);
+        if next == 0 {
+            // After 2^32 scopes a generation would come back: forget for real.
+            self.slots.borrow_mut().fill((0, None));
+        }
+        self.generation.set(next);
     }
 }
 
