@@ -372,7 +372,7 @@ fn fields<'a>(
                 }
             }
         };
-        if value.is_null() || value == Value::String(String::new()) {
+        if matches!(&value, Value::Null) || matches!(&value, Value::String(s) if s.is_empty()) {
             value = rule.default.clone().unwrap_or(Value::Null);
         }
         if value.is_null() {

@@ -5,13 +5,15 @@
 //! once against a tree compiled from the schema (types, required and known properties, lengths,
 //! item counts, numeric bounds compared as decimals, never as floats). It answers *valid* only
 //! when it is sure; anything else (a violation, a number too large for a decimal, an `integer`
-//! written with a fraction) goes to `jsonschema`, which decides and names the violation. Keywords
-//! that concern one value only and that the fast check does not implement (`pattern`, `enum`,
-//! `const`, `format`, `multipleOf`, `uniqueItems`) are checked by a small `jsonschema` validator
+//! written with a fraction) goes to `jsonschema`, which decides and names the violation. A
+//! `pattern` of fixed-length codes and dates is checked here (schema/pattern.rs). Keywords
+//! that concern one value only and that the fast check does not implement (other `pattern`s,
+//! `enum`, `const`, `format`, `multipleOf`, `uniqueItems`) are checked by a small `jsonschema` validator
 //! compiled from that keyword alone, so both agree by construction. A schema with keywords that
 //! combine or refer to other schemas (`$ref`, `allOf`, `if`, `prefixItems`, …) is checked by
 //! `jsonschema` alone. A property test (`schema_tests.rs`) shows both agree on random documents.
 
+mod pattern;
 mod plan;
 
 pub use plan::{ListPlan, ObjectPlan, Plan};
@@ -119,6 +121,8 @@ struct Node {
     /// Required names that have no `properties` entry.
     required_elsewhere: Vec<String>,
     additional: Additional,
+    /// A `pattern` in the subset checked here (schema/pattern.rs).
+    pattern: Option<pattern::Pattern>,
     /// The keywords on this value alone that `jsonschema` checks (pattern, enum, …).
     delegated: Option<jsonschema::Validator>,
     /// `$ref` to a definition in the same schema (`#/$defs/address`), checked as well.
@@ -212,6 +216,11 @@ impl Node {
             let keyword = keyword.as_str();
             match keyword {
                 k if ANNOTATIONS.contains(&k) => {}
+                "pattern"
+                    if let Some(compiled) = value.as_str().and_then(pattern::Pattern::compile) =>
+                {
+                    node.pattern = Some(compiled);
+                }
                 k if DELEGATED.contains(&k) => {
                     delegated.insert(k.to_owned(), value.clone());
                 }
@@ -291,6 +300,9 @@ impl Node {
     }
 
     fn check_text(&self, text: &str) -> Verdict {
+        if self.pattern.as_ref().is_some_and(|p| !p.matches(text)) {
+            return Ask;
+        }
         if self.min_length.is_none() && self.max_length.is_none() {
             return Valid;
         }

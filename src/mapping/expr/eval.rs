@@ -120,7 +120,9 @@ impl Expr {
             Node::Coalesce(args) => {
                 for arg in args {
                     let value = arg.eval(scope)?;
-                    if !value.is_null() && value != Val::Str(Cow::Borrowed("")) {
+                    if !matches!(&value, Val::Null)
+                        && !matches!(&value, Val::Str(s) if s.is_empty())
+                    {
                         return Ok(value);
                     }
                 }
