@@ -46,7 +46,7 @@ pub use functions::FUNCTIONS;
 pub use memo::{Memo, share};
 pub use parser::{Expr, Node, ParseError, parse};
 pub use slots::Slots;
-pub use value::{Val, parse_decimal};
+pub use value::{Val, decimal_text, parse_decimal};
 
 /// A byte range in the expression text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
