@@ -73,20 +73,49 @@ impl EvalError {
 }
 
 impl Expr {
+    /// Each arm that ends in a call returns that call's result as it is (no `?` and wrapping
+    /// again): a result is a value's size, and unwrapping and rewrapping copied it twice on
+    /// every step.
     pub fn eval<'a>(&'a self, scope: &Scope<'a>) -> Result<Val<'a>, EvalError> {
         let span = self.span;
-        Ok(match &self.node {
-            Node::Null => Val::Null,
-            Node::Bool(b) => Val::Bool(*b),
-            Node::Num(d) => Val::Num(*d),
-            Node::Str(s) => Val::Str(Cow::Borrowed(s)),
-            Node::Root => Val::from_json(scope.root),
-            Node::Item => scope.item.map_or(Val::Null, Val::from_json),
+        match &self.node {
+            Node::Prepared(call) => call.eval(scope, span),
+            Node::Slot(slot) => {
+                let table = match slot.item {
+                    true => scope.item_slots,
+                    false => scope.root_slots,
+                };
+                match table.get(slot.index) {
+                    Some(found) => Ok(walk(*found, &slot.rest)),
+                    None => slot.path.eval(scope),
+                }
+            }
+            Node::Memo(slot, inner) => match scope.memo {
+                Some(memo) => match memo.get(*slot) {
+                    Some(value) => Ok(value),
+                    None => {
+                        let value = inner.eval(scope)?;
+                        memo.set(*slot, value.clone());
+                        Ok(value)
+                    }
+                },
+                None => inner.eval(scope),
+            },
+            Node::Binary(op, left, right) => binary(*op, left, right, scope, span),
+            Node::Null => Ok(Val::Null),
+            Node::Bool(b) => Ok(Val::Bool(*b)),
+            Node::Num(d) => Ok(Val::Num(*d)),
+            Node::Str(s) => Ok(Val::Str(Cow::Borrowed(s))),
+            Node::Root => Ok(Val::from_json(scope.root)),
+            Node::Item => Ok(match scope.item {
+                Some(item) => Val::from_json(item),
+                None => Val::Null,
+            }),
             Node::Path(base, steps) => match &base.node {
                 // The common case: straight down the event (or the line) without a value per step.
-                Node::Root => walk(Some(scope.root), steps),
-                Node::Item => walk(scope.item, steps),
-                _ => match base.eval(scope)? {
+                Node::Root => Ok(walk(Some(scope.root), steps)),
+                Node::Item => Ok(walk(scope.item, steps)),
+                _ => Ok(match base.eval(scope)? {
                     Val::Json(value) => walk(Some(value), steps),
                     Val::List(mut items) => match steps.split_first() {
                         Some((Step::Index(n), rest)) if *n < items.len() => {
@@ -99,22 +128,21 @@ impl Expr {
                         _ => Val::Null,
                     },
                     _ => Val::Null,
-                },
+                }),
             },
             Node::Call(function, args) => {
                 let mut values = super::functions::Args::new();
                 for arg in args {
                     values.push(arg.eval(scope)?);
                 }
-                (function.call)(values, scope, span)?
+                (function.call)(values, scope, span)
             }
-            Node::Prepared(call) => call.eval(scope, span)?,
             Node::If(parts) => {
                 let [cond, then, otherwise] = parts.as_ref();
                 if truthy(&cond.eval(scope)?, cond.span)? {
-                    then.eval(scope)?
+                    then.eval(scope)
                 } else {
-                    otherwise.eval(scope)?
+                    otherwise.eval(scope)
                 }
             }
             Node::Coalesce(args) => {
@@ -126,33 +154,11 @@ impl Expr {
                         return Ok(value);
                     }
                 }
-                Val::Null
+                Ok(Val::Null)
             }
-            Node::Neg(inner) => Val::Num(-number(inner.eval(scope)?, inner.span)?),
-            Node::Not(inner) => Val::Bool(!truthy(&inner.eval(scope)?, inner.span)?),
-            Node::Binary(op, left, right) => binary(*op, left, right, scope, span)?,
-            Node::Slot(slot) => {
-                let table = match slot.item {
-                    true => scope.item_slots,
-                    false => scope.root_slots,
-                };
-                match table.get(slot.index) {
-                    Some(found) => walk(*found, &slot.rest),
-                    None => slot.path.eval(scope)?,
-                }
-            }
-            Node::Memo(slot, inner) => match scope.memo {
-                Some(memo) => match memo.get(*slot) {
-                    Some(value) => value,
-                    None => {
-                        let value = inner.eval(scope)?;
-                        memo.set(*slot, value.clone());
-                        value
-                    }
-                },
-                None => inner.eval(scope)?,
-            },
-        })
+            Node::Neg(inner) => Ok(Val::Num(-number(inner.eval(scope)?, inner.span)?)),
+            Node::Not(inner) => Ok(Val::Bool(!truthy(&inner.eval(scope)?, inner.span)?)),
+        }
     }
 }
 
@@ -166,7 +172,11 @@ fn walk<'a>(value: Option<&'a Value>, steps: &'a [Step]) -> Val<'a> {
             _ => None,
         };
     }
-    at.map_or(Val::Null, Val::from_json)
+    // Not `map_or(Val::Null, …)`: its default is built, and dropped, on every call.
+    match at {
+        Some(value) => Val::from_json(value),
+        None => Val::Null,
+    }
 }
 
 /// A member of an object. Events' objects are small: a scan that compares lengths before
@@ -290,6 +300,11 @@ fn text_bool(text: &str) -> Option<bool> {
 
 /// A number, or a string that holds one (CRMs send amounts as text too).
 pub fn number(value: Val<'_>, span: Span) -> Result<Decimal, EvalError> {
+    if let Val::Num(d) = value {
+        // Nothing to drop in a number: this saves the call to `Val`'s drop on the common path.
+        std::mem::forget(value);
+        return Ok(d);
+    }
     match &value {
         Val::Num(d) => Ok(*d),
         Val::Null => Err(EvalError::new(

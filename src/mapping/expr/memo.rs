@@ -74,13 +74,14 @@ pub fn share<'e>(exprs: impl IntoIterator<Item = &'e mut Expr>) -> usize {
     slots.len()
 }
 
-/// Reads of the event and computations on them; literals and `$` / `item` are as cheap as a
-/// slot.
+/// Computations on the event; literals, `$`, `item` and paths straight down from them are as
+/// cheap to read again as a slot (most such paths are found once per scope: slots.rs).
 fn worth_sharing(expr: &Expr) -> bool {
-    !matches!(
-        expr.node,
-        Node::Null | Node::Bool(_) | Node::Num(_) | Node::Str(_) | Node::Root | Node::Item
-    )
+    match &expr.node {
+        Node::Null | Node::Bool(_) | Node::Num(_) | Node::Str(_) | Node::Root | Node::Item => false,
+        Node::Path(base, _) => !matches!(base.node, Node::Root | Node::Item),
+        _ => true,
+    }
 }
 
 fn wrap(expr: &mut Expr, counts: &HashMap<String, usize>, slots: &mut HashMap<String, usize>) {
