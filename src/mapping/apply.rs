@@ -288,6 +288,7 @@ fn scope<'a>(
 }
 
 /// Evaluates; the field's name is only built when there is an error to report.
+#[inline(always)] // else each rule's result is copied once more, into the larger result
 fn eval<'a>(
     expr: &'a Expr,
     scope: &Scope<'a>,
