@@ -391,7 +391,10 @@ fn fields<'a>(
             sure = sure && checks.value(index, &value);
             given |= 1 << index;
         }
-        values[index] = value;
+        // The space holds `null` here: put the value in without a call to drop the `null`.
+        let null = std::mem::replace(&mut values[index], value);
+        debug_assert!(null.is_null());
+        std::mem::forget(null);
     }
     let out = match shape {
         Some(shape) => shape.build(values),

@@ -95,7 +95,7 @@ impl Expr {
                     Some(value) => Ok(value),
                     None => {
                         let value = inner.eval(scope)?;
-                        memo.set(*slot, value.clone());
+                        memo.set(*slot, value.duplicate());
                         Ok(value)
                     }
                 },

@@ -32,7 +32,7 @@ impl<'a> Memo<'a> {
     pub fn get(&self, slot: usize) -> Option<Val<'a>> {
         match self.slots.borrow().get(slot) {
             Some((generation, Some(value))) if *generation == self.generation.get() => {
-                Some(value.clone())
+                Some(value.duplicate())
             }
             _ => None,
         }

@@ -42,6 +42,20 @@ impl<'a> Val<'a> {
         }
     }
 
+    /// A copy; values that own nothing (numbers, borrowed text, JSON from the event) are
+    /// copied inline, without a call to `clone`.
+    #[inline(always)]
+    pub fn duplicate(&self) -> Val<'a> {
+        match self {
+            Val::Null => Val::Null,
+            Val::Bool(b) => Val::Bool(*b),
+            Val::Num(d) => Val::Num(*d),
+            Val::Str(Cow::Borrowed(s)) => Val::Str(Cow::Borrowed(s)),
+            Val::Json(v) => Val::Json(v),
+            owned => owned.clone(),
+        }
+    }
+
     pub fn is_null(&self) -> bool {
         matches!(self, Val::Null)
     }
