@@ -58,6 +58,7 @@ impl std::ops::Deref for EvalError {
 }
 
 impl EvalError {
+    #[cold] // errors are rare: kept out of the evaluator's frames
     pub fn new(code: &'static str, message: impl Into<String>, span: Span) -> Self {
         EvalError(Box::new(Fault {
             code,
@@ -275,6 +276,7 @@ fn equal(l: &Val<'_>, r: &Val<'_>, span: Span) -> Result<bool, EvalError> {
 }
 
 /// `cannot compare string "maybe" with boolean false` (a `type_mismatch`).
+#[cold]
 fn cannot_compare(l: &Val<'_>, r: &Val<'_>, span: Span) -> EvalError {
     EvalError::new(
         "type_mismatch",
@@ -298,13 +300,22 @@ fn text_bool(text: &str) -> Option<bool> {
     }
 }
 
-/// A number, or a string that holds one (CRMs send amounts as text too).
+/// A number, or a string that holds one (CRMs send amounts as text too). A number is taken
+/// where the call is (inlined); anything else goes to [`number_of`].
+#[inline(always)]
 pub fn number(value: Val<'_>, span: Span) -> Result<Decimal, EvalError> {
     if let Val::Num(d) = value {
         // Nothing to drop in a number: this saves the call to `Val`'s drop on the common path.
         std::mem::forget(value);
         return Ok(d);
     }
+    number_of(value, span)
+}
+
+/// [`number`] of anything but a number: text read as one, or the error. Out of line, so that
+/// the common path carries none of its frame.
+#[inline(never)]
+fn number_of(value: Val<'_>, span: Span) -> Result<Decimal, EvalError> {
     match &value {
         Val::Num(d) => Ok(*d),
         Val::Null => Err(EvalError::new(

@@ -139,50 +139,30 @@ pub fn decimal_to_json(d: Decimal) -> Value {
 }
 
 /// A decimal's text, as its `Display` writes it (`decimal_text_matches_display` checks that),
-/// without the formatting machinery: the mantissa's digits with the point put in, written
-/// straight into a string of the right size.
+/// without the formatting machinery: the mantissa's digits (`itoa`, two at a time) with the
+/// point put in, written straight into a string of the right size.
 pub fn decimal_text(d: Decimal) -> String {
-    // The mantissa's digits, least significant first.
-    let mut digits = [0u8; 40];
-    let mut count = 0;
-    let mantissa = d.mantissa().unsigned_abs();
-    // Most mantissas fit 64 bits, whose division is far cheaper than 128 bits'.
-    match u64::try_from(mantissa) {
-        Ok(mut rest) => loop {
-            digits[count] = (rest % 10) as u8;
-            count += 1;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
-        },
-        Err(_) => {
-            let mut rest = mantissa;
-            loop {
-                digits[count] = (rest % 10) as u8;
-                count += 1;
-                rest /= 10;
-                if rest == 0 {
-                    break;
-                }
-            }
-        }
-    }
+    let mut buffer = itoa::Buffer::new();
+    let digits = buffer.format(d.mantissa().unsigned_abs());
     let scale = d.scale() as usize;
-    let all_fraction = count <= scale;
-    let mut out = String::with_capacity(scale.max(count) + 3);
+    let mut out = String::with_capacity(digits.len().max(scale) + 3);
     if d.is_sign_negative() {
         out.push('-');
     }
-    if all_fraction {
-        out.push_str("0.");
-        (count..scale).for_each(|_| out.push('0'));
-    }
-    for at in (0..count).rev() {
-        if at + 1 == scale && !all_fraction {
-            out.push('.');
+    match digits.len().checked_sub(scale) {
+        // Every digit after the point: "0.", zeros up to the scale, the digits.
+        None | Some(0) => {
+            out.push_str("0.");
+            (digits.len()..scale).for_each(|_| out.push('0'));
+            out.push_str(digits);
         }
-        out.push(char::from(b'0' + digits[at]));
+        Some(whole) => {
+            out.push_str(&digits[..whole]);
+            if scale > 0 {
+                out.push('.');
+                out.push_str(&digits[whole..]);
+            }
+        }
     }
     out
 }
