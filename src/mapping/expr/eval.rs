@@ -163,6 +163,24 @@ impl Expr {
     }
 }
 
+impl Expr {
+    /// [`Expr::eval`], with the read of a filled slot (the commonest argument: `decimal(item.
+    /// Quantity)`) done where it is called instead of in a call of its own.
+    #[inline(always)]
+    pub fn eval_arg<'a>(&'a self, scope: &Scope<'a>) -> Result<Val<'a>, EvalError> {
+        if let Node::Slot(slot) = &self.node {
+            let table = match slot.item {
+                true => scope.item_slots,
+                false => scope.root_slots,
+            };
+            if let Some(found) = table.get(slot.index) {
+                return Ok(walk(*found, &slot.rest));
+            }
+        }
+        self.eval(scope)
+    }
+}
+
 /// Follows `steps` down from `value`; a step that leads nowhere is `null`.
 fn walk<'a>(value: Option<&'a Value>, steps: &'a [Step]) -> Val<'a> {
     let mut at = value;
@@ -209,7 +227,7 @@ fn binary<'a>(
         }
         _ => {}
     }
-    let (l, r) = (left.eval(scope)?, right.eval(scope)?);
+    let (l, r) = (left.eval_arg(scope)?, right.eval_arg(scope)?);
     Ok(match op {
         BinOp::Eq => Val::Bool(equal(&l, &r, span)?),
         BinOp::Ne => Val::Bool(!equal(&l, &r, span)?),

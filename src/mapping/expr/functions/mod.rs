@@ -269,12 +269,17 @@ pub(super) fn text<'a>(value: Val<'a>, span: Span) -> Result<Option<Cow<'a, str>
         Val::Str(s) => Ok(Some(s)),
         Val::Num(d) => Ok(Some(Cow::Owned(super::value::decimal_text(d)))),
         Val::Bool(b) => Ok(Some(Cow::Borrowed(if b { "true" } else { "false" }))),
-        other => Err(EvalError::new(
-            "type_mismatch",
-            format!("expected text, found {} {}", other.kind(), other.preview()),
-            span,
-        )),
+        other => Err(not_text(&other, span)),
     }
+}
+
+#[cold]
+fn not_text(value: &Val<'_>, span: Span) -> EvalError {
+    EvalError::new(
+        "type_mismatch",
+        format!("expected text, found {} {}", value.kind(), value.preview()),
+        span,
+    )
 }
 
 pub(super) fn whole(value: Val<'_>, span: Span) -> Result<usize, EvalError> {

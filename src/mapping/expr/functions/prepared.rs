@@ -80,8 +80,8 @@ pub fn prepare(function: &'static Function, args: &mut Vec<Expr>) -> Option<Prep
 impl Prepared {
     pub fn eval<'a>(&'a self, scope: &Scope<'a>, span: Span) -> Result<Val<'a>, EvalError> {
         match self {
-            Prepared::Unary(unary, arg) => unary.apply(arg.eval(scope)?, span),
-            Prepared::Round(value, places, strategy) => match value.eval(scope)? {
+            Prepared::Unary(unary, arg) => unary.apply(arg.eval_arg(scope)?, span),
+            Prepared::Round(value, places, strategy) => match value.eval_arg(scope)? {
                 Val::Null => Ok(Val::Null),
                 value => Ok(Val::Num(super::number::round_to(
                     number(value, span)?,
@@ -89,7 +89,7 @@ impl Prepared {
                     *strategy,
                 ))),
             },
-            Prepared::Date(value, formats) => formats.reformat(value.eval(scope)?, span),
+            Prepared::Date(value, formats) => formats.reformat(value.eval_arg(scope)?, span),
         }
     }
 
