@@ -1,10 +1,10 @@
 //! Repeated sub-expressions evaluated once per scope. Rules of one mapping often read the same
 //! value several times (`decimal(item.Quantity)` in a line's quantity, its `when` and its total);
-//! at load time [`share`] wraps every sub-expression that occurs more than once among a scope's
-//! rules in a [`Node::Memo`] slot, and during evaluation the first use stores its value in the
-//! scope's [`Memo`] and later ones read it. Expressions are pure (lookups and cross-references
-//! are data in the scope), so the result is the same; an error is not stored, and the rule that
-//! meets it first reports it, as before.
+//! at load time [`share`] wraps every computation that occurs more than once among a scope's
+//! rules in a [`Node::Memo`] slot (literals and plain paths are as cheap to read again), and
+//! during evaluation the first use stores its value in the scope's [`Memo`] and later ones read
+//! it. Expressions are pure (lookups and cross-references are data in the scope), so the result
+//! is the same; an error is not stored, and the rule that meets it first reports it, as before.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
