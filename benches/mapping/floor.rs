@@ -33,23 +33,18 @@ pub fn order(event: &Value, lookups: &Lookups, xrefs: &Xrefs) -> Result<Document
         trim(data.get("PO_Number__c")),
     );
     put(&mut out, "description", trim(data.get("Name")));
-    let currency = text(data.get("CurrencyIsoCode"))
-        .unwrap_or("EUR")
-        .to_uppercase();
-    if !(currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_uppercase())) {
-        return Err("schema: currency");
-    }
-    out.insert("currency".into(), Value::String(currency));
+    out.insert("currency".into(), currency(data)?);
     let close = text(data.get("CloseDate")).ok_or("no close date")?;
     let date = NaiveDate::parse_from_str(close, "%Y-%m-%d").map_err(|_| "bad_date")?;
     out.insert(
         "order_date".into(),
         Value::String(date.format("%Y-%m-%d").to_string()),
     );
-    let terms = text(data.get("Payment_Terms__c"))
-        .and_then(|key| lookups.get("payment_terms")?.get(key)?.as_str())
-        .unwrap_or("NET30");
-    put(&mut out, "payment_terms", Some(terms));
+    put(
+        &mut out,
+        "payment_terms",
+        Some(payment_terms(data, lookups)),
+    );
     if let Some(amount) = decimal(data.get("Amount"))? {
         out.insert("total".into(), number(money(amount), Decimal::ZERO)?);
     }
@@ -120,59 +115,21 @@ pub fn account(event: &Value, lookups: &Lookups) -> Result<Document, &'static st
     );
     let tax_id = trim(data.get("VAT_Number__c")).map(|t| t.replace(' ', "").to_uppercase());
     put(&mut out, "tax_id", tax_id.as_deref());
-    let currency = text(data.get("CurrencyIsoCode"))
-        .unwrap_or("EUR")
-        .to_uppercase();
-    if !(currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_uppercase())) {
-        return Err("schema: currency");
-    }
-    out.insert("currency".into(), Value::String(currency));
-    let terms = text(data.get("Payment_Terms__c"))
-        .and_then(|key| lookups.get("payment_terms")?.get(key)?.as_str())
-        .unwrap_or("NET30");
-    put(&mut out, "payment_terms", Some(terms));
+    out.insert("currency".into(), currency(data)?);
+    put(
+        &mut out,
+        "payment_terms",
+        Some(payment_terms(data, lookups)),
+    );
     if let Some(limit) = decimal(data.get("Credit_Limit__c"))? {
         out.insert("credit_limit".into(), number(money(limit), Decimal::ZERO)?);
     }
     put(&mut out, "phone", trim(data.get("Phone")));
     let website = text(data.get("Website")).map(str::to_lowercase);
     put(&mut out, "website", website.as_deref());
-    let country = |code: &str, name: &str| {
-        text(data.get(code)).or_else(|| {
-            let name = text(data.get(name))?;
-            lookups.get("countries")?.get(name)?.as_str()
-        })
-    };
-    let mut invoice = Map::new();
-    put(&mut invoice, "street", trim(data.get("BillingStreet")));
-    put(
-        &mut invoice,
-        "postal_code",
-        text(data.get("BillingPostalCode")),
-    );
-    put(&mut invoice, "city", text(data.get("BillingCity")));
-    put(&mut invoice, "region", text(data.get("BillingState")));
-    put(
-        &mut invoice,
-        "country",
-        country("BillingCountryCode", "BillingCountry"),
-    );
-    address(&mut out, "invoice_address", invoice)?;
+    address(&mut out, "invoice_address", data, lookups, &BILLING)?;
     if data.get("ShippingStreet").is_some_and(|v| !v.is_null()) {
-        let mut delivery = Map::new();
-        put(&mut delivery, "street", trim(data.get("ShippingStreet")));
-        put(
-            &mut delivery,
-            "postal_code",
-            text(data.get("ShippingPostalCode")),
-        );
-        put(&mut delivery, "city", text(data.get("ShippingCity")));
-        put(
-            &mut delivery,
-            "country",
-            country("ShippingCountryCode", "ShippingCountry"),
-        );
-        address(&mut out, "delivery_address", delivery)?;
+        address(&mut out, "delivery_address", data, lookups, &SHIPPING)?;
     }
     let email = trim(data.get("Email__c")).map(str::to_lowercase);
     put(&mut out, "contact_email", email.as_deref());
@@ -185,12 +142,77 @@ pub fn account(event: &Value, lookups: &Lookups) -> Result<Document, &'static st
     })
 }
 
+/// `upper(coalesce($.data.CurrencyIsoCode, 'EUR'))`, three capitals as the schema wants.
+fn currency(data: &Value) -> Result<Value, &'static str> {
+    let currency = text(data.get("CurrencyIsoCode"))
+        .unwrap_or("EUR")
+        .to_uppercase();
+    if !(currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_uppercase())) {
+        return Err("schema: currency");
+    }
+    Ok(Value::String(currency))
+}
+
+/// `lookup('payment_terms', $.data.Payment_Terms__c, 'NET30')`.
+fn payment_terms<'a>(data: &'a Value, lookups: &'a Lookups) -> &'a str {
+    text(data.get("Payment_Terms__c"))
+        .and_then(|key| lookups.get("payment_terms")?.get(key)?.as_str())
+        .unwrap_or("NET30")
+}
+
+/// The event's members an address is made of: street, postal code, city, region (the
+/// delivery address has none), country code, country name.
+struct AddressFields {
+    street: &'static str,
+    postal_code: &'static str,
+    city: &'static str,
+    region: Option<&'static str>,
+    country_code: &'static str,
+    country: &'static str,
+}
+
+const BILLING: AddressFields = AddressFields {
+    street: "BillingStreet",
+    postal_code: "BillingPostalCode",
+    city: "BillingCity",
+    region: Some("BillingState"),
+    country_code: "BillingCountryCode",
+    country: "BillingCountry",
+};
+
+const SHIPPING: AddressFields = AddressFields {
+    street: "ShippingStreet",
+    postal_code: "ShippingPostalCode",
+    city: "ShippingCity",
+    region: None,
+    country_code: "ShippingCountryCode",
+    country: "ShippingCountry",
+};
+
 /// An address object, left out when empty; the schema's required members and country code.
 fn address(
     out: &mut Map<String, Value>,
     name: &str,
-    address: Map<String, Value>,
+    data: &Value,
+    lookups: &Lookups,
+    fields: &AddressFields,
 ) -> Result<(), &'static str> {
+    let mut address = Map::new();
+    put(&mut address, "street", trim(data.get(fields.street)));
+    put(
+        &mut address,
+        "postal_code",
+        text(data.get(fields.postal_code)),
+    );
+    put(&mut address, "city", text(data.get(fields.city)));
+    if let Some(region) = fields.region {
+        put(&mut address, "region", text(data.get(region)));
+    }
+    let country = text(data.get(fields.country_code)).or_else(|| {
+        let name = text(data.get(fields.country))?;
+        lookups.get("countries")?.get(name)?.as_str()
+    });
+    put(&mut address, "country", country);
     if address.is_empty() {
         return Ok(());
     }
