@@ -81,16 +81,10 @@ impl Expr {
         let span = self.span;
         match &self.node {
             Node::Prepared(call) => call.eval(scope, span),
-            Node::Slot(slot) => {
-                let table = match slot.item {
-                    true => scope.item_slots,
-                    false => scope.root_slots,
-                };
-                match table.get(slot.index) {
-                    Some(found) => Ok(walk(*found, &slot.rest)),
-                    None => slot.path.eval(scope),
-                }
-            }
+            Node::Slot(slot) => match slot_member(slot, scope) {
+                Some(member) => Ok(walk(member, &slot.rest)),
+                None => slot.path.eval(scope),
+            },
             Node::Memo(slot, inner) => match scope.memo {
                 Some(memo) => match memo.get(*slot) {
                     Some(value) => Ok(value),
@@ -168,17 +162,24 @@ impl Expr {
     /// Quantity)`) done where it is called instead of in a call of its own.
     #[inline(always)]
     pub fn eval_arg<'a>(&'a self, scope: &Scope<'a>) -> Result<Val<'a>, EvalError> {
-        if let Node::Slot(slot) = &self.node {
-            let table = match slot.item {
-                true => scope.item_slots,
-                false => scope.root_slots,
-            };
-            if let Some(found) = table.get(slot.index) {
-                return Ok(walk(*found, &slot.rest));
-            }
+        if let Node::Slot(slot) = &self.node
+            && let Some(member) = slot_member(slot, scope)
+        {
+            return Ok(walk(member, &slot.rest));
         }
         self.eval(scope)
     }
+}
+
+/// A slot's member as its scope's filled table holds it (itself `None` when the event has
+/// no such member); `None` where the table is not filled (the path is then walked).
+#[inline(always)]
+fn slot_member<'a>(slot: &super::slots::Slot, scope: &Scope<'a>) -> Option<Option<&'a Value>> {
+    let table = match slot.item {
+        true => scope.item_slots,
+        false => scope.root_slots,
+    };
+    table.get(slot.index).copied()
 }
 
 /// Follows `steps` down from `value`; a step that leads nowhere is `null`.
