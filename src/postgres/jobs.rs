@@ -3,11 +3,15 @@
 //! per record in id order, settled only under the lease's epoch, attempts logged append-only in
 //! `job_log`, settled jobs moved to `finished`.
 //!
+//! A lease reads and writes nothing else: the instance keeps it in memory (`leases.rs`) and
+//! names the jobs it has in flight in its next leases, which skip them. A leased job's row
+//! stays ready (or retrying), so it still holds its record's line.
+//!
 //! Per-record order needs no lock of its own: a record's jobs all hash to one partition, a
 //! partition has one owner, and a job is leased only when no earlier job of its record is
-//! still in line (ready, leased or retrying; parked and held jobs step out of line as in the
-//! embedded queue). When a partition moves, the jobs the old owner had leased are leased again
-//! by the new one, in doubt (the old owner's settles are refused by the epoch).
+//! still in line (ready or retrying; parked and held jobs step out of line as in the embedded
+//! queue). When a partition moves, its runnable jobs are leased by the new owner, in doubt (the
+//! old owner's settles are refused by the epoch).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -207,6 +211,12 @@ pub(super) async fn insert(
     Ok(ids)
 }
 
+/// A settle's check that its job is still runnable (no one changed it since the lease). Written
+/// as an expression, not `state IN (…)`: a condition that implies the predicate of the partial
+/// index `jobs_runnable` made it a candidate, and under stale statistics the planner read all
+/// of it (filtering by id) instead of probing `jobs_pkey`.
+const IN_LINE: &str = "state || '' IN ('ready', 'retrying')";
+
 /// Where a stored job goes: a settled one leaves `jobs` for `finished`, any other is updated
 /// in place. `fence` (partition, instance, epoch) makes the write conditional on this instance
 /// still holding the job's lease; returns whether the job was written.
@@ -218,7 +228,7 @@ pub(super) async fn store(
     let id = job.id as i64;
     let (condition, part, me, epoch) = match fence {
         Some((part, me, epoch)) => (
-            format!("part = $1 AND leased_epoch = $3 AND state = 'leased' AND {FENCE}"),
+            format!("part = $1 AND {IN_LINE} AND {FENCE}"),
             part,
             me,
             epoch,
@@ -277,38 +287,37 @@ pub(super) async fn store(
 }
 
 /// The lease query (`PgJobs::lease`): `$1` partitions and `$2` their epochs, `$3` connector,
-/// `$4` how many, `$5` this instance. Each job's event comes with it (its envelope, unless an
-/// operator's payload replaces it), kept for the delivery path's read (`keep_events`). The
-/// partitions still held under those epochs are found once (a scalar subquery), so the scan
-/// can walk `jobs_runnable` in id order, check each job's line with a probe of `jobs_by_key`,
-/// and stop at `$4` (under [`LEASE_SETTINGS`]).
+/// `$4` how many, `$5` this instance, `$6` the jobs it has in flight (skipped). Each job's event
+/// comes with it (its envelope, unless an operator's payload replaces it), kept for the
+/// delivery path's read (`keep_events`). The partitions still held under those epochs are
+/// found once (a scalar subquery), so the scan can walk `jobs_runnable` in id order, check each
+/// job's line with a probe of `jobs_by_key`, and stop at `$4` (under [`LEASE_SETTINGS`]). It
+/// writes nothing: the attempt it counts is written by the settle.
 ///
 /// Every access to `jobs` is written so that one index path is possible, whatever the
 /// statistics say: a vacuum that found the queue empty leaves the planner expecting no rows,
 /// and then a scan of a whole index costs it as little as a probe. The line check is a
 /// subplan (`OFFSET 0` keeps it from becoming a join, whose inner side could be a scan of all
 /// of `jobs_by_key` for every job walked past) with `k.id + 0` (so `jobs_pkey` is no
-/// candidate); the update finds its rows by `id = ANY(…)` (not a join that could read all of
-/// `jobs_pkey`). Those plans gave leases of 0.5-1.5 s and a minute of stalled deliveries in a
-/// soak under a CPU shortage, until autovacuum analysed the table again.
-const LEASE: &str = "WITH candidates AS (
-        SELECT j.id FROM jobs j
+/// candidate). Those plans gave leases of 0.5-1.5 s and a minute of stalled deliveries in a
+/// soak under a CPU shortage, until autovacuum analysed the table again. ('leased' in the line
+/// check is for rows an earlier version left so.)
+const LEASE: &str =
+    "WITH leased AS (SELECT j.id, 'leased'::text AS state, j.attempts + 1 AS attempts,
+        NULL::bigint AS due_ms, j.in_doubt, j.reason, j.payload, j.waits_for, j.body, j.part,
+        ($2::bigint[])[array_position($1::smallint[], j.part)] AS epoch, j.event
+        FROM jobs j
         WHERE j.connector = $3 AND j.state IN ('ready', 'retrying')
           AND (j.due_at IS NULL OR j.due_at <= now())
           AND j.part = ANY(ARRAY(SELECT part FROM parts
                                  WHERE part = ANY($1::smallint[]) AND owner = $5
                                    AND epoch = ($2::bigint[])[array_position($1::smallint[], part)]
                                    AND lease_until > now()))
+          AND j.id <> ALL($6::bigint[])
           AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.order_key = j.order_key
                           AND k.id + 0 < j.id AND k.state IN ('ready', 'leased', 'retrying')
                           OFFSET 0)
-        ORDER BY j.id LIMIT $4 FOR UPDATE OF j SKIP LOCKED)
-     , leased AS (UPDATE jobs SET state = 'leased', attempts = jobs.attempts + 1, due_at = NULL,
-        leased_epoch = ($2::bigint[])[array_position($1::smallint[], jobs.part)]
-     WHERE jobs.id = ANY(ARRAY(SELECT id FROM candidates))
-     RETURNING jobs.id, jobs.state, jobs.attempts, NULL::bigint AS due_ms, jobs.in_doubt,
-        jobs.reason, jobs.payload, jobs.waits_for, jobs.body, jobs.part, jobs.leased_epoch,
-        jobs.event)
+        ORDER BY j.id LIMIT $4)
      SELECT leased.*, e.envelope FROM leased
      LEFT JOIN events e ON e.id = leased.event AND leased.payload IS NULL";
 
@@ -323,14 +332,10 @@ const LEASE: &str = "WITH candidates AS (
 /// With one shape left, the plan is made once per connection (generic) instead of on every
 /// lease: planning took as long as a third of the lease's execution (pg_stat_statements with
 /// track_planning, benches/postgres.sh).
-///
-/// And its commit does not wait for the WAL to reach the disk (`synchronous_commit = off`): a
-/// lease lost in a crash of PostgreSQL leaves its jobs ready, to be run again under the same
-/// idempotency key, and any later commit that waits (an ack's, a settle's) flushes it too.
 const LEASE_SETTINGS: &str = "SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off; \
     SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; \
     SET LOCAL enable_mergejoin = off; SET LOCAL enable_material = off; \
-    SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL synchronous_commit = off";
+    SET LOCAL plan_cache_mode = force_generic_plan";
 
 pub struct PgJobs<'a> {
     postgres: &'a Postgres,
@@ -355,22 +360,24 @@ impl<'a> PgJobs<'a> {
     }
 
     /// Leases up to `limit` runnable jobs of `connector` in the partitions `held` (partition →
-    /// epoch): ready or due jobs, each the first job in its record's line, in id order. The
-    /// scan walks `jobs_runnable` in id order and stops at `limit`. (Jobs an earlier owner of a
-    /// partition had leased were made ready again, in doubt, when the partition was taken:
-    /// `leases.rs`.)
+    /// epoch), other than those in `in_flight` (this instance's, leased before and not yet
+    /// settled): ready or due jobs, each the first job in its record's line, in id order. The
+    /// scan walks `jobs_runnable` in id order and stops at `limit`. Nothing is written: the
+    /// caller keeps the lease (`Leases::take`). (The runnable jobs of a partition taken from
+    /// an owner whose lease ran out were marked in doubt when it was taken: `leases.rs`.)
     pub async fn lease(
         &self,
         me: &str,
         held: &BTreeMap<i16, i64>,
         connector: &str,
         limit: i64,
+        in_flight: &[i64],
     ) -> Result<Vec<Leased>, PgError> {
         if held.is_empty() {
             return Ok(Vec::new());
         }
         let rows = self
-            .run_lease(LEASE, me, held, connector, limit, true)
+            .run_lease(LEASE, me, held, connector, limit, in_flight)
             .await?;
         self.postgres.keep_events(rows.iter().filter_map(|row| {
             let envelope: Option<Vec<u8>> = row.get(12);
@@ -403,7 +410,7 @@ impl<'a> PgJobs<'a> {
     ) -> Result<String, PgError> {
         let explain = format!("EXPLAIN {LEASE}");
         let rows = self
-            .run_lease(&explain, me, held, connector, limit, false)
+            .run_lease(&explain, me, held, connector, limit, &[])
             .await?;
         Ok(rows
             .iter()
@@ -413,7 +420,7 @@ impl<'a> PgJobs<'a> {
     }
 
     /// Runs `sql` (the lease, or its `EXPLAIN`) with the lease's parameters under
-    /// [`LEASE_SETTINGS`] in a transaction of its own, committed when `keep` (else rolled back).
+    /// [`LEASE_SETTINGS`] in a read-only transaction of its own.
     async fn run_lease(
         &self,
         sql: &str,
@@ -421,7 +428,7 @@ impl<'a> PgJobs<'a> {
         held: &BTreeMap<i16, i64>,
         connector: &str,
         limit: i64,
-        keep: bool,
+        in_flight: &[i64],
     ) -> Result<Vec<tokio_postgres::Row>, PgError> {
         let (parts, epochs): (Vec<i16>, Vec<i64>) = held.iter().map(|(p, e)| (*p, *e)).unzip();
         let mut client = self.postgres.client().await?;
@@ -431,14 +438,13 @@ impl<'a> PgJobs<'a> {
             .map_err(self.failed())?;
         let statement = tx.prepare_cached(sql).await.map_err(self.failed())?;
         let rows = tx
-            .query(&statement, &[&parts, &epochs, &connector, &limit, &me])
+            .query(
+                &statement,
+                &[&parts, &epochs, &connector, &limit, &me, &in_flight],
+            )
             .await
             .map_err(self.failed())?;
-        match keep {
-            true => tx.commit().await,
-            false => tx.rollback().await,
-        }
-        .map_err(self.failed())?;
+        tx.rollback().await.map_err(self.failed())?;
         Ok(rows)
     }
 
@@ -505,17 +511,20 @@ impl<'a> PgJobs<'a> {
 }
 
 /// The delivered and skipped jobs of a settle batch leave `jobs` (`$1` ids, each once, `$2`
-/// partitions, `$3` epochs, `$4` this instance): each only under its own lease. The jobs are
-/// found by `id = ANY` alone (one index condition whatever the statistics say); each one's
-/// lease is read from the arrays at its id's position. (Matched instead by a join to the
-/// arrays, the planner put `id = ANY` into the join's inner index scan as well: a walk of the
-/// whole array for every job, PostgreSQL 15 counted 69 scans of `jobs_pkey` per job.)
-pub const SETTLE_DELETE: &str = "DELETE FROM jobs j WHERE j.id = ANY($1::bigint[]) AND j.state = 'leased' \
+/// partitions, `$3` epochs, `$4` this instance): each only under its own lease, that is while
+/// this instance still holds the job's partition under the epoch it leased it with, and only
+/// if no one changed the job meanwhile (an operator's hold, say). The jobs are found by `id =
+/// ANY` alone (one index condition whatever the statistics say); each one's lease is read from
+/// the arrays at its id's position. (Matched instead by a join to the arrays, the planner put
+/// `id = ANY` into the join's inner index scan as well: a walk of the whole array for every
+/// job, PostgreSQL 15 counted 69 scans of `jobs_pkey` per job.) The state is checked as
+/// [`IN_LINE`] says, so `jobs_runnable` is no candidate.
+pub const SETTLE_DELETE: &str = "DELETE FROM jobs j WHERE j.id = ANY($1::bigint[]) \
+    AND j.state || '' IN ('ready', 'retrying') \
     AND j.part = ($2::smallint[])[array_position($1::bigint[], j.id)] \
-    AND j.leased_epoch = ($3::bigint[])[array_position($1::bigint[], j.id)] \
-    AND EXISTS (SELECT 1 FROM parts p WHERE p.part = j.part \
-    AND p.owner = $4 AND p.epoch = j.leased_epoch AND p.lease_until > now()) \
-    RETURNING j.id, j.leased_epoch";
+    AND EXISTS (SELECT 1 FROM parts p WHERE p.part = j.part AND p.owner = $4 \
+    AND p.epoch = ($3::bigint[])[array_position($1::bigint[], j.id)] AND p.lease_until > now()) \
+    RETURNING j.id, ($3::bigint[])[array_position($1::bigint[], j.id)]";
 
 /// Stores the settled jobs under their leases' fences: the delivered and skipped ones leave
 /// `jobs` for `finished` in two statements; the others (retry, park, dead) are updated one by

@@ -10,12 +10,20 @@
 //! within one lease period. A write on behalf of a partition names the epoch it was leased
 //! under; [`FENCE`] refuses it once the lease moved on, so an instance that was stopped past its
 //! lease (SIGSTOP, a long pause) cannot settle what the new owner may be running again.
+//!
+//! The jobs an instance runs are leased in memory ([`Leases::take`] … [`Leases::done`]), not
+//! written to their rows: its partitions are its own while their leases hold, so no other
+//! instance can lease them. What it has in flight goes out with its heartbeat (for the
+//! dashboard). A partition taken from an owner whose lease ran out (it died, or stopped past
+//! its lease) may have had any of its runnable jobs in flight: they run again in doubt, as the
+//! embedded queue's do after a crash. A partition given back holds nothing in flight.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{PgError, Postgres};
+use crate::queue::JobId;
 
 /// How many partitions records hash to (fixed for a database: changing it would move records).
 pub const PARTITIONS: i16 = 64;
@@ -50,6 +58,8 @@ pub struct Leases {
     /// takes them while a job leased in them runs) but no longer leased from; given back once
     /// no job in them is leased.
     draining: Mutex<BTreeSet<i16>>,
+    /// The jobs this instance has leased and not yet settled (written), with their partition.
+    in_flight: Mutex<HashMap<JobId, i16>>,
 }
 
 impl Leases {
@@ -60,7 +70,37 @@ impl Leases {
             period,
             held: Mutex::new(BTreeMap::new()),
             draining: Mutex::new(BTreeSet::new()),
+            in_flight: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Marks jobs (id, partition) as leased by this instance: its next leases skip them, and
+    /// their partitions are not given back, until [`Leases::done`].
+    pub fn take(&self, jobs: impl IntoIterator<Item = (JobId, i16)>) {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(jobs);
+    }
+
+    /// The job's lease is over: its settle is written (or refused), or it was given up.
+    pub fn done(&self, id: JobId) {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+    }
+
+    /// The ids this instance has leased and not yet settled.
+    pub fn in_flight(&self) -> Vec<i64> {
+        let in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        in_flight.keys().map(|&id| id as i64).collect()
+    }
+
+    /// The partitions with a job in flight here.
+    pub fn busy(&self) -> BTreeSet<i16> {
+        let in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        in_flight.values().copied().collect()
     }
 
     pub fn me(&self) -> &str {
@@ -100,10 +140,11 @@ impl Leases {
         client
             .execute(
                 &format!(
-                    "INSERT INTO instances (name, seen_until) VALUES ($1, {until}) \
-                     ON CONFLICT (name) DO UPDATE SET seen_until = EXCLUDED.seen_until"
+                    "INSERT INTO instances (name, seen_until, leased) VALUES ($1, {until}, $3) \
+                     ON CONFLICT (name) DO UPDATE SET seen_until = EXCLUDED.seen_until, \
+                     leased = EXCLUDED.leased"
                 ),
-                &[&self.me, &period],
+                &[&self.me, &period, &self.in_flight()],
             )
             .await
             .map_err(failed)?;
@@ -136,16 +177,21 @@ impl Leases {
         if missing > 0 {
             let taken = client
                 .query(
-                    // The jobs an earlier owner had leased in them run again, in doubt (its
-                    // settles are refused by the epoch).
+                    // Taken from an owner whose lease ran out, a partition's runnable jobs
+                    // (ready, or retrying and due) may have been in flight there: they run
+                    // again in doubt (that owner's settles are refused by the epoch). Rows an
+                    // earlier version left leased are made ready again.
                     &format!(
-                        "WITH taken AS (UPDATE parts SET owner = $1, epoch = epoch + 1, \
-                         lease_until = {until} WHERE part IN (SELECT part FROM parts \
-                         WHERE lease_until <= now() ORDER BY part LIMIT $3 \
-                         FOR UPDATE SKIP LOCKED) RETURNING part, epoch), \
-                         again AS (UPDATE jobs SET state = 'ready', in_doubt = true, \
-                         leased_epoch = NULL FROM taken WHERE jobs.part = taken.part \
-                         AND jobs.state = 'leased') \
+                        "WITH free AS (SELECT part, owner FROM parts WHERE lease_until <= now() \
+                         ORDER BY part LIMIT $3 FOR UPDATE SKIP LOCKED), \
+                         taken AS (UPDATE parts SET owner = $1, epoch = parts.epoch + 1, \
+                         lease_until = {until} FROM free WHERE parts.part = free.part \
+                         RETURNING parts.part, parts.epoch, free.owner AS before), \
+                         again AS (UPDATE jobs SET in_doubt = true, leased_epoch = NULL, \
+                         state = CASE jobs.state WHEN 'leased' THEN 'ready' ELSE jobs.state END \
+                         FROM taken WHERE jobs.part = taken.part AND taken.before IS NOT NULL \
+                         AND (jobs.state = 'leased' OR (jobs.state IN ('ready', 'retrying') \
+                         AND NOT jobs.in_doubt AND (jobs.due_at IS NULL OR jobs.due_at <= now())))) \
                          SELECT part, epoch FROM taken"
                     ),
                     &[&self.me, &period, &missing],
@@ -159,7 +205,7 @@ impl Leases {
             );
         }
         // Above the share: stop leasing from the highest ones, and give back those in which
-        // nothing is leased any more, for a newcomer to take.
+        // nothing is in flight any more, for a newcomer to take.
         let extra: BTreeSet<i16> = match missing < 0 {
             true => held
                 .keys()
@@ -171,7 +217,12 @@ impl Leases {
         };
         let ready: Vec<i16> = {
             let mut draining = self.draining.lock().unwrap_or_else(|p| p.into_inner());
-            let ready = draining.intersection(&extra).copied().collect();
+            let busy = self.busy();
+            let ready = draining
+                .intersection(&extra)
+                .filter(|part| !busy.contains(part))
+                .copied()
+                .collect();
             *draining = extra;
             ready
         };
@@ -179,9 +230,7 @@ impl Leases {
             let given = client
                 .query(
                     "UPDATE parts SET owner = NULL, lease_until = '-infinity' \
-                     WHERE owner = $1 AND part = ANY($2) AND NOT EXISTS (SELECT 1 FROM jobs \
-                     WHERE jobs.part = parts.part AND jobs.state = 'leased' \
-                     AND jobs.leased_epoch = parts.epoch) RETURNING part",
+                     WHERE owner = $1 AND part = ANY($2) RETURNING part",
                     &[&self.me, &ready],
                 )
                 .await

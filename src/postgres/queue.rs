@@ -12,7 +12,7 @@
 //! - Timers (retry due, hold recheck, parking deadline) are fired by the partition's owner.
 //! - Operators' actions, listings and counts work on every partition from any instance.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -41,7 +41,9 @@ pub struct PgQueue {
     postgres: Arc<Postgres>,
     leases: Arc<Leases>,
     clock: Clock,
-    /// The jobs this instance has leased: their partition and the lease's epoch.
+    /// The jobs handed to this instance's workers: their partition and the lease's epoch.
+    /// (Every job leased and not yet settled, those leased ahead and those whose settle
+    /// waits for the committer included, is in `leases`' in-flight set.)
     leased: Mutex<HashMap<JobId, (i16, i64)>>,
     /// Jobs leased ahead per connector, for the next workers that ask (one query leases a
     /// few).
@@ -128,7 +130,7 @@ impl PgQueue {
     /// Writes the settles the workers hand over, as many as wait in one transaction, until
     /// aborted. A batch the database refuses is tried again (the jobs stay leased meanwhile;
     /// if the partitions move in between, their settles are refused and the new owner runs
-    /// them again).
+    /// them again). A job's lease ends once its settle is written or refused.
     pub async fn commit_settles(self: Arc<Self>) {
         let Some(mut settles) = self
             .committing
@@ -161,6 +163,7 @@ impl PgQueue {
                 if !written {
                     tracing::warn!(error = %QueueError::Fenced(settle.job.id), "settle refused");
                 }
+                self.leases.done(settle.job.id);
                 // The next job of its record may be runnable now.
                 self.wake_of(&settle.job.connector).notify_one();
             }
@@ -211,6 +214,16 @@ impl PgQueue {
                 };
             };
             let mut job = job_of(&row)?;
+            // A retry under way somewhere is the running instance's until it settles.
+            if runnable(job.state)
+                && self
+                    .in_flight_anywhere()
+                    .await
+                    .map_err(shared)?
+                    .contains(&id)
+            {
+                job.state = State::Leased;
+            }
             if !actions::may_change(job.state) {
                 return Err(actions::wrong_state(id, job.state, action));
             }
@@ -244,7 +257,8 @@ impl PgQueue {
         row.map(|row| finished_of(&row)).transpose()
     }
 
-    /// Rows of `sql` (which selects [`COLUMNS`] or `id, job`) as jobs.
+    /// Rows of `sql` (which selects [`COLUMNS`] or `id, job`) as jobs; a job in flight on any
+    /// instance is shown leased (its row says ready or retrying: leases are kept in memory).
     fn jobs(
         &self,
         sql: &str,
@@ -255,7 +269,34 @@ impl PgQueue {
             let client = self.postgres.client().await?;
             client.query(sql, params).await.map_err(self.failed())
         })?;
-        rows.iter().map(read).collect()
+        let mut jobs = rows.iter().map(read).collect::<Result<Vec<Job>, _>>()?;
+        if jobs.iter().any(|job| runnable(job.state)) {
+            let in_flight = self.exec(self.in_flight_anywhere())?;
+            for job in &mut jobs {
+                if runnable(job.state) && in_flight.contains(&job.id) {
+                    job.state = State::Leased;
+                }
+            }
+        }
+        Ok(jobs)
+    }
+
+    /// The jobs in flight on any instance: this one's now, the others' as of their last
+    /// heartbeat.
+    async fn in_flight_anywhere(&self) -> Result<HashSet<JobId>, PgError> {
+        let client = self.postgres.client().await?;
+        let row = client
+            .query_one(
+                "SELECT coalesce(array_agg(id), '{}') FROM (SELECT unnest(leased) AS id \
+                 FROM instances WHERE seen_until > now() AND name <> $1) l",
+                &[&self.me()],
+            )
+            .await
+            .map_err(self.failed())?;
+        let others: Vec<i64> = row.get(0);
+        let mut in_flight: HashSet<JobId> = others.into_iter().map(|id| id as JobId).collect();
+        in_flight.extend(self.leases.in_flight().into_iter().map(|id| id as JobId));
+        Ok(in_flight)
     }
 
     /// An answer the trait gives without an error: logged and empty when the database fails.
@@ -267,41 +308,38 @@ impl PgQueue {
     }
 
     /// Gives this instance's partitions and roles back (a clean shutdown), so the others take
-    /// them at once instead of after the lease period.
+    /// them at once instead of after the lease period. The jobs leased ahead are given up; a
+    /// partition with a job still in flight keeps this instance's name, so that its next owner
+    /// runs its jobs in doubt.
     pub fn release_all(&self) -> Result<(), QueueError> {
+        let ahead = std::mem::take(&mut *self.ahead.lock().unwrap_or_else(|p| p.into_inner()));
+        for leased in ahead.values().flatten() {
+            self.leases.done(leased.job.id);
+        }
+        let busy: Vec<i16> = self.leases.busy().into_iter().collect();
         self.exec(async {
-            let client = self.postgres.client().await?;
-            client
-                .batch_execute(&format!(
-                    "UPDATE parts SET owner = NULL, lease_until = '-infinity' WHERE owner = {me}; \
-                     UPDATE poll_cursors SET owner = NULL, lease_until = '-infinity' WHERE owner = {me}; \
-                     DELETE FROM instances WHERE name = {me}; \
-                     UPDATE jobs SET state = 'ready', attempts = attempts - 1, leased_epoch = NULL \
-                     WHERE id IN ({ahead});",
-                    me = quote(self.me()),
-                    ahead = self.take_ahead()
-                ))
-                .await
-                .map_err(self.failed())
+            let mut client = self.postgres.client().await?;
+            let tx = client.transaction().await.map_err(self.failed())?;
+            tx.execute(
+                "UPDATE parts SET lease_until = '-infinity', \
+                 owner = CASE WHEN part = ANY($2) THEN owner END WHERE owner = $1",
+                &[&self.me(), &busy],
+            )
+            .await
+            .map_err(self.failed())?;
+            tx.batch_execute(&format!(
+                "UPDATE poll_cursors SET owner = NULL, lease_until = '-infinity' WHERE owner = {me}; \
+                 DELETE FROM instances WHERE name = {me};",
+                me = quote(self.me()),
+            ))
+            .await
+            .map_err(self.failed())?;
+            tx.commit().await.map_err(self.failed())
         })
     }
 }
 
 impl PgQueue {
-    /// The ids of the jobs leased ahead and not yet taken (they go back to ready), as SQL.
-    fn take_ahead(&self) -> String {
-        let ahead = std::mem::take(&mut *self.ahead.lock().unwrap_or_else(|p| p.into_inner()));
-        let ids: Vec<String> = ahead
-            .values()
-            .flatten()
-            .map(|l| l.job.id.to_string())
-            .collect();
-        match ids.is_empty() {
-            true => "NULL".into(),
-            false => ids.join(", "),
-        }
-    }
-
     /// Marks a lease query of `connector` as running (`start`; false when one already runs)
     /// or done.
     fn leasing(&self, connector: &str, start: bool) -> bool {
@@ -313,39 +351,23 @@ impl PgQueue {
     }
 
     /// The next job leased ahead for `connector` whose partition this instance still holds.
-    /// Jobs leased ahead in a partition this instance no longer holds under that epoch go
-    /// back to ready (unless the new owner leased them already), so nothing stays leased by
-    /// no one.
-    fn next_ahead(&self, connector: &str) -> Result<Option<Leased>, QueueError> {
+    /// Jobs leased ahead in a partition this instance no longer holds under that epoch are
+    /// given up (the new owner leases them).
+    fn next_ahead(&self, connector: &str) -> Option<Leased> {
         let owned = self.leases.owned();
         let (next, lost) = {
             let mut ahead = self.ahead.lock().unwrap_or_else(|p| p.into_inner());
-            let Some(queue) = ahead.get_mut(connector) else {
-                return Ok(None);
-            };
+            let queue = ahead.get_mut(connector)?;
             let (kept, lost): (Vec<Leased>, Vec<Leased>) = queue
                 .drain(..)
                 .partition(|l| owned.get(&l.part) == Some(&l.epoch));
             *queue = kept.into();
             (queue.pop_front(), lost)
         };
-        if !lost.is_empty() {
-            let (ids, epochs): (Vec<i64>, Vec<i64>) =
-                lost.iter().map(|l| (l.job.id as i64, l.epoch)).unzip();
-            self.exec(async {
-                let client = self.postgres.client().await?;
-                client
-                    .execute(
-                        "UPDATE jobs SET state = 'ready', attempts = attempts - 1, \
-                         leased_epoch = NULL FROM unnest($1::bigint[], $2::bigint[]) AS l(id, epoch) \
-                         WHERE jobs.id = l.id AND jobs.state = 'leased' AND jobs.leased_epoch = l.epoch",
-                        &[&ids, &epochs],
-                    )
-                    .await
-                    .map_err(self.failed())
-            })?;
+        for leased in &lost {
+            self.leases.done(leased.job.id);
         }
-        Ok(next)
+        next
     }
 }
 
@@ -356,6 +378,11 @@ const LOOK_AGAIN: Duration = Duration::from_secs(5);
 const LEASE_AHEAD: i64 = 32;
 /// Settles written in one transaction, at most.
 const SETTLE_BATCH: usize = 256;
+
+/// A state a leased job's row keeps (leases are kept in memory).
+fn runnable(state: State) -> bool {
+    matches!(state, State::Ready | State::Retrying)
+}
 
 /// A text literal for SQL.
 fn quote(text: &str) -> String {
@@ -380,7 +407,7 @@ impl Queue for PgQueue {
 
     fn try_lease(&self, connector: &str) -> Result<Option<Job>, QueueError> {
         let held = self.leases.held();
-        let next = match self.next_ahead(connector)? {
+        let next = match self.next_ahead(connector) {
             Some(next) => next,
             None if held.is_empty() => return Ok(None),
             None => {
@@ -394,7 +421,11 @@ impl Queue for PgQueue {
                     &held,
                     connector,
                     LEASE_AHEAD,
+                    &self.leases.in_flight(),
                 ));
+                if let Ok(leased) = &leased {
+                    self.leases.take(leased.iter().map(|l| (l.job.id, l.part)));
+                }
                 self.leasing(connector, false);
                 let leased = leased?;
                 let mut leased = leased.into_iter();
@@ -415,27 +446,12 @@ impl Queue for PgQueue {
             part,
             epoch,
         } = next;
-        // A job leased again while this instance's earlier run of it is still under way (the
-        // partition was taken again under a new epoch: PostgreSQL was gone past the lease):
-        // that run settles under the new lease, instead of a second delivery beside it.
-        let running = {
-            let mut leased = self.leased.lock().unwrap_or_else(|p| p.into_inner());
-            match leased.get_mut(&job.id) {
-                Some(lease) => {
-                    *lease = (part, epoch);
-                    true
-                }
-                None => {
-                    leased.insert(job.id, (part, epoch));
-                    false
-                }
-            }
-        };
+        self.leased
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(job.id, (part, epoch));
         // Pass the wake-up on: there may be more.
         self.wake_of(connector).notify_one();
-        if running {
-            return Ok(None);
-        }
         job.updated_ms = self.clock.now_ms();
         Ok(Some(job))
     }
@@ -446,7 +462,10 @@ impl Queue for PgQueue {
     }
 
     /// Hands the settle to the committer and returns: the next job of the record waits until
-    /// it is written (this one is leased until then).
+    /// it is written (this one is leased until then). A job whose partition this instance
+    /// took again under a newer epoch while it ran (PostgreSQL was gone past the lease) is
+    /// settled under that epoch: no one else can have settled it since, as the settle's
+    /// check of the row tells.
     fn settle(&self, settle: Settle) -> Result<(), QueueError> {
         let id = settle.job.id;
         let Some((part, epoch)) = self
@@ -456,6 +475,10 @@ impl Queue for PgQueue {
             .remove(&id)
         else {
             return Err(QueueError::Fenced(id));
+        };
+        let epoch = match self.leases.owned().get(&part) {
+            Some(&now) => now.max(epoch),
+            None => epoch,
         };
         let leased = Leased {
             job: settle.job.clone(),
@@ -838,17 +861,36 @@ impl Queue for PgQueue {
         let before = before.unwrap_or(JobId::MAX).min(i64::MAX as u64) as i64;
         let budget = SCAN_BUDGET as i64;
         let (mut found, since_ms) = match scope {
-            Scope::State(state) => (
-                self.jobs(
+            // Leased jobs are those in flight (their rows say ready or retrying).
+            Scope::State(State::Leased) => {
+                let in_flight: Vec<i64> = self
+                    .exec(self.in_flight_anywhere())?
+                    .into_iter()
+                    .map(|id| id as i64)
+                    .collect();
+                let mut found = self.jobs(
+                    &format!(
+                        "SELECT {COLUMNS} FROM jobs WHERE id = ANY($1) AND id < $2 \
+                         ORDER BY id DESC LIMIT $3"
+                    ),
+                    &[&in_flight, &before, &budget],
+                    job_of,
+                )?;
+                found.retain(|job| job.state == State::Leased);
+                (found, None)
+            }
+            Scope::State(state) => {
+                let mut found = self.jobs(
                     &format!(
                         "SELECT {COLUMNS} FROM jobs WHERE state = $1 AND id < $2 \
                          ORDER BY id DESC LIMIT $3"
                     ),
                     &[&state.as_str(), &before, &budget],
                     job_of,
-                )?,
-                None,
-            ),
+                )?;
+                found.retain(|job| job.state == state);
+                (found, None)
+            }
             Scope::Record(record) => {
                 let mut found = self.jobs(
                     &format!(
@@ -959,13 +1001,21 @@ impl Queue for PgQueue {
         self.or_empty("entry", found).first().map(entry_of)
     }
 
+    /// Jobs by connector and state; a job in flight (this instance's now, the others' as of
+    /// their last heartbeat) counts as leased.
     fn counts(&self) -> HashMap<(Arc<str>, State), u64> {
+        let in_flight = self.leases.in_flight();
         let rows = self.exec(async {
             let client = self.postgres.client().await?;
             client
                 .query(
-                    "SELECT connector, state, count(*) FROM jobs GROUP BY 1, 2",
-                    &[],
+                    "WITH l AS (SELECT unnest(leased) AS id FROM instances \
+                     WHERE seen_until > now() AND name <> $1 \
+                     UNION ALL SELECT unnest($2::bigint[])) \
+                     SELECT connector, CASE WHEN state IN ('ready', 'retrying') \
+                     AND id IN (SELECT id FROM l) THEN 'leased' ELSE state END, count(*) \
+                     FROM jobs GROUP BY 1, 2",
+                    &[&self.me(), &in_flight],
                 )
                 .await
                 .map_err(self.failed())
@@ -1005,9 +1055,7 @@ impl Queue for PgQueue {
                     "SELECT i.name, (extract(epoch FROM i.seen_until) * 1000)::bigint, \
                      coalesce((SELECT array_agg(p.part ORDER BY p.part) FROM parts p \
                                WHERE p.owner = i.name AND p.lease_until > now()), '{}'), \
-                     (SELECT count(*) FROM jobs j JOIN parts p ON p.part = j.part \
-                      WHERE p.owner = i.name AND j.state = 'leased' \
-                      AND j.leased_epoch = p.epoch) \
+                     cardinality(i.leased)::bigint \
                      FROM instances i WHERE i.seen_until > now() ORDER BY i.name",
                     &[],
                 )
@@ -1020,10 +1068,13 @@ impl Queue for PgQueue {
                 let name: String = row.get(0);
                 Member {
                     this_instance: name == self.me(),
-                    name,
                     alive_until_ms: row.get(1),
                     partitions: row.get(2),
-                    leased: row.get::<_, i64>(3) as u64,
+                    leased: match name == self.me() {
+                        true => self.leases.in_flight().len() as u64,
+                        false => row.get::<_, i64>(3) as u64,
+                    },
+                    name,
                 }
             })
             .collect()

@@ -55,6 +55,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "events_lz4",
         sql: include_str!("migrations/0008_events_lz4.sql"),
     },
+    Migration {
+        version: 9,
+        name: "lease_in_memory",
+        sql: include_str!("migrations/0009_lease_in_memory.sql"),
+    },
 ];
 
 /// The newest version this handoff knows.

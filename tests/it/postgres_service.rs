@@ -138,7 +138,9 @@ impl Cluster {
                 let mut report = String::new();
                 for sql in [
                     "SELECT json_agg(j)::text FROM (SELECT id, state, connector, order_key, part, \
-                     leased_epoch, attempts, due_at::text, reason::text FROM jobs ORDER BY id) j",
+                     in_doubt, attempts, due_at::text, reason::text FROM jobs ORDER BY id) j",
+                    "SELECT json_agg(i)::text FROM (SELECT name, leased::text, \
+                     (seen_until > now()) AS live FROM instances ORDER BY name) i",
                     "SELECT json_agg(p)::text FROM (SELECT part, owner, epoch, \
                      (lease_until > now()) AS live FROM parts ORDER BY part) p",
                     "SELECT json_agg(c)::text FROM (SELECT connector, owner, cursor::text, \
@@ -388,8 +390,8 @@ async fn an_instance_stopped_past_its_lease_has_its_settles_refused_and_repeats_
             let client = pg.client().await.ok()?;
             let leased: i64 = client
                 .query_one(
-                    "SELECT count(*) FROM jobs j JOIN parts p ON p.part = j.part \
-                 WHERE strpos(p.owner, $1) > 0 AND j.state = 'leased' AND j.leased_epoch = p.epoch",
+                    "SELECT coalesce(sum(cardinality(leased)), 0)::bigint FROM instances \
+                     WHERE strpos(name, $1) > 0",
                     &[&victim],
                 )
                 .await
