@@ -8,9 +8,9 @@
 //! - `journal`, `events`  ingest: one transaction per batch, dedupe by a unique key every
 //!   instance shares; the `Events` seam on it;
 //! - `leases`   partitions leased under fencing epochs, a fair share per instance;
-//! - `jobs`, `queue`  the `Queue` trait: jobs leased from the owned partitions one at a time
-//!   per record, settled in batches only under the lease's epoch with their effects
-//!   (`records`), timers, operators' actions, listings;
+//! - `jobs`, `queue`  the `Queue` trait: jobs leased (in memory) from the owned partitions,
+//!   one at a time per record, settled in batches only under the lease's epoch with their
+//!   effects (`records`), timers, operators' actions, listings;
 //! - `roles`    work one instance does at a time (the router, each ERP's poller);
 //! - `gather`   the delivery path's one-row reads gathered into one statement per batch;
 //! - `router`   events → jobs in transaction order below the oldest running transaction;

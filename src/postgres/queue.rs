@@ -5,12 +5,13 @@
 //! call here runs its queries with [`block_on`], which hands the calling engine thread's other
 //! tasks to the runtime's other threads while it waits.
 //!
-//! - Workers lease only from the partitions this instance holds (`leases.rs`), and a settle
-//!   is written only under the epoch the job was leased with: after the partition moved, the
-//!   settle is refused ([`QueueError::Fenced`]) and the new owner runs the job again, in doubt,
-//!   under the same idempotency key.
+//! - Workers lease only from the partitions this instance holds (`leases.rs`), in memory (a
+//!   lease writes nothing), and a settle is written only under the epoch the job was leased
+//!   with: after the partition moved, the settle is refused ([`QueueError::Fenced`]) and the
+//!   new owner runs the job again, in doubt, under the same idempotency key.
 //! - Timers (retry due, hold recheck, parking deadline) are fired by the partition's owner.
-//! - Operators' actions, listings and counts work on every partition from any instance.
+//! - Operators' actions, listings and counts work on every partition from any instance; a job
+//!   in flight on any instance (as its heartbeat last said) shows as leased and is not changed.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
