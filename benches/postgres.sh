@@ -5,6 +5,7 @@
 #   PG_EXTRA="-c log_min_duration_statement=200" bash benches/postgres.sh ...   (more settings)
 #   PG_STATEMENTS=1 bash benches/postgres.sh ...   (pg_stat_statements: the statements that took
 #                                                   PostgreSQL's time in the orders run)
+#   PG_KEEP_LOG=/tmp/pg.log bash benches/postgres.sh ...   (PostgreSQL's log kept, for auto_explain)
 #
 # Starts a PostgreSQL of its own (Debian's server binaries, initdb into a temp dir, a free port,
 # stopped by PID at the end), runs `loadgen --flow orders` on the embedded store, then on
@@ -39,6 +40,7 @@ stop_pg() {
   [ -n "$master" ] && kill -INT "$master" 2>/dev/null
   kill -INT "$pg" 2>/dev/null
   wait "$pg" 2>/dev/null
+  [ -n "${PG_KEEP_LOG:-}" ] && cp "$dir/postgres.log" "$PG_KEEP_LOG"
   rm -rf "$dir"
 }
 trap stop_pg EXIT

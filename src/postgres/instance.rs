@@ -122,11 +122,10 @@ impl Instance {
             },
             runtime,
         );
-        let router = Arc::new(PgRouter::new(
-            self.control.clone(),
-            self.name().to_owned(),
-            self.period,
-        ));
+        let router = Arc::new(
+            PgRouter::new(self.control.clone(), self.name().to_owned(), self.period)
+                .keeping_events_in(self.postgres.clone()),
+        );
         let clock = Clock::new();
         let route = Arc::new(move |id: i64, envelope: &crate::envelope::Envelope| {
             let at = Position {

@@ -287,9 +287,8 @@ pub(super) async fn store(
 }
 
 /// The lease query (`PgJobs::lease`): `$1` partitions and `$2` their epochs, `$3` connector,
-/// `$4` how many, `$5` this instance, `$6` the jobs it has in flight (skipped). Each job's event
-/// comes with it (its envelope, unless an operator's payload replaces it), kept for the
-/// delivery path's read (`keep_events`). The partitions still held under those epochs are
+/// `$4` how many, `$5` this instance, `$6` the jobs it has in flight (skipped). The partitions
+/// still held under those epochs are
 /// found once (a scalar subquery), so the scan can walk `jobs_runnable` in id order, check each
 /// job's line with a probe of `jobs_by_key`, and stop at `$4` (under [`LEASE_SETTINGS`]). It
 /// writes nothing: the attempt it counts is written by the settle.
@@ -302,8 +301,7 @@ pub(super) async fn store(
 /// candidate). Those plans gave leases of 0.5-1.5 s and a minute of stalled deliveries in a
 /// soak under a CPU shortage, until autovacuum analysed the table again. ('leased' in the line
 /// check is for rows an earlier version left so.)
-const LEASE: &str =
-    "WITH leased AS (SELECT j.id, 'leased'::text AS state, j.attempts + 1 AS attempts,
+const LEASE: &str = "SELECT j.id, 'leased'::text AS state, j.attempts + 1 AS attempts,
         NULL::bigint AS due_ms, j.in_doubt, j.reason, j.payload, j.waits_for, j.body, j.part,
         ($2::bigint[])[array_position($1::smallint[], j.part)] AS epoch, j.event
         FROM jobs j
@@ -317,9 +315,7 @@ const LEASE: &str =
           AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.order_key = j.order_key
                           AND k.id + 0 < j.id AND k.state IN ('ready', 'leased', 'retrying')
                           OFFSET 0)
-        ORDER BY j.id LIMIT $4)
-     SELECT leased.*, e.envelope FROM leased
-     LEFT JOIN events e ON e.id = leased.event AND leased.payload IS NULL";
+        ORDER BY j.id LIMIT $4";
 
 /// Settings for the lease's transaction alone.
 ///
@@ -379,10 +375,30 @@ impl<'a> PgJobs<'a> {
         let rows = self
             .run_lease(LEASE, me, held, connector, limit, in_flight)
             .await?;
-        self.postgres.keep_events(rows.iter().filter_map(|row| {
-            let envelope: Option<Vec<u8>> = row.get(12);
-            envelope.map(|envelope| (row.get::<_, i64>(11) as u64, envelope))
-        }));
+        // The events the delivery path will read (unless an operator's payload replaces
+        // one), read now unless this instance's router kept them.
+        let missing: Vec<i64> = rows
+            .iter()
+            .filter(|row| row.get::<_, Option<Value>>(6).is_none())
+            .map(|row| row.get::<_, i64>(11))
+            .filter(|&event| !self.postgres.has_event(event as u64))
+            .collect();
+        if !missing.is_empty() {
+            let client = self.postgres.client().await?;
+            let statement = client
+                .prepare_cached("SELECT id, envelope FROM events WHERE id = ANY($1::bigint[])")
+                .await
+                .map_err(self.failed())?;
+            let events = client
+                .query(&statement, &[&missing])
+                .await
+                .map_err(self.failed())?;
+            self.postgres.keep_events(
+                events
+                    .iter()
+                    .map(|row| (row.get::<_, i64>(0) as u64, row.get(1))),
+            );
+        }
         let mut leased = Vec::with_capacity(rows.len());
         for row in &rows {
             let job = job_of(row).map_err(|e| PgError::Query {

@@ -71,8 +71,9 @@ pub struct Postgres {
     config: tokio_postgres::Config,
     /// `host:port/database`, for messages (never the user or password).
     at: String,
-    /// Events read with the lease of their jobs (event id → stored envelope), taken by the
-    /// delivery path's read of the event instead of a query of its own. Events are written
+    /// Events read by this instance's router or with the lease of their jobs (event id →
+    /// stored envelope), taken by the delivery path's read of the event instead of a query of
+    /// its own. Events are written
     /// once, so a copy never goes stale; at most [`EVENTS_AHEAD`] are kept.
     events_ahead: std::sync::Mutex<HashMap<u64, Vec<u8>>>,
 }
@@ -127,6 +128,12 @@ impl Postgres {
             ahead.clear();
         }
         ahead.extend(events);
+    }
+
+    /// Whether an event is kept read ahead.
+    pub fn has_event(&self, id: u64) -> bool {
+        let ahead = self.events_ahead.lock().unwrap_or_else(|e| e.into_inner());
+        ahead.contains_key(&id)
     }
 
     /// An event read ahead, if it was (taken: the next read asks the database).

@@ -36,6 +36,9 @@ const READ: &str = "SELECT id, xid::text AS xid_text, envelope FROM events
 
 pub struct PgRouter {
     postgres: Arc<Postgres>,
+    /// Where the events that made jobs are kept for this instance's leases of those jobs
+    /// (the workers' pool), so a lease need not read them again.
+    keep: Option<Arc<Postgres>>,
     me: String,
     /// How long the role lasts without a round.
     lease: Duration,
@@ -45,9 +48,16 @@ impl PgRouter {
     pub fn new(postgres: Arc<Postgres>, me: String, lease: Duration) -> PgRouter {
         PgRouter {
             postgres,
+            keep: None,
             me,
             lease,
         }
+    }
+
+    /// Keeps the events that made jobs in `workers`' read-ahead (`Postgres::keep_events`).
+    pub fn keeping_events_in(mut self, workers: Arc<Postgres>) -> PgRouter {
+        self.keep = Some(workers);
+        self
     }
 
     /// Routes up to `limit` events if this instance is the router; returns how many.
@@ -78,12 +88,19 @@ impl PgRouter {
             .await
             .map_err(failed)?;
         let mut jobs = Vec::new();
+        let mut kept = Vec::new();
         for row in &rows {
             id = row.get(0);
             xid = row.get(1);
             let record: Vec<u8> = row.get(2);
             match Journal::decode(id as u64, &record) {
-                Ok(envelope) => jobs.extend(route(id, &envelope)),
+                Ok(envelope) => {
+                    let made = route(id, &envelope);
+                    if !made.is_empty() && self.keep.is_some() {
+                        kept.push((id as u64, record));
+                    }
+                    jobs.extend(made);
+                }
                 Err(error) => tracing::error!(error = %error, event = id, "event skipped"),
             }
         }
@@ -93,6 +110,9 @@ impl PgRouter {
             .await
             .map_err(failed)?;
         tx.commit().await.map_err(failed)?;
+        if let Some(keep) = &self.keep {
+            keep.keep_events(kept);
+        }
         Ok(rows.len())
     }
 

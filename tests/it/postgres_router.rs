@@ -213,3 +213,39 @@ async fn next_xid(client: &deadpool_postgres::Object) -> i64 {
         .unwrap()
         .get(0)
 }
+
+/// The events a round turned into jobs are kept for this instance's leases of those jobs (a
+/// lease then need not read them again); an event that made no job is not kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_events_that_made_jobs_are_kept_for_the_leases() {
+    let server = PgServer::start();
+    let pg = migrated(&server).await;
+    let router =
+        PgRouter::new(pg.clone(), "a".into(), Duration::from_secs(5)).keeping_events_in(pg.clone());
+    let only_orders: Arc<Route> =
+        Arc::new(
+            |id: i64, envelope: &Envelope| match envelope.id.starts_with("order") {
+                true => one_job()(id, envelope),
+                false => Vec::new(),
+            },
+        );
+    let client = pg.client().await.unwrap();
+    let mut stored = Vec::new();
+    for name in ["order-1", "note-1"] {
+        let record = Journal::encode(&event(name));
+        let id: i64 = client
+            .query_one(
+                "INSERT INTO events (source, event_id, envelope) VALUES ('crm', $1, $2) \
+                 RETURNING id",
+                &[&name, &record],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        stored.push((id as u64, record));
+    }
+    assert_eq!(router.round(only_orders.as_ref(), 100).await.unwrap(), 2);
+    let (order, note) = (&stored[0], &stored[1]);
+    assert_eq!(pg.take_event(order.0).as_deref(), Some(&order.1[..]));
+    assert_eq!(pg.take_event(note.0), None, "no job, not kept");
+}
