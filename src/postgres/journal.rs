@@ -19,26 +19,37 @@ use super::{PgError, Postgres};
 use crate::envelope::Envelope;
 use crate::journal::{Appended, Journal};
 
-/// Claims the keys (`$1` sources, `$2` event ids, in key order) with fresh event ids, or takes
-/// over claims older than the window; returns the keys this transaction owns now. The events'
-/// sequence is found once per statement (a sub-select): `pg_get_serial_sequence` per row
-/// searched the catalog for each key (5.5 µs a row against 1.9).
-const CLAIM: &str = "INSERT INTO seen (source, event_id, first_id, seen_at)
-    SELECT source, event_id, nextval((SELECT pg_get_serial_sequence('events', 'id'))::regclass), now()
-    FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(source, event_id, n) ORDER BY n
-    ON CONFLICT (source, event_id) DO UPDATE
-        SET first_id = EXCLUDED.first_id, seen_at = EXCLUDED.seen_at
-        WHERE seen.seen_at < now() - make_interval(secs => $3::float8)
-    RETURNING source, event_id, first_id";
+/// Stores a batch in one statement, so in one round trip and one transaction of its own (the
+/// statement's, committed before its answer comes back): claims the keys (`$1` sources, `$2`
+/// event ids, in key order) with fresh event ids, or takes over claims older than the window
+/// (`$3` seconds); stores the events of the keys claimed (`$4` received at, ms, `$5`
+/// envelopes, by position); returns the keys claimed with their ids, and notifies
+/// [`EVENTS_CHANNEL`] at commit if there are any (notifications of one transaction with the
+/// same payload are delivered once). The events' sequence is found once per statement (a
+/// sub-select): `pg_get_serial_sequence` per row searched the catalog for each key (5.5 µs a
+/// row against 1.9). (As `BEGIN`, a claim, a store, `NOTIFY` and `COMMIT`, a batch took five
+/// round trips, which at 1,000 events/s made the acks' median 6-7 ms against 1.6 ms for one
+/// committed insert.)
+const STORE: &str = "WITH k AS (
+        SELECT * FROM unnest($1::text[], $2::text[], $4::float8[], $5::bytea[]) WITH ORDINALITY
+            AS k(source, event_id, ms, envelope, n)),
+    claimed AS (
+        INSERT INTO seen (source, event_id, first_id, seen_at)
+        SELECT source, event_id, nextval((SELECT pg_get_serial_sequence('events', 'id'))::regclass), now()
+        FROM k ORDER BY n
+        ON CONFLICT (source, event_id) DO UPDATE
+            SET first_id = EXCLUDED.first_id, seen_at = EXCLUDED.seen_at
+            WHERE seen.seen_at < now() - make_interval(secs => $3::float8)
+        RETURNING source, event_id, first_id),
+    stored AS (
+        INSERT INTO events (id, received_at, source, event_id, envelope) OVERRIDING SYSTEM VALUE
+        SELECT c.first_id, to_timestamp(k.ms / 1000.0), c.source, c.event_id, k.envelope
+        FROM claimed c JOIN k ON k.source = c.source AND k.event_id = c.event_id)
+    SELECT source, event_id, first_id, pg_notify('handoff_events', '') FROM claimed";
 /// The first copy's id of keys claimed before.
 const FIRST: &str = "SELECT seen.source, seen.event_id, first_id FROM seen
     JOIN unnest($1::text[], $2::text[]) AS k(source, event_id)
     ON seen.source = k.source AND seen.event_id = k.event_id";
-const STORE: &str = "INSERT INTO events (id, received_at, source, event_id, envelope)
-    OVERRIDING SYSTEM VALUE
-    SELECT id, to_timestamp(ms / 1000.0), source, event_id, envelope
-    FROM unnest($1::bigint[], $2::float8[], $3::text[], $4::text[], $5::bytea[])
-        AS e(id, ms, source, event_id, envelope)";
 
 /// The channel a commit that stored new events notifies.
 pub const EVENTS_CHANNEL: &str = "handoff_events";
@@ -135,7 +146,7 @@ enum Retry {
     Not(PgError),
 }
 
-/// Writes one batch in one transaction; one answer per request.
+/// Writes one batch in one transaction (one statement); one answer per request.
 async fn commit(
     postgres: &Postgres,
     batch: &[Request],
@@ -151,12 +162,10 @@ async fn commit(
             false => Retry::Not(postgres.query_error(&error)),
         }
     };
-    let mut client = postgres.client().await.map_err(Retry::Not)?;
-    let transaction = client.transaction().await.map_err(failed)?;
-    let (claim, first, store) = (
-        transaction.prepare_cached(CLAIM).await.map_err(failed)?,
-        transaction.prepare_cached(FIRST).await.map_err(failed)?,
-        transaction.prepare_cached(STORE).await.map_err(failed)?,
+    let client = postgres.client().await.map_err(Retry::Not)?;
+    let (store, first) = (
+        client.prepare_cached(STORE).await.map_err(failed)?,
+        client.prepare_cached(FIRST).await.map_err(failed)?,
     );
     let window_secs = window.as_secs_f64();
     // Each key once, in key order (the order every instance claims, and so locks, them in).
@@ -165,53 +174,45 @@ async fn commit(
         keys.entry((&item.source, &item.event_id)).or_insert(item);
     }
     let (sources, event_ids): (Vec<&str>, Vec<&str>) = keys.keys().copied().unzip();
-    let entries: Vec<((&str, &str), &Item)> = keys.iter().map(|(k, i)| (*k, *i)).collect();
+    let received: Vec<f64> = keys.values().map(|i| i.received_ms as f64).collect();
+    let records: Vec<&[u8]> = keys.values().map(|i| i.record.as_slice()).collect();
+    let entries: Vec<(&str, &str)> = keys.keys().copied().collect();
     // The batch's own key for a key a row names.
     let find = |source: &str, event_id: &str| {
         entries
-            .binary_search_by(|((s, e), _)| (*s, *e).cmp(&(source, event_id)))
+            .binary_search(&(source, event_id))
             .ok()
             .map(|at| entries[at])
     };
     let mut answers: BTreeMap<(&str, &str), Appended> = BTreeMap::new();
-    let mut new = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for row in transaction
-        .query(&claim, &[&sources, &event_ids, &window_secs])
+    for row in client
+        .query(
+            &store,
+            &[&sources, &event_ids, &window_secs, &received, &records],
+        )
         .await
         .map_err(failed)?
     {
         let (source, event_id, id): (&str, &str, i64) = (row.get(0), row.get(1), row.get(2));
-        let Some(((source, event_id), item)) = find(source, event_id) else {
-            continue;
-        };
-        answers.insert((source, event_id), Appended::New(id as u64));
-        new.0.push(id);
-        new.1.push(item.received_ms as f64);
-        new.2.push(source);
-        new.3.push(event_id);
-        new.4.push(item.record.as_slice());
+        if let Some(key) = find(source, event_id) {
+            answers.insert(key, Appended::New(id as u64));
+        }
     }
-    if !new.0.is_empty() {
-        let (ids, received, sources, event_ids, records) = &new;
-        transaction
-            .execute(&store, &[ids, received, sources, event_ids, records])
-            .await
-            .map_err(failed)?;
-    }
+    // The others were claimed before (committed: a claim waits for the one it meets).
     let (sources, event_ids): (Vec<&str>, Vec<&str>) = keys
         .keys()
         .filter(|key| !answers.contains_key(*key))
         .copied()
         .unzip();
     if !sources.is_empty() {
-        for row in transaction
+        for row in client
             .query(&first, &[&sources, &event_ids])
             .await
             .map_err(failed)?
         {
             let (source, event_id, id): (&str, &str, i64) = (row.get(0), row.get(1), row.get(2));
-            if let Some(((source, event_id), _)) = find(source, event_id) {
-                answers.insert((source, event_id), Appended::Duplicate(id as u64));
+            if let Some(key) = find(source, event_id) {
+                answers.insert(key, Appended::Duplicate(id as u64));
             }
         }
     }
@@ -224,14 +225,6 @@ async fn commit(
             ),
         }));
     }
-    if answers.values().any(|a| matches!(a, Appended::New(_))) {
-        // Delivered at commit: wakes the router of whichever instance routes.
-        transaction
-            .batch_execute(&format!("NOTIFY {EVENTS_CHANNEL}"))
-            .await
-            .map_err(failed)?;
-    }
-    transaction.commit().await.map_err(failed)?;
     // A key sent twice in one batch: its first copy is new, the others duplicates of it.
     let mut answered_new = std::collections::HashSet::new();
     Ok(batch
@@ -249,4 +242,12 @@ async fn commit(
                 .collect()
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_store_notifies_the_events_channel() {
+        assert!(super::STORE.contains(&format!("pg_notify('{}', '')", super::EVENTS_CHANNEL)));
+    }
 }
