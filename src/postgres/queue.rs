@@ -1005,18 +1005,20 @@ impl Queue for PgQueue {
     /// Jobs by connector and state; a job in flight (this instance's now, the others' as of
     /// their last heartbeat) counts as leased.
     fn counts(&self) -> HashMap<(Arc<str>, State), u64> {
-        let in_flight = self.leases.in_flight();
         let rows = self.exec(async {
+            let in_flight: Vec<i64> = self
+                .in_flight_anywhere()
+                .await?
+                .into_iter()
+                .map(|id| id as i64)
+                .collect();
             let client = self.postgres.client().await?;
             client
                 .query(
-                    "WITH l AS (SELECT unnest(leased) AS id FROM instances \
-                     WHERE seen_until > now() AND name <> $1 \
-                     UNION ALL SELECT unnest($2::bigint[])) \
-                     SELECT connector, CASE WHEN state IN ('ready', 'retrying') \
-                     AND id IN (SELECT id FROM l) THEN 'leased' ELSE state END, count(*) \
+                    "SELECT connector, CASE WHEN state IN ('ready', 'retrying') \
+                     AND id = ANY($1) THEN 'leased' ELSE state END, count(*) \
                      FROM jobs GROUP BY 1, 2",
-                    &[&self.me(), &in_flight],
+                    &[&in_flight],
                 )
                 .await
                 .map_err(self.failed())
