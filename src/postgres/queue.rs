@@ -282,6 +282,26 @@ impl PgQueue {
         Ok(jobs)
     }
 
+    /// The lowest of the newest [`SCAN_BUDGET`] ids of `table` below `before`, if it has that
+    /// many.
+    fn window_end(&self, table: &str, before: i64) -> Result<Option<JobId>, QueueError> {
+        let row = self.exec(async {
+            let client = self.postgres.client().await?;
+            client
+                .query_one(
+                    &format!(
+                        "SELECT min(id) FILTER (WHERE n = $2) FROM (SELECT id, count(*) OVER () \
+                         AS n FROM (SELECT id FROM {table} WHERE id < $1 ORDER BY id DESC \
+                         LIMIT $2) w) c"
+                    ),
+                    &[&before, &(SCAN_BUDGET as i64)],
+                )
+                .await
+                .map_err(self.failed())
+        })?;
+        Ok(row.get::<_, Option<i64>>(0).map(|id| id as JobId))
+    }
+
     /// The jobs in flight on any instance: this one's now, the others' as of their last
     /// heartbeat.
     async fn in_flight_anywhere(&self) -> Result<HashSet<JobId>, PgError> {
@@ -861,6 +881,7 @@ impl Queue for PgQueue {
     ) -> Result<Page, QueueError> {
         let before = before.unwrap_or(JobId::MAX).min(i64::MAX as u64) as i64;
         let budget = SCAN_BUDGET as i64;
+        let mut cut = None;
         let (mut found, since_ms) = match scope {
             // Leased jobs are those in flight (their rows say ready or retrying).
             Scope::State(State::Leased) => {
@@ -892,23 +913,38 @@ impl Queue for PgQueue {
                 found.retain(|job| job.state == state);
                 (found, None)
             }
+            // The record's jobs among the newest SCAN_BUDGET of each table below `before`, as
+            // the embedded store bounds its search: an index on the record's fields would
+            // cost every order its entries, and a search that does not stop reads all of
+            // `finished` for a record with few jobs.
             Scope::Record(record) => {
+                let of_record = "(order_key = $1 OR object_id = $1 OR external_id = $1)";
                 let mut found = self.jobs(
                     &format!(
-                        "SELECT {COLUMNS} FROM jobs WHERE id < $2 AND (order_key = $1 \
-                         OR body->>'object_id' = $1 OR body->>'external_id' = $1) \
-                         ORDER BY id DESC LIMIT $3"
+                        "SELECT {COLUMNS} FROM (SELECT *, body->>'object_id' AS object_id, \
+                         body->>'external_id' AS external_id FROM jobs WHERE id < $2 \
+                         ORDER BY id DESC LIMIT $3) j WHERE {of_record}"
                     ),
                     &[&record, &before, &budget],
                     job_of,
                 )?;
                 found.extend(self.jobs(
-                    "SELECT id, job FROM finished WHERE id < $2 AND (job->>'order_key' = $1 \
-                     OR job->>'object_id' = $1 OR job->>'external_id' = $1) \
-                     ORDER BY id DESC LIMIT $3",
+                    &format!(
+                        "SELECT id, job FROM (SELECT id, job, job->>'order_key' AS order_key, \
+                         job->>'object_id' AS object_id, job->>'external_id' AS external_id \
+                         FROM finished WHERE id < $2 ORDER BY id DESC LIMIT $3) f \
+                         WHERE {of_record}"
+                    ),
                     &[&record, &before, &budget],
                     finished_of,
                 )?);
+                // Below the lower end of a full window, the other table was not read either.
+                cut = self
+                    .window_end("jobs", before)?
+                    .max(self.window_end("finished", before)?);
+                if let Some(cut) = cut {
+                    found.retain(|job| job.id >= cut);
+                }
                 (found, None)
             }
             Scope::All { since_ms } => {
@@ -944,6 +980,9 @@ impl Queue for PgQueue {
                     break;
                 }
             }
+        }
+        if page.next_before.is_none() {
+            page.next_before = cut;
         }
         Ok(page)
     }

@@ -60,6 +60,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "lease_in_memory",
         sql: include_str!("migrations/0009_lease_in_memory.sql"),
     },
+    Migration {
+        version: 10,
+        name: "finished_search",
+        sql: include_str!("migrations/0010_finished_search.sql"),
+    },
 ];
 
 /// The newest version this handoff knows.

@@ -788,3 +788,67 @@ async fn record_reads_asked_together_are_gathered_and_each_gets_its_own_row() {
         "400 reads asked together took {statements} statements"
     );
 }
+
+/// The dashboard's search by record reads the newest jobs a window at a time, as the embedded
+/// store does, instead of every settled job (no index covers the record's three fields): a
+/// match beyond the window is on the next page, behind a cursor the first page gives.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_search_by_record_reads_a_window_of_settled_jobs_at_a_time() {
+    use handoff::postgres::queue::PgQueue;
+    use handoff::queue::{Queue, SCAN_BUDGET, Scope};
+    let server = PgServer::start();
+    let pg = migrated(&server).await;
+    let open = PgJobs::new(&pg)
+        .enqueue(&[order_job(1, "006R"), order_job(2, "006OTHER")])
+        .await
+        .unwrap();
+    // Settled jobs with ids 100 … 100 + SCAN_BUDGET + 2000: the record's by its key near the
+    // top, by its CRM id near the bottom, below the first window.
+    let top = 100 + SCAN_BUDGET as i64 + 2000;
+    let (ids, bodies): (Vec<i64>, Vec<serde_json::Value>) = (100..=top)
+        .map(|id| {
+            let mut job = order_job(id, &format!("006K{id}"));
+            job.id = id as u64;
+            job.state = State::Done;
+            if id == top - 50 {
+                job.order_key = "006R".into();
+            }
+            if id == 150 {
+                job.object_id = Some("006R".into());
+            }
+            (id, serde_json::to_value(&job).unwrap())
+        })
+        .unzip();
+    let client = pg.client().await.unwrap();
+    client
+        .execute(
+            "INSERT INTO finished (id, job) SELECT * FROM unnest($1::bigint[], $2::jsonb[])",
+            &[&ids, &bodies],
+        )
+        .await
+        .unwrap();
+    let leases = Arc::new(Leases::new(pg.clone(), "a".into(), PERIOD));
+    let queue = PgQueue::new(pg.clone(), leases, handoff::clock::Clock::new());
+    let first = queue
+        .list(Scope::Record("006R"), None, 10, &|_| true)
+        .unwrap();
+    let window_end = (top - SCAN_BUDGET as i64 + 1) as u64;
+    assert_eq!(
+        first.jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![(top - 50) as u64]
+    );
+    assert_eq!(
+        first.next_before,
+        Some(window_end),
+        "the cursor is the window's end"
+    );
+    let second = queue
+        .list(Scope::Record("006R"), first.next_before, 10, &|_| true)
+        .unwrap();
+    assert_eq!(
+        second.jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![150, open[0]],
+        "the settled job found by its CRM id, then the open one"
+    );
+    assert_eq!(second.next_before, None, "nothing is left below");
+}
