@@ -2,8 +2,9 @@
 //! unique key on (source, event id) (`seen`), and answered only after the transaction that
 //! holds them commits, so a 202 means the event is in the shared database.
 //!
-//! Group commit as in the embedded journal: requests queue while a transaction runs; the
-//! committer then takes all of them and writes them in one transaction. Within it, events are
+//! Group commit as in the embedded journal: requests queue while a transaction runs; a free
+//! committer then takes all of them and writes them in one transaction (two committers, so
+//! one batch gathers while the other waits for its commit). Within it, events are
 //! claimed in key order, so two instances writing overlapping batches wait for each other
 //! instead of deadlocking. A duplicate sent to two instances at once is stored once: the second
 //! claim waits on the first's unique-key entry and, once that commits, answers with the first
@@ -13,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::{PgError, Postgres};
 use crate::envelope::Envelope;
@@ -54,6 +55,11 @@ const FIRST: &str = "SELECT seen.source, seen.event_id, first_id FROM seen
 /// The channel a commit that stored new events notifies.
 pub const EVENTS_CHANNEL: &str = "handoff_events";
 
+/// Batches in flight at once: while one commits (its round trip and the wait for the WAL to
+/// reach the disk), the next gathers and goes. Two concurrent batches are as two instances'
+/// (keys claimed in key order; a duplicate waits for the first claim).
+const COMMITTERS: usize = 2;
+
 /// How often a batch is tried again when PostgreSQL aborts it (a deadlock it detected, a
 /// serialization failure) before its requests are refused.
 const ATTEMPTS: usize = 3;
@@ -79,7 +85,14 @@ impl PgJournal {
     /// Starts the committer on the current runtime; it stops when the journal is dropped.
     pub fn start(postgres: Arc<Postgres>, dedupe_window: Duration) -> PgJournal {
         let (committer, requests) = mpsc::unbounded_channel();
-        tokio::spawn(commit_loop(postgres, requests, dedupe_window));
+        let requests = Arc::new(Mutex::new(requests));
+        for _ in 0..COMMITTERS {
+            tokio::spawn(commit_loop(
+                postgres.clone(),
+                requests.clone(),
+                dedupe_window,
+            ));
+        }
         PgJournal { committer }
     }
 
@@ -109,14 +122,23 @@ impl PgJournal {
 
 async fn commit_loop(
     postgres: Arc<Postgres>,
-    mut requests: mpsc::UnboundedReceiver<Request>,
+    requests: Arc<Mutex<mpsc::UnboundedReceiver<Request>>>,
     window: Duration,
 ) {
-    while let Some(first) = requests.recv().await {
-        let mut batch = vec![first];
-        while let Ok(request) = requests.try_recv() {
-            batch.push(request);
-        }
+    loop {
+        // The batch is what waits when this committer is free; the requests are shared with
+        // the other committers, which take what comes while this one's batch commits.
+        let batch = {
+            let mut requests = requests.lock().await;
+            let Some(first) = requests.recv().await else {
+                return;
+            };
+            let mut batch = vec![first];
+            while let Ok(request) = requests.try_recv() {
+                batch.push(request);
+            }
+            batch
+        };
         let mut result = commit(&postgres, &batch, window).await;
         for _ in 1..ATTEMPTS {
             match &result {
