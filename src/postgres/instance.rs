@@ -11,7 +11,7 @@ use super::events::PgEvents;
 use super::leases::Leases;
 use super::queue::{PgQueue, block_on};
 use super::router::PgRouter;
-use super::{PgError, Postgres, schema, space};
+use super::{PgError, Plans, Postgres, schema, space};
 use crate::clock::Clock;
 use crate::config::{PostgresConfig, SecretLookup};
 use crate::journal::Position;
@@ -73,13 +73,15 @@ impl Instance {
         let leases = Arc::new(Leases::new(control.clone(), me.clone(), period));
         block_on(leases.round())?;
         tracing::info!(instance = %me, at = postgres.at(), partitions = leases.held().len(), "joined the instances on PostgreSQL");
-        let queue = Arc::new(PgQueue::new(postgres.clone(), leases.clone(), Clock::new()));
+        let queue = Arc::new(PgQueue::new(
+            postgres.clone(),
+            leases.clone(),
+            Clock::new(),
+        )?);
         // Ingest has connections of its own: an ack never waits behind the workers.
-        let ingest = PostgresConfig {
-            pool_size: INGEST_CONNECTIONS,
-            ..config.clone()
-        };
-        let ingest = Arc::new(Postgres::new(&ingest, secrets)?);
+        // Its statements (the store, the first copy's id) insert and read under unique keys:
+        // planned once per connection.
+        let ingest = Arc::new(postgres.pool_like(Plans::Once, INGEST_CONNECTIONS)?);
         let events = Arc::new(PgEvents::start(ingest, postgres.clone(), dedupe_window));
         Ok(Instance {
             postgres,

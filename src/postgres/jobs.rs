@@ -649,17 +649,15 @@ async fn supersede(
     if bys.is_empty() {
         return Ok(());
     }
-    let rows = tx
-        .query(
-            &format!(
-                "SELECT {COLUMNS}, d.by, d.record FROM jobs j \
-                 JOIN unnest($1::text[], $2::text[], $3::bigint[]) AS d(flow, record, by) \
-                 ON j.flow = d.flow AND j.body->>'object_id' = d.record AND j.id < d.by \
-                 WHERE j.state = 'dead' FOR UPDATE OF j"
-            ),
-            &[&flows, &records, &bys],
-        )
+    let moot = tx
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS}, d.by, d.record FROM jobs j \
+             JOIN unnest($1::text[], $2::text[], $3::bigint[]) AS d(flow, record, by) \
+             ON j.flow = d.flow AND j.body->>'object_id' = d.record AND j.id < d.by \
+             WHERE j.state = 'dead' FOR UPDATE OF j"
+        ))
         .await?;
+    let rows = tx.query(&moot, &[&flows, &records, &bys]).await?;
     let now = chrono::Utc::now().timestamp_millis();
     for row in &rows {
         let Ok(mut job) = job_of(row) else { continue };
@@ -676,10 +674,11 @@ pub(super) async fn release_parked(
     on: &[(String, String)],
 ) -> Result<u64, tokio_postgres::Error> {
     let on: Vec<Value> = on.iter().map(json).collect();
-    tx.execute(
-        "UPDATE jobs SET state = 'ready', due_at = NULL, waits_for = NULL, reason = NULL \
-         WHERE state = 'parked' AND waits_for = ANY($1::jsonb[])",
-        &[&on],
-    )
-    .await
+    let release = tx
+        .prepare_cached(
+            "UPDATE jobs SET state = 'ready', due_at = NULL, waits_for = NULL, reason = NULL \
+             WHERE state = 'parked' AND waits_for = ANY($1::jsonb[])",
+        )
+        .await?;
+    tx.execute(&release, &[&on]).await
 }

@@ -4,7 +4,9 @@
 //!
 //! Group commit as in the embedded journal: requests queue while a transaction runs; a free
 //! committer then takes all of them and writes them in one transaction (two committers, so
-//! one batch gathers while the other waits for its commit). Within it, events are
+//! one batch gathers while the other waits for its commit). The router is told of new events
+//! after the commit, by a notifier of its own (see [`notifier`]), not by the batch's
+//! transaction. Within it, events are
 //! claimed in key order, so two instances writing overlapping batches wait for each other
 //! instead of deadlocking. A duplicate sent to two instances at once is stored once: the second
 //! claim waits on the first's unique-key entry and, once that commits, answers with the first
@@ -24,9 +26,7 @@ use crate::journal::{Appended, Journal};
 /// statement's, committed before its answer comes back): claims the keys (`$1` sources, `$2`
 /// event ids, in key order) with fresh event ids, or takes over claims older than the window
 /// (`$3` seconds); stores the events of the keys claimed (`$4` received at, ms, `$5`
-/// envelopes, by position); returns the keys claimed with their ids, and notifies
-/// [`EVENTS_CHANNEL`] at commit if there are any (notifications of one transaction with the
-/// same payload are delivered once). The events' sequence is found once per statement (a
+/// envelopes, by position); returns the keys claimed with their ids. The events' sequence is found once per statement (a
 /// sub-select): `pg_get_serial_sequence` per row searched the catalog for each key (5.5 µs a
 /// row against 1.9). (As `BEGIN`, a claim, a store, `NOTIFY` and `COMMIT`, a batch took five
 /// round trips, which at 1,000 events/s made the acks' median 6-7 ms against 1.6 ms for one
@@ -46,7 +46,7 @@ const STORE: &str = "WITH k AS (
         INSERT INTO events (id, received_at, source, event_id, envelope) OVERRIDING SYSTEM VALUE
         SELECT c.first_id, to_timestamp(k.ms / 1000.0), c.source, c.event_id, k.envelope
         FROM claimed c JOIN k ON k.source = c.source AND k.event_id = c.event_id)
-    SELECT source, event_id, first_id, pg_notify('handoff_events', '') FROM claimed";
+    SELECT source, event_id, first_id FROM claimed";
 /// The first copy's id of keys claimed before.
 const FIRST: &str = "SELECT seen.source, seen.event_id, first_id FROM seen
     JOIN unnest($1::text[], $2::text[]) AS k(source, event_id)
@@ -82,17 +82,22 @@ pub struct PgJournal {
 }
 
 impl PgJournal {
-    /// Starts the committer on the current runtime; it stops when the journal is dropped.
+    /// Starts the committers and the notifier on the current runtime; they stop when the
+    /// journal is dropped.
     pub fn start(postgres: Arc<Postgres>, dedupe_window: Duration) -> PgJournal {
         let (committer, requests) = mpsc::unbounded_channel();
         let requests = Arc::new(Mutex::new(requests));
+        // One notification waiting at most: commits made meanwhile are told by it.
+        let (stored, told) = mpsc::channel(1);
         for _ in 0..COMMITTERS {
             tokio::spawn(commit_loop(
                 postgres.clone(),
                 requests.clone(),
                 dedupe_window,
+                stored.clone(),
             ));
         }
+        tokio::spawn(notifier(postgres, told));
         PgJournal { committer }
     }
 
@@ -120,10 +125,46 @@ impl PgJournal {
     }
 }
 
+/// Notifies [`EVENTS_CHANNEL`] after commits that stored new events (`told`; commits made
+/// while a notification is on its way are told by the next one), until the committers stop.
+///
+/// Not in the batch's own transaction: a transaction that notifies holds PostgreSQL's one
+/// lock on the notification queue from its commit until it ends, its wait for the disk
+/// included, so every notifying commit of the whole server waits for the one before. With the
+/// store notifying, two committers and the router queued on that lock behind each other's
+/// flushes (up to 100 ms, `log_lock_waits`), and the acks with them. Here the notification is a
+/// transaction of its own that does not wait for the disk (it writes nothing to keep): a
+/// notification lost in a crash costs the router its next poll at most.
+async fn notifier(postgres: Arc<Postgres>, mut told: mpsc::Receiver<()>) {
+    let mut client = None;
+    while told.recv().await.is_some() {
+        if client
+            .as_ref()
+            .is_none_or(|c: &tokio_postgres::Client| c.is_closed())
+        {
+            client = postgres.own_client(NOTIFIER_SETUP).await.ok();
+        }
+        let sent = match &client {
+            Some(client) => client.batch_execute(NOTIFY).await.is_ok(),
+            None => false,
+        };
+        if !sent {
+            // The router polls meanwhile; try again with the next commit, a moment later.
+            client = None;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// The notifier's session: its transactions do not wait for the WAL to reach the disk.
+const NOTIFIER_SETUP: &str = "SET synchronous_commit = off";
+const NOTIFY: &str = "NOTIFY handoff_events";
+
 async fn commit_loop(
     postgres: Arc<Postgres>,
     requests: Arc<Mutex<mpsc::UnboundedReceiver<Request>>>,
     window: Duration,
+    stored: mpsc::Sender<()>,
 ) {
     loop {
         // The batch is what waits when this committer is free; the requests are shared with
@@ -148,6 +189,14 @@ async fn commit_loop(
         }
         match result {
             Ok(answers) => {
+                if answers
+                    .iter()
+                    .flatten()
+                    .any(|a| matches!(a, Appended::New(_)))
+                {
+                    // Full: a notification is waiting to go, and tells of this commit too.
+                    let _ = stored.try_send(());
+                }
                 for (request, answer) in batch.into_iter().zip(answers) {
                     let _ = request.reply.send(Ok(answer));
                 }
@@ -269,7 +318,8 @@ async fn commit(
 #[cfg(test)]
 mod tests {
     #[test]
-    fn the_store_notifies_the_events_channel() {
-        assert!(super::STORE.contains(&format!("pg_notify('{}', '')", super::EVENTS_CHANNEL)));
+    fn the_notifier_notifies_the_events_channel_and_the_store_does_not() {
+        assert_eq!(super::NOTIFY, format!("NOTIFY {}", super::EVENTS_CHANNEL));
+        assert!(!super::STORE.contains("notify"));
     }
 }

@@ -64,9 +64,43 @@ pub enum PgError {
     Runtime(&'static str),
 }
 
+/// How a pool's statements are planned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plans {
+    /// On every run, for the tables as they are then: `jobs` grows and shrinks by orders of
+    /// magnitude within minutes, and a generic plan made while it was empty scans it whole
+    /// once it is not.
+    EveryRun,
+    /// Once per connection (a generic plan), for statements whose plan does not turn on how
+    /// big a table is (ingest's: inserts under unique keys). Planned on every batch, ingest's
+    /// statement took as long to plan as to run (~280 µs; pg_stat_statements, BENCHMARKS.md).
+    Once,
+    /// Once per connection, with only index paths left (no sequential or bitmap scans, no
+    /// hash or merge joins), for statements that find their rows by key in tables of any
+    /// size: the settles' (`jobs::settle_all`). Whatever the statistics say when the plan is
+    /// made, it probes the keys' indexes.
+    IndexPathsOnce,
+}
+
+impl Plans {
+    /// The connection's options that set it.
+    fn options(self) -> &'static str {
+        match self {
+            Plans::EveryRun => "-c plan_cache_mode=force_custom_plan",
+            Plans::Once => "-c plan_cache_mode=force_generic_plan",
+            Plans::IndexPathsOnce => {
+                "-c plan_cache_mode=force_generic_plan -c enable_seqscan=off \
+                 -c enable_bitmapscan=off -c enable_hashjoin=off -c enable_mergejoin=off"
+            }
+        }
+    }
+}
+
 /// A pool of connections to the shared database.
 pub struct Postgres {
     pool: Pool,
+    /// The connection as configured, before the pool's planner settings.
+    base: tokio_postgres::Config,
     /// For connections of their own (LISTEN), outside the pool.
     config: tokio_postgres::Config,
     /// `host:port/database`, for messages (never the user or password).
@@ -82,20 +116,41 @@ pub struct Postgres {
 const EVENTS_AHEAD: usize = 10_000;
 
 impl Postgres {
-    /// Reads the URL through `secrets` and makes the pool; connects lazily.
+    /// Reads the URL through `secrets` and makes the pool; connects lazily. Its statements
+    /// are planned on every run ([`Plans::EveryRun`]).
     pub fn new(config: &PostgresConfig, secrets: &SecretLookup) -> Result<Postgres, PgError> {
+        Postgres::with_plans(config, secrets, Plans::EveryRun)
+    }
+
+    /// As [`Postgres::new`], with the pool's statements planned as `plans` says.
+    pub fn with_plans(
+        config: &PostgresConfig,
+        secrets: &SecretLookup,
+        plans: Plans,
+    ) -> Result<Postgres, PgError> {
         let url = secrets(&config.url_env).ok_or_else(|| PgError::NoUrl(config.url_env.clone()))?;
-        let mut pg = tokio_postgres::Config::from_str(&url)
+        let mut base = tokio_postgres::Config::from_str(&url)
             .map_err(|_| PgError::BadUrl(config.url_env.clone()))?;
-        pg.connect_timeout(Duration::from_secs(config.connect_timeout_secs));
-        pg.application_name("handoff");
-        // `jobs` grows and shrinks by orders of magnitude within minutes: statements prepared
-        // once per connection are planned again on every run, for the table as it is then (a
-        // generic plan made while it was empty scans it whole once it is not).
-        let custom = "-c plan_cache_mode=force_custom_plan";
+        base.connect_timeout(Duration::from_secs(config.connect_timeout_secs));
+        base.application_name("handoff");
+        Postgres::pooled(base, plans, config.pool_size)
+    }
+
+    /// Another pool of `size` connections to the same database, planned as `plans` says.
+    pub fn pool_like(&self, plans: Plans, size: usize) -> Result<Postgres, PgError> {
+        Postgres::pooled(self.base.clone(), plans, size)
+    }
+
+    fn pooled(
+        base: tokio_postgres::Config,
+        plans: Plans,
+        size: usize,
+    ) -> Result<Postgres, PgError> {
+        let mut pg = base.clone();
+        let mode = plans.options();
         let options = match pg.get_options() {
-            Some(given) => format!("{given} {custom}"),
-            None => custom.to_owned(),
+            Some(given) => format!("{given} {mode}"),
+            None => mode.to_owned(),
         };
         pg.options(&options);
         let at = describe(&pg);
@@ -107,7 +162,7 @@ impl Postgres {
             },
         );
         let pool = Pool::builder(manager)
-            .max_size(config.pool_size.max(1))
+            .max_size(size.max(1))
             .build()
             .map_err(|e| PgError::Connect {
                 at: at.clone(),
@@ -115,6 +170,7 @@ impl Postgres {
             })?;
         Ok(Postgres {
             pool,
+            base,
             config: pg,
             at,
             events_ahead: Default::default(),

@@ -24,7 +24,7 @@ use tokio::sync::{Notify, mpsc};
 use super::jobs::{self, COLUMNS, JOBS_CHANNEL, Leased, PgJobs, finished_of, job_of};
 use super::leases::Leases;
 use super::records::{PgRecords, RecordReads};
-use super::{PgError, Postgres, roles};
+use super::{PgError, Plans, Postgres, roles};
 use crate::clock::Clock;
 use crate::queue::records::{Applied, Echo, Effect, Xref};
 use crate::queue::{
@@ -40,6 +40,8 @@ fn shared(error: PgError) -> QueueError {
 
 pub struct PgQueue {
     postgres: Arc<Postgres>,
+    /// The settle committer's connection, its statements planned once, by index paths alone.
+    settling: Postgres,
     leases: Arc<Leases>,
     clock: Clock,
     /// The jobs handed to this instance's workers: their partition and the lease's epoch.
@@ -63,9 +65,14 @@ pub struct PgQueue {
 }
 
 impl PgQueue {
-    pub fn new(postgres: Arc<Postgres>, leases: Arc<Leases>, clock: Clock) -> PgQueue {
+    pub fn new(
+        postgres: Arc<Postgres>,
+        leases: Arc<Leases>,
+        clock: Clock,
+    ) -> Result<PgQueue, PgError> {
         let (settles, committing) = mpsc::unbounded_channel();
-        PgQueue {
+        Ok(PgQueue {
+            settling: postgres.pool_like(Plans::IndexPathsOnce, 1)?,
             leases,
             clock,
             leased: Mutex::new(HashMap::new()),
@@ -78,7 +85,7 @@ impl PgQueue {
             timers_changed: Notify::new(),
             reads: RecordReads::new(&postgres),
             postgres,
-        }
+        })
     }
 
     fn me(&self) -> &str {
@@ -149,7 +156,7 @@ impl PgQueue {
                 batch.push(next);
             }
             let written = loop {
-                match PgJobs::new(&self.postgres)
+                match PgJobs::new(&self.settling)
                     .settle_all(self.me(), &batch)
                     .await
                 {
@@ -170,7 +177,13 @@ impl PgQueue {
             }
             self.unwritten
                 .fetch_sub(batch.len(), std::sync::atomic::Ordering::SeqCst);
-            self.timers_changed.notify_one();
+            // A retry, hold or parking deadline may come sooner than the timers wait for.
+            if batch
+                .iter()
+                .any(|(_, s)| matches!(s.job.state, State::Retrying | State::Held | State::Parked))
+            {
+                self.timers_changed.notify_one();
+            }
         }
     }
 
@@ -538,32 +551,42 @@ impl Queue for PgQueue {
             job.due_ms = None;
             job.updated_ms = now;
         }
-        let next: Option<i64> = self.exec(async {
+        let (released, next): (u64, Option<i64>) = self.exec(async {
             let mut client = self.postgres.client().await?;
             let tx = client.transaction().await.map_err(self.failed())?;
-            tx.execute(
-                "UPDATE jobs SET state = 'ready', due_at = NULL \
-                 WHERE part = ANY($1) AND state = 'held' AND due_at <= now()",
-                &[&parts],
-            )
-            .await
-            .map_err(self.failed())?;
+            let release = tx
+                .prepare_cached(
+                    "UPDATE jobs SET state = 'ready', due_at = NULL \
+                     WHERE part = ANY($1) AND state = 'held' AND due_at <= now()",
+                )
+                .await
+                .map_err(self.failed())?;
+            let released = tx
+                .execute(&release, &[&parts])
+                .await
+                .map_err(self.failed())?;
             for job in &gave_up {
                 jobs::store(&tx, job, None).await.map_err(self.failed())?;
             }
             let next = tx
-                .query_one(
+                .prepare_cached(
                     "SELECT (extract(epoch FROM min(due_at)) * 1000)::bigint FROM jobs \
                      WHERE part = ANY($1) AND state IN ('retrying', 'held', 'parked')",
-                    &[&parts],
                 )
+                .await
+                .map_err(self.failed())?;
+            let next = tx
+                .query_one(&next, &[&parts])
                 .await
                 .map_err(self.failed())?
                 .get(0);
             tx.commit().await.map_err(self.failed())?;
-            Ok(next)
+            Ok((released, next))
         })?;
-        self.wake_all();
+        // Workers look again when jobs became runnable: released holds, or retries now due.
+        if released > 0 || !gave_up.is_empty() || next.is_some_and(|next| next <= now) {
+            self.wake_all();
+        }
         Ok(Some(next.map_or(soon, |next: i64| next.min(soon))))
     }
 
@@ -613,7 +636,7 @@ impl Queue for PgQueue {
     }
 
     fn echo(&self, record: &str) -> Result<Option<Echo>, QueueError> {
-        self.exec(PgRecords::new(&self.postgres).echo(record))
+        self.exec(self.reads.echo(record))
     }
 
     fn fetch_xref<'a>(
@@ -639,12 +662,7 @@ impl Queue for PgQueue {
     }
 
     fn fetch_echo<'a>(&'a self, record: &'a str) -> Fetch<'a, Option<Echo>> {
-        Box::pin(async move {
-            PgRecords::new(&self.postgres)
-                .echo(record)
-                .await
-                .map_err(shared)
-        })
+        Box::pin(async move { self.reads.echo(record).await.map_err(shared) })
     }
 
     fn poll_cursor(&self, connector: &str) -> Result<Option<Value>, QueueError> {

@@ -110,11 +110,13 @@ async fn upsert(
     Ok(())
 }
 
-/// The delivery path's reads of cross-references and applied versions, gathered into one
-/// statement per batch of workers asking (`gather`).
+/// The delivery path's reads of cross-references, applied versions and echo records (every
+/// delivery checks whether it echoes a write-back), gathered into one statement per batch of
+/// workers asking (`gather`).
 pub struct RecordReads {
     xrefs: Arc<Gather>,
     applied: Arc<Gather>,
+    echo: Arc<Gather>,
 }
 
 impl RecordReads {
@@ -132,6 +134,12 @@ impl RecordReads {
                  FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(flow, record, i) \
                  JOIN applied a ON a.flow = k.flow AND a.record = k.record",
             ),
+            echo: Gather::new(
+                postgres.clone(),
+                "SELECT k.i, e.detail \
+                 FROM unnest($1::text[]) WITH ORDINALITY AS k(record, i) \
+                 JOIN echo e ON e.record = k.record",
+            ),
         }
     }
 
@@ -147,7 +155,11 @@ impl RecordReads {
 
     /// Statements sent for the reads so far.
     pub fn statements(&self) -> u64 {
-        self.xrefs.statements() + self.applied.statements()
+        self.xrefs.statements() + self.applied.statements() + self.echo.statements()
+    }
+
+    pub async fn echo(&self, record: &str) -> Result<Option<Echo>, PgError> {
+        Ok(decode(self.echo.read(vec![record.to_owned()]).await?))
     }
 
     pub async fn applied(&self, flow: &str, record: &str) -> Result<Option<Applied>, PgError> {
@@ -209,11 +221,6 @@ impl<'a> PgRecords<'a> {
             &[&flow, &record],
         )
         .await
-    }
-
-    pub async fn echo(&self, record: &str) -> Result<Option<Echo>, PgError> {
-        self.detail("SELECT detail FROM echo WHERE record = $1", &[&record])
-            .await
     }
 
     pub async fn status(&self, order: &str) -> Result<Option<String>, PgError> {

@@ -331,11 +331,14 @@ async fn a_job_leased_again_while_its_run_goes_on_is_settled_by_that_run() {
         .unwrap();
     let leases = Arc::new(Leases::new(pg.clone(), "a".into(), PERIOD));
     leases.round().await.unwrap();
-    let queue = Arc::new(handoff::postgres::queue::PgQueue::new(
-        pg.clone(),
-        leases.clone(),
-        handoff::clock::Clock::new(),
-    ));
+    let queue = Arc::new(
+        handoff::postgres::queue::PgQueue::new(
+            pg.clone(),
+            leases.clone(),
+            handoff::clock::Clock::new(),
+        )
+        .unwrap(),
+    );
     tokio::spawn(queue.clone().commit_settles());
     let mut running = queue.try_lease("erp").unwrap().expect("the job");
     tokio::time::sleep(PERIOD).await;
@@ -463,7 +466,7 @@ async fn a_partition_moves_in_doubt_only_when_its_owner_may_have_had_jobs_in_fli
     let instance = async |name: &str| {
         let leases = Arc::new(Leases::new(pg.clone(), name.into(), PERIOD));
         leases.round().await.unwrap();
-        let queue = PgQueue::new(pg.clone(), leases.clone(), handoff::clock::Clock::new());
+        let queue = PgQueue::new(pg.clone(), leases.clone(), handoff::clock::Clock::new()).unwrap();
         (leases, queue)
     };
     // a takes every partition from no one, and gives them back cleanly: b takes them, no doubt.
@@ -516,7 +519,7 @@ async fn a_retry_under_way_shows_as_leased_and_an_operator_cannot_skip_it() {
         .unwrap();
     let leases = Arc::new(Leases::new(pg.clone(), "a".into(), PERIOD));
     leases.round().await.unwrap();
-    let queue = PgQueue::new(pg.clone(), leases.clone(), handoff::clock::Clock::new());
+    let queue = PgQueue::new(pg.clone(), leases.clone(), handoff::clock::Clock::new()).unwrap();
     let running = queue.try_lease("erp").unwrap().expect("the due retry");
     assert_eq!(running.id, ids[0]);
     let leased = (Arc::from("erp"), State::Leased);
@@ -539,7 +542,8 @@ async fn a_retry_under_way_shows_as_leased_and_an_operator_cannot_skip_it() {
         pg.clone(),
         Arc::new(Leases::new(pg.clone(), "b".into(), PERIOD)),
         handoff::clock::Clock::new(),
-    );
+    )
+    .unwrap();
     assert_eq!(other.counts().get(&leased), Some(&1));
     assert_eq!(other.get(ids[0]).unwrap().state, State::Leased);
     assert_eq!(
@@ -708,8 +712,8 @@ async fn a_lease_reads_its_jobs_events_for_the_delivery_path() {
     assert_eq!(pg.take_event(missing as u64), None);
 }
 
-/// The delivery path's reads of cross-references and applied versions, asked by many workers at
-/// once, are gathered into a few statements, and each worker gets the row of its own key (or
+/// The delivery path's reads of cross-references, applied versions and echo records, asked by
+/// many workers at once, are gathered into a few statements, and each worker gets the row of its own key (or
 /// none when there is none).
 #[tokio::test(flavor = "multi_thread")]
 async fn record_reads_asked_together_are_gathered_and_each_gets_its_own_row() {
@@ -757,6 +761,20 @@ async fn record_reads_asked_together_are_gathered_and_each_gets_its_own_row() {
             )
             .await
             .unwrap();
+        let echo = handoff::queue::records::Echo {
+            fields: serde_json::json!({ "StageName": format!("stage {n}") })
+                .as_object()
+                .unwrap()
+                .clone(),
+            at_ms: n as i64,
+        };
+        client
+            .execute(
+                "INSERT INTO echo (record, detail) VALUES ($1, $2)",
+                &[&format!("006-{n}"), &serde_json::to_value(&echo).unwrap()],
+            )
+            .await
+            .unwrap();
     }
     let reads = Arc::new(RecordReads::new(&pg));
     let asked: Vec<_> = (0..200u64)
@@ -765,27 +783,34 @@ async fn record_reads_asked_together_are_gathered_and_each_gets_its_own_row() {
             tokio::spawn(async move {
                 let xref = reads.xref("erp", "customer", &format!("001-{n}")).await;
                 let applied = reads.applied("orders", &format!("006-{n}")).await;
-                (n, xref.unwrap(), applied.unwrap())
+                let echo = reads.echo(&format!("006-{n}")).await;
+                (n, xref.unwrap(), applied.unwrap(), echo.unwrap())
             })
         })
         .collect();
     for task in asked {
-        let (n, xref, applied) = task.await.unwrap();
+        let (n, xref, applied, echo) = task.await.unwrap();
         match n % 2 {
             0 => {
                 assert_eq!(xref.map(|x| x.external_id), Some(format!("C-{n}")));
                 assert_eq!(applied.map(|a| a.version), Some(Some(format!("v{n}"))));
+                let echo = echo.expect("an echo record");
+                assert_eq!(
+                    (echo.fields["StageName"].as_str(), echo.at_ms),
+                    (Some(format!("stage {n}").as_str()), n as i64)
+                );
             }
             _ => {
                 assert_eq!(xref, None, "no cross-reference for 001-{n}");
                 assert_eq!(applied, None, "nothing applied to 006-{n}");
+                assert_eq!(echo, None, "no echo record for 006-{n}");
             }
         }
     }
     let statements = reads.statements();
     assert!(
-        (2..=100).contains(&statements),
-        "400 reads asked together took {statements} statements"
+        (3..=150).contains(&statements),
+        "600 reads asked together took {statements} statements"
     );
 }
 
@@ -828,7 +853,7 @@ async fn a_search_by_record_reads_a_window_of_settled_jobs_at_a_time() {
         .await
         .unwrap();
     let leases = Arc::new(Leases::new(pg.clone(), "a".into(), PERIOD));
-    let queue = PgQueue::new(pg.clone(), leases, handoff::clock::Clock::new());
+    let queue = PgQueue::new(pg.clone(), leases, handoff::clock::Clock::new()).unwrap();
     let first = queue
         .list(Scope::Record("006R"), None, 10, &|_| true)
         .unwrap();

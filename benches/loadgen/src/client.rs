@@ -41,6 +41,9 @@ pub struct Report {
     pub failed: usize,
     pub elapsed: Duration,
     pub latencies_us: Vec<u32>,
+    /// (ms from the start of the run when the request was written, its latency in µs), in the
+    /// order sent per connection.
+    pub timeline: Vec<(u32, u32)>,
 }
 
 /// The value at fraction `p` (0–1) of sorted `values`, nearest rank.
@@ -103,13 +106,14 @@ pub async fn load_at(
     let deadline = Instant::now() + duration;
     let per_worker = requests.len().div_ceil(concurrency).max(1);
     let start = Instant::now();
+    let wall_start = std::time::SystemTime::now();
     let mut workers = Vec::new();
     for chunk in requests.chunks(per_worker) {
         let chunk = chunk.to_vec();
         let authority = authority.clone();
         let every = rate.map(|rate| Duration::from_secs_f64(concurrency as f64 / rate));
         workers.push(tokio::spawn(async move {
-            worker(&authority, chunk, deadline, every).await
+            worker(&authority, chunk, deadline, every, start).await
         }));
     }
     let mut report = Report {
@@ -118,16 +122,23 @@ pub async fn load_at(
         failed: 0,
         elapsed: Duration::ZERO,
         latencies_us: Vec::with_capacity(requests.len()),
+        timeline: Vec::with_capacity(requests.len()),
     };
     for worker in workers {
-        let (ok, failed, latencies) = worker.await??;
+        let (ok, failed, timeline) = worker.await??;
         report.ok += ok;
         report.failed += failed;
         report.sent += ok + failed;
-        report.latencies_us.extend(latencies);
+        report
+            .latencies_us
+            .extend(timeline.iter().map(|(_, us)| *us));
+        report.timeline.extend(timeline);
     }
     report.elapsed = start.elapsed();
     report.latencies_us.sort_unstable();
+    if let Ok(path) = std::env::var("LOADGEN_ACKS_CSV") {
+        write_timeline(&path, &report.timeline, wall_start)?;
+    }
     Ok(report)
 }
 
@@ -136,7 +147,8 @@ async fn worker(
     requests: Vec<Signed>,
     deadline: Instant,
     every: Option<Duration>,
-) -> anyhow::Result<(usize, usize, Vec<u32>)> {
+    start: Instant,
+) -> anyhow::Result<(usize, usize, Vec<(u32, u32)>)> {
     let paced_from = tokio::time::Instant::now();
     let mut stream = TcpStream::connect(authority).await?;
     stream.set_nodelay(true)?;
@@ -161,7 +173,10 @@ async fn worker(
         let started = Instant::now();
         stream.write_all(&out).await?;
         let status = read_response(&mut stream, &mut input).await?;
-        latencies.push(u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX));
+        latencies.push((
+            u32::try_from(started.duration_since(start).as_millis()).unwrap_or(u32::MAX),
+            u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX),
+        ));
         if (200..300).contains(&status) {
             ok += 1;
         } else {
@@ -169,6 +184,25 @@ async fn worker(
         }
     }
     Ok((ok, failed, latencies))
+}
+
+/// Writes `unix ms when sent,latency µs` per request to `path` (with `LOADGEN_ACKS_CSV`), in the
+/// order sent, to line slow acks up with what else happened then (the server's log, disk stats).
+fn write_timeline(
+    path: &str,
+    timeline: &[(u32, u32)],
+    start: std::time::SystemTime,
+) -> anyhow::Result<()> {
+    let start_ms = start
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let mut sorted = timeline.to_vec();
+    sorted.sort_unstable();
+    let mut out = String::from("sent_unix_ms,latency_us\n");
+    for (ms, us) in sorted {
+        out.push_str(&format!("{},{us}\n", start_ms + u128::from(ms)));
+    }
+    std::fs::write(path, out).with_context(|| format!("writing {path}"))
 }
 
 /// Reads one HTTP/1.1 response with a `content-length` body (what axum sends for the answers

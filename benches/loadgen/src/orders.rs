@@ -225,7 +225,8 @@ async fn send_for_the_run(
 }
 
 /// A handoff config on `dir` with the repo's mappings and schemas, `connectors`, and the `crm`
-/// source signed with Standard Webhooks.
+/// source signed with Standard Webhooks; `LOADGEN_EXTRA_TOML` is appended (tables of settings
+/// to try, as `[sync]\nengine_nice = 10`).
 pub fn write_config(
     dir: &std::path::Path,
     connectors: &std::path::Path,
@@ -260,7 +261,7 @@ pub fn write_config(
                 "[store]\nbackend = \"postgres\"\n[store.postgres]\nurl_env = \"LOADGEN_DATABASE_URL\"\n"
             }
             None => "",
-        },
+        } + &std::env::var("LOADGEN_EXTRA_TOML").unwrap_or_default(),
     )?;
     Ok(config)
 }
