@@ -19,13 +19,14 @@ use crate::mapping::live::LiveMappings;
 
 /// Connections ingest keeps for itself (group commit needs one at a time, a read or two more).
 const INGEST_CONNECTIONS: usize = 4;
-/// Connections for leases, the router and upkeep.
-const CONTROL_CONNECTIONS: usize = 3;
+/// Connections for the partitions' leases (the router has one of its own).
+const CONTROL_CONNECTIONS: usize = 2;
 
 pub struct Instance {
     pub postgres: Arc<Postgres>,
-    /// The connections of leases, the router and upkeep.
-    control: Arc<Postgres>,
+    /// The router's connection: its statements (the role, the events by `(xid, id)`, the
+    /// jobs' insert) planned once, walking indexes only.
+    routing: Arc<Postgres>,
     pub leases: Arc<Leases>,
     pub queue: Arc<PgQueue>,
     pub events: Arc<PgEvents>,
@@ -63,8 +64,8 @@ impl Instance {
         block_on(schema::migrate(&postgres))?;
         let period = Duration::from_secs(config.lease_secs.max(1));
         let me = instance_name();
-        // Leases, the router and upkeep have connections of their own: a renewal never waits
-        // behind the workers (a late one would cost the partitions).
+        // The partitions' leases and the router have connections of their own: a renewal
+        // never waits behind the workers (a late one would cost the partitions).
         let control = PostgresConfig {
             pool_size: CONTROL_CONNECTIONS,
             ..config.clone()
@@ -73,11 +74,7 @@ impl Instance {
         let leases = Arc::new(Leases::new(control.clone(), me.clone(), period));
         block_on(leases.round())?;
         tracing::info!(instance = %me, at = postgres.at(), partitions = leases.held().len(), "joined the instances on PostgreSQL");
-        let queue = Arc::new(PgQueue::new(
-            postgres.clone(),
-            leases.clone(),
-            Clock::new(),
-        )?);
+        let queue = Arc::new(PgQueue::new(postgres.clone(), leases.clone(), Clock::new()));
         // Ingest has connections of its own: an ack never waits behind the workers.
         // Its statements (the store, the first copy's id) insert and read under unique keys:
         // planned once per connection.
@@ -85,7 +82,7 @@ impl Instance {
         let events = Arc::new(PgEvents::start(ingest, postgres.clone(), dedupe_window));
         Ok(Instance {
             postgres,
-            control,
+            routing: Arc::new(control.pool_like(Plans::IndexPathsOnce, 1)?),
             leases,
             queue,
             events,
@@ -125,7 +122,7 @@ impl Instance {
             runtime,
         );
         let router = Arc::new(
-            PgRouter::new(self.control.clone(), self.name().to_owned(), self.period)
+            PgRouter::new(self.routing.clone(), self.name().to_owned(), self.period)
                 .keeping_events_in(self.postgres.clone()),
         );
         let clock = Clock::new();

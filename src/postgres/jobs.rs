@@ -290,7 +290,7 @@ pub(super) async fn store(
 /// `$4` how many, `$5` this instance, `$6` the jobs it has in flight (skipped). The partitions
 /// still held under those epochs are
 /// found once (a scalar subquery), so the scan can walk `jobs_runnable` in id order, check each
-/// job's line with a probe of `jobs_by_key`, and stop at `$4` (under [`LEASE_SETTINGS`]). It
+/// job's line with a probe of `jobs_by_key`, and stop at `$4` (on `Postgres::by_key`'s connections). It
 /// writes nothing: the attempt it counts is written by the settle.
 ///
 /// Every access to `jobs` is written so that one index path is possible, whatever the
@@ -317,21 +317,18 @@ const LEASE: &str = "SELECT j.id, 'leased'::text AS state, j.attempts + 1 AS att
                           OFFSET 0)
         ORDER BY j.id LIMIT $4";
 
-/// Settings for the lease's transaction alone.
-///
-/// The planner's: a queue table's statistics are always stale (taken while it was nearly
-/// empty, or full), and with them the planner sorted every runnable job, or read them through
-/// bitmaps, and checked each one's line through the dead entries a busy queue leaves between
-/// vacuums: leases of 0.3-50 s in the soak, the queue stalled for tens of seconds. With sorts,
-/// bitmap and sequential scans, hash and merge joins priced out, only the walk in index order
-/// is left (3 ms against 190 ms on a reproduction with 150,000 dead rows and 8,000 waiting).
-/// With one shape left, the plan is made once per connection (generic) instead of on every
-/// lease: planning took as long as a third of the lease's execution (pg_stat_statements with
-/// track_planning, benches/postgres.sh).
-const LEASE_SETTINGS: &str = "SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off; \
-    SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; \
-    SET LOCAL enable_mergejoin = off; SET LOCAL enable_material = off; \
-    SET LOCAL plan_cache_mode = force_generic_plan";
+// The lease runs on `Postgres::by_key`'s connections (`Plans::IndexPathsOnce`). The planner
+// settings are for it: a queue table's statistics are always stale (taken while it was nearly
+// empty, or full), and with them the planner sorted every runnable job, or read them through
+// bitmaps, and checked each one's line through the dead entries a busy queue leaves between
+// vacuums: leases of 0.3-50 s in the soak, the queue stalled for tens of seconds. With sorts,
+// bitmap and sequential scans, hash and merge joins priced out, only the walk in index order
+// is left (3 ms against 190 ms on a reproduction with 150,000 dead rows and 8,000 waiting).
+// With one shape left, the plan is made once per connection (generic) instead of on every
+// lease: planning took as long as a third of the lease's execution (pg_stat_statements with
+// track_planning, benches/postgres.sh). Set for the connection rather than per transaction,
+// a lease is one statement and one round trip (it was `BEGIN`, the settings, the query and
+// `ROLLBACK`).
 
 pub struct PgJobs<'a> {
     postgres: &'a Postgres,
@@ -435,8 +432,8 @@ impl<'a> PgJobs<'a> {
             .join("\n"))
     }
 
-    /// Runs `sql` (the lease, or its `EXPLAIN`) with the lease's parameters under
-    /// [`LEASE_SETTINGS`] in a read-only transaction of its own.
+    /// Runs `sql` (the lease, or its `EXPLAIN`) with the lease's parameters on
+    /// [`Postgres::by_key`]'s connections, a read-only statement on its own.
     async fn run_lease(
         &self,
         sql: &str,
@@ -447,21 +444,15 @@ impl<'a> PgJobs<'a> {
         in_flight: &[i64],
     ) -> Result<Vec<tokio_postgres::Row>, PgError> {
         let (parts, epochs): (Vec<i16>, Vec<i64>) = held.iter().map(|(p, e)| (*p, *e)).unzip();
-        let mut client = self.postgres.client().await?;
-        let tx = client.transaction().await.map_err(self.failed())?;
-        tx.batch_execute(LEASE_SETTINGS)
-            .await
-            .map_err(self.failed())?;
-        let statement = tx.prepare_cached(sql).await.map_err(self.failed())?;
-        let rows = tx
+        let client = self.postgres.by_key()?.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(self.failed())?;
+        client
             .query(
                 &statement,
                 &[&parts, &epochs, &connector, &limit, &me, &in_flight],
             )
             .await
-            .map_err(self.failed())?;
-        tx.rollback().await.map_err(self.failed())?;
-        Ok(rows)
+            .map_err(self.failed())
     }
 
     /// Stores how the attempt ended, if this instance still holds the job's partition under
@@ -489,7 +480,7 @@ impl<'a> PgJobs<'a> {
         me: &str,
         settles: &[(Leased, Settle)],
     ) -> Result<Vec<bool>, PgError> {
-        let mut client = self.postgres.client().await?;
+        let mut client = self.postgres.by_key()?.client().await?;
         let tx = client.transaction().await.map_err(self.failed())?;
         let written = store_all(&tx, me, settles).await.map_err(self.failed())?;
         let kept: Vec<&(Leased, Settle)> = settles

@@ -75,10 +75,11 @@ pub enum Plans {
     /// big a table is (ingest's: inserts under unique keys). Planned on every batch, ingest's
     /// statement took as long to plan as to run (~280 µs; pg_stat_statements, BENCHMARKS.md).
     Once,
-    /// Once per connection, with only index paths left (no sequential or bitmap scans, no
-    /// hash or merge joins), for statements that find their rows by key in tables of any
-    /// size: the settles' (`jobs::settle_all`). Whatever the statistics say when the plan is
-    /// made, it probes the keys' indexes.
+    /// Once per connection, with only walks of indexes left (no sequential or bitmap scans,
+    /// sorts, hash or merge joins, materialised inner sides), for statements that find their
+    /// rows by key in tables of any size: the lease and the settles (`jobs.rs`, through
+    /// [`Postgres::by_key`]). Whatever the statistics say when the plan is made (a queue
+    /// table's are always stale), it walks the keys' indexes.
     IndexPathsOnce,
 }
 
@@ -90,7 +91,8 @@ impl Plans {
             Plans::Once => "-c plan_cache_mode=force_generic_plan",
             Plans::IndexPathsOnce => {
                 "-c plan_cache_mode=force_generic_plan -c enable_seqscan=off \
-                 -c enable_bitmapscan=off -c enable_hashjoin=off -c enable_mergejoin=off"
+                 -c enable_bitmapscan=off -c enable_sort=off -c enable_hashjoin=off \
+                 -c enable_mergejoin=off -c enable_material=off"
             }
         }
     }
@@ -110,7 +112,13 @@ pub struct Postgres {
     /// its own. Events are written
     /// once, so a copy never goes stale; at most [`EVENTS_AHEAD`] are kept.
     events_ahead: std::sync::Mutex<HashMap<u64, Vec<u8>>>,
+    /// The pool of [`Postgres::by_key`], made when first asked for.
+    by_key: std::sync::OnceLock<Box<Postgres>>,
 }
+
+/// Connections of [`Postgres::by_key`]: the settle committer's and a lease query per
+/// connector at a time.
+const BY_KEY_CONNECTIONS: usize = 4;
 
 /// How many events read ahead are kept (a job leased but not run leaves its event behind).
 const EVENTS_AHEAD: usize = 10_000;
@@ -174,7 +182,18 @@ impl Postgres {
             config: pg,
             at,
             events_ahead: Default::default(),
+            by_key: std::sync::OnceLock::new(),
         })
+    }
+
+    /// A pool beside this one whose statements are planned once per connection and walk
+    /// indexes only ([`Plans::IndexPathsOnce`]): the lease's and the settles'.
+    pub fn by_key(&self) -> Result<&Postgres, PgError> {
+        if let Some(pool) = self.by_key.get() {
+            return Ok(pool);
+        }
+        let pool = self.pool_like(Plans::IndexPathsOnce, BY_KEY_CONNECTIONS)?;
+        Ok(self.by_key.get_or_init(|| Box::new(pool)))
     }
 
     /// Keeps events read with their jobs' lease for the delivery path.

@@ -24,7 +24,7 @@ use tokio::sync::{Notify, mpsc};
 use super::jobs::{self, COLUMNS, JOBS_CHANNEL, Leased, PgJobs, finished_of, job_of};
 use super::leases::Leases;
 use super::records::{PgRecords, RecordReads};
-use super::{PgError, Plans, Postgres, roles};
+use super::{PgError, Postgres, roles};
 use crate::clock::Clock;
 use crate::queue::records::{Applied, Echo, Effect, Xref};
 use crate::queue::{
@@ -40,8 +40,6 @@ fn shared(error: PgError) -> QueueError {
 
 pub struct PgQueue {
     postgres: Arc<Postgres>,
-    /// The settle committer's connection, its statements planned once, by index paths alone.
-    settling: Postgres,
     leases: Arc<Leases>,
     clock: Clock,
     /// The jobs handed to this instance's workers: their partition and the lease's epoch.
@@ -65,14 +63,9 @@ pub struct PgQueue {
 }
 
 impl PgQueue {
-    pub fn new(
-        postgres: Arc<Postgres>,
-        leases: Arc<Leases>,
-        clock: Clock,
-    ) -> Result<PgQueue, PgError> {
+    pub fn new(postgres: Arc<Postgres>, leases: Arc<Leases>, clock: Clock) -> PgQueue {
         let (settles, committing) = mpsc::unbounded_channel();
-        Ok(PgQueue {
-            settling: postgres.pool_like(Plans::IndexPathsOnce, 1)?,
+        PgQueue {
             leases,
             clock,
             leased: Mutex::new(HashMap::new()),
@@ -85,7 +78,7 @@ impl PgQueue {
             timers_changed: Notify::new(),
             reads: RecordReads::new(&postgres),
             postgres,
-        })
+        }
     }
 
     fn me(&self) -> &str {
@@ -156,7 +149,7 @@ impl PgQueue {
                 batch.push(next);
             }
             let written = loop {
-                match PgJobs::new(&self.settling)
+                match PgJobs::new(&self.postgres)
                     .settle_all(self.me(), &batch)
                     .await
                 {

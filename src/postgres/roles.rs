@@ -17,16 +17,18 @@ pub async fn take(
     lease: Duration,
     start: &Value,
 ) -> Result<Option<Value>, tokio_postgres::Error> {
-    let row = tx
-        .query_opt(
+    let take = tx
+        .prepare_cached(
             "INSERT INTO poll_cursors (connector, cursor, owner, lease_until)
              VALUES ($1, $4, $2, now() + make_interval(secs => $3::float8))
              ON CONFLICT (connector) DO UPDATE
                 SET owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until
                 WHERE poll_cursors.owner = EXCLUDED.owner OR poll_cursors.lease_until <= now()
              RETURNING cursor",
-            &[&role, &me, &lease.as_secs_f64(), start],
         )
+        .await?;
+    let row = tx
+        .query_opt(&take, &[&role, &me, &lease.as_secs_f64(), start])
         .await?;
     Ok(row.map(|row| row.get::<_, Option<Value>>(0).unwrap_or(Value::Null)))
 }
@@ -38,11 +40,9 @@ pub async fn save(
     me: &str,
     cursor: &Value,
 ) -> Result<bool, tokio_postgres::Error> {
-    let moved = tx
-        .execute(
-            "UPDATE poll_cursors SET cursor = $3 WHERE connector = $1 AND owner = $2",
-            &[&role, &me, cursor],
-        )
+    let save = tx
+        .prepare_cached("UPDATE poll_cursors SET cursor = $3 WHERE connector = $1 AND owner = $2")
         .await?;
+    let moved = tx.execute(&save, &[&role, &me, cursor]).await?;
     Ok(moved == 1)
 }

@@ -82,9 +82,13 @@ impl PgRouter {
             cursor["xid"].as_str().unwrap_or("0").to_owned(),
             cursor["id"].as_i64().unwrap_or(0),
         );
-        let bound: String = tx.query_one(BOUND, &[]).await.map_err(failed)?.get(0);
+        let (bound, read) = (
+            tx.prepare_cached(BOUND).await.map_err(failed)?,
+            tx.prepare_cached(READ).await.map_err(failed)?,
+        );
+        let bound: String = tx.query_one(&bound, &[]).await.map_err(failed)?.get(0);
         let rows = tx
-            .query(READ, &[&xid, &id, &limit, &bound])
+            .query(&read, &[&xid, &id, &limit, &bound])
             .await
             .map_err(failed)?;
         let mut jobs = Vec::new();

@@ -331,14 +331,11 @@ async fn a_job_leased_again_while_its_run_goes_on_is_settled_by_that_run() {
         .unwrap();
     let leases = Arc::new(Leases::new(pg.clone(), "a".into(), PERIOD));
     leases.round().await.unwrap();
-    let queue = Arc::new(
-        handoff::postgres::queue::PgQueue::new(
-            pg.clone(),
-            leases.clone(),
-            handoff::clock::Clock::new(),
-        )
-        .unwrap(),
-    );
+    let queue = Arc::new(handoff::postgres::queue::PgQueue::new(
+        pg.clone(),
+        leases.clone(),
+        handoff::clock::Clock::new(),
+    ));
     tokio::spawn(queue.clone().commit_settles());
     let mut running = queue.try_lease("erp").unwrap().expect("the job");
     tokio::time::sleep(PERIOD).await;
@@ -466,7 +463,7 @@ async fn a_partition_moves_in_doubt_only_when_its_owner_may_have_had_jobs_in_fli
     let instance = async |name: &str| {
         let leases = Arc::new(Leases::new(pg.clone(), name.into(), PERIOD));
         leases.round().await.unwrap();
-        let queue = PgQueue::new(pg.clone(), leases.clone(), handoff::clock::Clock::new()).unwrap();
+        let queue = PgQueue::new(pg.clone(), leases.clone(), handoff::clock::Clock::new());
         (leases, queue)
     };
     // a takes every partition from no one, and gives them back cleanly: b takes them, no doubt.
@@ -519,7 +516,7 @@ async fn a_retry_under_way_shows_as_leased_and_an_operator_cannot_skip_it() {
         .unwrap();
     let leases = Arc::new(Leases::new(pg.clone(), "a".into(), PERIOD));
     leases.round().await.unwrap();
-    let queue = PgQueue::new(pg.clone(), leases.clone(), handoff::clock::Clock::new()).unwrap();
+    let queue = PgQueue::new(pg.clone(), leases.clone(), handoff::clock::Clock::new());
     let running = queue.try_lease("erp").unwrap().expect("the due retry");
     assert_eq!(running.id, ids[0]);
     let leased = (Arc::from("erp"), State::Leased);
@@ -542,8 +539,7 @@ async fn a_retry_under_way_shows_as_leased_and_an_operator_cannot_skip_it() {
         pg.clone(),
         Arc::new(Leases::new(pg.clone(), "b".into(), PERIOD)),
         handoff::clock::Clock::new(),
-    )
-    .unwrap();
+    );
     assert_eq!(other.counts().get(&leased), Some(&1));
     assert_eq!(other.get(ids[0]).unwrap().state, State::Leased);
     assert_eq!(
@@ -853,7 +849,7 @@ async fn a_search_by_record_reads_a_window_of_settled_jobs_at_a_time() {
         .await
         .unwrap();
     let leases = Arc::new(Leases::new(pg.clone(), "a".into(), PERIOD));
-    let queue = PgQueue::new(pg.clone(), leases, handoff::clock::Clock::new()).unwrap();
+    let queue = PgQueue::new(pg.clone(), leases, handoff::clock::Clock::new());
     let first = queue
         .list(Scope::Record("006R"), None, 10, &|_| true)
         .unwrap();
