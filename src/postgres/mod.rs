@@ -2,11 +2,13 @@
 //! "postgres"`, README "Running several instances").
 //!
 //! - the connection: pools, the URL read from the environment variable `[store.postgres]
-//!   url_env` names (never logged), and the one-line diagnosis `handoff check` prints;
+//!   url_env` names (never logged), and the one-line diagnosis `handoff check` prints. Each
+//!   pool plans its statements as its work needs ([`Plans`]): the workers' on every run, the
+//!   lease's, settles' and router's once by index walks ([`Postgres::by_key`]), ingest's once;
 //! - `schema`   versioned migrations, applied under a lock so instances starting together do
 //!   not race; a schema newer than this handoff is refused;
 //! - `journal`, `events`  ingest: one transaction per batch, dedupe by a unique key every
-//!   instance shares; the `Events` seam on it;
+//!   instance shares, the router told after the commit; the `Events` seam on it;
 //! - `leases`   partitions leased under fencing epochs, a fair share per instance;
 //! - `jobs`, `queue`  the `Queue` trait: jobs leased (in memory) from the owned partitions,
 //!   one at a time per record, settled in batches only under the lease's epoch with their

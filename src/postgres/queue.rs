@@ -51,6 +51,16 @@ pub struct PgQueue {
     ahead: Mutex<HashMap<String, VecDeque<Leased>>>,
     /// Connectors with a lease query running now.
     lease_running: Mutex<std::collections::HashSet<String>>,
+    /// Counts what may have made jobs runnable for this instance (new jobs, settles that free
+    /// a record's next job, due timers, partitions taken, releases): see [`PgQueue::changed`].
+    changes: std::sync::atomic::AtomicU64,
+    /// Per connector, the count of changes when a lease query last found fewer jobs than it
+    /// asked for: until something changes, another query would find nothing more, so the
+    /// workers woken meanwhile wait instead of asking (at 1,000 orders/s they asked ~850 times
+    /// a second, most of them for nothing).
+    found_all: Mutex<HashMap<String, u64>>,
+    /// Lease queries sent so far.
+    lease_queries: std::sync::atomic::AtomicU64,
     /// Settles on their way to the committer, which writes them in batches.
     settles: mpsc::UnboundedSender<(Leased, Settle)>,
     committing: Mutex<Option<mpsc::UnboundedReceiver<(Leased, Settle)>>>,
@@ -71,6 +81,9 @@ impl PgQueue {
             leased: Mutex::new(HashMap::new()),
             ahead: Mutex::new(HashMap::new()),
             lease_running: Mutex::default(),
+            changes: std::sync::atomic::AtomicU64::new(0),
+            found_all: Mutex::default(),
+            lease_queries: std::sync::atomic::AtomicU64::new(0),
             settles,
             committing: Mutex::new(Some(committing)),
             unwritten: std::sync::atomic::AtomicUsize::new(0),
@@ -96,8 +109,17 @@ impl PgQueue {
         |e| self.postgres.query_error(&e)
     }
 
+    /// Notes a change that may have made jobs runnable; call it after the change is committed
+    /// and before waking the workers. A lease query that started before it may have missed the
+    /// change; one that started after it sees it.
+    fn changed(&self) {
+        self.changes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Wakes every connector's workers (new jobs, releases, timers, partitions taken).
     pub fn wake_all(&self) {
+        self.changed();
         for notify in self.wake.lock().unwrap_or_else(|p| p.into_inner()).values() {
             notify.notify_waiters();
         }
@@ -160,12 +182,13 @@ impl PgQueue {
                     }
                 }
             };
+            // The next job of each settled job's record may be runnable now.
+            self.changed();
             for ((_, settle), written) in batch.iter().zip(written) {
                 if !written {
                     tracing::warn!(error = %QueueError::Fenced(settle.job.id), "settle refused");
                 }
                 self.leases.done(settle.job.id);
-                // The next job of its record may be runnable now.
                 self.wake_of(&settle.job.connector).notify_one();
             }
             self.unwritten
@@ -377,6 +400,16 @@ impl PgQueue {
         }
     }
 
+    /// Lease queries sent so far.
+    pub fn lease_queries(&self) -> u64 {
+        self.lease_queries
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn lock_found_all(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+        self.found_all.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The next job leased ahead for `connector` whose partition this instance still holds.
     /// Jobs leased ahead in a partition this instance no longer holds under that epoch are
     /// given up (the new owner leases them).
@@ -443,6 +476,13 @@ impl Queue for PgQueue {
                 if !self.leasing(connector, true) {
                     return Ok(None);
                 }
+                let looked_at = self.changes.load(std::sync::atomic::Ordering::SeqCst);
+                if self.lock_found_all().get(connector) == Some(&looked_at) {
+                    self.leasing(connector, false);
+                    return Ok(None);
+                }
+                self.lease_queries
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let leased = self.exec(PgJobs::new(&self.postgres).lease(
                     self.me(),
                     &held,
@@ -452,6 +492,10 @@ impl Queue for PgQueue {
                 ));
                 if let Ok(leased) = &leased {
                     self.leases.take(leased.iter().map(|l| (l.job.id, l.part)));
+                    if (leased.len() as i64) < LEASE_AHEAD {
+                        self.lock_found_all()
+                            .insert(connector.to_owned(), looked_at);
+                    }
                 }
                 self.leasing(connector, false);
                 let leased = leased?;
@@ -820,6 +864,7 @@ impl Queue for PgQueue {
                 .await
                 .map_err(self.failed())
         })?;
+        self.changed();
         self.wake_of(connector).notify_waiters();
         Ok(released as usize)
     }

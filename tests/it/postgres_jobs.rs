@@ -340,6 +340,8 @@ async fn a_job_leased_again_while_its_run_goes_on_is_settled_by_that_run() {
     let mut running = queue.try_lease("erp").unwrap().expect("the job");
     tokio::time::sleep(PERIOD).await;
     leases.round().await.unwrap();
+    // As the instance does when its partitions change: the next try queries again.
+    queue.wake_all();
     assert_eq!(
         scalar(
             &pg,
@@ -369,6 +371,63 @@ async fn a_job_leased_again_while_its_run_goes_on_is_settled_by_that_run() {
     )
     .await;
     assert_eq!(scalar(&pg, "SELECT count(*) FROM jobs").await, 0);
+}
+
+/// A lease query that found fewer jobs than it asked for is not sent again until something
+/// changes for this instance (new jobs, a settle, a due timer, partitions taken): the workers
+/// woken meanwhile wait. A settle counts as a change, so the next job of its record is leased.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lease_that_found_every_job_is_not_asked_again_until_something_changes() {
+    use handoff::queue::Queue;
+    let server = PgServer::start();
+    let pg = migrated(&server).await;
+    let leases = Arc::new(Leases::new(pg.clone(), "a".into(), PERIOD));
+    leases.round().await.unwrap();
+    let queue = Arc::new(handoff::postgres::queue::PgQueue::new(
+        pg.clone(),
+        leases.clone(),
+        handoff::clock::Clock::new(),
+    ));
+    tokio::spawn(queue.clone().commit_settles());
+    assert!(queue.try_lease("erp").unwrap().is_none());
+    assert_eq!(queue.lease_queries(), 1);
+    // Stored without the wake-up that new jobs bring (another instance's NOTIFY): no query.
+    let ids = PgJobs::new(&pg)
+        .enqueue(&[order_job(1, "006LINE"), order_job(2, "006LINE")])
+        .await
+        .unwrap();
+    assert!(queue.try_lease("erp").unwrap().is_none());
+    assert_eq!(
+        queue.lease_queries(),
+        1,
+        "nothing changed that this instance knows of"
+    );
+    queue.wake_all();
+    let first = queue
+        .try_lease("erp")
+        .unwrap()
+        .expect("the record's first job");
+    assert_eq!((first.id, queue.lease_queries()), (ids[0], 2));
+    // The second waits behind the first: asked again, the lease finds nothing more.
+    assert!(queue.try_lease("erp").unwrap().is_none());
+    assert_eq!(queue.lease_queries(), 2);
+    let mut settled = first;
+    settled.state = State::Done;
+    queue
+        .settle(Settle {
+            job: settled,
+            attempt: None,
+            effects: Vec::new(),
+            releases: Vec::new(),
+        })
+        .unwrap();
+    let next = eventually(
+        10,
+        "the next job leased once the settle is written",
+        async || queue.try_lease("erp").unwrap(),
+    )
+    .await;
+    assert_eq!(next.id, ids[1]);
 }
 
 /// A lease writes nothing: the rows stay as they were, not even locked (the instance keeps
