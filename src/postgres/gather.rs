@@ -17,14 +17,11 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio_postgres::types::ToSql;
 
-use super::{PgError, Postgres};
+use super::{PgError, Plans, Postgres};
 
-/// The settings of a gathering connection: its statement planned once (generic), as the walk of
-/// the table's key for each key asked, the only shape that fits a read of a few rows by key (a
-/// generic plan guesses how many keys come; left free, it read `applied` whole and hashed it,
-/// 4 ms a statement).
-const ONE_PLAN: &str = "SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off; \
-    SET enable_bitmapscan = off; SET enable_hashjoin = off; SET enable_mergejoin = off";
+// A gathering connection plans its statement once and by index walks only (`Plans::IndexPathsOnce`),
+// the only shape that fits a read of a few rows by key (a generic plan guesses how many keys
+// come; left free, it read `applied` whole and hashed it, 4 ms a statement).
 
 /// Reads waiting for the next statement at most; the rest wait for the one after.
 const MOST: usize = 512;
@@ -128,7 +125,10 @@ impl Gather {
         let (client, statement) = match connection.take() {
             Some(open) => open,
             None => {
-                let client = self.postgres.own_client(ONE_PLAN).await?;
+                let client = self
+                    .postgres
+                    .own_client(&Plans::IndexPathsOnce.set_statements())
+                    .await?;
                 let statement = client
                     .prepare(self.sql)
                     .await

@@ -86,17 +86,39 @@ pub enum Plans {
 }
 
 impl Plans {
-    /// The connection's options that set it.
-    fn options(self) -> &'static str {
+    /// The planner settings that make it, as (name, value).
+    fn settings(self) -> &'static [(&'static str, &'static str)] {
         match self {
-            Plans::EveryRun => "-c plan_cache_mode=force_custom_plan",
-            Plans::Once => "-c plan_cache_mode=force_generic_plan",
-            Plans::IndexPathsOnce => {
-                "-c plan_cache_mode=force_generic_plan -c enable_seqscan=off \
-                 -c enable_bitmapscan=off -c enable_sort=off -c enable_hashjoin=off \
-                 -c enable_mergejoin=off -c enable_material=off"
-            }
+            Plans::EveryRun => &[("plan_cache_mode", "force_custom_plan")],
+            Plans::Once => &[("plan_cache_mode", "force_generic_plan")],
+            Plans::IndexPathsOnce => &[
+                ("plan_cache_mode", "force_generic_plan"),
+                ("enable_seqscan", "off"),
+                ("enable_bitmapscan", "off"),
+                ("enable_sort", "off"),
+                ("enable_hashjoin", "off"),
+                ("enable_mergejoin", "off"),
+                ("enable_material", "off"),
+            ],
         }
+    }
+
+    /// The connection's options that set it (a pool's connections).
+    fn options(self) -> String {
+        self.settings()
+            .iter()
+            .map(|(name, value)| format!("-c {name}={value}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The statements that set it on an open connection (`Postgres::own_client`).
+    pub fn set_statements(self) -> String {
+        self.settings()
+            .iter()
+            .map(|(name, value)| format!("SET {name} = {value}"))
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 }
 
@@ -160,7 +182,7 @@ impl Postgres {
         let mode = plans.options();
         let options = match pg.get_options() {
             Some(given) => format!("{given} {mode}"),
-            None => mode.to_owned(),
+            None => mode,
         };
         pg.options(&options);
         let at = describe(&pg);
